@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the tests need, starts the dev mail stack, runs
+# every Rust test (unit, integration against the real Dovecot/Postfix, interop with libwbxml)
+# and the pyactivesync checks.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+"$here/mailstack.sh" start
+if ! python3 -c 'import pyactivesync' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check pyactivesync
+fi
+cd "$root"
+cargo test --all-targets --locked -- --test-threads="${EAS_TEST_THREADS:-8}"

@@ -1,0 +1,200 @@
+//! FolderSync (MS-ASCMD 2.2.1.5): the user's IMAP hierarchy as EAS folders.
+//!
+//! ServerIds come from the state store, keyed by the folder's identity (Dovecot's X-GUID, which
+//! survives a rename), so they are stable for the life of a folder and shared by all of the
+//! user's devices. Key 0 returns the whole hierarchy with the same ids and leaves the
+//! collections' sync keys alone (MS-ASCMD 3.1.5.3). The previous key stays valid, so a lost
+//! response is answered again.
+
+use std::collections::HashMap;
+
+use crate::backend::{MailBackend, MailFolder, MailSession, SpecialUse};
+use crate::eas::folder_sync::{
+    diff, folder_type, status, Folder, FolderSyncRequest, FolderSyncResponse,
+};
+use crate::state::{FolderEntry, StateStore};
+use crate::wbxml::Element;
+
+use super::{CommandError, Context, Gateway, Outcome};
+
+/// The identity of the virtual Outbox folder (there is no IMAP mailbox behind it).
+const OUTBOX_IDENTITY: &str = "virtual:outbox";
+
+pub async fn handle<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    body: &Element,
+) -> Result<Outcome, CommandError> {
+    let req = match FolderSyncRequest::from_element(body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "malformed FolderSync request");
+            return Ok(reply(FolderSyncResponse::error(status::BAD_REQUEST)));
+        }
+    };
+    let user = ctx.user.address.as_str();
+    let device_id = ctx.device_id();
+    let state = gw.store.hierarchy(user, device_id).await?;
+
+    // Which snapshot does the device hold?
+    let held: Option<Vec<Folder>> = if req.sync_key == "0" {
+        Some(Vec::new())
+    } else {
+        let key: Option<u32> = req.sync_key.parse().ok();
+        match (&state, key) {
+            (Some(s), Some(k)) if k == s.key => Some(to_folders(&s.folders)),
+            (Some(s), Some(k)) if s.previous.as_ref().is_some_and(|(pk, _)| *pk == k) => {
+                s.previous.as_ref().map(|(_, f)| to_folders(f))
+            }
+            _ => None,
+        }
+    };
+    let Some(held) = held else {
+        tracing::debug!(sync_key = %req.sync_key, "unknown hierarchy sync key");
+        return Ok(reply(FolderSyncResponse::error(status::INVALID_SYNC_KEY)));
+    };
+
+    let live = live_folders(gw, ctx).await?;
+    let (added, updated, deleted) = diff(&held, &live);
+    let current_key = state.as_ref().map(|s| s.key).unwrap_or(0);
+    let unchanged_current = req.sync_key == current_key.to_string()
+        && added.is_empty()
+        && updated.is_empty()
+        && deleted.is_empty();
+    let replayed_previous = state
+        .as_ref()
+        .and_then(|s| s.previous.as_ref())
+        .is_some_and(|(pk, _)| pk.to_string() == req.sync_key);
+    let key = if unchanged_current {
+        current_key
+    } else {
+        // A replayed previous key is answered under the current key again, its view rewritten
+        // in place, so the previous key stays valid for yet another retry.
+        let next = if replayed_previous {
+            current_key
+        } else {
+            current_key.wrapping_add(1).max(1)
+        };
+        let entries: Vec<FolderEntry> = live.iter().map(to_entry).collect();
+        gw.store
+            .commit_hierarchy(user, device_id, next, &entries)
+            .await?;
+        next
+    };
+    Ok(reply(FolderSyncResponse {
+        status: status::SUCCESS,
+        sync_key: Some(key.to_string()),
+        added,
+        updated,
+        deleted,
+    }))
+}
+
+fn reply(resp: FolderSyncResponse) -> Outcome {
+    Outcome::Wbxml {
+        status: Some(resp.status),
+        body: resp.to_element(),
+    }
+}
+
+/// Lists the IMAP hierarchy and turns it into EAS folders, parents first.
+async fn live_folders<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+) -> Result<Vec<Folder>, CommandError> {
+    let mut session = gw
+        .backend
+        .login(&ctx.user.credentials, ctx.client_ip)
+        .await?;
+    let listed = session.list_folders().await;
+    session.logout().await;
+    let mut folders: Vec<MailFolder> = listed?
+        .into_iter()
+        // Virtual "all mail" and "flagged" views would show every mail twice.
+        .filter(|f| !matches!(f.special_use, Some(SpecialUse::All | SpecialUse::Flagged)))
+        .collect();
+    // Parents before children: sort by depth, then name.
+    folders.sort_by(|a, b| depth(a).cmp(&depth(b)).then_with(|| a.name.cmp(&b.name)));
+
+    let mut identities: Vec<String> = folders.iter().map(|f| f.identity.clone()).collect();
+    identities.push(OUTBOX_IDENTITY.to_string());
+    let ids = gw
+        .store
+        .folder_server_ids(&ctx.user.address, &identities)
+        .await?;
+    let by_name: HashMap<&str, &str> = folders
+        .iter()
+        .zip(ids.iter())
+        .map(|(f, id)| (f.name.as_str(), id.as_str()))
+        .collect();
+
+    let mut out = Vec::with_capacity(folders.len() + 1);
+    for (f, id) in folders.iter().zip(ids.iter()) {
+        let parent_id = f
+            .parent
+            .as_deref()
+            .and_then(|p| by_name.get(p).copied())
+            .unwrap_or("0")
+            .to_string();
+        out.push(Folder {
+            server_id: id.clone(),
+            parent_id,
+            display_name: display_name(f),
+            folder_type: type_of(f),
+        });
+    }
+    if let Some(outbox_id) = ids.last() {
+        out.push(Folder {
+            server_id: outbox_id.clone(),
+            parent_id: "0".into(),
+            display_name: "Outbox".into(),
+            folder_type: folder_type::OUTBOX,
+        });
+    }
+    Ok(out)
+}
+
+fn depth(f: &MailFolder) -> usize {
+    match f.delimiter {
+        Some(d) => f.name.matches(d).count(),
+        None => 0,
+    }
+}
+
+fn display_name(f: &MailFolder) -> String {
+    if f.special_use == Some(SpecialUse::Inbox) {
+        return "Inbox".into();
+    }
+    f.display_name.clone()
+}
+
+fn type_of(f: &MailFolder) -> u8 {
+    match f.special_use {
+        Some(SpecialUse::Inbox) => folder_type::INBOX,
+        Some(SpecialUse::Drafts) => folder_type::DRAFTS,
+        Some(SpecialUse::Trash) => folder_type::DELETED_ITEMS,
+        Some(SpecialUse::Sent) => folder_type::SENT_ITEMS,
+        _ => folder_type::USER_MAIL,
+    }
+}
+
+fn to_folders(entries: &[FolderEntry]) -> Vec<Folder> {
+    entries
+        .iter()
+        .map(|e| Folder {
+            server_id: e.server_id.clone(),
+            parent_id: e.parent_id.clone(),
+            display_name: e.display_name.clone(),
+            folder_type: e.folder_type,
+        })
+        .collect()
+}
+
+fn to_entry(f: &Folder) -> FolderEntry {
+    FolderEntry {
+        server_id: f.server_id.clone(),
+        parent_id: f.parent_id.clone(),
+        display_name: f.display_name.clone(),
+        folder_type: f.folder_type,
+    }
+}

@@ -1,0 +1,166 @@
+//! What the gateway does for each EAS command: one module per command, each a function of the
+//! decoded request and the request's [`Context`], using the mail backend and the state store.
+//! Nothing here sees HTTP or bytes.
+
+pub mod folder_sync;
+pub mod provision;
+pub mod settings;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::backend::{BackendError, Credentials, MailBackend};
+use crate::config::Config;
+use crate::eas::{provision::PolicyDocument, Command, ProtocolVersion, RequestLine};
+use crate::state::{StateStore, StoreError};
+use crate::wbxml::Element;
+
+/// Everything a command needs that outlives a request: the backend, the store, the config.
+pub struct Gateway<B, S> {
+    pub backend: B,
+    pub store: S,
+    pub config: Arc<Config>,
+    /// The policy sent by Provision, and a short hash of it: a device that acknowledged another
+    /// hash must provision again.
+    pub policy: PolicyDocument,
+    pub policy_hash: String,
+}
+
+impl<B: MailBackend, S: StateStore> Gateway<B, S> {
+    pub fn new(backend: B, store: S, config: Arc<Config>) -> Gateway<B, S> {
+        let p = &config.policy;
+        let policy = PolicyDocument {
+            password_enabled: p.require_password,
+            alphanumeric_password: p.alphanumeric_password,
+            min_password_length: p.min_password_length,
+            allow_simple_password: p.allow_simple_password,
+            max_inactivity_lock_secs: p.max_inactivity_lock_secs,
+            max_password_failures: p.max_password_failures,
+            require_device_encryption: p.require_device_encryption,
+            allow_camera: p.allow_camera,
+            allow_storage_card: p.allow_storage_card,
+        };
+        let digest = Sha256::digest(format!("{policy:?}").as_bytes());
+        let policy_hash = hex::encode(&digest[..8]);
+        Gateway {
+            backend,
+            store,
+            config,
+            policy,
+            policy_hash,
+        }
+    }
+}
+
+/// The authenticated user.
+#[derive(Clone)]
+pub struct User {
+    /// The normalised address (also the IMAP login).
+    pub address: String,
+    pub credentials: Credentials,
+}
+
+/// One request, as the commands see it.
+pub struct Context {
+    pub user: User,
+    pub line: RequestLine,
+    pub version: ProtocolVersion,
+    pub client_ip: Option<IpAddr>,
+    pub now: i64,
+}
+
+impl Context {
+    pub fn device_id(&self) -> &str {
+        &self.line.device_id
+    }
+}
+
+/// What a command produced, for the HTTP layer to write.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A WBXML body; `status` is the EAS status for the request log.
+    Wbxml { body: Element, status: Option<u32> },
+    /// HTTP 200 with no body (the empty Sync/Ping response, 12.x SendMail success).
+    Empty,
+    /// A bare HTTP status (449 for 12.x provisioning, 501 ...), with a reason for the log.
+    Http { status: u16, reason: &'static str },
+}
+
+/// Why a command could not produce a protocol answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The request body is not what the command expects (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The mail server is unreachable or busy (HTTP 503 + Retry-After).
+    #[error("mail server unavailable: {0}")]
+    Unavailable(String),
+    /// The mail server refused the stored credentials mid-request (HTTP 401).
+    #[error("mail server refused the login")]
+    AuthFailed,
+    /// Anything else (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<BackendError> for CommandError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::AuthFailed => CommandError::AuthFailed,
+            BackendError::Unavailable(r) => CommandError::Unavailable(r),
+            other => CommandError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for CommandError {
+    fn from(e: StoreError) -> Self {
+        CommandError::Internal(format!("state store: {e}"))
+    }
+}
+
+impl From<crate::eas::ParseError> for CommandError {
+    fn from(e: crate::eas::ParseError) -> Self {
+        CommandError::BadRequest(e.to_string())
+    }
+}
+
+/// Commands that are implemented, in the order `MS-ASProtocolCommands` lists them.
+pub const IMPLEMENTED: &[Command] = &[Command::FolderSync, Command::Settings, Command::Provision];
+
+/// Runs one command. `body` is the decoded WBXML request, when there was one.
+pub async fn dispatch<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    body: Option<Element>,
+) -> Result<Outcome, CommandError> {
+    let Some(command) = ctx.line.command else {
+        return Ok(Outcome::Http {
+            status: 501,
+            reason: "unknown command",
+        });
+    };
+    if !IMPLEMENTED.contains(&command) {
+        return Ok(Outcome::Http {
+            status: 501,
+            reason: "command not implemented",
+        });
+    }
+    if command != Command::Provision {
+        if let Some(outcome) = provision::gate(gw, ctx, command).await? {
+            return Ok(outcome);
+        }
+    }
+    let body = body.ok_or_else(|| CommandError::BadRequest(format!("{command} needs a body")))?;
+    match command {
+        Command::Provision => provision::handle(gw, ctx, &body).await,
+        Command::Settings => settings::handle(gw, ctx, &body).await,
+        Command::FolderSync => folder_sync::handle(gw, ctx, &body).await,
+        _ => Ok(Outcome::Http {
+            status: 501,
+            reason: "command not implemented",
+        }),
+    }
+}

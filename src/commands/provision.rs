@@ -1,0 +1,201 @@
+//! Provision (MS-ASPROV 3.2.5): the two-step policy key exchange, and the gate that keeps
+//! unprovisioned devices out of every other command.
+
+use rand::Rng;
+use tracing::{debug, info};
+
+use crate::backend::MailBackend;
+use crate::eas::provision::{PolicyResponse, ProvisionRequest, ProvisionResponse, POLICY_TYPE};
+use crate::eas::status::{CommonStatus, HTTP_NEEDS_PROVISIONING};
+use crate::eas::{Command, ProtocolVersion};
+use crate::state::{PolicyState, StateStore};
+use crate::wbxml::tags;
+use crate::wbxml::{Element, Tag};
+
+use super::{CommandError, Context, Gateway, Outcome};
+
+/// Answers Provision.
+pub async fn handle<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    body: &Element,
+) -> Result<Outcome, CommandError> {
+    let req = ProvisionRequest::from_element(body)?;
+    let user = ctx.user.address.as_str();
+    let device_id = ctx.device_id();
+    let device = gw
+        .store
+        .device(user, device_id)
+        .await?
+        .ok_or_else(|| CommandError::Internal("device vanished during Provision".into()))?;
+
+    let mut resp = ProvisionResponse {
+        status: 1,
+        device_information_status: None,
+        policy: None,
+        remote_wipe: false,
+    };
+    if let Some(info) = &req.device_information {
+        gw.store
+            .set_device_info(user, device_id, &info.fields)
+            .await?;
+        resp.device_information_status = Some(1);
+    }
+    if let Some(wipe_status) = req.remote_wipe_status {
+        info!(user, device_id, wipe_status, "device acknowledged remote wipe");
+        gw.store
+            .set_wipe(user, device_id, crate::state::WipeState::Acknowledged)
+            .await?;
+    }
+    let Some(policy) = req.policy else {
+        return Ok(wbxml(resp));
+    };
+    if policy.policy_type != POLICY_TYPE {
+        resp.policy = Some(PolicyResponse {
+            policy_type: policy.policy_type,
+            status: 3,
+            policy_key: None,
+            document: None,
+        });
+        return Ok(wbxml(resp));
+    }
+    let pol = match policy.policy_key {
+        // Step 1: hand out the policy with a temporary key.
+        None => {
+            let key = new_key();
+            gw.store
+                .set_policy(user, device_id, PolicyState::Pending, key, None)
+                .await?;
+            debug!(user, device_id, "sent policy with temporary key");
+            PolicyResponse {
+                policy_type: policy.policy_type,
+                status: 1,
+                policy_key: Some(key),
+                document: Some(gw.policy.to_element(ctx.version == ProtocolVersion::V12_0)),
+            }
+        }
+        // Step 2: the device acknowledges the temporary key and gets the final one.
+        Some(ack_key) => {
+            let matches = device.policy == PolicyState::Pending && device.policy_key == ack_key;
+            if !matches {
+                PolicyResponse {
+                    policy_type: policy.policy_type,
+                    status: 5,
+                    policy_key: None,
+                    document: None,
+                }
+            } else {
+                let applied = policy.status.unwrap_or(1);
+                if applied != 1 {
+                    // The default policy enforces nothing, so a device that could not apply
+                    // it fully is still let in; the fact is logged for the operator.
+                    info!(
+                        user,
+                        device_id, applied, "device reports it did not fully apply the policy"
+                    );
+                }
+                let key = new_key();
+                gw.store
+                    .set_policy(
+                        user,
+                        device_id,
+                        PolicyState::Provisioned,
+                        key,
+                        Some(&gw.policy_hash),
+                    )
+                    .await?;
+                info!(user, device_id, "device provisioned");
+                PolicyResponse {
+                    policy_type: policy.policy_type,
+                    status: 1,
+                    policy_key: Some(key),
+                    document: None,
+                }
+            }
+        }
+    };
+    resp.policy = Some(pol);
+    Ok(wbxml(resp))
+}
+
+fn wbxml(resp: ProvisionResponse) -> Outcome {
+    let status = resp.policy.as_ref().map(|p| p.status).unwrap_or(resp.status);
+    Outcome::Wbxml {
+        body: resp.to_element(),
+        status: Some(status),
+    }
+}
+
+/// A random non-zero policy key.
+fn new_key() -> u32 {
+    rand::thread_rng().gen_range(1..=u32::MAX)
+}
+
+/// Lets a request through only when the device holds the current final policy key. Otherwise
+/// 12.x gets HTTP 449 and 14.0+ a command body with Status 142/143/144 (MS-ASPROV 3.2.5.1).
+pub async fn gate<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    command: Command,
+) -> Result<Option<Outcome>, CommandError> {
+    let device = gw.store.device(&ctx.user.address, ctx.device_id()).await?;
+    let sent = ctx.line.policy_key.unwrap_or(0);
+    let status = match device {
+        Some(d) if d.policy == PolicyState::Provisioned && d.policy_key == sent && sent != 0 => {
+            if d.policy_hash.as_deref() == Some(gw.policy_hash.as_str()) {
+                return Ok(None);
+            }
+            CommonStatus::PolicyRefresh
+        }
+        Some(d) if d.policy == PolicyState::Provisioned && sent != 0 => {
+            CommonStatus::InvalidPolicyKey
+        }
+        _ => CommonStatus::DeviceNotProvisioned,
+    };
+    if !ctx.version.uses_status_for_provisioning() {
+        return Ok(Some(Outcome::Http {
+            status: HTTP_NEEDS_PROVISIONING,
+            reason: "device must provision",
+        }));
+    }
+    let Some((root, status_tag)) = status_root(command) else {
+        return Ok(Some(Outcome::Http {
+            status: HTTP_NEEDS_PROVISIONING,
+            reason: "device must provision",
+        }));
+    };
+    let code = u32::from(status.code());
+    Ok(Some(Outcome::Wbxml {
+        body: Element::new(root).text_child(status_tag, code.to_string()),
+        status: Some(code),
+    }))
+}
+
+/// The root element and Status element of each command's response.
+fn status_root(command: Command) -> Option<(Tag, Tag)> {
+    use tags::*;
+    Some(match command {
+        Command::Sync => (airsync::SYNC, airsync::STATUS),
+        Command::FolderSync => (folder_hierarchy::FOLDER_SYNC, folder_hierarchy::STATUS),
+        Command::FolderCreate => (folder_hierarchy::FOLDER_CREATE, folder_hierarchy::STATUS),
+        Command::FolderDelete => (folder_hierarchy::FOLDER_DELETE, folder_hierarchy::STATUS),
+        Command::FolderUpdate => (folder_hierarchy::FOLDER_UPDATE, folder_hierarchy::STATUS),
+        Command::GetItemEstimate => (get_item_estimate::GET_ITEM_ESTIMATE, get_item_estimate::STATUS),
+        Command::MoveItems => (move_items::MOVE_ITEMS, move_items::STATUS),
+        Command::Ping => (ping::PING, ping::STATUS),
+        Command::Settings => (settings::SETTINGS, settings::STATUS),
+        Command::ItemOperations => (item_operations::ITEM_OPERATIONS, item_operations::STATUS),
+        Command::Search => (search::SEARCH, search::STATUS),
+        Command::Find => (find::FIND, find::STATUS),
+        Command::SendMail => (compose_mail::SEND_MAIL, compose_mail::STATUS),
+        Command::SmartReply => (compose_mail::SMART_REPLY, compose_mail::STATUS),
+        Command::SmartForward => (compose_mail::SMART_FORWARD, compose_mail::STATUS),
+        Command::MeetingResponse => (meeting_response::MEETING_RESPONSE, meeting_response::STATUS),
+        Command::ResolveRecipients => (
+            resolve_recipients::RESOLVE_RECIPIENTS,
+            resolve_recipients::STATUS,
+        ),
+        Command::ValidateCert => (validate_cert::VALIDATE_CERT, validate_cert::STATUS),
+        Command::Provision | Command::GetAttachment => return None,
+    })
+}

@@ -1,0 +1,521 @@
+//! The TOML configuration: file -> validated [`Config`].
+//!
+//! Every key is documented here and in `deploy/eas-gateway.example.toml` (a test parses that
+//! file, so the two cannot drift). Unknown keys and bad values are rejected at start, and the
+//! error names the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backend::{ImapSettings, Security, SmtpSettings};
+
+/// A configuration error, naming the key (or file) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("bad value for `{key}`: {reason}")]
+    Value { key: &'static str, reason: String },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub imap: ImapSettings,
+    pub smtp: SmtpSettings,
+    pub state_url: String,
+    pub identity: IdentityConfig,
+    pub auth: AuthConfig,
+    pub policy: PolicyConfig,
+}
+
+/// `[server]`: the HTTP(S) listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain and key; `None` means plain HTTP behind a TLS-terminating proxy.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Largest request body accepted (bytes); larger answers 413 before decoding.
+    pub max_body_bytes: usize,
+    /// Most connections served at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` headers are believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// `[identity]`: how logins become addresses.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// A login without `@` becomes `login@domain`.
+    pub domain: String,
+    /// Extra addresses per user (lower-cased), from `aliases` and `aliases_file`.
+    pub aliases: BTreeMap<String, Vec<String>>,
+}
+
+/// `[auth]`: the login cache and the failed-login throttle.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// How long a successful login is remembered in memory.
+    pub cache_ttl: Duration,
+    /// Failed logins allowed per client IP within `failure_window` before 429... (see http::auth).
+    pub max_failures_per_ip: u32,
+    /// Failed logins allowed per user within `failure_window`.
+    pub max_failures_per_user: u32,
+    /// The window over which failures are counted, and how long a block lasts.
+    pub failure_window: Duration,
+}
+
+/// `[policy]`: the device policy sent by Provision (MS-ASPROV). Default: nothing enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PolicyConfig {
+    pub require_password: bool,
+    pub allow_simple_password: bool,
+    pub alphanumeric_password: bool,
+    pub min_password_length: u32,
+    /// Seconds of inactivity before the device locks; 0 = not enforced.
+    pub max_inactivity_lock_secs: u32,
+    /// Failed unlock attempts before the device wipes itself; 0 = not enforced.
+    pub max_password_failures: u32,
+    pub require_device_encryption: bool,
+    pub allow_camera: bool,
+    pub allow_storage_card: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            require_password: false,
+            allow_simple_password: true,
+            alphanumeric_password: false,
+            min_password_length: 0,
+            max_inactivity_lock_secs: 0,
+            max_password_failures: 0,
+            require_device_encryption: false,
+            allow_camera: true,
+            allow_storage_card: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base)
+    }
+
+    /// Parses and validates configuration text. Relative paths resolve against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        raw.validate(base)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    imap: RawEndpoint,
+    smtp: RawEndpoint,
+    state: RawState,
+    identity: RawIdentity,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: u64,
+    #[serde(default = "default_max_connections")]
+    max_connections: u64,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    host: String,
+    port: i64,
+    #[serde(default = "default_security")]
+    security: String,
+    #[serde(default = "default_timeout_secs")]
+    timeout_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    domain: String,
+    #[serde(default)]
+    aliases: BTreeMap<String, Vec<String>>,
+    aliases_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default = "default_cache_secs")]
+    cache_secs: u64,
+    #[serde(default = "default_failures_ip")]
+    max_failures_per_ip: u32,
+    #[serde(default = "default_failures_user")]
+    max_failures_per_user: u32,
+    #[serde(default = "default_failure_window")]
+    failure_window_secs: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            cache_secs: default_cache_secs(),
+            max_failures_per_ip: default_failures_ip(),
+            max_failures_per_user: default_failures_user(),
+            failure_window_secs: default_failure_window(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    require_password: Option<bool>,
+    allow_simple_password: Option<bool>,
+    alphanumeric_password: Option<bool>,
+    min_password_length: Option<u32>,
+    max_inactivity_lock_secs: Option<u32>,
+    max_password_failures: Option<u32>,
+    require_device_encryption: Option<bool>,
+    allow_camera: Option<bool>,
+    allow_storage_card: Option<bool>,
+}
+
+fn default_max_body_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_max_connections() -> u64 {
+    20_000
+}
+fn default_security() -> String {
+    "none".into()
+}
+fn default_timeout_secs() -> u64 {
+    15
+}
+fn default_cache_secs() -> u64 {
+    300
+}
+fn default_failures_ip() -> u32 {
+    20
+}
+fn default_failures_user() -> u32 {
+    10
+}
+fn default_failure_window() -> u64 {
+    300
+}
+
+impl RawConfig {
+    fn validate(self, base: &Path) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = self.server.listen.parse().map_err(|_| ConfigError::Value {
+            key: "server.listen",
+            reason: format!("`{}` is not an address like 127.0.0.1:8443", self.server.listen),
+        })?;
+        let tls = match (self.server.tls_cert, self.server.tls_key) {
+            (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Value {
+                    key: "server.tls_key",
+                    reason: "tls_cert is set but tls_key is missing".into(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Value {
+                    key: "server.tls_cert",
+                    reason: "tls_key is set but tls_cert is missing".into(),
+                })
+            }
+        };
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::Value {
+                key: "server.max_body_bytes",
+                reason: "must be at least 1024".into(),
+            });
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::Value {
+                key: "server.max_connections",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let mut trusted_proxies = Vec::new();
+        for p in &self.server.trusted_proxies {
+            trusted_proxies.push(p.parse().map_err(|_| ConfigError::Value {
+                key: "server.trusted_proxies",
+                reason: format!("`{p}` is not an IP address"),
+            })?);
+        }
+        let imap = endpoint(self.imap, "imap")?;
+        let smtp = endpoint(self.smtp, "smtp")?;
+        let imap = ImapSettings {
+            host: imap.0,
+            port: imap.1,
+            security: imap.2,
+            timeout: imap.3,
+        };
+        let smtp = SmtpSettings {
+            host: smtp.0,
+            port: smtp.1,
+            security: smtp.2,
+            timeout: smtp.3,
+        };
+        if !self.state.url.starts_with("sqlite:") {
+            return Err(ConfigError::Value {
+                key: "state.url",
+                reason: format!(
+                    "`{}`: only sqlite:///path/to/state.db is supported",
+                    self.state.url
+                ),
+            });
+        }
+        let domain = self.identity.domain.trim().to_ascii_lowercase();
+        if domain.is_empty() || domain.contains('@') || domain.contains(char::is_whitespace) {
+            return Err(ConfigError::Value {
+                key: "identity.domain",
+                reason: format!("`{}` is not a mail domain", self.identity.domain),
+            });
+        }
+        let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (user, list) in self.identity.aliases {
+            let entry = aliases.entry(user.to_lowercase()).or_default();
+            entry.extend(list.into_iter().map(|a| a.to_lowercase()));
+        }
+        if let Some(file) = self.identity.aliases_file {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Value {
+                key: "identity.aliases_file",
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            parse_aliases(&text, &mut aliases).map_err(|reason| ConfigError::Value {
+                key: "identity.aliases_file",
+                reason,
+            })?;
+        }
+        let a = self.auth;
+        if a.failure_window_secs == 0 {
+            return Err(ConfigError::Value {
+                key: "auth.failure_window_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let auth = AuthConfig {
+            cache_ttl: Duration::from_secs(a.cache_secs),
+            max_failures_per_ip: a.max_failures_per_ip,
+            max_failures_per_user: a.max_failures_per_user,
+            failure_window: Duration::from_secs(a.failure_window_secs),
+        };
+        let d = PolicyConfig::default();
+        let p = self.policy;
+        let policy = PolicyConfig {
+            require_password: p.require_password.unwrap_or(d.require_password),
+            allow_simple_password: p.allow_simple_password.unwrap_or(d.allow_simple_password),
+            alphanumeric_password: p.alphanumeric_password.unwrap_or(d.alphanumeric_password),
+            min_password_length: p.min_password_length.unwrap_or(d.min_password_length),
+            max_inactivity_lock_secs: p
+                .max_inactivity_lock_secs
+                .unwrap_or(d.max_inactivity_lock_secs),
+            max_password_failures: p.max_password_failures.unwrap_or(d.max_password_failures),
+            require_device_encryption: p
+                .require_device_encryption
+                .unwrap_or(d.require_device_encryption),
+            allow_camera: p.allow_camera.unwrap_or(d.allow_camera),
+            allow_storage_card: p.allow_storage_card.unwrap_or(d.allow_storage_card),
+        };
+        if policy.min_password_length > 16 {
+            return Err(ConfigError::Value {
+                key: "policy.min_password_length",
+                reason: "must be between 0 and 16".into(),
+            });
+        }
+        Ok(Config {
+            server: ServerConfig {
+                listen,
+                tls,
+                max_body_bytes: self.server.max_body_bytes as usize,
+                max_connections: self.server.max_connections as usize,
+                trusted_proxies,
+            },
+            imap,
+            smtp,
+            state_url: self.state.url,
+            identity: IdentityConfig { domain, aliases },
+            auth,
+            policy,
+        })
+    }
+}
+
+fn endpoint(
+    raw: RawEndpoint,
+    section: &'static str,
+) -> Result<(String, u16, Security, Duration), ConfigError> {
+    let (port_key, sec_key, host_key, timeout_key) = match section {
+        "imap" => ("imap.port", "imap.security", "imap.host", "imap.timeout_secs"),
+        _ => ("smtp.port", "smtp.security", "smtp.host", "smtp.timeout_secs"),
+    };
+    if raw.host.trim().is_empty() {
+        return Err(ConfigError::Value {
+            key: host_key,
+            reason: "must not be empty".into(),
+        });
+    }
+    let port = u16::try_from(raw.port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| ConfigError::Value {
+            key: port_key,
+            reason: format!("{} is not a TCP port (1-65535)", raw.port),
+        })?;
+    let security = match raw.security.as_str() {
+        "none" => Security::None,
+        "starttls" => Security::StartTls,
+        "tls" => Security::Tls,
+        other => {
+            return Err(ConfigError::Value {
+                key: sec_key,
+                reason: format!("`{other}` is not one of none, starttls, tls"),
+            })
+        }
+    };
+    if raw.timeout_secs == 0 {
+        return Err(ConfigError::Value {
+            key: timeout_key,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok((
+        raw.host,
+        port,
+        security,
+        Duration::from_secs(raw.timeout_secs),
+    ))
+}
+
+/// Alias file: one line per user, `user@domain: alias1@domain, alias2@domain`; `#` comments.
+fn parse_aliases(text: &str, out: &mut BTreeMap<String, Vec<String>>) -> Result<(), String> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((user, rest)) = line.split_once(':') else {
+            return Err(format!("line {}: expected `user: alias, alias`", n + 1));
+        };
+        let entry = out.entry(user.trim().to_lowercase()).or_default();
+        entry.extend(
+            rest.split(',')
+                .map(|a| a.trim().to_lowercase())
+                .filter(|a| !a.is_empty()),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+[imap]
+host = "127.0.0.1"
+port = 143
+security = "none"
+[smtp]
+host = "127.0.0.1"
+port = 587
+security = "none"
+[state]
+url = "sqlite:///tmp/x.db"
+[identity]
+domain = "Example.TEST"
+aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
+"#;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = Config::from_toml(MINIMAL, Path::new("/etc")).expect("valid");
+        assert_eq!(c.identity.domain, "example.test");
+        assert!(c.server.tls.is_none());
+        assert_eq!(
+            c.identity.aliases["alice@example.test"],
+            vec!["a.smith@example.test"]
+        );
+        assert_eq!(c.policy, PolicyConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("[imap]", "[imap]\nhots = \"x\"");
+        let err = Config::from_toml(&text, Path::new(".")).unwrap_err().to_string();
+        assert!(err.contains("hots"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (from, to, key) in [
+            ("port = 143", "port = 70000", "imap.port"),
+            (
+                "security = \"none\"\n[smtp]",
+                "security = \"ssl\"\n[smtp]",
+                "imap.security",
+            ),
+            ("listen = \"127.0.0.1:8443\"", "listen = \"nowhere\"", "server.listen"),
+            ("url = \"sqlite:///tmp/x.db\"", "url = \"mysql://x\"", "state.url"),
+        ] {
+            let text = MINIMAL.replacen(from, to, 1);
+            let err = Config::from_toml(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn alias_file_lines() {
+        let mut m = BTreeMap::new();
+        parse_aliases("# c\nbob@x: B@x, bobby@x\n\n", &mut m).unwrap();
+        assert_eq!(m["bob@x"], vec!["b@x", "bobby@x"]);
+        assert!(parse_aliases("nonsense", &mut m).is_err());
+    }
+}

@@ -1,0 +1,390 @@
+//! One HTTP request, from the request line to the response: route, authenticate, check the
+//! query and body, decode WBXML, run the command, encode the answer, log one line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response};
+use tracing::{debug, field, info, warn, Instrument};
+
+use super::auth::{AuthOutcome, Authenticator};
+use super::response::{self, Body};
+use crate::backend::MailBackend;
+use crate::commands::{self, Context, Gateway, Outcome, User};
+use crate::eas::{version, Command, ProtocolVersion, RequestLine};
+use crate::state::StateStore;
+use crate::wbxml::{self, Limits};
+
+/// The path every EAS request uses (matched case-insensitively).
+pub const EAS_PATH: &str = "/microsoft-server-activesync";
+
+/// What `MS-Server-ActiveSync` announces.
+const SERVER_VERSION: &str = "16.1";
+
+/// The front door's shared state: the gateway plus the authenticator.
+pub struct Server<B, S> {
+    pub gateway: Gateway<B, S>,
+    pub auth: Authenticator,
+    pub limits: Limits,
+}
+
+impl<B: MailBackend, S: StateStore> Server<B, S> {
+    pub fn new(gateway: Gateway<B, S>) -> Server<B, S> {
+        let auth = Authenticator::new(
+            gateway.config.auth.clone(),
+            gateway.config.identity.domain.clone(),
+        );
+        let limits = Limits {
+            max_body_bytes: gateway.config.server.max_body_bytes,
+            ..Limits::default()
+        };
+        Server {
+            gateway,
+            auth,
+            limits,
+        }
+    }
+
+    /// Handles one request; never fails (errors become HTTP statuses).
+    pub async fn handle(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let client_ip = self.client_ip(peer.ip(), req.headers());
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            client_ip = %client_ip,
+            cmd = field::Empty,
+            user = field::Empty,
+            device_id = field::Empty,
+            device_type = field::Empty,
+            protocol_version = field::Empty,
+        );
+        let mut log = RequestLog::default();
+        let mut resp = self
+            .route(req, client_ip, &mut log)
+            .instrument(span.clone())
+            .await;
+        resp.headers_mut()
+            .insert("MS-Server-ActiveSync", HeaderValue::from_static(SERVER_VERSION));
+        let status = resp.status().as_u16();
+        let _enter = span.enter();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let bytes_out = response_len(&resp);
+        match log.eas_status {
+            Some(eas) => info!(
+                http_status = status,
+                eas_status = eas,
+                elapsed_ms,
+                bytes_in = log.bytes_in,
+                bytes_out,
+                reason = log.reason,
+                "request done"
+            ),
+            None => info!(
+                http_status = status,
+                elapsed_ms,
+                bytes_in = log.bytes_in,
+                bytes_out,
+                reason = log.reason,
+                "request done"
+            ),
+        }
+        resp
+    }
+
+    fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.gateway.config.server.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        let forwarded = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next_back())
+            .or_else(|| headers.get("x-real-ip").and_then(|v| v.to_str().ok()));
+        forwarded
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(peer)
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        client_ip: IpAddr,
+        log: &mut RequestLog,
+    ) -> Response<Body> {
+        let path = req.uri().path().trim_end_matches('/').to_ascii_lowercase();
+        if path != EAS_PATH {
+            log.reason = "unknown path";
+            return response::empty(404);
+        }
+        match *req.method() {
+            Method::OPTIONS => self.options(&req, client_ip, log).await,
+            Method::POST => self.post(req, client_ip, log).await,
+            _ => {
+                log.reason = "method not allowed";
+                let mut r = response::empty(405);
+                r.headers_mut()
+                    .insert("Allow", HeaderValue::from_static("OPTIONS,POST"));
+                r
+            }
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        client_ip: IpAddr,
+        log: &mut RequestLog,
+    ) -> Result<User, Response<Body>> {
+        let header = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match self
+            .auth
+            .check(&self.gateway.backend, header, client_ip)
+            .await
+        {
+            AuthOutcome::Ok(credentials) => {
+                tracing::Span::current().record("user", credentials.login.as_str());
+                Ok(User {
+                    address: credentials.login.clone(),
+                    credentials,
+                })
+            }
+            AuthOutcome::Denied => {
+                log.reason = "authentication failed";
+                Err(response::unauthorized())
+            }
+            AuthOutcome::Throttled(wait) => {
+                log.reason = "too many failed logins";
+                Err(response::retry_after(429, wait.as_secs()))
+            }
+            AuthOutcome::Unavailable(reason) => {
+                warn!(reason = %reason, "mail server unavailable for login");
+                log.reason = "mail server unavailable";
+                Err(response::retry_after(503, response::RETRY_AFTER_SECS))
+            }
+        }
+    }
+
+    async fn options(
+        &self,
+        req: &Request<Incoming>,
+        client_ip: IpAddr,
+        log: &mut RequestLog,
+    ) -> Response<Body> {
+        tracing::Span::current().record("cmd", "OPTIONS");
+        if let Err(r) = self.authenticate(req.headers(), client_ip, log).await {
+            return r;
+        }
+        let mut r = response::empty(200);
+        let h = r.headers_mut();
+        h.insert("Allow", HeaderValue::from_static("OPTIONS,POST"));
+        h.insert("Public", HeaderValue::from_static("OPTIONS,POST"));
+        if let Ok(v) = HeaderValue::from_str(&version::versions_header()) {
+            h.insert("MS-ASProtocolVersions", v);
+        }
+        let commands = commands::IMPLEMENTED
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Ok(v) = HeaderValue::from_str(&commands) {
+            h.insert("MS-ASProtocolCommands", v);
+        }
+        h.insert("Cache-Control", HeaderValue::from_static("private"));
+        r
+    }
+
+    async fn post(
+        &self,
+        req: Request<Incoming>,
+        client_ip: IpAddr,
+        log: &mut RequestLog,
+    ) -> Response<Body> {
+        let span = tracing::Span::current();
+        let line = match RequestLine::parse(req.uri().query().unwrap_or("")) {
+            Ok(l) => l,
+            Err(e) => {
+                debug!(error = %e, "bad request line");
+                log.reason = "bad request line";
+                return response::empty(400);
+            }
+        };
+        span.record("cmd", line.command_name.as_str());
+        span.record("device_id", line.device_id.as_str());
+        span.record("device_type", line.device_type.as_str());
+
+        let user = match self.authenticate(req.headers(), client_ip, log).await {
+            Ok(u) => u,
+            Err(r) => return r,
+        };
+        if let Some(named) = &line.user {
+            if self.auth.normalise(named) != user.address {
+                log.reason = "User parameter names another user";
+                return response::empty(403);
+            }
+        }
+        let Some(command) = line.command else {
+            log.reason = "unknown command";
+            return response::empty(501);
+        };
+        if !commands::IMPLEMENTED.contains(&command) {
+            log.reason = "command not implemented";
+            return response::empty(501);
+        }
+        let version = match line.version.or_else(|| {
+            req.headers()
+                .get("MS-ASProtocolVersion")
+                .and_then(|v| v.to_str().ok())
+                .and_then(ProtocolVersion::parse)
+        }) {
+            Some(v) => v,
+            None => {
+                log.reason = "missing or unsupported MS-ASProtocolVersion";
+                return response::empty(400);
+            }
+        };
+        span.record("protocol_version", version.as_str());
+        let mut line = line;
+        if !line.base64_form {
+            line.policy_key = req
+                .headers()
+                .get("X-MS-PolicyKey")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+        }
+
+        // Body: size first, then media type, then WBXML.
+        let max = self.limits.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            log.reason = "body over the size limit";
+            return response::empty(413);
+        }
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let user_agent = req
+            .headers()
+            .get(hyper::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(200).collect::<String>());
+        let body: Bytes = match Limited::new(req.into_body(), max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    log.reason = "body over the size limit";
+                    return response::empty(413);
+                }
+                log.reason = "body could not be read";
+                return response::empty(400);
+            }
+        };
+        log.bytes_in = body.len() as u64;
+        let is_mime_command = matches!(
+            command,
+            Command::SendMail | Command::SmartReply | Command::SmartForward
+        );
+        let element = match content_type.as_deref() {
+            _ if body.is_empty() => None,
+            Some("application/vnd.ms-sync.wbxml") | Some("application/vnd.ms-sync") => {
+                match wbxml::decode(body.clone(), &self.limits) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        debug!(error = %e, "malformed WBXML");
+                        log.reason = "malformed WBXML";
+                        return response::empty(400);
+                    }
+                }
+            }
+            Some("message/rfc822") if is_mime_command => None,
+            _ => {
+                log.reason = "unsupported Content-Type";
+                return response::empty(400);
+            }
+        };
+
+        let now = unix_now();
+        if let Err(e) = self
+            .gateway
+            .store
+            .touch_device(
+                &user.address,
+                &line.device_id,
+                &line.device_type,
+                user_agent.as_deref(),
+                Some(version.as_str()),
+                command.name(),
+                now,
+            )
+            .await
+        {
+            warn!(error = %e, "state store failed");
+            log.reason = "state store failed";
+            return response::empty(500);
+        }
+        let ctx = Context {
+            user,
+            line,
+            version,
+            client_ip: Some(client_ip),
+            now,
+        };
+        match commands::dispatch(&self.gateway, &ctx, element).await {
+            Ok(Outcome::Wbxml { body, status }) => {
+                log.eas_status = status;
+                response::wbxml(wbxml::encode(&body))
+            }
+            Ok(Outcome::Empty) => response::empty(200),
+            Ok(Outcome::Http { status, reason }) => {
+                log.reason = reason;
+                response::empty(status)
+            }
+            Err(e) => {
+                match &e {
+                    commands::CommandError::BadRequest(_) => debug!(error = %e, "bad request"),
+                    commands::CommandError::AuthFailed => info!(error = %e, "login refused"),
+                    _ => warn!(error = %e, "command failed"),
+                }
+                log.reason = "command failed";
+                response::from_error(&e)
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct RequestLog {
+    bytes_in: u64,
+    eas_status: Option<u32>,
+    reason: &'static str,
+}
+
+fn response_len(resp: &Response<Body>) -> u64 {
+    use hyper::body::Body as _;
+    resp.body().size_hint().exact().unwrap_or(0)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,227 @@
+//! The `eas-gateway` binary: parse the command line, load the configuration, run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use eas_gateway::backend::imap::ImapBackend;
+use eas_gateway::backend::{self, Credentials, Secret};
+use eas_gateway::commands::Gateway;
+use eas_gateway::config::Config;
+use eas_gateway::http::{self, Server};
+use eas_gateway::state::{sqlite::SqliteStore, StateStore};
+
+#[derive(Parser)]
+#[command(name = "eas-gateway", version, about = "Exchange ActiveSync gateway for IMAP/SMTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and probe the IMAP and SMTP servers.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+        /// Also log in as this user and print the post-login IMAP capabilities.
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the probe password from this file (else it is asked for on the terminal).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List known devices.
+    Devices {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this user's devices.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Print every WBXML tag: PAGE TOKEN TAG.
+    Codepages,
+    /// Convert between WBXML and XML.
+    Wbxml {
+        #[command(subcommand)]
+        op: WbxmlOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum WbxmlOp {
+    /// WBXML (FILE or - for stdin) to XML on stdout.
+    Decode {
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// XML (FILE or - for stdin) to WBXML on stdout.
+    Encode {
+        #[arg(default_value = "-")]
+        file: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Codepages => {
+            let stdout = std::io::stdout();
+            eas_gateway::cli::wbxml::print_codepages(&mut stdout.lock())?;
+            Ok(())
+        }
+        Cmd::Wbxml {
+            op: WbxmlOp::Decode { file },
+        } => eas_gateway::cli::wbxml::decode_command(&file),
+        Cmd::Wbxml {
+            op: WbxmlOp::Encode { file },
+        } => eas_gateway::cli::wbxml::encode_command(&file),
+        Cmd::Serve { config } => runtime()?.block_on(serve(config)),
+        Cmd::CheckConfig {
+            config,
+            user,
+            password_file,
+        } => runtime()?.block_on(check_config(config, user, password_file)),
+        Cmd::Devices { config, user } => runtime()?.block_on(devices(config, user)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("EAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    init_logging();
+    let config = Arc::new(Config::load(&path)?);
+    let store = SqliteStore::open_url(&config.state_url)
+        .with_context(|| format!("opening state store {}", config.state_url))?;
+    let backend = ImapBackend::new(config.imap.clone());
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let server = Arc::new(Server::new(Gateway::new(backend, store, config)));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    http::serve(listener, server, rx).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn check_config(
+    path: PathBuf,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    println!("configuration {}: ok", path.display());
+    let creds = match user {
+        Some(u) => {
+            let password = match password_file {
+                Some(f) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                None => prompt_password(&u)?,
+            };
+            Some(Credentials {
+                login: eas_gateway::http::auth::normalise(&u, &config.identity.domain),
+                password: Secret::new(password),
+            })
+        }
+        None => None,
+    };
+    let imap = backend::imap::probe_imap(&config.imap, creds.as_ref()).await;
+    match imap {
+        Ok(p) => {
+            println!(
+                "imap {}:{}: ok\n  capabilities: {}",
+                config.imap.host,
+                config.imap.port,
+                p.pre_login.join(" ")
+            );
+            if let Some(post) = p.post_login {
+                println!("  after login: {}", post.join(" "));
+            }
+        }
+        Err(e) => anyhow::bail!("imap {}:{}: {e}", config.imap.host, config.imap.port),
+    }
+    match backend::smtp::probe_smtp(&config.smtp).await {
+        Ok(ext) => println!(
+            "smtp {}:{}: ok\n  extensions: {}",
+            config.smtp.host,
+            config.smtp.port,
+            ext.join(" ")
+        ),
+        Err(e) => anyhow::bail!("smtp {}:{}: {e}", config.smtp.host, config.smtp.port),
+    }
+    Ok(())
+}
+
+fn prompt_password(user: &str) -> anyhow::Result<String> {
+    eprint!("password for {user}: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+async fn devices(path: PathBuf, user: Option<String>) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    let store = SqliteStore::open_url(&config.state_url)?;
+    let user = user.map(|u| eas_gateway::http::auth::normalise(&u, &config.identity.domain));
+    println!("USER\tDEVICE_ID\tTYPE\tVERSION\tPOLICY\tLAST_SEEN\tLAST_COMMAND");
+    for d in store.devices(user.as_deref()).await? {
+        println!(
+            "{}\t{}\t{}\t{}\t{:?}\t{}\t{}",
+            d.user,
+            d.device_id,
+            d.device_type,
+            d.protocol_version.unwrap_or_default(),
+            d.policy,
+            d.last_seen,
+            d.last_command.unwrap_or_default()
+        );
+    }
+    Ok(())
+}

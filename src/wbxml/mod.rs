@@ -1,0 +1,31 @@
+//! WBXML codec for Exchange ActiveSync (MS-ASWBXML), sans-io.
+//!
+//! - [`decode`] / [`encode`]: whole documents <-> [`Element`] trees.
+//! - [`Reader`]: pull reader producing [`Event`]s, with [`Limits`].
+//! - [`Writer`]: incremental writer over an internal buffer that the caller
+//!   drains, for streaming large bodies; [`async_writer`] adapts it to
+//!   `tokio::io::AsyncWrite`.
+//! - [`tags`]: a constant for every tag; [`Tag`] lookups by name.
+//! - [`xml`]: the XML form used by the CLI and debug output.
+//!
+//! Code page tables are generated at build time from `wbxml-codepages/`.
+
+pub mod async_writer;
+pub mod codepage;
+mod error;
+pub mod libwbxml;
+mod reader;
+pub mod tags;
+mod tree;
+mod writer;
+pub mod xml;
+
+pub use codepage::Tag;
+pub use error::{DecodeError, DecodeErrorKind, WriteError};
+pub use reader::{Event, Limits, Reader};
+pub use tree::{decode, encode, try_encode, Element, Node};
+pub use writer::{Writer, HEADER};
+pub use xml::XmlError;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Document tree and whole-document [`decode`] / [`encode`].
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use super::codepage::Tag;
+use super::error::{DecodeError, DecodeErrorKind, WriteError};
+use super::reader::{Event, Limits, Reader};
+use super::writer::Writer;
+
+/// A child of an [`Element`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A child element.
+    Element(Element),
+    /// Text.
+    Text(String),
+    /// Opaque (binary) data.
+    Opaque(Bytes),
+}
+
+/// A WBXML element. An element without children is encoded as an empty tag
+/// (no content bit); `with_text(tag, "")` keeps an (empty) string and is
+/// encoded with content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// The tag.
+    pub tag: Tag,
+    /// Children in document order.
+    pub children: Vec<Node>,
+}
+
+impl Element {
+    /// An empty element.
+    pub fn new(tag: Tag) -> Element {
+        Element {
+            tag,
+            children: Vec::new(),
+        }
+    }
+
+    /// `<tag>text</tag>`.
+    pub fn with_text(tag: Tag, text: impl Into<String>) -> Element {
+        Element {
+            tag,
+            children: vec![Node::Text(text.into())],
+        }
+    }
+
+    /// An element whose content is opaque data.
+    pub fn with_opaque(tag: Tag, data: Bytes) -> Element {
+        Element {
+            tag,
+            children: vec![Node::Opaque(data)],
+        }
+    }
+
+    /// Appends a child element.
+    pub fn push(&mut self, child: Element) -> &mut Self {
+        self.children.push(Node::Element(child));
+        self
+    }
+
+    /// Appends a text node.
+    pub fn push_text(&mut self, text: impl Into<String>) -> &mut Self {
+        self.children.push(Node::Text(text.into()));
+        self
+    }
+
+    /// Appends an opaque node.
+    pub fn push_opaque(&mut self, data: Bytes) -> &mut Self {
+        self.children.push(Node::Opaque(data));
+        self
+    }
+
+    /// Builder form of [`Element::push`].
+    pub fn child(mut self, child: Element) -> Self {
+        self.children.push(Node::Element(child));
+        self
+    }
+
+    /// Builder: appends `<tag>text</tag>`.
+    pub fn text_child(self, tag: Tag, text: impl Into<String>) -> Self {
+        self.child(Element::with_text(tag, text))
+    }
+
+    /// Builder: appends `<tag>opaque</tag>`.
+    pub fn opaque_child(self, tag: Tag, data: Bytes) -> Self {
+        self.child(Element::with_opaque(tag, data))
+    }
+
+    /// First direct child element with `tag`.
+    pub fn first(&self, tag: Tag) -> Option<&Element> {
+        self.elements().find(|e| e.tag == tag)
+    }
+
+    /// Mutable access to the first direct child element with `tag`.
+    pub fn first_mut(&mut self, tag: Tag) -> Option<&mut Element> {
+        self.children.iter_mut().find_map(|n| match n {
+            Node::Element(e) if e.tag == tag => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Direct child elements with `tag`.
+    pub fn all(&self, tag: Tag) -> impl Iterator<Item = &Element> {
+        self.elements().filter(move |e| e.tag == tag)
+    }
+
+    /// All direct child elements.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// The text of an element whose content is only text: the first text
+    /// node. [`decode`] and [`from_xml`](super::xml::from_xml) merge adjacent
+    /// text, so a decoded element has at most one text node. `None` if the
+    /// element has no text node or has child elements or opaque data.
+    /// See [`Element::text_concat`] for hand-built elements with several
+    /// text nodes.
+    pub fn text(&self) -> Option<&str> {
+        let mut first = None;
+        for n in &self.children {
+            match n {
+                Node::Text(t) => {
+                    if first.is_none() {
+                        first = Some(t.as_str());
+                    }
+                }
+                _ => return None,
+            }
+        }
+        first
+    }
+
+    /// All text nodes concatenated, under the same conditions as
+    /// [`Element::text`].
+    pub fn text_concat(&self) -> Option<Cow<'_, str>> {
+        let mut texts = Vec::new();
+        for n in &self.children {
+            match n {
+                Node::Text(t) => texts.push(t.as_str()),
+                _ => return None,
+            }
+        }
+        match texts.len() {
+            0 => None,
+            1 => texts.first().map(|t| Cow::Borrowed(*t)),
+            _ => Some(Cow::Owned(texts.concat())),
+        }
+    }
+
+    /// `first(tag).and_then(Element::text)`.
+    pub fn text_of(&self, tag: Tag) -> Option<&str> {
+        self.first(tag).and_then(Element::text)
+    }
+
+    /// The opaque data if the element's content is exactly one opaque node.
+    pub fn opaque(&self) -> Option<&Bytes> {
+        match self.children.as_slice() {
+            [Node::Opaque(b)] => Some(b),
+            _ => None,
+        }
+    }
+
+    /// True if the element has no children.
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+}
+
+/// Decodes a whole WBXML document into a tree. Adjacent text (several
+/// strings, STR_T, ENTITY) is merged into one text node; opaque data are
+/// zero-copy slices of `input`.
+pub fn decode(input: Bytes, limits: &Limits) -> Result<Element, DecodeError> {
+    let mut reader = Reader::new(input, limits.clone())?;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root = None;
+    while let Some(ev) = reader.next_event()? {
+        match ev {
+            Event::Start { tag, .. } => stack.push(Element::new(tag)),
+            Event::End(_) => {
+                if let Some(el) = stack.pop() {
+                    match stack.last_mut() {
+                        Some(parent) => parent.children.push(Node::Element(el)),
+                        None => root = Some(el),
+                    }
+                }
+            }
+            Event::Text(s) => {
+                if let Some(top) = stack.last_mut() {
+                    match top.children.last_mut() {
+                        Some(Node::Text(t)) => t.push_str(&s),
+                        _ => top.children.push(Node::Text(s)),
+                    }
+                }
+            }
+            Event::Opaque(b) => {
+                if let Some(top) = stack.last_mut() {
+                    top.children.push(Node::Opaque(b));
+                }
+            }
+        }
+    }
+    root.ok_or_else(|| DecodeError::new(reader.offset(), DecodeErrorKind::NoRootElement))
+}
+
+enum Work<'a> {
+    Open(&'a Element),
+    Close,
+    Text(&'a str),
+    Opaque(&'a [u8]),
+}
+
+fn encode_into(root: &Element, w: &mut Writer) {
+    let mut work = vec![Work::Open(root)];
+    while let Some(item) = work.pop() {
+        match item {
+            Work::Open(e) => {
+                if !e.tag.is_encodable() {
+                    continue;
+                }
+                if e.children.is_empty() {
+                    w.put_tag(e.tag, false);
+                    continue;
+                }
+                w.put_tag(e.tag, true);
+                work.push(Work::Close);
+                for c in e.children.iter().rev() {
+                    work.push(match c {
+                        Node::Element(c) => Work::Open(c),
+                        Node::Text(t) => Work::Text(t),
+                        Node::Opaque(b) => Work::Opaque(b),
+                    });
+                }
+            }
+            Work::Close => w.put_end(),
+            Work::Text(t) => w.put_str(t),
+            Work::Opaque(b) => w.put_opaque(b),
+        }
+    }
+}
+
+fn encoded_size_hint(root: &Element) -> usize {
+    let mut size = 16;
+    let mut stack = vec![root];
+    while let Some(e) = stack.pop() {
+        size += 3;
+        for c in &e.children {
+            match c {
+                Node::Element(c) => stack.push(c),
+                Node::Text(t) => size += t.len() + 2,
+                Node::Opaque(b) => size += b.len() + 6,
+            }
+        }
+    }
+    size
+}
+
+/// Encodes a tree as a WBXML document (header `03 01 6A 00`, no string
+/// table, minimal SWITCH_PAGE). Never fails: elements whose tag cannot be
+/// encoded (token outside 0x05..=0x3F) are left out with their content;
+/// [`try_encode`] reports them instead.
+pub fn encode(root: &Element) -> Vec<u8> {
+    let mut w = Writer::with_capacity(encoded_size_hint(root));
+    encode_into(root, &mut w);
+    w.take().into()
+}
+
+/// Like [`encode`], but fails on a tag that cannot be encoded or an opaque
+/// value longer than 2^32-1 bytes.
+pub fn try_encode(root: &Element) -> Result<Vec<u8>, WriteError> {
+    let mut stack = vec![root];
+    while let Some(e) = stack.pop() {
+        if !e.tag.is_encodable() {
+            return Err(WriteError::InvalidTag(e.tag));
+        }
+        for c in &e.children {
+            match c {
+                Node::Element(c) => stack.push(c),
+                Node::Opaque(b) if b.len() as u64 > u64::from(u32::MAX) => {
+                    return Err(WriteError::OpaqueTooLong(b.len() as u64))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(encode(root))
+}

@@ -1,0 +1,296 @@
+//! Test harness: a real gateway on 127.0.0.1:0 (HTTPS, self-signed), in front of the dev mail
+//! stack (`deploy/dev/mailstack.sh start`), and a small EAS client to talk to it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use eas_gateway::backend::imap::ImapBackend;
+use eas_gateway::commands::Gateway;
+use eas_gateway::config::Config;
+use eas_gateway::http::{self, Server};
+use eas_gateway::state::sqlite::SqliteStore;
+use eas_gateway::wbxml::{self, Element, Limits};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const IMAP: &str = "127.0.0.1:143";
+pub const DOMAIN: &str = "example.test";
+
+/// Fails loudly when the dev mail stack is not running.
+pub fn require_stack() {
+    if std::net::TcpStream::connect_timeout(&IMAP.parse().unwrap(), Duration::from_secs(2)).is_err()
+    {
+        panic!("the dev mail stack is not running: run `deploy/dev/mailstack.sh start` first");
+    }
+}
+
+/// Creates a fresh mail user; returns (address, password).
+pub fn new_user(prefix: &str) -> (String, String) {
+    require_stack();
+    let n: u64 = rand::random();
+    let address = format!("{prefix}-{n:016x}@{DOMAIN}");
+    let password = format!("pw-{n:x}");
+    // A per-user file in users.d is seen by Dovecot at once (deploy/dev/README.md).
+    let dir = std::env::var("EAS_DEV_DIR").unwrap_or_else(|_| "/var/lib/eas-gateway-dev".into());
+    let users_d = PathBuf::from(dir).join("dovecot/users.d");
+    let tmp = users_d.join(format!(".{address}.tmp"));
+    std::fs::write(&tmp, format!("{address}:{{PLAIN}}{password}::::::\n"))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e} (is the dev stack set up?)", tmp.display()));
+    std::fs::rename(&tmp, users_d.join(&address)).expect("rename user file");
+    (address, password)
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    pub config: Arc<Config>,
+}
+
+/// Extra TOML lines per section, for tests that need other settings.
+#[derive(Default)]
+pub struct GatewayOptions {
+    pub imap_port: Option<u16>,
+    pub auth: &'static str,
+    pub policy: &'static str,
+}
+
+pub async fn start_gateway() -> TestGateway {
+    start_gateway_with(GatewayOptions::default()).await
+}
+
+pub async fn start_gateway_with(opts: GatewayOptions) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+max_body_bytes = 1048576
+[imap]
+host = "127.0.0.1"
+port = {imap_port}
+security = "none"
+timeout_secs = 5
+[smtp]
+host = "127.0.0.1"
+port = 587
+security = "none"
+[state]
+url = "sqlite://{db}"
+[identity]
+domain = "{DOMAIN}"
+[auth]
+{auth}
+[policy]
+{policy}
+"#,
+        imap_port = opts.imap_port.unwrap_or(143),
+        db = dir.path().join("state.db").display(),
+        auth = opts.auth,
+        policy = opts.policy,
+    );
+    let config = Arc::new(Config::from_toml(&toml, dir.path()).expect("test config"));
+    let store = SqliteStore::open_url(&config.state_url).expect("state store");
+    let backend = ImapBackend::new(config.imap.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = Arc::new(Server::new(Gateway::new(backend, store, config.clone())));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        http::serve(listener, server, rx).await.expect("serve");
+    });
+    TestGateway {
+        base: format!("https://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
+        dir,
+        shutdown: tx,
+        config,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+/// A phone, as far as the tests need one.
+pub struct TestDevice {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub user: String,
+    pub password: String,
+    pub device_id: String,
+    pub device_type: String,
+    pub version: &'static str,
+    pub policy_key: Option<u32>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Option<Element>,
+    pub raw: Vec<u8>,
+}
+
+impl TestDevice {
+    pub fn new(gw: &TestGateway, user: &str, password: &str, version: &'static str) -> TestDevice {
+        let n: u32 = rand::random();
+        TestDevice {
+            client: client(),
+            base: gw.base.clone(),
+            user: user.to_string(),
+            password: password.to_string(),
+            device_id: format!("TESTDEV{n:08X}"),
+            device_type: "TestPhone".into(),
+            version,
+            policy_key: None,
+        }
+    }
+
+    pub fn auth(&self) -> String {
+        let raw = format!("{}:{}", self.user, self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+
+    pub fn query(&self, cmd: &str) -> String {
+        format!(
+            "Cmd={cmd}&User={}&DeviceId={}&DeviceType={}",
+            self.user, self.device_id, self.device_type
+        )
+    }
+
+    /// POSTs a WBXML command with the plain query form.
+    pub async fn post(&self, cmd: &str, body: &Element) -> Reply {
+        let url = format!("{}?{}", self.base, self.query(cmd));
+        self.post_raw(&url, wbxml::encode(body), "application/vnd.ms-sync.wbxml")
+            .await
+    }
+
+    pub async fn post_raw(&self, url: &str, body: Vec<u8>, content_type: &str) -> Reply {
+        let mut req = self
+            .client
+            .post(url)
+            .header("Authorization", self.auth())
+            .header("MS-ASProtocolVersion", self.version)
+            .header("User-Agent", "eas-gateway-tests/1")
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(k) = self.policy_key {
+            req = req.header("X-MS-PolicyKey", k.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        read_reply(resp).await
+    }
+
+    /// Runs the two-step Provision exchange and keeps the final key.
+    pub async fn provision(&mut self) {
+        use eas_gateway::wbxml::tags::provision as p;
+        let req = Element::new(p::PROVISION).child(
+            Element::new(p::POLICIES).child(
+                Element::new(p::POLICY).text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML"),
+            ),
+        );
+        let r = self.post("Provision", &req).await;
+        assert_eq!(r.status, 200, "provision step 1");
+        let temp = policy_key_of(r.body.as_ref().expect("body"));
+        let ack = Element::new(p::PROVISION).child(
+            Element::new(p::POLICIES).child(
+                Element::new(p::POLICY)
+                    .text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML")
+                    .text_child(p::POLICY_KEY, temp.to_string())
+                    .text_child(p::STATUS, "1"),
+            ),
+        );
+        self.policy_key = Some(temp);
+        let r = self.post("Provision", &ack).await;
+        assert_eq!(r.status, 200, "provision step 2");
+        self.policy_key = Some(policy_key_of(r.body.as_ref().expect("body")));
+    }
+
+    pub async fn folder_sync(&self, key: &str) -> Element {
+        use eas_gateway::wbxml::tags::folder_hierarchy as f;
+        let r = self
+            .post(
+                "FolderSync",
+                &Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, key),
+            )
+            .await;
+        assert_eq!(r.status, 200, "FolderSync HTTP status");
+        r.body.expect("FolderSync body")
+    }
+}
+
+pub async fn read_reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let raw = resp.bytes().await.expect("body").to_vec();
+    let body = if raw.is_empty() {
+        None
+    } else {
+        Some(wbxml::decode(raw.clone().into(), &Limits::default()).expect("response is WBXML"))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+        raw,
+    }
+}
+
+pub fn policy_key_of(resp: &Element) -> u32 {
+    use eas_gateway::wbxml::tags::provision as p;
+    resp.first(p::POLICIES)
+        .and_then(|ps| ps.first(p::POLICY))
+        .and_then(|pol| pol.text_of(p::POLICY_KEY))
+        .expect("PolicyKey in response")
+        .parse()
+        .expect("numeric PolicyKey")
+}
+
+/// Runs raw IMAP commands as `user` on a second connection; returns the transcript.
+pub async fn imap(user: &str, password: &str, commands: &[&str]) -> String {
+    let stream = TcpStream::connect(IMAP).await.expect("connect IMAP");
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut transcript = String::new();
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    let mut all = vec![format!("LOGIN \"{user}\" \"{password}\"")];
+    all.extend(commands.iter().map(|c| c.to_string()));
+    all.push("LOGOUT".into());
+    for (i, cmd) in all.iter().enumerate() {
+        let tag = format!("t{i}");
+        w.write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .await
+            .unwrap();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await.unwrap() == 0 {
+                return transcript;
+            }
+            transcript.push_str(&line);
+            if line.starts_with(&format!("{tag} ")) {
+                assert!(
+                    line.starts_with(&format!("{tag} OK")),
+                    "IMAP `{cmd}` failed: {line}"
+                );
+                break;
+            }
+        }
+    }
+    transcript
+}

@@ -1,0 +1,1051 @@
+//! `StateStore` conformance tests.
+//!
+//! The bodies in `conformance` are generic over `impl StateStore` so that
+//! every implementation (SQLite now, PostgreSQL later) runs the same checks;
+//! each expects a fresh, empty store. The `sqlite_*` tests at the bottom
+//! cover what is specific to the SQLite file store.
+
+use eas_gateway::state::{
+    CollectionView, FolderEntry, PolicyState, SqliteStore, StateStore, StoreError, WipeState,
+};
+use tempfile::TempDir;
+
+mod conformance {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn folder(id: &str, name: &str) -> FolderEntry {
+        FolderEntry {
+            server_id: id.into(),
+            parent_id: "0".into(),
+            display_name: name.into(),
+            folder_type: 12,
+        }
+    }
+
+    fn view(key: u32) -> CollectionView {
+        CollectionView {
+            key,
+            uid_validity: 1_700_000_000,
+            uids: format!("1:{key}"),
+            highest_modseq: u64::from(key) * 10,
+            flags: Some(format!("{key}:\\Seen")),
+            filter_start: Some(1_600_000_000),
+            more_available: key.is_multiple_of(2),
+        }
+    }
+
+    async fn touch(store: &impl StateStore, user: &str, device: &str, now: i64) {
+        store
+            .touch_device(user, device, "iPhone", None, Some("16.1"), "Ping", now)
+            .await
+            .unwrap();
+    }
+
+    pub async fn device_lifecycle(store: impl StateStore) {
+        assert_eq!(store.device("alice", "D1").await.unwrap(), None);
+
+        let d = store
+            .touch_device(
+                "alice",
+                "D1",
+                "iPhone",
+                Some("Apple-iPhone/1"),
+                Some("14.1"),
+                "Provision",
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(d.user, "alice");
+        assert_eq!(d.device_id, "D1");
+        assert_eq!(d.device_type, "iPhone");
+        assert_eq!(d.user_agent.as_deref(), Some("Apple-iPhone/1"));
+        assert_eq!(d.protocol_version.as_deref(), Some("14.1"));
+        assert_eq!(d.policy, PolicyState::None);
+        assert_eq!(d.policy_key, 0);
+        assert_eq!(d.policy_hash, None);
+        assert!(d.device_info.is_empty());
+        assert_eq!((d.first_seen, d.last_seen), (100, 100));
+        assert_eq!(d.wipe, WipeState::None);
+        assert_eq!(d.last_command.as_deref(), Some("Provision"));
+        assert_eq!(store.device("alice", "D1").await.unwrap(), Some(d.clone()));
+
+        // Update: absent agent / version keep the stored values.
+        let d2 = store
+            .touch_device("alice", "D1", "iPad", None, None, "Sync", 200)
+            .await
+            .unwrap();
+        assert_eq!(d2.device_type, "iPad");
+        assert_eq!(d2.user_agent.as_deref(), Some("Apple-iPhone/1"));
+        assert_eq!(d2.protocol_version.as_deref(), Some("14.1"));
+        assert_eq!((d2.first_seen, d2.last_seen), (100, 200));
+        assert_eq!(d2.last_command.as_deref(), Some("Sync"));
+
+        // A node with a lagging clock does not move last_seen backwards.
+        let d3 = store
+            .touch_device(
+                "alice",
+                "D1",
+                "iPad",
+                Some("Apple-iPad/2"),
+                Some("16.1"),
+                "Ping",
+                150,
+            )
+            .await
+            .unwrap();
+        assert_eq!(d3.last_seen, 200);
+        assert_eq!(d3.user_agent.as_deref(), Some("Apple-iPad/2"));
+        assert_eq!(d3.protocol_version.as_deref(), Some("16.1"));
+        assert_eq!(d3.last_command.as_deref(), Some("Ping"));
+
+        // Listing order: user, then device id.
+        touch(&store, "bob", "B1", 10).await;
+        touch(&store, "alice", "A0", 10).await;
+        let all: Vec<(String, String)> = store
+            .devices(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.user, d.device_id))
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                ("alice".into(), "A0".into()),
+                ("alice".into(), "D1".into()),
+                ("bob".into(), "B1".into()),
+            ]
+        );
+        let alice = store.devices(Some("alice")).await.unwrap();
+        assert_eq!(alice.len(), 2);
+        assert_eq!(
+            alice[1],
+            store.device("alice", "D1").await.unwrap().unwrap()
+        );
+        assert!(store.devices(Some("nobody")).await.unwrap().is_empty());
+
+        // Delete removes the device and everything hanging off it.
+        store
+            .set_device_info("alice", "D1", &[("Model".into(), "X".into())])
+            .await
+            .unwrap();
+        store
+            .commit_hierarchy("alice", "D1", 1, &[folder("1", "Inbox")])
+            .await
+            .unwrap();
+        store
+            .commit_collection("alice", "D1", "1", &view(1), Some(b"opts"))
+            .await
+            .unwrap();
+        store
+            .set_cached_sync_request("alice", "D1", Some(b"req"))
+            .await
+            .unwrap();
+        assert!(store.delete_device("alice", "D1").await.unwrap());
+        assert!(!store.delete_device("alice", "D1").await.unwrap());
+        assert_eq!(store.device("alice", "D1").await.unwrap(), None);
+        assert_eq!(store.hierarchy("alice", "D1").await.unwrap(), None);
+        assert_eq!(
+            store.collection_state("alice", "D1", "1").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.cached_sync_request("alice", "D1").await.unwrap(),
+            None
+        );
+        assert_eq!(store.devices(Some("alice")).await.unwrap().len(), 1);
+
+        // Seen again: a brand-new record.
+        let again = store
+            .touch_device("alice", "D1", "iPhone", None, None, "FolderSync", 500)
+            .await
+            .unwrap();
+        assert_eq!((again.first_seen, again.last_seen), (500, 500));
+        assert!(again.device_info.is_empty());
+        assert_eq!(again.user_agent, None);
+    }
+
+    pub async fn policy(store: impl StateStore) {
+        assert_eq!(
+            store
+                .set_policy("alice", "D1", PolicyState::Pending, 7, None)
+                .await,
+            Err(StoreError::DeviceNotFound)
+        );
+        touch(&store, "alice", "D1", 1).await;
+
+        store
+            .set_policy("alice", "D1", PolicyState::Pending, 1234, None)
+            .await
+            .unwrap();
+        let d = store.device("alice", "D1").await.unwrap().unwrap();
+        assert_eq!(
+            (d.policy, d.policy_key, d.policy_hash),
+            (PolicyState::Pending, 1234, None)
+        );
+
+        store
+            .set_policy(
+                "alice",
+                "D1",
+                PolicyState::Provisioned,
+                u32::MAX,
+                Some("sha256:ab"),
+            )
+            .await
+            .unwrap();
+        let d = store.device("alice", "D1").await.unwrap().unwrap();
+        assert_eq!(d.policy, PolicyState::Provisioned);
+        assert_eq!(d.policy_key, u32::MAX);
+        assert_eq!(d.policy_hash.as_deref(), Some("sha256:ab"));
+
+        // Touching does not disturb provisioning.
+        let d = store
+            .touch_device("alice", "D1", "iPhone", None, None, "Sync", 2)
+            .await
+            .unwrap();
+        assert_eq!(d.policy, PolicyState::Provisioned);
+
+        store
+            .set_policy("alice", "D1", PolicyState::None, 0, None)
+            .await
+            .unwrap();
+        let d = store.device("alice", "D1").await.unwrap().unwrap();
+        assert_eq!(
+            (d.policy, d.policy_key, d.policy_hash),
+            (PolicyState::None, 0, None)
+        );
+    }
+
+    pub async fn device_info_and_wipe(store: impl StateStore) {
+        assert_eq!(
+            store.set_device_info("alice", "D1", &[]).await,
+            Err(StoreError::DeviceNotFound)
+        );
+        assert_eq!(
+            store.set_wipe("alice", "D1", WipeState::Requested).await,
+            Err(StoreError::DeviceNotFound)
+        );
+        touch(&store, "alice", "D1", 1).await;
+
+        let info: Vec<(String, String)> = [
+            ("Model", "iPhone15,2"),
+            ("IMEI", "3500000000000"),
+            ("FriendlyName", "Alice's phone"),
+            ("OS", "iOS 17.1"),
+            ("OSLanguage", "de-CH"),
+            ("PhoneNumber", "+41 79 000 00 00"),
+            ("UserAgent", "Apple-iPhone15C2/2101.9"),
+            ("EnableOutboundSMS", "0"),
+            ("MobileOperator", "Ünïcødé 'quoted' \"x\""),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        store.set_device_info("alice", "D1", &info).await.unwrap();
+        assert_eq!(
+            store
+                .device("alice", "D1")
+                .await
+                .unwrap()
+                .unwrap()
+                .device_info,
+            info
+        );
+
+        // Replaces, keeping the given order.
+        let replaced = vec![
+            ("OS".to_string(), "iOS 18".to_string()),
+            ("Model".to_string(), "iPhone16,1".to_string()),
+        ];
+        store
+            .set_device_info("alice", "D1", &replaced)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .device("alice", "D1")
+                .await
+                .unwrap()
+                .unwrap()
+                .device_info,
+            replaced
+        );
+        store.set_device_info("alice", "D1", &[]).await.unwrap();
+        assert!(store
+            .device("alice", "D1")
+            .await
+            .unwrap()
+            .unwrap()
+            .device_info
+            .is_empty());
+
+        for w in [
+            WipeState::Requested,
+            WipeState::AccountOnlyRequested,
+            WipeState::Acknowledged,
+            WipeState::None,
+        ] {
+            store.set_wipe("alice", "D1", w).await.unwrap();
+            assert_eq!(store.device("alice", "D1").await.unwrap().unwrap().wipe, w);
+        }
+    }
+
+    pub async fn folder_ids(store: impl StateStore) {
+        let first = store
+            .folder_server_ids("alice", &ids(&["guid:A", "guid:B", "uv:5:Archive"]))
+            .await
+            .unwrap();
+        assert_eq!(first, ids(&["1", "2", "3"]));
+
+        // Stable, same order as the input, new ones appended to the counter.
+        let again = store
+            .folder_server_ids(
+                "alice",
+                &ids(&["uv:5:Archive", "guid:C", "guid:A", "guid:C", "guid:B"]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, ids(&["3", "4", "1", "4", "2"]));
+        assert!(store
+            .folder_server_ids("alice", &[])
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Per user: shared by all of a user's devices, independent between users.
+        let bob = store
+            .folder_server_ids("bob", &ids(&["guid:C", "guid:A"]))
+            .await
+            .unwrap();
+        assert_eq!(bob, ids(&["1", "2"]));
+        assert_eq!(
+            store
+                .folder_server_ids("alice", &ids(&["guid:C"]))
+                .await
+                .unwrap(),
+            ids(&["4"])
+        );
+
+        // Ids reveal nothing about the folder.
+        for id in again.iter().chain(&bob) {
+            assert!(id.bytes().all(|b| b.is_ascii_digit()) && id != "0", "{id}");
+        }
+
+        // Retired ids are never handed out again, not even to the same identity.
+        assert_eq!(
+            store
+                .retire_folder_ids("alice", &ids(&["guid:C", "guid:unknown"]))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .folder_server_ids("alice", &ids(&["guid:D", "guid:C"]))
+                .await
+                .unwrap(),
+            ids(&["5", "6"])
+        );
+
+        // Rebinding a fallback identity after a rename keeps the ServerId.
+        assert_eq!(
+            store
+                .rebind_folder_identity("alice", "uv:5:Archive", "uv:5:Archive 2024")
+                .await
+                .unwrap(),
+            Some("3".to_string())
+        );
+        assert_eq!(
+            store
+                .folder_server_ids("alice", &ids(&["uv:5:Archive 2024", "uv:5:Archive"]))
+                .await
+                .unwrap(),
+            ids(&["3", "7"])
+        );
+        assert_eq!(
+            store
+                .rebind_folder_identity("alice", "uv:9:nope", "uv:9:other")
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(matches!(
+            store
+                .rebind_folder_identity("alice", "guid:A", "guid:B")
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        // The failed rebind changed nothing.
+        assert_eq!(
+            store
+                .folder_server_ids("alice", &ids(&["guid:A", "guid:B"]))
+                .await
+                .unwrap(),
+            ids(&["1", "2"])
+        );
+        // Bob's mapping is untouched by all of the above.
+        assert_eq!(
+            store
+                .folder_server_ids("bob", &ids(&["guid:A", "guid:C", "uv:5:Archive"]))
+                .await
+                .unwrap(),
+            ids(&["2", "1", "3"])
+        );
+
+        assert!(matches!(
+            store
+                .folder_server_ids("alice", &ids(&["guid:A", ""]))
+                .await,
+            Err(StoreError::InvalidInput(_))
+        ));
+    }
+
+    pub async fn hierarchy(store: impl StateStore) {
+        let f1 = vec![folder("1", "Inbox"), folder("2", "Sent")];
+        assert_eq!(
+            store.commit_hierarchy("alice", "D1", 1, &f1).await,
+            Err(StoreError::DeviceNotFound)
+        );
+        touch(&store, "alice", "D1", 1).await;
+        touch(&store, "alice", "D2", 1).await;
+        assert_eq!(store.hierarchy("alice", "D1").await.unwrap(), None);
+        assert!(matches!(
+            store.commit_hierarchy("alice", "D1", 0, &f1).await,
+            Err(StoreError::InvalidInput(_))
+        ));
+
+        store.commit_hierarchy("alice", "D1", 1, &f1).await.unwrap();
+        let h = store.hierarchy("alice", "D1").await.unwrap().unwrap();
+        assert_eq!((h.key, &h.folders, &h.previous), (1, &f1, &None));
+
+        let mut f2 = f1.clone();
+        f2.push(FolderEntry {
+            server_id: "3".into(),
+            parent_id: "1".into(),
+            display_name: "Inbox/Sub".into(),
+            folder_type: 1,
+        });
+        store.commit_hierarchy("alice", "D1", 2, &f2).await.unwrap();
+        let h = store.hierarchy("alice", "D1").await.unwrap().unwrap();
+        assert_eq!(h.key, 2);
+        assert_eq!(h.folders, f2);
+        assert_eq!(h.previous, Some((1, f1.clone())));
+
+        // Exactly two keys are kept.
+        let f3 = vec![folder("2", "Sent Items")];
+        store.commit_hierarchy("alice", "D1", 3, &f3).await.unwrap();
+        let h = store.hierarchy("alice", "D1").await.unwrap().unwrap();
+        assert_eq!(h.key, 3);
+        assert_eq!(h.folders, f3);
+        assert_eq!(h.previous, Some((2, f2.clone())));
+
+        // Re-committing the current key replaces it and keeps the previous.
+        let f3b = vec![folder("2", "Sent Items"), folder("4", "Drafts")];
+        store
+            .commit_hierarchy("alice", "D1", 3, &f3b)
+            .await
+            .unwrap();
+        let h = store.hierarchy("alice", "D1").await.unwrap().unwrap();
+        assert_eq!((h.key, &h.folders), (3, &f3b));
+        assert_eq!(h.previous, Some((2, f2.clone())));
+
+        // Empty hierarchy and the largest key.
+        store
+            .commit_hierarchy("alice", "D1", u32::MAX, &[])
+            .await
+            .unwrap();
+        let h = store.hierarchy("alice", "D1").await.unwrap().unwrap();
+        assert_eq!((h.key, h.folders.len()), (u32::MAX, 0));
+        assert_eq!(h.previous, Some((3, f3b)));
+
+        // Other devices of the same user are independent.
+        assert_eq!(store.hierarchy("alice", "D2").await.unwrap(), None);
+
+        // Reset (sync key 0) keeps the device and its provisioning.
+        store
+            .set_policy("alice", "D1", PolicyState::Provisioned, 9, None)
+            .await
+            .unwrap();
+        store
+            .commit_collection("alice", "D1", "1", &view(1), None)
+            .await
+            .unwrap();
+        store
+            .set_cached_sync_request("alice", "D1", Some(b"r"))
+            .await
+            .unwrap();
+        store.reset_sync_state("alice", "D1").await.unwrap();
+        assert_eq!(store.hierarchy("alice", "D1").await.unwrap(), None);
+        assert_eq!(
+            store.collection_state("alice", "D1", "1").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.cached_sync_request("alice", "D1").await.unwrap(),
+            None
+        );
+        let d = store.device("alice", "D1").await.unwrap().unwrap();
+        assert_eq!((d.policy, d.policy_key), (PolicyState::Provisioned, 9));
+        store.reset_sync_state("alice", "unknown").await.unwrap();
+    }
+
+    pub async fn collections(store: impl StateStore) {
+        assert_eq!(
+            store
+                .commit_collection("alice", "D1", "1", &view(1), None)
+                .await,
+            Err(StoreError::DeviceNotFound)
+        );
+        touch(&store, "alice", "D1", 1).await;
+        assert_eq!(
+            store.collection_state("alice", "D1", "1").await.unwrap(),
+            None
+        );
+        assert!(matches!(
+            store
+                .commit_collection("alice", "D1", "1", &view(0), None)
+                .await,
+            Err(StoreError::InvalidInput(_))
+        ));
+        let mut huge = view(1);
+        huge.highest_modseq = u64::MAX;
+        assert!(matches!(
+            store
+                .commit_collection("alice", "D1", "1", &huge, None)
+                .await,
+            Err(StoreError::InvalidInput(_))
+        ));
+
+        store
+            .commit_collection("alice", "D1", "1", &view(1), Some(b"\x00opts\xff"))
+            .await
+            .unwrap();
+        let s = store
+            .collection_state("alice", "D1", "1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.current, view(1));
+        assert_eq!(s.previous, None);
+        assert_eq!(s.options.as_deref(), Some(&b"\x00opts\xff"[..]));
+
+        // None keeps the cached options.
+        store
+            .commit_collection("alice", "D1", "1", &view(2), None)
+            .await
+            .unwrap();
+        let s = store
+            .collection_state("alice", "D1", "1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.current, s.previous), (view(2), Some(view(1))));
+        assert_eq!(s.options.as_deref(), Some(&b"\x00opts\xff"[..]));
+
+        let mut v3 = view(3);
+        v3.flags = None;
+        v3.filter_start = None;
+        v3.highest_modseq = i64::MAX as u64;
+        v3.uid_validity = u32::MAX;
+        store
+            .commit_collection("alice", "D1", "1", &v3, Some(b"new"))
+            .await
+            .unwrap();
+        let s = store
+            .collection_state("alice", "D1", "1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((&s.current, &s.previous), (&v3, &Some(view(2))));
+        assert_eq!(s.options.as_deref(), Some(&b"new"[..]));
+
+        // Same key again: replaced in place, previous kept.
+        let mut v3b = v3.clone();
+        v3b.uids = "1:3,7".into();
+        store
+            .commit_collection("alice", "D1", "1", &v3b, None)
+            .await
+            .unwrap();
+        let s = store
+            .collection_state("alice", "D1", "1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((&s.current, &s.previous), (&v3b, &Some(view(2))));
+
+        // Collections are independent of each other.
+        store
+            .commit_collection("alice", "D1", "2", &view(1), None)
+            .await
+            .unwrap();
+        let s2 = store
+            .collection_state("alice", "D1", "2")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s2.current, s2.previous, s2.options), (view(1), None, None));
+
+        assert!(store.reset_collection("alice", "D1", "1").await.unwrap());
+        assert!(!store.reset_collection("alice", "D1", "1").await.unwrap());
+        assert_eq!(
+            store.collection_state("alice", "D1", "1").await.unwrap(),
+            None
+        );
+        assert!(store
+            .collection_state("alice", "D1", "2")
+            .await
+            .unwrap()
+            .is_some());
+
+        // Cached Sync request.
+        assert_eq!(
+            store
+                .set_cached_sync_request("alice", "DX", Some(b"x"))
+                .await,
+            Err(StoreError::DeviceNotFound)
+        );
+        assert_eq!(
+            store.cached_sync_request("alice", "D1").await.unwrap(),
+            None
+        );
+        store
+            .set_cached_sync_request("alice", "D1", Some(b"<Sync/>"))
+            .await
+            .unwrap();
+        store
+            .set_cached_sync_request("alice", "D1", Some(b"<Sync>2</Sync>"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.cached_sync_request("alice", "D1").await.unwrap(),
+            Some(b"<Sync>2</Sync>".to_vec())
+        );
+        store
+            .set_cached_sync_request("alice", "D1", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.cached_sync_request("alice", "D1").await.unwrap(),
+            None
+        );
+    }
+
+    /// Same device id under two users: nothing one user does is visible to
+    /// or changes the other.
+    pub async fn user_isolation(store: impl StateStore) {
+        for user in ["alice", "bob"] {
+            touch(&store, user, "SAME", 1).await;
+        }
+        store
+            .set_policy("alice", "SAME", PolicyState::Provisioned, 42, Some("h"))
+            .await
+            .unwrap();
+        store
+            .set_device_info("alice", "SAME", &[("Model".into(), "A".into())])
+            .await
+            .unwrap();
+        store
+            .set_wipe("alice", "SAME", WipeState::Requested)
+            .await
+            .unwrap();
+        store
+            .commit_hierarchy("alice", "SAME", 5, &[folder("1", "Secret")])
+            .await
+            .unwrap();
+        store
+            .commit_collection("alice", "SAME", "1", &view(5), Some(b"o"))
+            .await
+            .unwrap();
+        store
+            .set_cached_sync_request("alice", "SAME", Some(b"r"))
+            .await
+            .unwrap();
+        store
+            .folder_server_ids("alice", &ids(&["guid:secret"]))
+            .await
+            .unwrap();
+
+        let bob = store.device("bob", "SAME").await.unwrap().unwrap();
+        assert_eq!(bob.user, "bob");
+        assert_eq!(
+            (bob.policy, bob.policy_key, &bob.policy_hash),
+            (PolicyState::None, 0, &None)
+        );
+        assert!(bob.device_info.is_empty());
+        assert_eq!(bob.wipe, WipeState::None);
+        assert_eq!(store.hierarchy("bob", "SAME").await.unwrap(), None);
+        assert_eq!(
+            store.collection_state("bob", "SAME", "1").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.cached_sync_request("bob", "SAME").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .folder_server_ids("bob", &ids(&["guid:other"]))
+                .await
+                .unwrap(),
+            ids(&["1"])
+        );
+        assert!(!store.reset_collection("bob", "SAME", "1").await.unwrap());
+        assert_eq!(
+            store
+                .retire_folder_ids("bob", &ids(&["guid:secret"]))
+                .await
+                .unwrap(),
+            0
+        );
+        let listed = store.devices(Some("bob")).await.unwrap();
+        assert_eq!(listed, vec![bob]);
+
+        // Deleting bob's device leaves alice's intact.
+        assert!(store.delete_device("bob", "SAME").await.unwrap());
+        store.reset_sync_state("bob", "SAME").await.unwrap();
+        let alice = store.device("alice", "SAME").await.unwrap().unwrap();
+        assert_eq!(alice.policy_key, 42);
+        assert_eq!(alice.wipe, WipeState::Requested);
+        assert_eq!(alice.device_info.len(), 1);
+        assert_eq!(
+            store.hierarchy("alice", "SAME").await.unwrap().unwrap().key,
+            5
+        );
+        assert!(store
+            .collection_state("alice", "SAME", "1")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .cached_sync_request("alice", "SAME")
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            store
+                .folder_server_ids("alice", &ids(&["guid:secret"]))
+                .await
+                .unwrap(),
+            ids(&["1"])
+        );
+    }
+
+    /// 20 tasks commit concurrently: to their own devices, to one shared
+    /// device and one shared collection, and assign overlapping folder ids.
+    pub async fn concurrent_commits(store: impl StateStore) {
+        const TASKS: u32 = 20;
+        touch(&store, "alice", "shared", 0).await;
+
+        let mut handles = Vec::new();
+        for t in 0..TASKS {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                let own = format!("dev{t}");
+                for round in 1..=5u32 {
+                    store
+                        .touch_device(
+                            "alice",
+                            &own,
+                            "Android",
+                            None,
+                            None,
+                            "Sync",
+                            i64::from(round),
+                        )
+                        .await
+                        .unwrap();
+                    let key = t * 100 + round;
+                    let folders = vec![folder(&key.to_string(), &format!("k{key}"))];
+                    store
+                        .commit_hierarchy("alice", &own, key, &folders)
+                        .await
+                        .unwrap();
+                    store
+                        .commit_hierarchy("alice", "shared", key, &folders)
+                        .await
+                        .unwrap();
+                    store
+                        .commit_collection("alice", "shared", "1", &view(key), None)
+                        .await
+                        .unwrap();
+                    // Overlapping identities, in varying order.
+                    let mut idents: Vec<String> = (0..10)
+                        .map(|i| format!("guid:{}", (i + t + round) % 30))
+                        .collect();
+                    if t.is_multiple_of(2) {
+                        idents.reverse();
+                    }
+                    let assigned = store.folder_server_ids("alice", &idents).await.unwrap();
+                    assert_eq!(assigned.len(), idents.len());
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+
+        // Each own device: exactly its last two commits.
+        for t in 0..TASKS {
+            let h = store
+                .hierarchy("alice", &format!("dev{t}"))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(h.key, t * 100 + 5);
+            assert_eq!(
+                h.folders,
+                vec![folder(&h.key.to_string(), &format!("k{}", h.key))]
+            );
+            let (pkey, pfolders) = h.previous.unwrap();
+            assert_eq!(pkey, t * 100 + 4);
+            assert_eq!(
+                pfolders,
+                vec![folder(&pkey.to_string(), &format!("k{pkey}"))]
+            );
+        }
+
+        // Shared device: some interleaving, but each snapshot is intact.
+        let h = store.hierarchy("alice", "shared").await.unwrap().unwrap();
+        assert_eq!(
+            h.folders,
+            vec![folder(&h.key.to_string(), &format!("k{}", h.key))]
+        );
+        let (pkey, pfolders) = h.previous.unwrap();
+        assert_ne!(pkey, h.key);
+        assert_eq!(
+            pfolders,
+            vec![folder(&pkey.to_string(), &format!("k{pkey}"))]
+        );
+        let c = store
+            .collection_state("alice", "shared", "1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.current, view(c.current.key));
+        assert_eq!(c.previous.clone().map(|p| view(p.key)), c.previous);
+
+        // Folder ids: one id per identity, all distinct, exactly 1..=30.
+        let all: Vec<String> = (0..30).map(|i| format!("guid:{i}")).collect();
+        let assigned = store.folder_server_ids("alice", &all).await.unwrap();
+        let mut numbers: Vec<u32> = assigned.iter().map(|s| s.parse().unwrap()).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=30).collect::<Vec<_>>());
+        assert_eq!(assigned.iter().collect::<HashSet<_>>().len(), 30);
+
+        assert_eq!(
+            store.devices(Some("alice")).await.unwrap().len(),
+            TASKS as usize + 1
+        );
+    }
+}
+
+// ---- SQLite --------------------------------------------------------------------
+
+fn temp_store() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    (dir, store)
+}
+
+macro_rules! sqlite_conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_conformance {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let (_dir, store) = temp_store();
+                    conformance::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+sqlite_conformance!(
+    device_lifecycle,
+    policy,
+    device_info_and_wipe,
+    folder_ids,
+    hierarchy,
+    collections,
+    user_isolation,
+    concurrent_commits,
+);
+
+#[tokio::test]
+async fn sqlite_in_memory_passes_conformance() {
+    conformance::hierarchy(SqliteStore::open_url("sqlite::memory:").unwrap()).await;
+    conformance::folder_ids(SqliteStore::open_in_memory().unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_reopen_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/state.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .touch_device(
+                "alice",
+                "D1",
+                "iPhone",
+                Some("ua"),
+                Some("16.1"),
+                "Provision",
+                10,
+            )
+            .await
+            .unwrap();
+        store
+            .set_policy("alice", "D1", PolicyState::Provisioned, 77, Some("h1"))
+            .await
+            .unwrap();
+        store
+            .set_device_info("alice", "D1", &[("Model".into(), "X".into())])
+            .await
+            .unwrap();
+        store
+            .folder_server_ids("alice", &["guid:A".to_string(), "guid:B".to_string()])
+            .await
+            .unwrap();
+        let f = FolderEntry {
+            server_id: "1".into(),
+            parent_id: "0".into(),
+            display_name: "Inbox".into(),
+            folder_type: 2,
+        };
+        store.commit_hierarchy("alice", "D1", 1, &[]).await.unwrap();
+        store
+            .commit_hierarchy("alice", "D1", 2, &[f])
+            .await
+            .unwrap();
+    }
+    let before = {
+        let store = SqliteStore::open(&path).unwrap();
+        (
+            store.device("alice", "D1").await.unwrap(),
+            store.hierarchy("alice", "D1").await.unwrap(),
+        )
+    };
+    // Opening again (migrations already applied) changes nothing.
+    let store = SqliteStore::open_url(&format!("sqlite://{}", path.display())).unwrap();
+    let d = store.device("alice", "D1").await.unwrap().unwrap();
+    assert_eq!((d.policy, d.policy_key), (PolicyState::Provisioned, 77));
+    assert_eq!(d.device_info, vec![("Model".to_string(), "X".to_string())]);
+    let h = store.hierarchy("alice", "D1").await.unwrap().unwrap();
+    assert_eq!((h.key, h.folders.len()), (2, 1));
+    assert_eq!(h.previous, Some((1, vec![])));
+    assert_eq!(before, (Some(d), Some(h)));
+    // The per-user counter survives too: no id is reused.
+    assert_eq!(
+        store
+            .folder_server_ids("alice", &["guid:B".to_string(), "guid:C".to_string()])
+            .await
+            .unwrap(),
+        vec!["2".to_string(), "3".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_file_settings() {
+    let (dir, store) = temp_store();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert!(version >= 2);
+}
+
+/// Two stores on one file stand in for two gateway nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_nodes_share_one_file() {
+    let (dir, a) = temp_store();
+    let b = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let mut handles = Vec::new();
+    for t in 0..20u32 {
+        let store = if t.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        handles.push(tokio::spawn(async move {
+            let idents: Vec<String> = (0..8)
+                .map(|i| format!("guid:{}", (i * 3 + t) % 16))
+                .collect();
+            let got = store.folder_server_ids("alice", &idents).await.unwrap();
+            store
+                .touch_device("alice", "D", "t", None, None, "Sync", i64::from(t))
+                .await
+                .unwrap();
+            store
+                .commit_hierarchy("alice", "D", t + 1, &[])
+                .await
+                .unwrap();
+            idents.into_iter().zip(got).collect::<Vec<_>>()
+        }));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for h in handles {
+        for (ident, id) in h.await.unwrap() {
+            assert_eq!(seen.entry(ident).or_insert_with(|| id.clone()), &id);
+        }
+    }
+    let distinct: std::collections::HashSet<_> = seen.values().collect();
+    assert_eq!(distinct.len(), seen.len());
+    assert_eq!(seen.len(), 16);
+    let h = b.hierarchy("alice", "D").await.unwrap().unwrap();
+    assert!(h.previous.is_some());
+    assert_eq!(a.device("alice", "D").await.unwrap().unwrap().last_seen, 19);
+}
+
+#[tokio::test]
+async fn sqlite_open_url_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let abs = dir.path().join("abs.db");
+    let store = SqliteStore::open_url(&format!("sqlite://{}", abs.display())).unwrap();
+    assert!(abs.is_file());
+    assert_eq!(store.location(), abs.display().to_string());
+    assert!(SqliteStore::open_url("sqlite::memory:").is_ok());
+
+    let err = SqliteStore::open_url("postgres://gw:s3cret@db/eas").unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)));
+    assert!(!err.to_string().contains("s3cret"));
+    assert!(matches!(
+        SqliteStore::open_url("sqlite://"),
+        Err(StoreError::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_rejects_foreign_and_newer_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
+    assert!(matches!(
+        SqliteStore::open(&junk),
+        Err(StoreError::Corrupt(_))
+    ));
+
+    let newer = dir.path().join("newer.db");
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 1000)
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(&newer),
+        Err(StoreError::SchemaTooNew { found: 1000, .. })
+    ));
+}
