@@ -121,7 +121,8 @@ impl Config {
 
     /// Parses and validates configuration text. Relative paths resolve against `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         raw.validate(base)
     }
 }
@@ -247,7 +248,10 @@ impl RawConfig {
     fn validate(self, base: &Path) -> Result<Config, ConfigError> {
         let listen: SocketAddr = self.server.listen.parse().map_err(|_| ConfigError::Value {
             key: "server.listen",
-            reason: format!("`{}` is not an address like 127.0.0.1:8443", self.server.listen),
+            reason: format!(
+                "`{}` is not an address like 127.0.0.1:8443",
+                self.server.listen
+            ),
         })?;
         let tls = match (self.server.tls_cert, self.server.tls_key) {
             (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
@@ -389,8 +393,18 @@ fn endpoint(
     section: &'static str,
 ) -> Result<(String, u16, Security, Duration), ConfigError> {
     let (port_key, sec_key, host_key, timeout_key) = match section {
-        "imap" => ("imap.port", "imap.security", "imap.host", "imap.timeout_secs"),
-        _ => ("smtp.port", "smtp.security", "smtp.host", "smtp.timeout_secs"),
+        "imap" => (
+            "imap.port",
+            "imap.security",
+            "imap.host",
+            "imap.timeout_secs",
+        ),
+        _ => (
+            "smtp.port",
+            "smtp.security",
+            "smtp.host",
+            "smtp.timeout_secs",
+        ),
     };
     if raw.host.trim().is_empty() {
         return Err(ConfigError::Value {
@@ -487,7 +501,9 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
     #[test]
     fn unknown_key_is_named() {
         let text = MINIMAL.replace("[imap]", "[imap]\nhots = \"x\"");
-        let err = Config::from_toml(&text, Path::new(".")).unwrap_err().to_string();
+        let err = Config::from_toml(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hots"), "{err}");
     }
 
@@ -500,8 +516,16 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
                 "security = \"ssl\"\n[smtp]",
                 "imap.security",
             ),
-            ("listen = \"127.0.0.1:8443\"", "listen = \"nowhere\"", "server.listen"),
-            ("url = \"sqlite:///tmp/x.db\"", "url = \"mysql://x\"", "state.url"),
+            (
+                "listen = \"127.0.0.1:8443\"",
+                "listen = \"nowhere\"",
+                "server.listen",
+            ),
+            (
+                "url = \"sqlite:///tmp/x.db\"",
+                "url = \"mysql://x\"",
+                "state.url",
+            ),
         ] {
             let text = MINIMAL.replacen(from, to, 1);
             let err = Config::from_toml(&text, Path::new("."))

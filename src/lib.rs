@@ -29,5 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod eas;
 pub mod http;
+pub mod mime;
 pub mod state;
+pub mod uidset;
 pub mod wbxml;

@@ -16,7 +16,11 @@ use eas_gateway::http::{self, Server};
 use eas_gateway::state::{sqlite::SqliteStore, StateStore};
 
 #[derive(Parser)]
-#[command(name = "eas-gateway", version, about = "Exchange ActiveSync gateway for IMAP/SMTP")]
+#[command(
+    name = "eas-gateway",
+    version,
+    about = "Exchange ActiveSync gateway for IMAP/SMTP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

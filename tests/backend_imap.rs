@@ -96,15 +96,17 @@ async fn login(creds: &Credentials) -> <ImapBackend as MailBackend>::Session {
 
 /// A second, independent IMAP connection (async-imap) for changes behind the
 /// backend's back.
-async fn raw_session(
-    creds: &Credentials,
-) -> async_imap::Session<tokio::net::TcpStream> {
+async fn raw_session(creds: &Credentials) -> async_imap::Session<tokio::net::TcpStream> {
     let (host, port) = imap_addr();
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .expect("connect");
     let mut client = async_imap::Client::new(tcp);
-    client.read_response().await.expect("greeting").expect("greeting io");
+    client
+        .read_response()
+        .await
+        .expect("greeting")
+        .expect("greeting io");
     client
         .login(&creds.login, creds.password.expose())
         .await
@@ -241,7 +243,9 @@ async fn utf7_names_nesting_and_rename_keep_identity() {
         "Projekte/2024/Q1",
         "Tom &- Jerry",
     ] {
-        raw.create(name).await.unwrap_or_else(|e| panic!("CREATE {name}: {e}"));
+        raw.create(name)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE {name}: {e}"));
     }
 
     let mut session = login(&creds).await;
@@ -288,8 +292,14 @@ async fn probe_shows_condstore_only_after_login() {
     let probe = probe_imap(&settings(), Some(&creds))
         .await
         .unwrap_or_else(|e| panic!("probe: {e}; {START_HINT}"));
-    assert!(probe.pre_login.iter().any(|c| c == "IMAP4REV1"), "{probe:?}");
-    assert!(probe.pre_login.iter().all(|c| c != "CONDSTORE"), "{probe:?}");
+    assert!(
+        probe.pre_login.iter().any(|c| c == "IMAP4REV1"),
+        "{probe:?}"
+    );
+    assert!(
+        probe.pre_login.iter().all(|c| c != "CONDSTORE"),
+        "{probe:?}"
+    );
     let post = probe.post_login.expect("post-login capabilities");
     assert!(post.iter().any(|c| c == "CONDSTORE"), "{post:?}");
 
@@ -319,8 +329,13 @@ async fn smtp_probe_lists_submission_extensions() {
     .await
     .unwrap_or_else(|e| panic!("probe_smtp: {e}; {START_HINT}"));
     assert!(
-        ext.iter().any(|e| e.to_ascii_uppercase().starts_with("AUTH")),
+        ext.iter()
+            .any(|e| e.to_ascii_uppercase().starts_with("AUTH")),
         "{ext:?}"
     );
-    assert!(ext.iter().any(|e| e.to_ascii_uppercase().starts_with("SIZE")), "{ext:?}");
+    assert!(
+        ext.iter()
+            .any(|e| e.to_ascii_uppercase().starts_with("SIZE")),
+        "{ext:?}"
+    );
 }

@@ -33,7 +33,12 @@ fn changes(resp: &Element, tag: eas_gateway::wbxml::Tag) -> Vec<F> {
 
 fn deletes(resp: &Element) -> Vec<String> {
     resp.first(f::CHANGES)
-        .map(|c| c.all(f::DELETE).filter_map(|e| e.text_of(f::SERVER_ID)).map(String::from).collect())
+        .map(|c| {
+            c.all(f::DELETE)
+                .filter_map(|e| e.text_of(f::SERVER_ID))
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -48,12 +53,26 @@ async fn ready_device(gw: &TestGateway, prefix: &str) -> (TestDevice, String, St
 async fn folder_types_and_parents_follow_the_imap_hierarchy() {
     let gw = start_gateway().await;
     let (dev, user, pw) = ready_device(&gw, "types").await;
-    imap(&user, &pw, &["CREATE Projects", "CREATE Projects/2026", "CREATE \"Entw&APw-rfe alt\""]).await;
+    imap(
+        &user,
+        &pw,
+        &[
+            "CREATE Projects",
+            "CREATE Projects/2026",
+            "CREATE \"Entw&APw-rfe alt\"",
+        ],
+    )
+    .await;
     let r = dev.folder_sync("0").await;
     assert_eq!(r.text_of(f::STATUS), Some("1"));
     let adds = changes(&r, f::ADD);
     let by_name: HashMap<&str, &F> = adds.iter().map(|x| (x.name.as_str(), x)).collect();
-    let kind = |n: &str| by_name.get(n).map(|x| x.kind.as_str()).unwrap_or_else(|| panic!("{n} missing in {adds:?}"));
+    let kind = |n: &str| {
+        by_name
+            .get(n)
+            .map(|x| x.kind.as_str())
+            .unwrap_or_else(|| panic!("{n} missing in {adds:?}"))
+    };
     assert_eq!(kind("Inbox"), "2");
     assert_eq!(kind("Drafts"), "3");
     assert_eq!(kind("Trash"), "4");
@@ -70,7 +89,9 @@ async fn folder_types_and_parents_follow_the_imap_hierarchy() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), adds.len());
-    assert!(adds.iter().all(|x| x.id.len() <= 16 && !x.id.contains("Projects")));
+    assert!(adds
+        .iter()
+        .all(|x| x.id.len() <= 16 && !x.id.contains("Projects")));
     // Count matches.
     assert_eq!(
         r.first(f::CHANGES).unwrap().text_of(f::COUNT),
@@ -118,15 +139,19 @@ async fn key_zero_returns_the_same_ids_and_a_replayed_key_is_answered_again() {
     let gw = start_gateway().await;
     let (dev, user, pw) = ready_device(&gw, "keys").await;
     let first = dev.folder_sync("0").await;
-    let ids1: HashMap<String, String> =
-        changes(&first, f::ADD).into_iter().map(|x| (x.name, x.id)).collect();
+    let ids1: HashMap<String, String> = changes(&first, f::ADD)
+        .into_iter()
+        .map(|x| (x.name, x.id))
+        .collect();
     let key1 = first.text_of(f::SYNC_KEY).unwrap().to_string();
 
     // Another device of the same user sees the same ids.
     let mut other = TestDevice::new(&gw, &user, &pw, "14.1");
     other.provision().await;
-    let ids_other: HashMap<String, String> =
-        changes(&other.folder_sync("0").await, f::ADD).into_iter().map(|x| (x.name, x.id)).collect();
+    let ids_other: HashMap<String, String> = changes(&other.folder_sync("0").await, f::ADD)
+        .into_iter()
+        .map(|x| (x.name, x.id))
+        .collect();
     assert_eq!(ids_other, ids1);
 
     imap(&user, &pw, &["CREATE Later"]).await;
@@ -135,7 +160,10 @@ async fn key_zero_returns_the_same_ids_and_a_replayed_key_is_answered_again() {
     // The phone lost that response and repeats key1: the same change comes again.
     let again = dev.folder_sync(&key1).await;
     assert_eq!(again.text_of(f::STATUS), Some("1"));
-    let added: Vec<String> = changes(&again, f::ADD).into_iter().map(|x| x.name).collect();
+    let added: Vec<String> = changes(&again, f::ADD)
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
     assert_eq!(added, vec!["Later".to_string()]);
     assert_eq!(again.text_of(f::SYNC_KEY), Some(key2.as_str()));
     // Lost again: still answered.
@@ -149,8 +177,10 @@ async fn key_zero_returns_the_same_ids_and_a_replayed_key_is_answered_again() {
 
     // Key 0 again: the whole hierarchy with the same ids as before.
     let zero = dev.folder_sync("0").await;
-    let ids2: HashMap<String, String> =
-        changes(&zero, f::ADD).into_iter().map(|x| (x.name, x.id)).collect();
+    let ids2: HashMap<String, String> = changes(&zero, f::ADD)
+        .into_iter()
+        .map(|x| (x.name, x.id))
+        .collect();
     for (name, id) in &ids1 {
         assert_eq!(ids2.get(name), Some(id), "{name}");
     }

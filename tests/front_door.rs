@@ -15,7 +15,11 @@ async fn options_needs_auth_and_lists_only_implemented_commands() {
     let gw = start_gateway().await;
     let (user, pw) = new_user("opt");
     let c = client();
-    let r = c.request(reqwest::Method::OPTIONS, &gw.base).send().await.unwrap();
+    let r = c
+        .request(reqwest::Method::OPTIONS, &gw.base)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers()["www-authenticate"]
         .to_str()
@@ -24,7 +28,9 @@ async fn options_needs_auth_and_lists_only_implemented_commands() {
 
     let dev = TestDevice::new(&gw, &user, &pw, "14.1");
     // The path is matched case-insensitively.
-    let url = gw.base.replace("Microsoft-Server-ActiveSync", "microsoft-server-activesync");
+    let url = gw
+        .base
+        .replace("Microsoft-Server-ActiveSync", "microsoft-server-activesync");
     let r = c
         .request(reqwest::Method::OPTIONS, &url)
         .header("Authorization", dev.auth())
@@ -61,13 +67,21 @@ async fn wrong_password_is_401_and_other_user_parameter_is_403() {
         dev.base, dev.device_id
     );
     let r = dev
-        .post_raw(&url, eas_gateway::wbxml::encode(&body), "application/vnd.ms-sync.wbxml")
+        .post_raw(
+            &url,
+            eas_gateway::wbxml::encode(&body),
+            "application/vnd.ms-sync.wbxml",
+        )
         .await;
     assert_eq!(r.status, 403);
 
     // All accepted login spellings name the same user.
     let local = user.split('@').next().unwrap().to_string();
-    for login in [local.clone(), format!("EXAMPLE\\{local}"), user.to_uppercase()] {
+    for login in [
+        local.clone(),
+        format!("EXAMPLE\\{local}"),
+        user.to_uppercase(),
+    ] {
         let mut d = TestDevice::new(&gw, &login, &pw, "14.1");
         d.user = login.clone();
         let r = d.post("FolderSync", &body).await;
@@ -88,7 +102,10 @@ async fn unreachable_mail_server_is_503_not_401() {
     .await;
     let dev = TestDevice::new(&gw, "alice@example.test", "alice-password", "14.1");
     let r = dev
-        .post("FolderSync", &Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"))
+        .post(
+            "FolderSync",
+            &Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"),
+        )
         .await;
     assert_eq!(r.status, 503);
     assert!(r.headers.contains_key("retry-after"));
@@ -121,19 +138,79 @@ async fn bad_requests_get_clear_http_statuses() {
     let gw = start_gateway().await;
     let (user, pw) = new_user("bad");
     let dev = TestDevice::new(&gw, &user, &pw, "14.1");
-    let body = eas_gateway::wbxml::encode(&Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"));
+    let body =
+        eas_gateway::wbxml::encode(&Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"));
     let q = |cmd: &str| format!("{}?{}", dev.base, dev.query(cmd));
     // Unknown and unimplemented commands.
-    assert_eq!(dev.post_raw(&q("Frobnicate"), body.clone(), "application/vnd.ms-sync.wbxml").await.status, 501);
-    assert_eq!(dev.post_raw(&q("MeetingResponse"), body.clone(), "application/vnd.ms-sync.wbxml").await.status, 501);
+    assert_eq!(
+        dev.post_raw(
+            &q("Frobnicate"),
+            body.clone(),
+            "application/vnd.ms-sync.wbxml"
+        )
+        .await
+        .status,
+        501
+    );
+    assert_eq!(
+        dev.post_raw(
+            &q("MeetingResponse"),
+            body.clone(),
+            "application/vnd.ms-sync.wbxml"
+        )
+        .await
+        .status,
+        501
+    );
     // Wrong media type, malformed WBXML, oversized body, bad DeviceId.
-    assert_eq!(dev.post_raw(&q("FolderSync"), body.clone(), "text/plain").await.status, 400);
-    assert_eq!(dev.post_raw(&q("FolderSync"), vec![3, 1, 0x6a, 0, 0x45, 0x7f], "application/vnd.ms-sync.wbxml").await.status, 400);
-    assert_eq!(dev.post_raw(&q("FolderSync"), vec![0u8; 2 * 1024 * 1024], "application/vnd.ms-sync.wbxml").await.status, 413);
-    let url = format!("{}?Cmd=FolderSync&DeviceId={}&DeviceType=x", dev.base, "x".repeat(80));
-    assert_eq!(dev.post_raw(&url, body.clone(), "application/vnd.ms-sync.wbxml").await.status, 400);
+    assert_eq!(
+        dev.post_raw(&q("FolderSync"), body.clone(), "text/plain")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        dev.post_raw(
+            &q("FolderSync"),
+            vec![3, 1, 0x6a, 0, 0x45, 0x7f],
+            "application/vnd.ms-sync.wbxml"
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        dev.post_raw(
+            &q("FolderSync"),
+            vec![0u8; 2 * 1024 * 1024],
+            "application/vnd.ms-sync.wbxml"
+        )
+        .await
+        .status,
+        413
+    );
+    let url = format!(
+        "{}?Cmd=FolderSync&DeviceId={}&DeviceType=x",
+        dev.base,
+        "x".repeat(80)
+    );
+    assert_eq!(
+        dev.post_raw(&url, body.clone(), "application/vnd.ms-sync.wbxml")
+            .await
+            .status,
+        400
+    );
     // Parameters on the media type are ignored.
-    assert_eq!(dev.post_raw(&q("FolderSync"), body, "application/vnd.ms-sync.wbxml; charset=utf-8").await.status, 200);
+    assert_eq!(
+        dev.post_raw(
+            &q("FolderSync"),
+            body,
+            "application/vnd.ms-sync.wbxml; charset=utf-8"
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -192,12 +269,17 @@ async fn provision_sends_policy_checks_ack_and_stores_device_information() {
     let body = r.body.unwrap();
     assert_eq!(body.text_of(p::STATUS), Some("1"));
     assert_eq!(
-        body.first(s::DEVICE_INFORMATION).and_then(|d| d.text_of(s::STATUS)),
+        body.first(s::DEVICE_INFORMATION)
+            .and_then(|d| d.text_of(s::STATUS)),
         Some("1")
     );
     let policy = body.first(p::POLICIES).unwrap().first(p::POLICY).unwrap();
     assert_eq!(policy.text_of(p::STATUS), Some("1"));
-    let doc = policy.first(p::DATA).unwrap().first(p::EAS_PROVISION_DOC).unwrap();
+    let doc = policy
+        .first(p::DATA)
+        .unwrap()
+        .first(p::EAS_PROVISION_DOC)
+        .unwrap();
     assert_eq!(doc.text_of(p::DEVICE_PASSWORD_ENABLED), Some("1"));
     assert_eq!(doc.text_of(p::MIN_DEVICE_PASSWORD_LENGTH), Some("6"));
     let temp = policy_key_of(&body);
@@ -213,7 +295,11 @@ async fn provision_sends_policy_checks_ack_and_stores_device_information() {
             ),
         )
     };
-    let r = dev.post("Provision", &ack(temp.wrapping_add(7))).await.body.unwrap();
+    let r = dev
+        .post("Provision", &ack(temp.wrapping_add(7)))
+        .await
+        .body
+        .unwrap();
     let pol = r.first(p::POLICIES).unwrap().first(p::POLICY).unwrap();
     assert_eq!(pol.text_of(p::STATUS), Some("5"));
     let r = dev.post("Provision", &ack(temp)).await.body.unwrap();
@@ -224,7 +310,9 @@ async fn provision_sends_policy_checks_ack_and_stores_device_information() {
     let d = store.device(&user, &dev.device_id).await.unwrap().unwrap();
     assert_eq!(d.policy, PolicyState::Provisioned);
     assert_eq!(d.policy_key, final_key);
-    assert!(d.device_info.contains(&("Model".to_string(), "Pixel 9".to_string())));
+    assert!(d
+        .device_info
+        .contains(&("Model".to_string(), "Pixel 9".to_string())));
     assert_eq!(d.device_type, "TestPhone");
 }
 
@@ -237,13 +325,17 @@ async fn settings_user_information_has_the_shape_of_the_version() {
         dev.provision().await;
         let req = Element::new(s::SETTINGS)
             .child(Element::new(s::USER_INFORMATION).child(Element::new(s::GET)))
-            .child(Element::new(s::OOF).child(Element::new(s::GET).text_child(s::BODY_TYPE, "TEXT")))
+            .child(
+                Element::new(s::OOF).child(Element::new(s::GET).text_child(s::BODY_TYPE, "TEXT")),
+            )
             .child(Element::new(s::OOF).child(Element::new(s::SET).text_child(s::OOF_STATE, "1")));
         let r = dev.post("Settings", &req).await.body.unwrap();
         assert_eq!(r.text_of(s::STATUS), Some("1"));
         let get = r.first(s::USER_INFORMATION).unwrap().first(s::GET).unwrap();
         let addr = if version == "14.0" {
-            get.first(s::EMAIL_ADDRESSES).unwrap().text_of(s::SMTP_ADDRESS)
+            get.first(s::EMAIL_ADDRESSES)
+                .unwrap()
+                .text_of(s::SMTP_ADDRESS)
         } else {
             get.first(s::ACCOUNTS)
                 .and_then(|a| a.first(s::ACCOUNT))
@@ -252,7 +344,10 @@ async fn settings_user_information_has_the_shape_of_the_version() {
         };
         assert_eq!(addr, Some(user.as_str()), "{version}");
         let oofs: Vec<_> = r.all(s::OOF).collect();
-        assert_eq!(oofs[0].first(s::GET).unwrap().text_of(s::OOF_STATE), Some("0"));
+        assert_eq!(
+            oofs[0].first(s::GET).unwrap().text_of(s::OOF_STATE),
+            Some("0")
+        );
         assert_eq!(oofs[1].text_of(s::STATUS), Some("7"));
     }
 }
@@ -269,7 +364,11 @@ async fn base64_query_form_provisions_and_syncs_folders() {
         ..RequestLine::default()
     };
     let send = |line: &RequestLine, code: u8, body: Element| {
-        let url = format!("{}?{}", dev.base, encode_base64(line, ProtocolVersion::V14_1, code));
+        let url = format!(
+            "{}?{}",
+            dev.base,
+            encode_base64(line, ProtocolVersion::V14_1, code)
+        );
         let client = dev.client.clone();
         let auth = dev.auth();
         async move {
@@ -286,9 +385,12 @@ async fn base64_query_form_provisions_and_syncs_folders() {
         }
     };
     let pol = |key: Option<u32>| {
-        let mut policy = Element::new(p::POLICY).text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML");
+        let mut policy =
+            Element::new(p::POLICY).text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML");
         if let Some(k) = key {
-            policy = policy.text_child(p::POLICY_KEY, k.to_string()).text_child(p::STATUS, "1");
+            policy = policy
+                .text_child(p::POLICY_KEY, k.to_string())
+                .text_child(p::STATUS, "1");
         }
         Element::new(p::PROVISION).child(Element::new(p::POLICIES).child(policy))
     };
@@ -297,7 +399,12 @@ async fn base64_query_form_provisions_and_syncs_folders() {
     line.policy_key = Some(temp);
     let r = send(&line, 20, pol(Some(temp))).await;
     line.policy_key = Some(policy_key_of(r.body.as_ref().unwrap()));
-    let r = send(&line, 9, Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0")).await;
+    let r = send(
+        &line,
+        9,
+        Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"),
+    )
+    .await;
     assert_eq!(r.status, 200);
     let body = r.body.unwrap();
     assert_eq!(body.text_of(f::STATUS), Some("1"));

@@ -24,8 +24,10 @@ use super::imap_parse::{
 };
 use super::{
     server_text, tls, utf7, BackendError, Credentials, ImapSettings, MailBackend, MailFolder,
-    MailSession, Security, SpecialUse,
+    MailSession, MailboxState, MessageMeta, Security, SpecialUse,
 };
+use crate::uidset::UidSet;
+use bytes::Bytes;
 
 /// Longest response line accepted, literals excluded.
 const MAX_LINE: usize = 256 * 1024;
@@ -153,6 +155,13 @@ impl Command {
         self
     }
 
+    /// Append a literal of arbitrary bytes (after a space): a message for APPEND.
+    pub fn literal(mut self, data: Vec<u8>) -> Self {
+        self.push_text(b" ");
+        self.segments.push(Segment::Literal(data));
+        self
+    }
+
     fn has_literal(&self) -> bool {
         self.segments
             .iter()
@@ -252,6 +261,9 @@ pub struct ImapConn<S> {
     broken: Option<String>,
     /// LOGOUT was sent: BYE is expected.
     logging_out: bool,
+    /// A command is on the wire. Still set after a future was dropped mid-command, which
+    /// leaves unread responses behind: such a connection must not be reused.
+    in_flight: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
@@ -263,6 +275,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             literal_mode: LiteralMode::Sync,
             broken: None,
             logging_out: false,
+            in_flight: false,
         }
     }
 
@@ -275,6 +288,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
         } else {
             LiteralMode::Sync
         };
+    }
+
+    /// False after an I/O error, timeout or BYE.
+    pub fn is_usable(&self) -> bool {
+        self.broken.is_none() && !self.logging_out && !self.in_flight
     }
 
     fn lost(&mut self, reason: String) -> BackendError {
@@ -465,8 +483,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
         tracing::trace!(command = cmd.name, "IMAP command");
         let started = Instant::now();
         let timeout = self.timeout;
+        self.in_flight = true;
         let r = match tokio::time::timeout(timeout, self.run_inner(cmd)).await {
-            Ok(r) => r,
+            Ok(r) => {
+                self.in_flight = false;
+                r
+            }
             Err(_) => Err(self.lost(format!(
                 "IMAP server did not answer {} within {timeout:?}",
                 cmd.name
@@ -505,6 +527,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             return Ok(out);
         }
         let timeout = self.timeout;
+        self.in_flight = true;
         let fut = async {
             let mut tags = Vec::with_capacity(cmds.len());
             let mut wire = Vec::new();
@@ -536,7 +559,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
         // The whole pipeline gets one timeout per command.
         let limit = timeout.saturating_mul(u32::try_from(cmds.len().max(1)).unwrap_or(u32::MAX));
         match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r,
+            Ok(r) => {
+                self.in_flight = false;
+                r
+            }
             Err(_) => Err(self.lost(format!("IMAP server did not answer within {limit:?}"))),
         }
     }
@@ -768,6 +794,7 @@ impl MailBackend for ImapBackend {
             caps,
             namespaces: None,
             xguid: None,
+            selected: None,
         })
     }
 }
@@ -780,9 +807,30 @@ pub struct ImapSession {
     namespaces: Option<Namespaces>,
     /// Whether `STATUS (X-GUID)` works; `None` until tried.
     xguid: Option<bool>,
+    /// The mailbox currently selected, if any.
+    selected: Option<String>,
 }
 
 impl ImapSession {
+    pub(crate) fn selected(&self) -> Option<&str> {
+        self.selected.as_deref()
+    }
+
+    pub(crate) fn set_selected(&mut self, mailbox: Option<String>) {
+        self.selected = mailbox;
+    }
+
+    /// Run a command; any completion status is returned as is.
+    pub async fn run(&mut self, cmd: &Command) -> Result<Completed, BackendError> {
+        self.conn.run(cmd).await
+    }
+
+    /// The connection's buffered stream, for IDLE (`imap_idle.rs`), which reads untagged
+    /// responses as they arrive instead of per command. Callers leave it at a response boundary.
+    pub(crate) fn raw_io(&mut self) -> &mut BufReader<NetStream> {
+        &mut self.conn.io
+    }
+
     /// True when the server advertised this capability after login.
     pub fn has_capability(&self, cap: &str) -> bool {
         has_cap(&self.caps, cap)
@@ -791,6 +839,11 @@ impl ImapSession {
     /// Run a command and require OK (for callers building on this session).
     pub async fn run_ok(&mut self, cmd: &Command) -> Result<Completed, BackendError> {
         self.conn.run_ok(cmd).await
+    }
+
+    /// Send several commands at once; completions in order (NO/BAD included).
+    pub async fn pipeline(&mut self, cmds: &[Command]) -> Result<Vec<Completed>, BackendError> {
+        self.conn.pipeline(cmds).await
     }
 
     /// The namespaces (RFC 2342), fetched once; empty classes without NAMESPACE.
@@ -1016,6 +1069,14 @@ pub fn build_folders(
         })
         .collect();
 
+    // Deterministic order (servers' LIST order varies): INBOX first, then by
+    // raw name, which puts every parent before its children.
+    folders.sort_by(|a, b| {
+        let a_inbox = a.special_use == Some(SpecialUse::Inbox);
+        let b_inbox = b.special_use == Some(SpecialUse::Inbox);
+        b_inbox.cmp(&a_inbox).then_with(|| a.name.cmp(&b.name))
+    });
+
     for (role, names) in NAME_HEURISTICS {
         if folders.iter().any(|f| f.special_use == Some(*role)) {
             continue;
@@ -1066,6 +1127,95 @@ impl MailSession for ImapSession {
 
     async fn logout(self) {
         self.conn.logout().await;
+    }
+
+    fn is_usable(&self) -> bool {
+        self.conn.is_usable()
+    }
+
+    async fn noop(&mut self) -> Result<(), BackendError> {
+        self.conn.run_ok(&Command::new("NOOP")).await.map(|_| ())
+    }
+
+    async fn select(&mut self, mailbox: &str) -> Result<MailboxState, BackendError> {
+        self.select_mailbox(mailbox).await
+    }
+
+    async fn status(&mut self, mailbox: &str) -> Result<MailboxState, BackendError> {
+        self.mailbox_status(mailbox).await
+    }
+
+    async fn search_since(
+        &mut self,
+        mailbox: &str,
+        since: Option<i64>,
+    ) -> Result<UidSet, BackendError> {
+        ImapSession::search_since(self, mailbox, since).await
+    }
+
+    async fn existing(&mut self, mailbox: &str, uids: &UidSet) -> Result<UidSet, BackendError> {
+        self.existing_uids(mailbox, uids).await
+    }
+
+    async fn fetch_meta(
+        &mut self,
+        mailbox: &str,
+        uids: &UidSet,
+        changed_since: Option<u64>,
+    ) -> Result<Vec<MessageMeta>, BackendError> {
+        self.fetch_meta_uids(mailbox, uids, changed_since).await
+    }
+
+    async fn fetch_messages(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
+        self.fetch_full(mailbox, uids).await
+    }
+
+    async fn store_flags(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<bool, BackendError> {
+        self.store_uid_flags(mailbox, uid, add, remove).await
+    }
+
+    async fn move_messages(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+        target: &str,
+    ) -> Result<Vec<(u32, u32)>, BackendError> {
+        self.move_uids(mailbox, uids, target).await
+    }
+
+    async fn expunge(&mut self, mailbox: &str, uids: &[u32]) -> Result<(), BackendError> {
+        self.expunge_uids(mailbox, uids).await
+    }
+
+    async fn append(
+        &mut self,
+        mailbox: &str,
+        flags: &[String],
+        raw: Vec<u8>,
+    ) -> Result<Option<u32>, BackendError> {
+        self.append_message(mailbox, flags, raw).await
+    }
+
+    async fn create_folder(&mut self, name: &str) -> Result<(), BackendError> {
+        self.create_mailbox(name).await
+    }
+
+    async fn delete_folder(&mut self, name: &str) -> Result<(), BackendError> {
+        self.delete_mailbox(name).await
+    }
+
+    async fn rename_folder(&mut self, from: &str, to: &str) -> Result<(), BackendError> {
+        self.rename_mailbox(from, to).await
     }
 }
 
@@ -1650,8 +1800,13 @@ mod tests {
             ..Namespaces::default()
         };
         let f = build_folders(&entries, &HashMap::new(), &ns);
-        assert_eq!(f[1].special_use, None);
-        assert_eq!(f[2].special_use, Some(SpecialUse::Sent));
+        let names: Vec<&str> = f.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["INBOX", "INBOX.Gesendet", "INBOX.Sent", "INBOX.Trash"]
+        );
+        assert_eq!(f[1].special_use, Some(SpecialUse::Sent));
+        assert_eq!(f[2].special_use, None);
         assert_eq!(f[3].special_use, Some(SpecialUse::Trash));
         assert_eq!(f[3].parent.as_deref(), Some("INBOX"));
     }
@@ -1718,9 +1873,9 @@ mod tests {
         assert_eq!(
             ids,
             [
-                ("Drafts", "uv:11:Drafts"),
+                ("INBOX", "uv:10:INBOX"),
                 ("A \"b\"c", "uv:12:A \"b\"c"),
-                ("INBOX", "uv:10:INBOX")
+                ("Drafts", "uv:11:Drafts"),
             ]
         );
         // the second listing goes straight to the variant that works
@@ -1756,10 +1911,10 @@ mod tests {
         assert_eq!(
             ids,
             [
-                ("Drafts", "uv:21:Drafts"),
+                ("INBOX", "uv:20:INBOX"),
                 ("A \"b\"c", "name:A \"b\"c"),
+                ("Drafts", "uv:21:Drafts"),
                 ("Public/x", "name:Public/x"),
-                ("INBOX", "uv:20:INBOX")
             ]
         );
         let t = t.lock().unwrap().clone();

@@ -18,13 +18,19 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::uidset::UidSet;
+
 pub mod imap;
+mod imap_mailbox;
+pub mod mailbox;
+pub mod pool;
 pub mod imap_parse;
 pub mod smtp;
 pub mod tls;
 pub mod utf7;
 
 pub use imap::{probe_imap, ImapBackend, ImapProbe, ImapSession};
+pub use mailbox::{MailboxState, MessageMeta};
 pub use smtp::probe_smtp;
 
 /// A password or other secret: never printed.
@@ -184,13 +190,103 @@ pub trait MailSession: Send + 'static {
     /// Post-login capabilities, upper-cased (e.g. `CONDSTORE`, `AUTH=PLAIN`).
     fn capabilities(&self) -> &[String];
 
-    /// The personal mailboxes, in server order.
+    /// The personal mailboxes: INBOX first, then by raw name (so every
+    /// parent comes before its children).
     fn list_folders(
         &mut self,
     ) -> impl Future<Output = Result<Vec<MailFolder>, BackendError>> + Send;
 
     /// Log out politely; errors are ignored (the connection is closed either way).
     fn logout(self) -> impl Future<Output = ()> + Send;
+
+    /// False once the connection broke (I/O error, timeout, BYE): it must not be reused.
+    fn is_usable(&self) -> bool;
+
+    /// A round trip that proves the connection still works.
+    fn noop(&mut self) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// SELECTs a mailbox (CONDSTORE on when available) and returns its state.
+    fn select(
+        &mut self,
+        mailbox: &str,
+    ) -> impl Future<Output = Result<MailboxState, BackendError>> + Send;
+
+    /// STATUS of a mailbox without selecting it.
+    fn status(
+        &mut self,
+        mailbox: &str,
+    ) -> impl Future<Output = Result<MailboxState, BackendError>> + Send;
+
+    /// UIDs with INTERNALDATE on or after `since` (unix seconds), or all.
+    fn search_since(
+        &mut self,
+        mailbox: &str,
+        since: Option<i64>,
+    ) -> impl Future<Output = Result<UidSet, BackendError>> + Send;
+
+    /// The subset of `uids` that still exists.
+    fn existing(
+        &mut self,
+        mailbox: &str,
+        uids: &UidSet,
+    ) -> impl Future<Output = Result<UidSet, BackendError>> + Send;
+
+    /// Metadata of `uids`; with `changed_since`, only those with a higher MODSEQ.
+    fn fetch_meta(
+        &mut self,
+        mailbox: &str,
+        uids: &UidSet,
+        changed_since: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<MessageMeta>, BackendError>> + Send;
+
+    /// Whole messages, read without setting `\Seen`; missing UIDs are left out.
+    fn fetch_messages(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<(MessageMeta, bytes::Bytes)>, BackendError>> + Send;
+
+    /// Adds and removes flags on one mail; `false` when it does not exist.
+    fn store_flags(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Moves mails; returns (old, new) UID pairs when the server reports them.
+    fn move_messages(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+        target: &str,
+    ) -> impl Future<Output = Result<Vec<(u32, u32)>, BackendError>> + Send;
+
+    /// Deletes exactly these mails.
+    fn expunge(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Appends a message; its new UID when the server reports it.
+    fn append(
+        &mut self,
+        mailbox: &str,
+        flags: &[String],
+        raw: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
+
+    fn create_folder(&mut self, name: &str)
+        -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn delete_folder(&mut self, name: &str)
+        -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn rename_folder(
+        &mut self,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
 /// Trim a server-provided text for use in an error: printable, bounded.

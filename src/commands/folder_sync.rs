@@ -6,19 +6,14 @@
 //! collections' sync keys alone (MS-ASCMD 3.1.5.3). The previous key stays valid, so a lost
 //! response is answered again.
 
-use std::collections::HashMap;
-
-use crate::backend::{MailBackend, MailFolder, MailSession, SpecialUse};
+use crate::backend::{MailBackend, MailFolder, SpecialUse};
 use crate::eas::folder_sync::{
     diff, folder_type, status, Folder, FolderSyncRequest, FolderSyncResponse,
 };
 use crate::state::{FolderEntry, StateStore};
 use crate::wbxml::Element;
 
-use super::{CommandError, Context, Gateway, Outcome};
-
-/// The identity of the virtual Outbox folder (there is no IMAP mailbox behind it).
-const OUTBOX_IDENTITY: &str = "virtual:outbox";
+use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
@@ -103,33 +98,22 @@ async fn live_folders<B: MailBackend, S: StateStore>(
     ctx: &Context,
 ) -> Result<Vec<Folder>, CommandError> {
     let mut session = gw
-        .backend
-        .login(&ctx.user.credentials, ctx.client_ip)
+        .sessions
+        .get(&ctx.user.credentials, ctx.client_ip)
         .await?;
-    let listed = session.list_folders().await;
-    session.logout().await;
-    let mut folders: Vec<MailFolder> = listed?
-        .into_iter()
-        // Virtual "all mail" and "flagged" views would show every mail twice.
-        .filter(|f| !matches!(f.special_use, Some(SpecialUse::All | SpecialUse::Flagged)))
-        .collect();
-    // Parents before children: sort by depth, then name.
-    folders.sort_by(|a, b| depth(a).cmp(&depth(b)).then_with(|| a.name.cmp(&b.name)));
-
-    let mut identities: Vec<String> = folders.iter().map(|f| f.identity.clone()).collect();
-    identities.push(OUTBOX_IDENTITY.to_string());
-    let ids = gw
-        .store
-        .folder_server_ids(&ctx.user.address, &identities)
-        .await?;
-    let by_name: HashMap<&str, &str> = folders
-        .iter()
-        .zip(ids.iter())
-        .map(|(f, id)| (f.name.as_str(), id.as_str()))
-        .collect();
-
-    let mut out = Vec::with_capacity(folders.len() + 1);
-    for (f, id) in folders.iter().zip(ids.iter()) {
+    let listed = folders::list(&gw.store, &gw.folders, &mut *session, &ctx.user.address).await?;
+    let by_name = folders::ids_by_name(&listed);
+    let mut out = Vec::with_capacity(listed.len());
+    for r in listed.iter() {
+        let Some(f) = &r.mailbox else {
+            out.push(Folder {
+                server_id: r.server_id.clone(),
+                parent_id: "0".into(),
+                display_name: "Outbox".into(),
+                folder_type: folder_type::OUTBOX,
+            });
+            continue;
+        };
         let parent_id = f
             .parent
             .as_deref()
@@ -137,28 +121,13 @@ async fn live_folders<B: MailBackend, S: StateStore>(
             .unwrap_or("0")
             .to_string();
         out.push(Folder {
-            server_id: id.clone(),
+            server_id: r.server_id.clone(),
             parent_id,
             display_name: display_name(f),
             folder_type: type_of(f),
         });
     }
-    if let Some(outbox_id) = ids.last() {
-        out.push(Folder {
-            server_id: outbox_id.clone(),
-            parent_id: "0".into(),
-            display_name: "Outbox".into(),
-            folder_type: folder_type::OUTBOX,
-        });
-    }
     Ok(out)
-}
-
-fn depth(f: &MailFolder) -> usize {
-    match f.delimiter {
-        Some(d) => f.name.matches(d).count(),
-        None => 0,
-    }
 }
 
 fn display_name(f: &MailFolder) -> String {

@@ -3,14 +3,17 @@
 //! Nothing here sees HTTP or bytes.
 
 pub mod folder_sync;
+pub mod folders;
 pub mod provision;
 pub mod settings;
+pub mod sync;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::backend::pool::{PoolConfig, SessionPool};
 use crate::backend::{BackendError, Credentials, MailBackend};
 use crate::config::Config;
 use crate::eas::{provision::PolicyDocument, Command, ProtocolVersion, RequestLine};
@@ -18,14 +21,21 @@ use crate::state::{StateStore, StoreError};
 use crate::wbxml::Element;
 
 /// Everything a command needs that outlives a request: the backend, the store, the config.
-pub struct Gateway<B, S> {
+pub struct Gateway<B: MailBackend, S> {
     pub backend: B,
+    /// Logged-in mail sessions, per user, reused across requests.
+    pub sessions: SessionPool<B>,
     pub store: S,
     pub config: Arc<Config>,
     /// The policy sent by Provision, and a short hash of it: a device that acknowledged another
     /// hash must provision again.
     pub policy: PolicyDocument,
     pub policy_hash: String,
+    /// The last folder listing per user.
+    pub folders: folders::FolderCache,
+    /// One lock per (user, device, collection): a phone retrying while its first request still
+    /// runs must not read a half-written view. Never held while a request waits for changes.
+    pub collection_locks: dashmap::DashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl<B: MailBackend, S: StateStore> Gateway<B, S> {
@@ -45,11 +55,14 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
         let digest = Sha256::digest(format!("{policy:?}").as_bytes());
         let policy_hash = hex::encode(&digest[..8]);
         Gateway {
+            sessions: SessionPool::new(backend.clone(), PoolConfig::default()),
             backend,
             store,
             config,
             policy,
             policy_hash,
+            folders: folders::FolderCache::default(),
+            collection_locks: dashmap::DashMap::new(),
         }
     }
 }
@@ -128,13 +141,39 @@ impl From<crate::eas::ParseError> for CommandError {
 }
 
 /// Commands that are implemented, in the order `MS-ASProtocolCommands` lists them.
-pub const IMPLEMENTED: &[Command] = &[Command::FolderSync, Command::Settings, Command::Provision];
+pub const IMPLEMENTED: &[Command] = &[
+    Command::Sync,
+    Command::FolderSync,
+    Command::Settings,
+    Command::Provision,
+];
 
-/// Runs one command. `body` is the decoded WBXML request, when there was one.
+/// A request body, as the HTTP layer decoded it.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body (legal for Sync and Ping).
+    Empty,
+    /// A decoded WBXML document.
+    Wbxml(Element),
+    /// A raw RFC 822 message (12.x SendMail, SmartReply, SmartForward).
+    Mime(bytes::Bytes),
+}
+
+impl Body {
+    /// The WBXML document, if that is what the body is.
+    pub fn element(&self) -> Option<&Element> {
+        match self {
+            Body::Wbxml(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one command.
 pub async fn dispatch<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
-    body: Option<Element>,
+    body: Body,
 ) -> Result<Outcome, CommandError> {
     let Some(command) = ctx.line.command else {
         return Ok(Outcome::Http {
@@ -153,11 +192,18 @@ pub async fn dispatch<B: MailBackend, S: StateStore>(
             return Ok(outcome);
         }
     }
-    let body = body.ok_or_else(|| CommandError::BadRequest(format!("{command} needs a body")))?;
+    if command == Command::Sync {
+        return sync::handle(gw, ctx, body.element().cloned()).await;
+    }
+    let Some(element) = body.element() else {
+        return Err(CommandError::BadRequest(format!(
+            "{command} needs a WBXML body"
+        )));
+    };
     match command {
-        Command::Provision => provision::handle(gw, ctx, &body).await,
-        Command::Settings => settings::handle(gw, ctx, &body).await,
-        Command::FolderSync => folder_sync::handle(gw, ctx, &body).await,
+        Command::Provision => provision::handle(gw, ctx, element).await,
+        Command::Settings => settings::handle(gw, ctx, element).await,
+        Command::FolderSync => folder_sync::handle(gw, ctx, element).await,
         _ => Ok(Outcome::Http {
             status: 501,
             reason: "command not implemented",

@@ -42,7 +42,10 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         resp.device_information_status = Some(1);
     }
     if let Some(wipe_status) = req.remote_wipe_status {
-        info!(user, device_id, wipe_status, "device acknowledged remote wipe");
+        info!(
+            user,
+            device_id, wipe_status, "device acknowledged remote wipe"
+        );
         gw.store
             .set_wipe(user, device_id, crate::state::WipeState::Acknowledged)
             .await?;
@@ -119,7 +122,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
 }
 
 fn wbxml(resp: ProvisionResponse) -> Outcome {
-    let status = resp.policy.as_ref().map(|p| p.status).unwrap_or(resp.status);
+    let status = resp
+        .policy
+        .as_ref()
+        .map(|p| p.status)
+        .unwrap_or(resp.status);
     Outcome::Wbxml {
         body: resp.to_element(),
         status: Some(status),
@@ -180,7 +187,10 @@ fn status_root(command: Command) -> Option<(Tag, Tag)> {
         Command::FolderCreate => (folder_hierarchy::FOLDER_CREATE, folder_hierarchy::STATUS),
         Command::FolderDelete => (folder_hierarchy::FOLDER_DELETE, folder_hierarchy::STATUS),
         Command::FolderUpdate => (folder_hierarchy::FOLDER_UPDATE, folder_hierarchy::STATUS),
-        Command::GetItemEstimate => (get_item_estimate::GET_ITEM_ESTIMATE, get_item_estimate::STATUS),
+        Command::GetItemEstimate => (
+            get_item_estimate::GET_ITEM_ESTIMATE,
+            get_item_estimate::STATUS,
+        ),
         Command::MoveItems => (move_items::MOVE_ITEMS, move_items::STATUS),
         Command::Ping => (ping::PING, ping::STATUS),
         Command::Settings => (settings::SETTINGS, settings::STATUS),

@@ -53,9 +53,9 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             }
             // Out-of-office, the recovery password and rights management are not offered:
             // the password is a secret this gateway does not keep.
-            SettingsOp::OofSet | SettingsOp::DevicePasswordSet | SettingsOp::RightsManagementGet => {
-                SettingsResult::Status(op, DENIED)
-            }
+            SettingsOp::OofSet
+            | SettingsOp::DevicePasswordSet
+            | SettingsOp::RightsManagementGet => SettingsResult::Status(op, DENIED),
         };
         results.push(r);
     }

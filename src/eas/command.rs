@@ -51,12 +51,18 @@ const TABLE: [(Command, &str, u8); 20] = [
 impl Command {
     /// The command of a plain query's `Cmd=` value (case-sensitive, as Exchange).
     pub fn from_name(name: &str) -> Option<Command> {
-        TABLE.iter().find(|(_, n, _)| *n == name).map(|(c, _, _)| *c)
+        TABLE
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(c, _, _)| *c)
     }
 
     /// The command of a base64 query's command code.
     pub fn from_code(code: u8) -> Option<Command> {
-        TABLE.iter().find(|(_, _, k)| *k == code).map(|(c, _, _)| *c)
+        TABLE
+            .iter()
+            .find(|(_, _, k)| *k == code)
+            .map(|(c, _, _)| *c)
     }
 
     pub fn name(self) -> &'static str {

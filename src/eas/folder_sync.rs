@@ -34,7 +34,10 @@ pub struct FolderSyncRequest {
 impl FolderSyncRequest {
     pub fn from_element(root: &Element) -> Result<FolderSyncRequest, ParseError> {
         if root.tag != f::FOLDER_SYNC {
-            return Err(ParseError::new("FolderSync", "root element is not FolderSync"));
+            return Err(ParseError::new(
+                "FolderSync",
+                "root element is not FolderSync",
+            ));
         }
         let key = root
             .text_of(f::SYNC_KEY)

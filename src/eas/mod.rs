@@ -8,6 +8,7 @@ pub mod provision;
 pub mod query;
 pub mod settings;
 pub mod status;
+pub mod sync;
 pub mod version;
 
 pub use command::Command;

@@ -32,7 +32,10 @@ pub struct PolicyRequest {
 impl ProvisionRequest {
     pub fn from_element(root: &Element) -> Result<ProvisionRequest, ParseError> {
         if root.tag != p::PROVISION {
-            return Err(ParseError::new("Provision", "root element is not Provision"));
+            return Err(ParseError::new(
+                "Provision",
+                "root element is not Provision",
+            ));
         }
         let mut req = ProvisionRequest::default();
         if let Some(di) = root.first(s::DEVICE_INFORMATION) {

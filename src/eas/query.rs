@@ -171,7 +171,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn u8(&mut self) -> Result<u8, QueryError> {
-        let b = *self.buf.get(self.pos).ok_or(QueryError::Truncated(self.pos))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(QueryError::Truncated(self.pos))?;
         self.pos += 1;
         Ok(b)
     }
@@ -331,7 +334,10 @@ mod tests {
         assert!(l.save_in_sent && !l.accept_multipart);
         assert!(l.base64_form);
         // Percent-encoded form of the same value.
-        let pct = q.replace('+', "%2B").replace('=', "%3D").replace('/', "%2F");
+        let pct = q
+            .replace('+', "%2B")
+            .replace('=', "%3D")
+            .replace('/', "%2F");
         assert_eq!(RequestLine::parse(&pct).unwrap(), l);
     }
 

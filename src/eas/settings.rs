@@ -128,7 +128,8 @@ fn user_information(u: &UserInformation, version: ProtocolVersion) -> Element {
         account.push(addrs);
         get.push(Element::new(s::ACCOUNTS).child(account));
     } else {
-        let mut addrs = Element::new(s::EMAIL_ADDRESSES).text_child(s::SMTP_ADDRESS, u.primary.clone());
+        let mut addrs =
+            Element::new(s::EMAIL_ADDRESSES).text_child(s::SMTP_ADDRESS, u.primary.clone());
         for a in &u.aliases {
             addrs.push(Element::with_text(s::SMTP_ADDRESS, a.clone()));
         }
@@ -153,11 +154,23 @@ mod tests {
 
     #[test]
     fn user_information_shape_per_version() {
-        let old = response(1, &[SettingsResult::UserInformation(user())], ProtocolVersion::V14_0);
-        let get = old.first(s::USER_INFORMATION).unwrap().first(s::GET).unwrap();
+        let old = response(
+            1,
+            &[SettingsResult::UserInformation(user())],
+            ProtocolVersion::V14_0,
+        );
+        let get = old
+            .first(s::USER_INFORMATION)
+            .unwrap()
+            .first(s::GET)
+            .unwrap();
         assert!(get.first(s::EMAIL_ADDRESSES).is_some());
         assert!(get.first(s::ACCOUNTS).is_none());
-        let new = response(1, &[SettingsResult::UserInformation(user())], ProtocolVersion::V16_1);
+        let new = response(
+            1,
+            &[SettingsResult::UserInformation(user())],
+            ProtocolVersion::V16_1,
+        );
         let addrs = new
             .first(s::USER_INFORMATION)
             .and_then(|u| u.first(s::GET))
@@ -165,7 +178,10 @@ mod tests {
             .and_then(|a| a.first(s::ACCOUNT))
             .and_then(|a| a.first(s::EMAIL_ADDRESSES))
             .unwrap();
-        assert_eq!(addrs.text_of(s::PRIMARY_SMTP_ADDRESS), Some("alice@example.test"));
+        assert_eq!(
+            addrs.text_of(s::PRIMARY_SMTP_ADDRESS),
+            Some("alice@example.test")
+        );
     }
 
     #[test]

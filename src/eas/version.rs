@@ -89,7 +89,10 @@ mod tests {
     #[test]
     fn header_and_bytes() {
         assert_eq!(versions_header(), "12.0,12.1,14.0,14.1,16.0,16.1");
-        assert_eq!(ProtocolVersion::from_byte(141), Some(ProtocolVersion::V14_1));
+        assert_eq!(
+            ProtocolVersion::from_byte(141),
+            Some(ProtocolVersion::V14_1)
+        );
         assert_eq!(ProtocolVersion::from_byte(25), None);
         assert_eq!(ProtocolVersion::parse("16.1"), Some(ProtocolVersion::V16_1));
         assert_eq!(ProtocolVersion::parse("2.5"), None);

@@ -14,7 +14,8 @@ use base64::Engine;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
-use crate::backend::{BackendError, Credentials, MailBackend, MailSession, Secret};
+use crate::backend::pool::SessionPool;
+use crate::backend::{BackendError, Credentials, MailBackend, Secret};
 use crate::config::AuthConfig;
 
 /// The result of checking a request's credentials.
@@ -65,7 +66,7 @@ impl Authenticator {
     /// Checks the `Authorization` header value against the mail server.
     pub async fn check<B: MailBackend>(
         &self,
-        backend: &B,
+        pool: &SessionPool<B>,
         header: Option<&str>,
         client_ip: IpAddr,
     ) -> AuthOutcome {
@@ -91,9 +92,10 @@ impl Authenticator {
         if let Some(wait) = self.blocked(client_ip, &address, now) {
             return AuthOutcome::Throttled(wait);
         }
-        match backend.login(&creds, Some(client_ip)).await {
+        match pool.backend().login(&creds, Some(client_ip)).await {
             Ok(session) => {
-                session.logout().await;
+                // The command that follows reuses this session.
+                pool.put(&creds, session);
                 self.cache.insert(digest, now + self.config.cache_ttl);
                 self.failures_user.remove(&address);
                 AuthOutcome::Ok(creds)
@@ -150,10 +152,15 @@ impl Authenticator {
             start: now,
             count: 0,
         }));
-        bump(&mut self.failures_user.entry(user.to_string()).or_insert(Window {
-            start: now,
-            count: 0,
-        }));
+        bump(
+            &mut self
+                .failures_user
+                .entry(user.to_string())
+                .or_insert(Window {
+                    start: now,
+                    count: 0,
+                }),
+        );
     }
 }
 
@@ -196,7 +203,10 @@ mod tests {
     fn normalisation() {
         assert_eq!(normalise("alice", "example.test"), "alice@example.test");
         assert_eq!(normalise("Alice@Example.Test", "x"), "alice@example.test");
-        assert_eq!(normalise("CORP\\Alice", "example.test"), "alice@example.test");
+        assert_eq!(
+            normalise("CORP\\Alice", "example.test"),
+            "alice@example.test"
+        );
         assert_eq!(normalise("  ", "example.test"), "");
     }
 

@@ -26,7 +26,7 @@ pub const EAS_PATH: &str = "/microsoft-server-activesync";
 const SERVER_VERSION: &str = "16.1";
 
 /// The front door's shared state: the gateway plus the authenticator.
-pub struct Server<B, S> {
+pub struct Server<B: MailBackend, S> {
     pub gateway: Gateway<B, S>,
     pub auth: Authenticator,
     pub limits: Limits,
@@ -68,8 +68,10 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             .route(req, client_ip, &mut log)
             .instrument(span.clone())
             .await;
-        resp.headers_mut()
-            .insert("MS-Server-ActiveSync", HeaderValue::from_static(SERVER_VERSION));
+        resp.headers_mut().insert(
+            "MS-Server-ActiveSync",
+            HeaderValue::from_static(SERVER_VERSION),
+        );
         let status = resp.status().as_u16();
         let _enter = span.enter();
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -145,7 +147,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             .and_then(|v| v.to_str().ok());
         match self
             .auth
-            .check(&self.gateway.backend, header, client_ip)
+            .check(&self.gateway.sessions, header, client_ip)
             .await
         {
             AuthOutcome::Ok(credentials) => {
@@ -289,7 +291,9 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         let body: Bytes = match Limited::new(req.into_body(), max).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     log.reason = "body over the size limit";
                     return response::empty(413);
                 }
@@ -303,10 +307,10 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             Command::SendMail | Command::SmartReply | Command::SmartForward
         );
         let element = match content_type.as_deref() {
-            _ if body.is_empty() => None,
+            _ if body.is_empty() => commands::Body::Empty,
             Some("application/vnd.ms-sync.wbxml") | Some("application/vnd.ms-sync") => {
                 match wbxml::decode(body.clone(), &self.limits) {
-                    Ok(e) => Some(e),
+                    Ok(e) => commands::Body::Wbxml(e),
                     Err(e) => {
                         debug!(error = %e, "malformed WBXML");
                         log.reason = "malformed WBXML";
@@ -314,7 +318,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                     }
                 }
             }
-            Some("message/rfc822") if is_mime_command => None,
+            Some("message/rfc822") if is_mime_command => commands::Body::Mime(body),
             _ => {
                 log.reason = "unsupported Content-Type";
                 return response::empty(400);

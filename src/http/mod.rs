@@ -35,6 +35,20 @@ pub async fn serve<B: MailBackend, S: StateStore>(
         None => None,
     };
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    {
+        // Idle mail sessions are closed after their TTL.
+        let server = server.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(20));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => server.gateway.sessions.sweep(),
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
     info!(
         listen = %listener.local_addr()?,
         tls = acceptor.is_some(),

@@ -37,8 +37,12 @@ pub fn new_user(prefix: &str) -> (String, String) {
     let dir = std::env::var("EAS_DEV_DIR").unwrap_or_else(|_| "/var/lib/eas-gateway-dev".into());
     let users_d = PathBuf::from(dir).join("dovecot/users.d");
     let tmp = users_d.join(format!(".{address}.tmp"));
-    std::fs::write(&tmp, format!("{address}:{{PLAIN}}{password}::::::\n"))
-        .unwrap_or_else(|e| panic!("cannot write {}: {e} (is the dev stack set up?)", tmp.display()));
+    std::fs::write(&tmp, format!("{address}:{{PLAIN}}{password}::::::\n")).unwrap_or_else(|e| {
+        panic!(
+            "cannot write {}: {e} (is the dev stack set up?)",
+            tmp.display()
+        )
+    });
     std::fs::rename(&tmp, users_d.join(&address)).expect("rename user file");
     (address, password)
 }
@@ -57,6 +61,8 @@ pub struct GatewayOptions {
     pub imap_port: Option<u16>,
     pub auth: &'static str,
     pub policy: &'static str,
+    /// Reuse another gateway's state file (a restart).
+    pub state_url: Option<String>,
 }
 
 pub async fn start_gateway() -> TestGateway {
@@ -65,8 +71,8 @@ pub async fn start_gateway() -> TestGateway {
 
 pub async fn start_gateway_with(opts: GatewayOptions) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
     let toml = format!(
@@ -86,7 +92,7 @@ host = "127.0.0.1"
 port = 587
 security = "none"
 [state]
-url = "sqlite://{db}"
+url = "{db}"
 [identity]
 domain = "{DOMAIN}"
 [auth]
@@ -95,7 +101,10 @@ domain = "{DOMAIN}"
 {policy}
 "#,
         imap_port = opts.imap_port.unwrap_or(143),
-        db = dir.path().join("state.db").display(),
+        db = opts
+            .state_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("state.db").display())),
         auth = opts.auth,
         policy = opts.policy,
     );
@@ -199,11 +208,9 @@ impl TestDevice {
     /// Runs the two-step Provision exchange and keeps the final key.
     pub async fn provision(&mut self) {
         use eas_gateway::wbxml::tags::provision as p;
-        let req = Element::new(p::PROVISION).child(
-            Element::new(p::POLICIES).child(
-                Element::new(p::POLICY).text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML"),
-            ),
-        );
+        let req = Element::new(p::PROVISION).child(Element::new(p::POLICIES).child(
+            Element::new(p::POLICY).text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML"),
+        ));
         let r = self.post("Provision", &req).await;
         assert_eq!(r.status, 200, "provision step 1");
         let temp = policy_key_of(r.body.as_ref().expect("body"));
@@ -293,4 +300,106 @@ pub async fn imap(user: &str, password: &str, commands: &[&str]) -> String {
         }
     }
     transcript
+}
+
+/// A small plain-text mail.
+pub fn mail(subject: &str, body: &str) -> String {
+    format!(
+        "From: Sender <sender@example.org>\r\nTo: someone@example.test\r\nSubject: {subject}\r\n\
+         Message-ID: <{:016x}@example.org>\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
+        rand::random::<u64>()
+    )
+}
+
+/// APPENDs a message over a second IMAP connection (`date` like `"01-Jan-2020 10:00:00 +0000"`).
+pub async fn append(user: &str, password: &str, mailbox: &str, raw: &str, date: Option<&str>) {
+    let date = date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
+    let cmd = format!("APPEND \"{mailbox}\"{date} {{{}+}}\r\n{raw}", raw.len());
+    imap(user, password, &[&cmd]).await;
+}
+
+/// The ServerId of the folder with this display name, from a key-0 FolderSync.
+pub async fn folder_id(dev: &TestDevice, name: &str) -> String {
+    use eas_gateway::wbxml::tags::folder_hierarchy as f;
+    let r = dev.folder_sync("0").await;
+    r.first(f::CHANGES)
+        .and_then(|c| {
+            c.all(f::ADD)
+                .find(|a| a.text_of(f::DISPLAY_NAME) == Some(name))
+                .and_then(|a| a.text_of(f::SERVER_ID).map(String::from))
+        })
+        .unwrap_or_else(|| panic!("no folder {name}"))
+}
+
+/// Builds a one-collection Sync request.
+pub fn sync_request(collection: &str, key: &str, window: u32, options: Option<Element>) -> Element {
+    use eas_gateway::wbxml::tags::airsync as a;
+    let mut c = Element::new(a::COLLECTION)
+        .text_child(a::SYNC_KEY, key)
+        .text_child(a::COLLECTION_ID, collection)
+        .text_child(a::WINDOW_SIZE, window.to_string());
+    if let Some(o) = options {
+        c.push(o);
+    }
+    Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(c))
+}
+
+/// What one collection of a Sync response says.
+#[derive(Debug, Default)]
+pub struct SyncResult {
+    pub status: Option<String>,
+    pub key: Option<String>,
+    pub more: bool,
+    /// (ServerId, ApplicationData) of each Add.
+    pub adds: Vec<(String, Element)>,
+    pub changes: Vec<(String, Element)>,
+    pub deletes: Vec<String>,
+    pub soft_deletes: Vec<String>,
+    pub responses: Option<Element>,
+    /// True for the empty Sync response (HTTP 200, no body).
+    pub empty: bool,
+}
+
+pub fn sync_result(reply: &Reply) -> SyncResult {
+    use eas_gateway::wbxml::tags::airsync as a;
+    assert_eq!(reply.status, 200, "Sync HTTP status");
+    let Some(body) = &reply.body else {
+        return SyncResult {
+            empty: true,
+            ..Default::default()
+        };
+    };
+    let Some(col) = body
+        .first(a::COLLECTIONS)
+        .and_then(|c| c.first(a::COLLECTION))
+    else {
+        return SyncResult {
+            status: body.text_of(a::STATUS).map(String::from),
+            ..Default::default()
+        };
+    };
+    let mut r = SyncResult {
+        status: col.text_of(a::STATUS).map(String::from),
+        key: col.text_of(a::SYNC_KEY).map(String::from),
+        more: col.first(a::MORE_AVAILABLE).is_some(),
+        responses: col.first(a::RESPONSES).cloned(),
+        ..Default::default()
+    };
+    if let Some(cmds) = col.first(a::COMMANDS) {
+        for e in cmds.elements() {
+            let sid = e.text_of(a::SERVER_ID).unwrap_or("").to_string();
+            let data = e.first(a::APPLICATION_DATA).cloned();
+            match e.tag {
+                t if t == a::ADD => r.adds.push((sid, data.expect("Add with ApplicationData"))),
+                t if t == a::CHANGE => r
+                    .changes
+                    .push((sid, data.expect("Change with ApplicationData"))),
+                t if t == a::DELETE => r.deletes.push(sid),
+                t if t == a::SOFT_DELETE => r.soft_deletes.push(sid),
+                _ => panic!("unexpected command {:?}", e.tag),
+            }
+        }
+    }
+    r
 }

@@ -1,0 +1,130 @@
+//! The user's folders as the commands see them: IMAP mailboxes with their EAS ServerIds.
+//!
+//! Listing the hierarchy costs a LIST and a STATUS per folder, so the last listing per user is
+//! kept in memory; a collection id that is not in it (a folder made since, or another gateway
+//! node assigned it) triggers one fresh listing before the answer is "no such folder".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::backend::{MailFolder, MailSession, SpecialUse};
+use crate::state::StateStore;
+
+use super::CommandError;
+
+/// The identity of the virtual Outbox folder (there is no IMAP mailbox behind it).
+pub const OUTBOX_IDENTITY: &str = "virtual:outbox";
+
+/// One folder with its ServerId; `mailbox` is `None` for the virtual Outbox.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub server_id: String,
+    pub mailbox: Option<MailFolder>,
+}
+
+/// Per-user listing cache.
+#[derive(Default)]
+pub struct FolderCache {
+    users: DashMap<String, Arc<Vec<Resolved>>>,
+}
+
+impl FolderCache {
+    pub fn cached(&self, user: &str) -> Option<Arc<Vec<Resolved>>> {
+        self.users.get(user).map(|v| v.clone())
+    }
+
+    fn put(&self, user: &str, list: Arc<Vec<Resolved>>) {
+        self.users.insert(user.to_string(), list);
+    }
+}
+
+/// Lists the user's folders (without virtual \All / \Flagged views), assigns ServerIds, and
+/// refreshes the cache. Parents come before children.
+pub async fn list<M: MailSession, S: StateStore>(
+    store: &S,
+    cache: &FolderCache,
+    session: &mut M,
+    user: &str,
+) -> Result<Arc<Vec<Resolved>>, CommandError> {
+    let mut folders: Vec<MailFolder> = session
+        .list_folders()
+        .await?
+        .into_iter()
+        // Virtual "all mail" and "flagged" views would show every mail twice.
+        .filter(|f| !matches!(f.special_use, Some(SpecialUse::All | SpecialUse::Flagged)))
+        .collect();
+    folders.sort_by(|a, b| depth(a).cmp(&depth(b)).then_with(|| a.name.cmp(&b.name)));
+    let mut identities: Vec<String> = folders.iter().map(|f| f.identity.clone()).collect();
+    identities.push(OUTBOX_IDENTITY.to_string());
+    let ids = store.folder_server_ids(user, &identities).await?;
+    let mut out: Vec<Resolved> = folders
+        .into_iter()
+        .zip(ids.iter())
+        .map(|(f, id)| Resolved {
+            server_id: id.clone(),
+            mailbox: Some(f),
+        })
+        .collect();
+    if let Some(outbox) = ids.last() {
+        out.push(Resolved {
+            server_id: outbox.clone(),
+            mailbox: None,
+        });
+    }
+    let out = Arc::new(out);
+    cache.put(user, out.clone());
+    Ok(out)
+}
+
+/// Finds a collection by ServerId, listing again once when it is not in the cache.
+/// `Ok(None)` means the folder does not exist (Status 12 / FolderSync needed).
+pub async fn resolve<M: MailSession, S: StateStore>(
+    store: &S,
+    cache: &FolderCache,
+    session: &mut M,
+    user: &str,
+    server_id: &str,
+) -> Result<Option<Resolved>, CommandError> {
+    if let Some(list) = cache.cached(user) {
+        if let Some(r) = list.iter().find(|r| r.server_id == server_id) {
+            return Ok(Some(r.clone()));
+        }
+    }
+    let list = list(store, cache, session, user).await?;
+    Ok(list.iter().find(|r| r.server_id == server_id).cloned())
+}
+
+/// Drops the cached listing (after a folder command changed the hierarchy, or a mailbox named
+/// in the cache turned out to be gone).
+pub fn forget(cache: &FolderCache, user: &str) {
+    cache.users.remove(user);
+}
+
+/// The folder with a special use (Trash, Sent, Drafts ...), from a listing.
+pub fn special(list: &[Resolved], usage: SpecialUse) -> Option<&Resolved> {
+    list.iter().find(|r| {
+        r.mailbox
+            .as_ref()
+            .is_some_and(|m| m.special_use == Some(usage))
+    })
+}
+
+/// ServerIds by IMAP mailbox name, for parent lookups.
+pub fn ids_by_name(list: &[Resolved]) -> HashMap<&str, &str> {
+    list.iter()
+        .filter_map(|r| {
+            r.mailbox
+                .as_ref()
+                .map(|m| (m.name.as_str(), r.server_id.as_str()))
+        })
+        .collect()
+}
+
+fn depth(f: &MailFolder) -> usize {
+    match f.delimiter {
+        Some(d) => f.name.matches(d).count(),
+        None => 0,
+    }
+}

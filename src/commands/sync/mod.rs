@@ -1,0 +1,578 @@
+//! Sync (MS-ASCMD 2.2.1.21): mail both ways, exactly once.
+//!
+//! A sync key names a committed [`view::View`] of what the device holds. For each collection:
+//! resolve the folder, find the view the key names (the current one, or the previous one when
+//! the phone lost our last response and repeats its key), apply the device's changes
+//! ([`client_changes`]), compute what changed on the server ([`server_changes`]), commit the
+//! new view under a new key in one transaction, then answer. A crash between commit and answer
+//! is the lost-response case that the previous key covers.
+//!
+//! An unchanged folder costs one STATUS: same UIDVALIDITY and HIGHESTMODSEQ, same window, no
+//! device changes, nothing pending. When no collection has anything to say, the answer is the
+//! empty Sync response (HTTP 200, no body) and no state is written.
+
+pub mod client_changes;
+pub mod server_changes;
+pub mod view;
+
+use bytes::Bytes;
+use tracing::debug;
+
+use crate::backend::{MailBackend, MailFolder, MailSession, MessageMeta, SpecialUse};
+use crate::eas::sync::{
+    self as model, filter_days, status, ClientResponse, CollectionRequest, CollectionResponse,
+    ServerCommand, SyncOptions, SyncRequest, DEFAULT_WINDOW_SIZE, MAX_WINDOW_SIZE,
+};
+use crate::eas::ProtocolVersion;
+use crate::mime;
+use crate::state::StateStore;
+use crate::uidset::UidSet;
+use crate::wbxml::{self, Element, Limits};
+
+use super::{folders, CommandError, Context, Gateway, Outcome};
+use client_changes::{parse_server_id, server_id};
+use view::{flag_bits, window_start, View};
+
+/// Bounds of Wait (minutes) and HeartbeatInterval (seconds) in a Sync request.
+const WAIT_MINUTES: (u32, u32) = (1, 59);
+const HEARTBEAT_SECS: (u32, u32) = (60, 3540);
+
+pub async fn handle<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    body: Option<Element>,
+) -> Result<Outcome, CommandError> {
+    let user = ctx.user.address.as_str();
+    let device_id = ctx.device_id();
+    let request = match &body {
+        Some(b) => match SyncRequest::from_element(b) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "malformed Sync request");
+                return Ok(top_status(status::PROTOCOL_ERROR, None));
+            }
+        },
+        None => SyncRequest::default(),
+    };
+    if request.wait.is_some() && request.heartbeat_interval.is_some() {
+        return Ok(top_status(status::PROTOCOL_ERROR, None));
+    }
+    if let Some(w) = request.wait {
+        if w < WAIT_MINUTES.0 || w > WAIT_MINUTES.1 {
+            let limit = if w < WAIT_MINUTES.0 {
+                WAIT_MINUTES.0
+            } else {
+                WAIT_MINUTES.1
+            };
+            return Ok(top_status(status::INVALID_WAIT, Some(limit)));
+        }
+    }
+    if let Some(h) = request.heartbeat_interval {
+        if h < HEARTBEAT_SECS.0 || h > HEARTBEAT_SECS.1 {
+            let limit = if h < HEARTBEAT_SECS.0 {
+                HEARTBEAT_SECS.0
+            } else {
+                HEARTBEAT_SECS.1
+            };
+            return Ok(top_status(status::INVALID_WAIT, Some(limit)));
+        }
+    }
+
+    // An empty or Partial request reuses the device's cached last request (MS-ASCMD 2.2.3.128).
+    let request = if request.collections.is_empty() || request.partial {
+        let cached = match gw.store.cached_sync_request(user, device_id).await? {
+            Some(bytes) => wbxml::decode(Bytes::from(bytes), &Limits::default())
+                .ok()
+                .and_then(|e| SyncRequest::from_element(&e).ok()),
+            None => None,
+        };
+        match cached {
+            Some(cached) => merge_with_cache(gw, user, device_id, request, cached).await?,
+            None if request.collections.is_empty() => {
+                return Ok(top_status(status::INCOMPLETE_REQUEST, None));
+            }
+            None => request,
+        }
+    } else {
+        request
+    };
+    gw.store
+        .set_cached_sync_request(user, device_id, Some(&cache_bytes(&request)))
+        .await?;
+
+    let mut session = gw
+        .sessions
+        .get(&ctx.user.credentials, ctx.client_ip)
+        .await?;
+    let mut budget = request
+        .window_size
+        .unwrap_or(MAX_WINDOW_SIZE)
+        .clamp(1, MAX_WINDOW_SIZE) as usize;
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for col in &request.collections {
+        let lock = gw
+            .collection_locks
+            .entry(format!("{user}\u{0}{device_id}\u{0}{}", col.collection_id))
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
+        match sync_collection(gw, ctx, &mut *session, col, budget).await {
+            Ok(Some(r)) => {
+                budget = budget.saturating_sub(r.commands.len()).max(1);
+                out.push(r);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    drop(session);
+    result?;
+    if out.is_empty() {
+        return Ok(Outcome::Empty);
+    }
+    Ok(Outcome::Wbxml {
+        status: out.iter().map(|c| c.status).max(),
+        body: model::response(&out),
+    })
+}
+
+fn top_status(code: u32, limit: Option<u32>) -> Outcome {
+    Outcome::Wbxml {
+        body: model::status_response(code, limit),
+        status: Some(code),
+    }
+}
+
+/// Collections of a Partial request replace the cached ones with the same id; the others come
+/// from the cache with the key the device holds now.
+async fn merge_with_cache<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    user: &str,
+    device_id: &str,
+    request: SyncRequest,
+    cached: SyncRequest,
+) -> Result<SyncRequest, CommandError> {
+    let mut merged = request.clone();
+    for c in cached.collections {
+        if merged
+            .collections
+            .iter()
+            .any(|n| n.collection_id == c.collection_id)
+        {
+            continue;
+        }
+        let Some(state) = gw
+            .store
+            .collection_state(user, device_id, &c.collection_id)
+            .await?
+        else {
+            continue;
+        };
+        merged.collections.push(CollectionRequest {
+            sync_key: state.current.key.to_string(),
+            commands: Vec::new(),
+            ..c
+        });
+    }
+    if merged.window_size.is_none() {
+        merged.window_size = cached.window_size;
+    }
+    Ok(merged)
+}
+
+/// The request as cached: without the device's commands, which must never be replayed.
+fn cache_bytes(req: &SyncRequest) -> Vec<u8> {
+    use crate::wbxml::tags::airsync as a;
+    let mut cols = Element::new(a::COLLECTIONS);
+    for c in &req.collections {
+        let mut e = Element::new(a::COLLECTION)
+            .text_child(a::SYNC_KEY, c.sync_key.clone())
+            .text_child(a::COLLECTION_ID, c.collection_id.clone())
+            .text_child(
+                a::DELETES_AS_MOVES,
+                if c.deletes_as_moves { "1" } else { "0" },
+            );
+        if let Some(w) = c.window_size {
+            e.push(Element::with_text(a::WINDOW_SIZE, w.to_string()));
+        }
+        if let Some(o) = &c.options {
+            e.push(o.clone());
+        }
+        cols.push(e);
+    }
+    let mut root = Element::new(a::SYNC).child(cols);
+    if let Some(w) = req.window_size {
+        root.push(Element::with_text(a::WINDOW_SIZE, w.to_string()));
+    }
+    wbxml::encode(&root)
+}
+
+/// One collection: `Ok(None)` when it has nothing to report (its key stays valid).
+async fn sync_collection<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    session: &mut B::Session,
+    col: &CollectionRequest,
+    budget: usize,
+) -> Result<Option<CollectionResponse>, CommandError> {
+    let user = ctx.user.address.as_str();
+    let device_id = ctx.device_id();
+    let cid = col.collection_id.as_str();
+    let Some(resolved) = folders::resolve(&gw.store, &gw.folders, session, user, cid).await? else {
+        debug!(collection_id = cid, "unknown collection");
+        return Ok(Some(CollectionResponse::error(
+            cid,
+            status::FOLDER_HIERARCHY_CHANGED,
+        )));
+    };
+    let state = gw.store.collection_state(user, device_id, cid).await?;
+    // Options: from the request, else cached for this collection, else defaults.
+    let options_element = match &col.options {
+        Some(o) => Some(o.clone()),
+        None => state
+            .as_ref()
+            .and_then(|s| s.options.as_ref())
+            .and_then(|b| wbxml::decode(Bytes::from(b.clone()), &Limits::default()).ok()),
+    };
+    let options = match options_element.as_ref().map(SyncOptions::from_element) {
+        Some(Ok(o)) => o,
+        Some(Err(e)) => {
+            debug!(error = %e, "bad Sync Options");
+            return Ok(Some(CollectionResponse::error(cid, status::PROTOCOL_ERROR)));
+        }
+        None => SyncOptions::default(),
+    };
+    let options_bytes = col.options.as_ref().map(wbxml::encode);
+    let window = window_start(filter_days(options.filter_type), ctx.now);
+
+    // Folders without a mailbox (Outbox, \Noselect parents) sync as empty folders.
+    let mailbox: Option<MailFolder> = resolved.mailbox.filter(|m| m.selectable);
+
+    if col.sync_key == "0" {
+        gw.store.reset_collection(user, device_id, cid).await?;
+        let (uid_validity, flags) = match &mailbox {
+            Some(m) => {
+                let st = session.select(&m.name).await?;
+                let flags = (st.highest_modseq == 0).then(Default::default);
+                (st.uid_validity, flags)
+            }
+            None => (0, None),
+        };
+        let view = View {
+            key: 1,
+            uid_validity,
+            uids: UidSet::new(),
+            highest_modseq: 0,
+            flags,
+            filter_start: window,
+            more_available: false,
+        };
+        gw.store
+            .commit_collection(
+                user,
+                device_id,
+                cid,
+                &view.encode(),
+                options_bytes.as_deref(),
+            )
+            .await?;
+        return Ok(Some(CollectionResponse {
+            sync_key: Some("1".into()),
+            collection_id: cid.to_string(),
+            status: status::SUCCESS,
+            more_available: false,
+            commands: Vec::new(),
+            responses: Vec::new(),
+        }));
+    }
+
+    let Some(state) = state else {
+        return Ok(Some(CollectionResponse::error(
+            cid,
+            status::INVALID_SYNC_KEY,
+        )));
+    };
+    let key: Option<u32> = col.sync_key.parse().ok();
+    let (held, replay) = match key {
+        Some(k) if k == state.current.key => (&state.current, false),
+        Some(k) if state.previous.as_ref().is_some_and(|p| p.key == k) => {
+            (state.previous.as_ref().unwrap_or(&state.current), true)
+        }
+        _ => {
+            debug!(collection_id = cid, sync_key = %col.sync_key, "unknown sync key");
+            return Ok(Some(CollectionResponse::error(
+                cid,
+                status::INVALID_SYNC_KEY,
+            )));
+        }
+    };
+    let Some(held) = View::decode(held) else {
+        return Ok(Some(CollectionResponse::error(
+            cid,
+            status::INVALID_SYNC_KEY,
+        )));
+    };
+    let current_key = state.current.key;
+    let next_key = if replay {
+        current_key
+    } else {
+        current_key.wrapping_add(1).max(1)
+    };
+
+    let Some(mailbox) = mailbox else {
+        // Nothing can change in a folder without a mailbox.
+        if !replay && col.commands.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some(CollectionResponse {
+            sync_key: Some(current_key.to_string()),
+            collection_id: cid.to_string(),
+            status: status::SUCCESS,
+            more_available: false,
+            commands: Vec::new(),
+            responses: Vec::new(),
+        }));
+    };
+    let has_commands = !col.commands.is_empty();
+    let get_changes = col.get_changes.unwrap_or(true);
+
+    // Fast path: one STATUS says nothing changed.
+    if !has_commands && !replay && !held.more_available && held.flags.is_none() {
+        if !get_changes {
+            return Ok(None);
+        }
+        if held.highest_modseq > 0 && held.filter_start == window {
+            let st = session.status(&mailbox.name).await?;
+            if st.uid_validity == held.uid_validity && st.highest_modseq == held.highest_modseq {
+                return Ok(None);
+            }
+        }
+    }
+
+    // The device's own changes first.
+    let trash = if mailbox.special_use == Some(SpecialUse::Trash) {
+        None
+    } else {
+        gw.folders
+            .cached(user)
+            .and_then(|l| folders::special(&l, SpecialUse::Trash).and_then(|r| r.mailbox.clone()))
+            .map(|m| m.name)
+    };
+    let applied = if has_commands {
+        client_changes::apply(
+            session,
+            &mailbox.name,
+            cid,
+            &col.commands,
+            col.deletes_as_moves,
+            trash.as_deref(),
+        )
+        .await?
+    } else {
+        client_changes::Applied::default()
+    };
+
+    let mstate = session.select(&mailbox.name).await?;
+    if mstate.uid_validity != held.uid_validity {
+        debug!(
+            collection_id = cid,
+            "UIDVALIDITY changed: the device must resync"
+        );
+        return Ok(Some(CollectionResponse::error(
+            cid,
+            status::INVALID_SYNC_KEY,
+        )));
+    }
+    let mut held_now = held.clone();
+    for u in applied.removed.iter() {
+        held_now.uids.remove(u);
+        if let Some(f) = held_now.flags.as_mut() {
+            f.remove(&u);
+        }
+    }
+    let limit = col
+        .window_size
+        .unwrap_or(DEFAULT_WINDOW_SIZE)
+        .clamp(1, MAX_WINDOW_SIZE) as usize;
+    let limit = limit.min(budget.max(1));
+    let changes = if get_changes {
+        server_changes::compute(
+            session,
+            &mailbox.name,
+            &held_now,
+            mstate,
+            window,
+            &applied.touched,
+            limit,
+        )
+        .await?
+    } else {
+        server_changes::Changes {
+            new_view: Some(held_now.clone()),
+            ..Default::default()
+        }
+    };
+    let body_options = body_options(&options, ctx.version);
+    let mut new_view = changes.new_view.clone().unwrap_or(held_now);
+    let mut commands = Vec::new();
+    for uid in &changes.deletes {
+        commands.push(ServerCommand::Delete {
+            server_id: server_id(cid, *uid),
+        });
+    }
+    for uid in &changes.soft_deletes {
+        commands.push(ServerCommand::SoftDelete {
+            server_id: server_id(cid, *uid),
+        });
+    }
+    for meta in &changes.changes {
+        commands.push(ServerCommand::Change {
+            server_id: server_id(cid, meta.uid),
+            data: mime::flag_change(&mail_flags(meta), ctx.version),
+        });
+    }
+    if !changes.adds.is_empty() {
+        let fetched = session.fetch_messages(&mailbox.name, &changes.adds).await?;
+        let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
+        for uid in &changes.adds {
+            let Some((meta, raw)) = fetched.iter().find(|(m, _)| m.uid == *uid) else {
+                // Expunged between the search and the fetch: not sent, not in the view.
+                new_view.uids.remove(*uid);
+                continue;
+            };
+            let sid = server_id(cid, *uid);
+            let info = mime::ItemInfo {
+                file_reference_prefix: &sid,
+                internal_date: meta.internal_date,
+                in_drafts,
+            };
+            if let Some(f) = new_view.flags.as_mut() {
+                f.insert(*uid, flag_bits(meta));
+            }
+            commands.push(ServerCommand::Add {
+                data: mime::application_data(raw, &mail_flags(meta), &info, &body_options),
+                server_id: sid,
+            });
+        }
+    }
+    let mut responses = applied.responses;
+    for sid in &applied.fetches {
+        responses.push(fetch_one(session, &mailbox, cid, sid, &body_options).await?);
+    }
+
+    if commands.is_empty() && responses.is_empty() && !has_commands && !replay {
+        // Nothing to tell: keep the key, but remember the newer mod-sequence so the next
+        // request takes the fast path again.
+        if new_view != held {
+            new_view.key = held.key;
+            gw.store
+                .commit_collection(
+                    user,
+                    device_id,
+                    cid,
+                    &new_view.encode(),
+                    options_bytes.as_deref(),
+                )
+                .await?;
+        }
+        return Ok(None);
+    }
+    new_view.key = next_key;
+    gw.store
+        .commit_collection(
+            user,
+            device_id,
+            cid,
+            &new_view.encode(),
+            options_bytes.as_deref(),
+        )
+        .await?;
+    Ok(Some(CollectionResponse {
+        sync_key: Some(next_key.to_string()),
+        collection_id: cid.to_string(),
+        status: status::SUCCESS,
+        more_available: new_view.more_available,
+        commands,
+        responses,
+    }))
+}
+
+/// Answers a Fetch command: the item's ApplicationData, or Status 8 when it is gone.
+async fn fetch_one<M: MailSession>(
+    session: &mut M,
+    mailbox: &MailFolder,
+    cid: &str,
+    sid: &str,
+    opts: &mime::BodyOptions,
+) -> Result<ClientResponse, CommandError> {
+    let not_found = ClientResponse::Fetch {
+        server_id: sid.to_string(),
+        status: status::OBJECT_NOT_FOUND,
+        data: None,
+    };
+    let Some(uid) = parse_server_id(cid, sid) else {
+        return Ok(not_found);
+    };
+    let fetched = session.fetch_messages(&mailbox.name, &[uid]).await?;
+    let Some((meta, raw)) = fetched.into_iter().next() else {
+        return Ok(not_found);
+    };
+    let info = mime::ItemInfo {
+        file_reference_prefix: sid,
+        internal_date: meta.internal_date,
+        in_drafts: mailbox.special_use == Some(SpecialUse::Drafts),
+    };
+    Ok(ClientResponse::Fetch {
+        server_id: sid.to_string(),
+        status: status::SUCCESS,
+        data: Some(mime::application_data(
+            &raw,
+            &mail_flags(&meta),
+            &info,
+            opts,
+        )),
+    })
+}
+
+/// IMAP flags as the MIME layer wants them.
+pub fn mail_flags(meta: &MessageMeta) -> mime::MailFlags {
+    mime::MailFlags {
+        seen: meta.has_flag("\\Seen"),
+        flagged: meta.has_flag("\\Flagged"),
+        answered: meta.has_flag("\\Answered"),
+        forwarded: meta.has_flag("$Forwarded"),
+        draft: meta.has_flag("\\Draft"),
+        keywords: meta
+            .flags
+            .iter()
+            .filter(|f| !f.starts_with('\\') && !f.starts_with('$'))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Sync Options as the MIME layer wants them.
+pub fn body_options(o: &SyncOptions, version: ProtocolVersion) -> mime::BodyOptions {
+    if o.body_preferences.is_empty() && o.mime_support == 0 {
+        return mime::BodyOptions::default_for(version);
+    }
+    mime::BodyOptions {
+        preferences: o
+            .body_preferences
+            .iter()
+            .map(|p| mime::BodyPreference {
+                body_type: p.body_type,
+                truncation_size: p.truncation_size,
+                all_or_none: p.all_or_none,
+                preview: p.preview,
+            })
+            .collect(),
+        mime_support: o.mime_support,
+        mime_truncation: o.mime_truncation,
+        version,
+    }
+}

@@ -1,0 +1,465 @@
+//! Sync (MS-ASCMD 2.2.1.21): the typed request and response of the mail sync command.
+
+use crate::wbxml::tags::{airsync as a, airsyncbase as b};
+use crate::wbxml::Element;
+
+use super::ParseError;
+
+/// Sync status values (MS-ASCMD 2.2.3.177.17).
+pub mod status {
+    pub const SUCCESS: u32 = 1;
+    pub const INVALID_SYNC_KEY: u32 = 3;
+    pub const PROTOCOL_ERROR: u32 = 4;
+    pub const SERVER_ERROR: u32 = 5;
+    pub const CONVERSION_ERROR: u32 = 6;
+    pub const CONFLICT: u32 = 7;
+    pub const OBJECT_NOT_FOUND: u32 = 8;
+    pub const FOLDER_HIERARCHY_CHANGED: u32 = 12;
+    pub const INCOMPLETE_REQUEST: u32 = 13;
+    pub const INVALID_WAIT: u32 = 14;
+    pub const TOO_MANY_COLLECTIONS: u32 = 15;
+    pub const RETRY: u32 = 16;
+}
+
+/// Largest WindowSize honoured (MS-ASCMD 2.2.3.199: 512).
+pub const MAX_WINDOW_SIZE: u32 = 512;
+/// WindowSize when the request names none.
+pub const DEFAULT_WINDOW_SIZE: u32 = 100;
+
+/// A whole Sync request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncRequest {
+    pub collections: Vec<CollectionRequest>,
+    /// Minutes (12.1+).
+    pub wait: Option<u32>,
+    /// Seconds (14.0+).
+    pub heartbeat_interval: Option<u32>,
+    pub window_size: Option<u32>,
+    pub partial: bool,
+}
+
+/// One collection of a Sync request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CollectionRequest {
+    pub sync_key: String,
+    pub collection_id: String,
+    /// Default true (MS-ASCMD 2.2.3.43).
+    pub deletes_as_moves: bool,
+    /// `None` when absent: true except for key 0.
+    pub get_changes: Option<bool>,
+    pub window_size: Option<u32>,
+    /// The raw Options element, kept as sent so it can be cached.
+    pub options: Option<Element>,
+    pub commands: Vec<ClientCommand>,
+}
+
+/// A change the device made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCommand {
+    Change {
+        server_id: String,
+        data: Element,
+    },
+    Delete {
+        server_id: String,
+    },
+    Fetch {
+        server_id: String,
+    },
+    Add {
+        client_id: String,
+        data: Option<Element>,
+    },
+}
+
+/// The options of a collection, decoded from its Options element.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncOptions {
+    /// 0 = all mail; 1..=7 limit by age (see [`filter_days`]).
+    pub filter_type: u32,
+    pub body_preferences: Vec<BodyPref>,
+    pub mime_support: u8,
+    /// Bytes, from the MIMETruncation code.
+    pub mime_truncation: Option<u32>,
+    /// 12.x plain truncation (`Truncation` is not in the tables; kept for completeness).
+    pub conflict: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPref {
+    pub body_type: u8,
+    pub truncation_size: Option<u32>,
+    pub all_or_none: bool,
+    pub preview: Option<u32>,
+}
+
+/// Days covered by an email FilterType (MS-ASCMD 2.2.3.70.2); `None` for 0 (everything).
+pub fn filter_days(filter_type: u32) -> Option<u32> {
+    match filter_type {
+        1 => Some(1),
+        2 => Some(3),
+        3 => Some(7),
+        4 => Some(14),
+        5 => Some(31),
+        6 => Some(92),
+        7 => Some(183),
+        _ => None,
+    }
+}
+
+/// Bytes of a MIMETruncation code (MS-ASCMD 2.2.3.108).
+fn mime_truncation_bytes(code: u32) -> Option<u32> {
+    match code {
+        0 => Some(0),
+        1 => Some(4096),
+        2 => Some(5120),
+        3 => Some(7168),
+        4 => Some(10240),
+        5 => Some(20480),
+        6 => Some(51200),
+        7 => Some(102400),
+        _ => None,
+    }
+}
+
+fn number(e: &Element, what: &'static str) -> Result<u32, ParseError> {
+    e.text()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .map_err(|_| ParseError::new("Sync", format!("{what} is not a number")))
+}
+
+fn flag(e: &Element) -> bool {
+    // An empty element means "set" (MS-ASCMD: DeletesAsMoves, GetChanges).
+    !matches!(e.text().map(str::trim), Some("0"))
+}
+
+impl SyncRequest {
+    pub fn from_element(root: &Element) -> Result<SyncRequest, ParseError> {
+        if root.tag != a::SYNC {
+            return Err(ParseError::new("Sync", "root element is not Sync"));
+        }
+        let mut req = SyncRequest::default();
+        if let Some(w) = root.first(a::WAIT) {
+            req.wait = Some(number(w, "Wait")?);
+        }
+        if let Some(h) = root.first(a::HEARTBEAT_INTERVAL) {
+            req.heartbeat_interval = Some(number(h, "HeartbeatInterval")?);
+        }
+        if let Some(w) = root.first(a::WINDOW_SIZE) {
+            req.window_size = Some(number(w, "WindowSize")?);
+        }
+        req.partial = root.first(a::PARTIAL).is_some();
+        if let Some(cols) = root.first(a::COLLECTIONS) {
+            for c in cols.all(a::COLLECTION) {
+                req.collections.push(CollectionRequest::from_element(c)?);
+            }
+        }
+        Ok(req)
+    }
+}
+
+impl CollectionRequest {
+    fn from_element(c: &Element) -> Result<CollectionRequest, ParseError> {
+        let collection_id = c
+            .text_of(a::COLLECTION_ID)
+            .ok_or_else(|| ParseError::new("Sync", "Collection without CollectionId"))?
+            .trim()
+            .to_string();
+        let sync_key = c
+            .text_of(a::SYNC_KEY)
+            .map(|k| k.trim().to_string())
+            .unwrap_or_default();
+        let mut col = CollectionRequest {
+            sync_key,
+            collection_id,
+            deletes_as_moves: c.first(a::DELETES_AS_MOVES).map(flag).unwrap_or(true),
+            get_changes: c.first(a::GET_CHANGES).map(flag),
+            window_size: match c.first(a::WINDOW_SIZE) {
+                Some(w) => Some(number(w, "WindowSize")?),
+                None => None,
+            },
+            options: c.first(a::OPTIONS).cloned(),
+            commands: Vec::new(),
+        };
+        if let Some(cmds) = c.first(a::COMMANDS) {
+            for e in cmds.elements() {
+                let server_id = || -> Result<String, ParseError> {
+                    Ok(e.text_of(a::SERVER_ID)
+                        .ok_or_else(|| ParseError::new("Sync", "command without ServerId"))?
+                        .trim()
+                        .to_string())
+                };
+                let cmd = match e.tag {
+                    t if t == a::CHANGE => ClientCommand::Change {
+                        server_id: server_id()?,
+                        data: e
+                            .first(a::APPLICATION_DATA)
+                            .cloned()
+                            .unwrap_or_else(|| Element::new(a::APPLICATION_DATA)),
+                    },
+                    t if t == a::DELETE => ClientCommand::Delete {
+                        server_id: server_id()?,
+                    },
+                    t if t == a::FETCH => ClientCommand::Fetch {
+                        server_id: server_id()?,
+                    },
+                    t if t == a::ADD => ClientCommand::Add {
+                        client_id: e.text_of(a::CLIENT_ID).unwrap_or("").trim().to_string(),
+                        data: e.first(a::APPLICATION_DATA).cloned(),
+                    },
+                    _ => return Err(ParseError::new("Sync", "unknown element in Commands")),
+                };
+                col.commands.push(cmd);
+            }
+        }
+        Ok(col)
+    }
+}
+
+impl SyncOptions {
+    /// Decodes an Options element (the one for Email when several are given).
+    pub fn from_element(options: &Element) -> Result<SyncOptions, ParseError> {
+        let mut o = SyncOptions::default();
+        if let Some(f) = options.first(a::FILTER_TYPE) {
+            o.filter_type = number(f, "FilterType")?;
+            if o.filter_type > 8 {
+                return Err(ParseError::new("Sync", "FilterType out of range"));
+            }
+        }
+        for bp in options.all(b::BODY_PREFERENCE) {
+            let body_type = bp
+                .text_of(b::TYPE)
+                .and_then(|t| t.trim().parse::<u8>().ok())
+                .ok_or_else(|| ParseError::new("Sync", "BodyPreference without a valid Type"))?;
+            o.body_preferences.push(BodyPref {
+                body_type,
+                truncation_size: bp
+                    .text_of(b::TRUNCATION_SIZE)
+                    .and_then(|t| t.trim().parse().ok()),
+                all_or_none: bp.first(b::ALL_OR_NONE).map(flag).unwrap_or(false),
+                preview: bp.text_of(b::PREVIEW).and_then(|t| t.trim().parse().ok()),
+            });
+        }
+        if let Some(m) = options.first(a::MIME_SUPPORT) {
+            o.mime_support = number(m, "MIMESupport")?.min(2) as u8;
+        }
+        if let Some(m) = options.first(a::MIME_TRUNCATION) {
+            o.mime_truncation = mime_truncation_bytes(number(m, "MIMETruncation")?);
+        }
+        if let Some(c) = options.first(a::CONFLICT) {
+            o.conflict = Some(number(c, "Conflict")?);
+        }
+        Ok(o)
+    }
+}
+
+/// A server-side change for the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerCommand {
+    Add { server_id: String, data: Element },
+    Change { server_id: String, data: Element },
+    Delete { server_id: String },
+    SoftDelete { server_id: String },
+}
+
+/// The answer to one client command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientResponse {
+    Change {
+        server_id: String,
+        status: u32,
+    },
+    Delete {
+        server_id: String,
+        status: u32,
+    },
+    Fetch {
+        server_id: String,
+        status: u32,
+        data: Option<Element>,
+    },
+    Add {
+        client_id: String,
+        server_id: Option<String>,
+        status: u32,
+    },
+}
+
+/// One collection of a Sync response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionResponse {
+    pub sync_key: Option<String>,
+    pub collection_id: String,
+    pub status: u32,
+    pub more_available: bool,
+    pub commands: Vec<ServerCommand>,
+    pub responses: Vec<ClientResponse>,
+}
+
+impl CollectionResponse {
+    pub fn error(collection_id: &str, status: u32) -> CollectionResponse {
+        CollectionResponse {
+            sync_key: None,
+            collection_id: collection_id.to_string(),
+            status,
+            more_available: false,
+            commands: Vec::new(),
+            responses: Vec::new(),
+        }
+    }
+
+    /// Children in schema order: SyncKey, CollectionId, Status, MoreAvailable, Commands,
+    /// Responses (MS-ASCMD 2.2.3.29.2).
+    pub fn to_element(&self) -> Element {
+        let mut c = Element::new(a::COLLECTION);
+        // An invalid key is answered with key 0 (MS-ASCMD 3.2.5.1.1.1).
+        let key = match (&self.sync_key, self.status) {
+            (Some(k), _) => Some(k.clone()),
+            (None, status::INVALID_SYNC_KEY) => Some("0".to_string()),
+            (None, _) => None,
+        };
+        if let Some(k) = key {
+            c.push(Element::with_text(a::SYNC_KEY, k));
+        }
+        c.push(Element::with_text(
+            a::COLLECTION_ID,
+            self.collection_id.clone(),
+        ));
+        c.push(Element::with_text(a::STATUS, self.status.to_string()));
+        if self.more_available {
+            c.push(Element::new(a::MORE_AVAILABLE));
+        }
+        if !self.commands.is_empty() {
+            let mut cmds = Element::new(a::COMMANDS);
+            for cmd in &self.commands {
+                cmds.push(match cmd {
+                    ServerCommand::Add { server_id, data } => Element::new(a::ADD)
+                        .text_child(a::SERVER_ID, server_id.clone())
+                        .child(data.clone()),
+                    ServerCommand::Change { server_id, data } => Element::new(a::CHANGE)
+                        .text_child(a::SERVER_ID, server_id.clone())
+                        .child(data.clone()),
+                    ServerCommand::Delete { server_id } => {
+                        Element::new(a::DELETE).text_child(a::SERVER_ID, server_id.clone())
+                    }
+                    ServerCommand::SoftDelete { server_id } => {
+                        Element::new(a::SOFT_DELETE).text_child(a::SERVER_ID, server_id.clone())
+                    }
+                });
+            }
+            c.push(cmds);
+        }
+        if !self.responses.is_empty() {
+            let mut rs = Element::new(a::RESPONSES);
+            for r in &self.responses {
+                rs.push(match r {
+                    ClientResponse::Change { server_id, status } => Element::new(a::CHANGE)
+                        .text_child(a::SERVER_ID, server_id.clone())
+                        .text_child(a::STATUS, status.to_string()),
+                    ClientResponse::Delete { server_id, status } => Element::new(a::DELETE)
+                        .text_child(a::SERVER_ID, server_id.clone())
+                        .text_child(a::STATUS, status.to_string()),
+                    ClientResponse::Fetch {
+                        server_id,
+                        status,
+                        data,
+                    } => {
+                        let mut f = Element::new(a::FETCH)
+                            .text_child(a::SERVER_ID, server_id.clone())
+                            .text_child(a::STATUS, status.to_string());
+                        if let Some(d) = data {
+                            f.push(d.clone());
+                        }
+                        f
+                    }
+                    ClientResponse::Add {
+                        client_id,
+                        server_id,
+                        status,
+                    } => {
+                        let mut e =
+                            Element::new(a::ADD).text_child(a::CLIENT_ID, client_id.clone());
+                        if let Some(s) = server_id {
+                            e.push(Element::with_text(a::SERVER_ID, s.clone()));
+                        }
+                        e.text_child(a::STATUS, status.to_string())
+                    }
+                });
+            }
+            c.push(rs);
+        }
+        c
+    }
+}
+
+/// A whole Sync response body.
+pub fn response(collections: &[CollectionResponse]) -> Element {
+    let mut cols = Element::new(a::COLLECTIONS);
+    for c in collections {
+        cols.push(c.to_element());
+    }
+    Element::new(a::SYNC).child(cols)
+}
+
+/// A Sync response that carries only a top-level status (with an optional Limit for 14).
+pub fn status_response(status: u32, limit: Option<u32>) -> Element {
+    let mut e = Element::new(a::SYNC).text_child(a::STATUS, status.to_string());
+    if let Some(l) = limit {
+        e.push(Element::with_text(a::LIMIT, l.to_string()));
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_collection_with_options_and_commands() {
+        let req = Element::new(a::SYNC).child(
+            Element::new(a::COLLECTIONS).child(
+                Element::new(a::COLLECTION)
+                    .text_child(a::SYNC_KEY, "3")
+                    .text_child(a::COLLECTION_ID, "7")
+                    .child(Element::with_text(a::DELETES_AS_MOVES, "0"))
+                    .child(Element::new(a::GET_CHANGES))
+                    .text_child(a::WINDOW_SIZE, "25")
+                    .child(
+                        Element::new(a::OPTIONS)
+                            .text_child(a::FILTER_TYPE, "3")
+                            .child(
+                                Element::new(b::BODY_PREFERENCE)
+                                    .text_child(b::TYPE, "2")
+                                    .text_child(b::TRUNCATION_SIZE, "5000"),
+                            )
+                            .text_child(a::MIME_TRUNCATION, "1"),
+                    )
+                    .child(
+                        Element::new(a::COMMANDS)
+                            .child(Element::new(a::DELETE).text_child(a::SERVER_ID, "7:1"))
+                            .child(Element::new(a::FETCH).text_child(a::SERVER_ID, "7:2")),
+                    ),
+            ),
+        );
+        let r = SyncRequest::from_element(&req).unwrap();
+        let c = &r.collections[0];
+        assert_eq!(c.sync_key, "3");
+        assert!(!c.deletes_as_moves);
+        assert_eq!(c.get_changes, Some(true));
+        assert_eq!(c.window_size, Some(25));
+        assert_eq!(c.commands.len(), 2);
+        let o = SyncOptions::from_element(c.options.as_ref().unwrap()).unwrap();
+        assert_eq!(o.filter_type, 3);
+        assert_eq!(o.body_preferences[0].truncation_size, Some(5000));
+        assert_eq!(o.mime_truncation, Some(4096));
+    }
+
+    #[test]
+    fn invalid_key_response_carries_key_zero() {
+        let e = CollectionResponse::error("5", status::INVALID_SYNC_KEY).to_element();
+        assert_eq!(e.text_of(a::SYNC_KEY), Some("0"));
+        assert_eq!(e.text_of(a::STATUS), Some("3"));
+    }
+}

@@ -1,0 +1,272 @@
+//! `airsync:ApplicationData` of the Email class (MS-ASEMAIL 2.2.2), flag
+//! changes and the header summary.
+
+use mail_parser::parsers::fields::thread::thread_name;
+use mail_parser::HeaderName;
+
+use super::attachments;
+use super::body;
+use super::headers::{
+    self, conversation_id, conversation_index, display_list, format_date, format_list,
+    prune_for_version, Parsed,
+};
+use super::{BodyOptions, ItemInfo, MailFlags, Summary};
+use crate::eas::ProtocolVersion;
+use crate::wbxml::tags::{airsync, airsyncbase, email, email2};
+use crate::wbxml::Element;
+
+/// `email:InternetCPID`: bodies are always sent as UTF-8.
+pub const INTERNET_CPID_UTF8: &str = "65001";
+/// `email:ContentClass` of a mail message.
+pub const CONTENT_CLASS_MESSAGE: &str = "urn:content-classes:message";
+/// `email:FlagType` of a flagged message.
+pub const FLAG_TYPE_FOLLOW_UP: &str = "Flag for follow up";
+/// `email:Status` (Flag) of an active flag.
+pub const FLAG_STATUS_ACTIVE: &str = "2";
+/// `email2:LastVerbExecuted`: reply to sender.
+pub const LAST_VERB_REPLY_TO_SENDER: &str = "1";
+/// `email2:LastVerbExecuted`: forward.
+pub const LAST_VERB_FORWARD: &str = "3";
+
+/// The `ApplicationData` element of a Sync Add / Fetch or ItemOperations
+/// Fetch: the Email fields a phone shows, the attachments and the body
+/// chosen by `opts`.
+///
+/// Elements, in this order: To, Cc, From, Subject, ReplyTo (each address
+/// field only when it has addresses), DateReceived (INTERNALDATE),
+/// DisplayTo, ThreadTopic, Importance, Read, airsyncbase:Attachments (when
+/// there are any), airsyncbase:Body, MessageClass, InternetCPID (65001),
+/// Flag, ContentClass, airsyncbase:NativeBodyType; from 14.0
+/// email2:ConversationId, email2:ConversationIndex, Categories (when there
+/// are keywords), email2:LastVerbExecuted (from `\Answered` / `$Forwarded`),
+/// email2:Sender (when `Sender:` differs from `From:`); from 16.0 email2:Bcc
+/// (drafts) and email2:IsDraft.
+pub fn application_data(
+    raw: &[u8],
+    flags: &MailFlags,
+    info: &ItemInfo<'_>,
+    opts: &BodyOptions,
+) -> Element {
+    let p = headers::parse(raw);
+    let v = opts.version;
+    let mut ad = Element::new(airsync::APPLICATION_DATA);
+
+    let to = p.addresses(HeaderName::To);
+    let cc = p.addresses(HeaderName::Cc);
+    let from = p.addresses(HeaderName::From);
+    let reply_to = p.addresses(HeaderName::ReplyTo);
+    let subject = p.subject();
+
+    push_nonempty(&mut ad, email::TO, format_list(&to));
+    push_nonempty(&mut ad, email::CC, format_list(&cc));
+    push_nonempty(&mut ad, email::FROM, format_list(&from));
+    ad.push(Element::with_text(email::SUBJECT, subject.as_str()));
+    push_nonempty(&mut ad, email::REPLY_TO, format_list(&reply_to));
+    ad.push(Element::with_text(
+        email::DATE_RECEIVED,
+        format_date(info.internal_date),
+    ));
+    push_nonempty(&mut ad, email::DISPLAY_TO, display_list(&to));
+    let topic = thread_name(&subject).to_string();
+    ad.push(Element::with_text(email::THREAD_TOPIC, topic.as_str()));
+    ad.push(Element::with_text(
+        email::IMPORTANCE,
+        p.importance().to_string(),
+    ));
+    ad.push(read_element(flags));
+
+    let atts = attachments_element(&p, info);
+    if let Some(a) = atts {
+        ad.push(a);
+    }
+    ad.push(body::body_element(&p, opts));
+
+    ad.push(Element::with_text(
+        email::MESSAGE_CLASS,
+        p.smime().message_class(),
+    ));
+    ad.push(Element::with_text(email::INTERNET_CPID, INTERNET_CPID_UTF8));
+    ad.push(flag_element(flags));
+    ad.push(Element::with_text(
+        email::CONTENT_CLASS,
+        CONTENT_CLASS_MESSAGE,
+    ));
+    ad.push(Element::with_text(
+        airsyncbase::NATIVE_BODY_TYPE,
+        body::native_body_type(&p).to_string(),
+    ));
+
+    if v >= ProtocolVersion::V14_0 {
+        let sent = p.date().unwrap_or(info.internal_date);
+        ad.push(Element::with_opaque(
+            email2::CONVERSATION_ID,
+            conversation_id(&p, &topic, sent).to_vec().into(),
+        ));
+        ad.push(Element::with_opaque(
+            email2::CONVERSATION_INDEX,
+            conversation_index(sent).to_vec().into(),
+        ));
+        if let Some(c) = categories_element(flags, false) {
+            ad.push(c);
+        }
+        if let Some(l) = last_verb_element(flags) {
+            ad.push(l);
+        }
+        let sender = p.addresses(HeaderName::Sender);
+        if !sender.is_empty() && sender != from {
+            push_nonempty(&mut ad, email2::SENDER, format_list(&sender));
+        }
+    }
+    if v >= ProtocolVersion::V16_0 {
+        let draft = info.in_drafts || flags.draft;
+        if draft {
+            let bcc = p.addresses(HeaderName::Bcc);
+            push_nonempty(&mut ad, email2::BCC, format_list(&bcc));
+        }
+        ad.push(Element::with_text(
+            email2::IS_DRAFT,
+            if draft { "1" } else { "0" },
+        ));
+    }
+    prune_for_version(&mut ad, v);
+    ad
+}
+
+/// The `ApplicationData` of a Sync Change when only IMAP flags changed:
+/// Read, Flag (empty when not flagged, which clears the flag on the device),
+/// and from 14.0 Categories (empty when there are none, which clears them)
+/// and LastVerbExecuted (when answered or forwarded).
+pub fn flag_change(flags: &MailFlags, version: ProtocolVersion) -> Element {
+    let mut ad = Element::new(airsync::APPLICATION_DATA);
+    ad.push(read_element(flags));
+    ad.push(flag_element(flags));
+    if version >= ProtocolVersion::V14_0 {
+        if let Some(c) = categories_element(flags, true) {
+            ad.push(c);
+        }
+        if let Some(l) = last_verb_element(flags) {
+            ad.push(l);
+        }
+    }
+    prune_for_version(&mut ad, version);
+    ad
+}
+
+/// Header fields needed by SmartReply / SmartForward and Search.
+pub fn summary(raw: &[u8]) -> Summary {
+    let p = headers::parse(raw);
+    Summary {
+        subject: p.subject(),
+        from: format_list(&p.addresses(HeaderName::From)),
+        to: format_list(&p.addresses(HeaderName::To)),
+        cc: format_list(&p.addresses(HeaderName::Cc)),
+        message_id: p.message_id(),
+        references: p.references(),
+        date: p.date(),
+        has_attachments: attachments::count(&p) > 0,
+    }
+}
+
+fn push_nonempty(ad: &mut Element, tag: crate::wbxml::Tag, text: String) {
+    if !text.is_empty() {
+        ad.push(Element::with_text(tag, text));
+    }
+}
+
+fn read_element(flags: &MailFlags) -> Element {
+    Element::with_text(email::READ, if flags.seen { "1" } else { "0" })
+}
+
+/// `email:Flag`: Status 2 and FlagType "Flag for follow up" when `\Flagged`,
+/// an empty element otherwise.
+fn flag_element(flags: &MailFlags) -> Element {
+    if flags.flagged {
+        Element::new(email::FLAG)
+            .text_child(email::STATUS, FLAG_STATUS_ACTIVE)
+            .text_child(email::FLAG_TYPE, FLAG_TYPE_FOLLOW_UP)
+    } else {
+        Element::new(email::FLAG)
+    }
+}
+
+/// Keywords shown as categories: everything but `$`-prefixed IMAP keywords
+/// (`$MDNSent`, `$Junk`, `$label1`, ...) and the junk markers `Junk`,
+/// `NonJunk`, `NotJunk`, which are client bookkeeping, not user categories.
+pub fn categories(keywords: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for k in keywords {
+        let k = k.trim();
+        let technical = k.is_empty()
+            || k.starts_with('$')
+            || k.starts_with('\\')
+            || ["Junk", "NonJunk", "NotJunk"]
+                .iter()
+                .any(|j| k.eq_ignore_ascii_case(j));
+        if !technical && !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// `email:Categories`; `None` when there are none and `empty_ok` is false.
+fn categories_element(flags: &MailFlags, empty_ok: bool) -> Option<Element> {
+    let cats = categories(&flags.keywords);
+    if cats.is_empty() && !empty_ok {
+        return None;
+    }
+    let mut e = Element::new(email::CATEGORIES);
+    for c in cats {
+        e.push(Element::with_text(email::CATEGORY, c));
+    }
+    Some(e)
+}
+
+/// `email2:LastVerbExecuted`: 1 (reply to sender) for `\Answered`, else 3
+/// (forward) for `$Forwarded`. IMAP cannot tell a reply-all (2) from a reply.
+fn last_verb_element(flags: &MailFlags) -> Option<Element> {
+    let verb = if flags.answered {
+        LAST_VERB_REPLY_TO_SENDER
+    } else if flags.forwarded {
+        LAST_VERB_FORWARD
+    } else {
+        return None;
+    };
+    Some(Element::with_text(email2::LAST_VERB_EXECUTED, verb))
+}
+
+/// `airsyncbase:Attachments`, `None` when the message has none.
+fn attachments_element(p: &Parsed<'_>, info: &ItemInfo<'_>) -> Option<Element> {
+    let list = attachments::list(p);
+    if list.is_empty() {
+        return None;
+    }
+    let mut atts = Element::new(airsyncbase::ATTACHMENTS);
+    for (i, a) in list.iter().enumerate() {
+        let mut e = Element::new(airsyncbase::ATTACHMENT)
+            .text_child(airsyncbase::DISPLAY_NAME, a.display_name.as_str())
+            .text_child(
+                airsyncbase::FILE_REFERENCE,
+                format!("{}:{}", info.file_reference_prefix, i),
+            )
+            .text_child(airsyncbase::METHOD, a.method.to_string())
+            .text_child(
+                airsyncbase::ESTIMATED_DATA_SIZE,
+                attachments::size(p, a.part).to_string(),
+            );
+        if let Some(cid) = &a.content_id {
+            e.push(Element::with_text(airsyncbase::CONTENT_ID, cid.as_str()));
+        }
+        if let Some(loc) = &a.content_location {
+            e.push(Element::with_text(
+                airsyncbase::CONTENT_LOCATION,
+                loc.as_str(),
+            ));
+        }
+        if a.is_inline {
+            e.push(Element::with_text(airsyncbase::IS_INLINE, "1"));
+        }
+        atts.push(e);
+    }
+    Some(atts)
+}

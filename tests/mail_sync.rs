@@ -1,0 +1,486 @@
+//! Mail Sync against the real dev Dovecot: exactly once, both ways, with a second IMAP
+//! connection as the witness.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use eas_gateway::wbxml::tags::{airsync as a, airsyncbase as b, email};
+use eas_gateway::wbxml::Element;
+
+async fn device(prefix: &str) -> (TestGateway, TestDevice, String, String) {
+    let gw = start_gateway().await;
+    let (user, pw) = new_user(prefix);
+    let mut dev = TestDevice::new(&gw, &user, &pw, "16.1");
+    dev.provision().await;
+    (gw, dev, user, pw)
+}
+
+async fn sync(dev: &TestDevice, cid: &str, key: &str, window: u32) -> SyncResult {
+    sync_result(
+        &dev.post("Sync", &sync_request(cid, key, window, None))
+            .await,
+    )
+}
+
+/// Key 0, then pages until nothing more is available; returns (adds, final key).
+async fn full_sync(dev: &TestDevice, cid: &str, window: u32) -> (Vec<(String, Element)>, String) {
+    let first = sync(dev, cid, "0", window).await;
+    assert_eq!(first.status.as_deref(), Some("1"));
+    assert!(first.adds.is_empty(), "key 0 answers no items");
+    let mut key = first.key.unwrap();
+    let mut adds = Vec::new();
+    loop {
+        let r = sync(dev, cid, &key, window).await;
+        if r.empty {
+            break;
+        }
+        assert_eq!(r.status.as_deref(), Some("1"));
+        assert!(r.adds.len() <= window as usize);
+        adds.extend(r.adds);
+        key = r.key.unwrap();
+        if !r.more {
+            break;
+        }
+    }
+    (adds, key)
+}
+
+fn subject(data: &Element) -> String {
+    data.text_of(email::SUBJECT).unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn initial_sync_pages_newest_first_without_duplicates_and_leaves_mail_unread() {
+    let (_gw, dev, user, pw) = device("initial").await;
+    for i in 0..25 {
+        append(
+            &user,
+            &pw,
+            "INBOX",
+            &mail(&format!("mail {i:02}"), "hello"),
+            None,
+        )
+        .await;
+    }
+    let inbox = folder_id(&dev, "Inbox").await;
+    let (adds, key) = full_sync(&dev, &inbox, 10).await;
+    assert_eq!(adds.len(), 25);
+    let ids: HashSet<&str> = adds.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(ids.len(), 25, "no duplicates");
+    // Newest first.
+    assert_eq!(subject(&adds[0].1), "mail 24");
+    assert_eq!(subject(&adds[24].1), "mail 00");
+    // Nothing changed: the empty response, and the key stays valid.
+    let again = sync(&dev, &inbox, &key, 10).await;
+    assert!(again.empty, "{again:?}");
+    let again = sync(&dev, &inbox, &key, 10).await;
+    assert!(again.empty);
+    // Reading on the phone never marked anything read.
+    let t = imap(&user, &pw, &["SELECT INBOX", "SEARCH SEEN"]).await;
+    assert!(t.contains("* SEARCH\r\n"), "{t}");
+}
+
+#[tokio::test]
+async fn device_changes_land_on_imap_and_are_not_echoed() {
+    let (_gw, dev, user, pw) = device("devchg").await;
+    append(&user, &pw, "INBOX", &mail("read me", "x"), None).await;
+    append(&user, &pw, "INBOX", &mail("flag me", "x"), None).await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let (adds, key) = full_sync(&dev, &inbox, 50).await;
+    let id_of = |s: &str| {
+        adds.iter()
+            .find(|(_, d)| subject(d) == s)
+            .unwrap()
+            .0
+            .clone()
+    };
+    let change = Element::new(a::COMMANDS)
+        .child(
+            Element::new(a::CHANGE)
+                .text_child(a::SERVER_ID, id_of("read me"))
+                .child(Element::new(a::APPLICATION_DATA).text_child(email::READ, "1")),
+        )
+        .child(
+            Element::new(a::CHANGE)
+                .text_child(a::SERVER_ID, id_of("flag me"))
+                .child(
+                    Element::new(a::APPLICATION_DATA)
+                        .child(Element::new(email::FLAG).text_child(email::STATUS, "2")),
+                ),
+        );
+    let mut req = sync_request(&inbox, &key, 50, None);
+    push_commands(&mut req, change);
+    let r = sync_result(&dev.post("Sync", &req).await);
+    assert_eq!(r.status.as_deref(), Some("1"));
+    assert!(r.changes.is_empty(), "own changes echoed: {:?}", r.changes);
+    let key2 = r.key.expect("a request with changes gets a new key");
+    assert_ne!(key2, key);
+    let t = imap(
+        &user,
+        &pw,
+        &["SELECT INBOX", "SEARCH SEEN", "SEARCH FLAGGED"],
+    )
+    .await;
+    assert!(
+        t.contains("* SEARCH 1\r\n") && t.contains("* SEARCH 2\r\n"),
+        "{t}"
+    );
+    // And the next Sync has nothing to say.
+    assert!(sync(&dev, &inbox, &key2, 50).await.empty);
+}
+
+fn push_commands(req: &mut Element, commands: Element) {
+    let col = req
+        .first(a::COLLECTIONS)
+        .and_then(|c| c.first(a::COLLECTION))
+        .cloned()
+        .unwrap();
+    let col = col.child(commands);
+    *req = Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(col));
+}
+
+#[tokio::test]
+async fn server_changes_reach_the_device_once() {
+    let (_gw, dev, user, pw) = device("srvchg").await;
+    for s in ["one", "two", "three"] {
+        append(&user, &pw, "INBOX", &mail(s, "x"), None).await;
+    }
+    let inbox = folder_id(&dev, "Inbox").await;
+    let (adds, key) = full_sync(&dev, &inbox, 50).await;
+    assert_eq!(adds.len(), 3);
+    // Webmail flags "one", deletes "two", moves "three" to Archive, and a new mail arrives.
+    imap(
+        &user,
+        &pw,
+        &[
+            "SELECT INBOX",
+            "UID STORE 1 +FLAGS (\\Flagged \\Seen)",
+            "UID STORE 2 +FLAGS (\\Deleted)",
+            "UID EXPUNGE 2",
+            "UID MOVE 3 Archive",
+        ],
+    )
+    .await;
+    append(&user, &pw, "INBOX", &mail("four", "x"), None).await;
+    let r = sync(&dev, &inbox, &key, 50).await;
+    assert_eq!(r.adds.len(), 1);
+    assert_eq!(subject(&r.adds[0].1), "four");
+    assert_eq!(r.deletes.len(), 2, "{r:?}");
+    assert_eq!(r.changes.len(), 1);
+    let (sid, data) = &r.changes[0];
+    assert_eq!(sid, &format!("{inbox}:1"));
+    assert_eq!(data.text_of(email::READ), Some("1"));
+    assert_eq!(
+        data.first(email::FLAG)
+            .and_then(|f| f.text_of(email::STATUS)),
+        Some("2")
+    );
+    let key2 = r.key.unwrap();
+    assert!(sync(&dev, &inbox, &key2, 50).await.empty);
+}
+
+#[tokio::test]
+async fn device_delete_moves_the_mail_to_trash() {
+    let (_gw, dev, user, pw) = device("del").await;
+    append(&user, &pw, "INBOX", &mail("bin me", "x"), None).await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let (adds, key) = full_sync(&dev, &inbox, 50).await;
+    let mut req = sync_request(&inbox, &key, 50, None);
+    push_commands(
+        &mut req,
+        Element::new(a::COMMANDS)
+            .child(Element::new(a::DELETE).text_child(a::SERVER_ID, adds[0].0.clone())),
+    );
+    let r = sync_result(&dev.post("Sync", &req).await);
+    assert_eq!(r.status.as_deref(), Some("1"));
+    assert!(r.deletes.is_empty());
+    let t = imap(
+        &user,
+        &pw,
+        &["STATUS INBOX (MESSAGES)", "STATUS Trash (MESSAGES)"],
+    )
+    .await;
+    assert!(
+        t.contains("INBOX (MESSAGES 0)") && t.contains("Trash (MESSAGES 1)"),
+        "{t}"
+    );
+    assert!(
+        sync(&dev, &inbox, r.key.as_deref().unwrap(), 50)
+            .await
+            .empty
+    );
+}
+
+#[tokio::test]
+async fn a_lost_response_is_answered_again_from_the_previous_key() {
+    let (_gw, dev, user, pw) = device("lost").await;
+    for i in 0..6 {
+        append(&user, &pw, "INBOX", &mail(&format!("m{i}"), "x"), None).await;
+    }
+    let inbox = folder_id(&dev, "Inbox").await;
+    let first = sync(&dev, &inbox, "0", 4).await;
+    let k1 = first.key.unwrap();
+    let page1 = sync(&dev, &inbox, &k1, 4).await;
+    assert_eq!(page1.adds.len(), 4);
+    assert!(page1.more);
+    // The phone never got page1 and repeats k1, twice.
+    for _ in 0..2 {
+        let again = sync(&dev, &inbox, &k1, 4).await;
+        let a1: Vec<&String> = page1.adds.iter().map(|(s, _)| s).collect();
+        let a2: Vec<&String> = again.adds.iter().map(|(s, _)| s).collect();
+        assert_eq!(a1, a2, "the same page again");
+        assert_eq!(again.key, page1.key);
+    }
+    let page2 = sync(&dev, &inbox, page1.key.as_deref().unwrap(), 4).await;
+    assert_eq!(page2.adds.len(), 2);
+    assert!(!page2.more);
+    let all: HashSet<String> = page1
+        .adds
+        .iter()
+        .chain(page2.adds.iter())
+        .map(|(s, _)| s.clone())
+        .collect();
+    assert_eq!(all.len(), 6);
+    // A key older than the previous one is invalid.
+    let stale = sync(&dev, &inbox, &k1, 4).await;
+    assert_eq!(stale.status.as_deref(), Some("3"));
+}
+
+#[tokio::test]
+async fn bad_keys_and_unknown_folders_get_their_statuses() {
+    let (_gw, dev, _user, _pw) = device("badkey").await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let r = sync(&dev, &inbox, "12345", 10).await;
+    assert_eq!(r.status.as_deref(), Some("3"));
+    assert_eq!(r.key.as_deref(), Some("0"));
+    let r = sync(&dev, "999999", "0", 10).await;
+    assert_eq!(r.status.as_deref(), Some("12"));
+    // An empty Sync with nothing cached before: Status 13.
+    let (_gw2, dev2, _u2, _p2) = device("empty").await;
+    let url = format!("{}?{}", dev2.base, dev2.query("Sync"));
+    let r = dev2
+        .post_raw(&url, Vec::new(), "application/vnd.ms-sync.wbxml")
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.unwrap().text_of(a::STATUS), Some("13"));
+}
+
+#[tokio::test]
+async fn an_empty_request_reuses_the_cached_one() {
+    let (_gw, dev, user, pw) = device("cached").await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let (_, _key) = full_sync(&dev, &inbox, 50).await;
+    append(&user, &pw, "INBOX", &mail("later", "x"), None).await;
+    let url = format!("{}?{}", dev.base, dev.query("Sync"));
+    let r = sync_result(
+        &dev.post_raw(&url, Vec::new(), "application/vnd.ms-sync.wbxml")
+            .await,
+    );
+    assert_eq!(r.adds.len(), 1, "{r:?}");
+    assert_eq!(subject(&r.adds[0].1), "later");
+}
+
+#[tokio::test]
+async fn filter_type_limits_by_date_and_narrowing_soft_deletes() {
+    let (_gw, dev, user, pw) = device("filter").await;
+    append(
+        &user,
+        &pw,
+        "INBOX",
+        &mail("old", "x"),
+        Some("01-Jan-2020 10:00:00 +0000"),
+    )
+    .await;
+    append(&user, &pw, "INBOX", &mail("new", "x"), None).await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let opts = |f: &str| Element::new(a::OPTIONS).text_child(a::FILTER_TYPE, f);
+    let k = sync_result(
+        &dev.post("Sync", &sync_request(&inbox, "0", 50, Some(opts("3"))))
+            .await,
+    )
+    .key
+    .unwrap();
+    let r = sync_result(
+        &dev.post("Sync", &sync_request(&inbox, &k, 50, Some(opts("3"))))
+            .await,
+    );
+    assert_eq!(r.adds.len(), 1);
+    assert_eq!(subject(&r.adds[0].1), "new");
+    // Widening to everything sends the older mail.
+    let r = sync_result(
+        &dev.post(
+            "Sync",
+            &sync_request(&inbox, r.key.as_deref().unwrap(), 50, Some(opts("0"))),
+        )
+        .await,
+    );
+    assert_eq!(r.adds.len(), 1);
+    assert_eq!(subject(&r.adds[0].1), "old");
+    // Narrowing again: a SoftDelete, not a Delete; the mail stays on the server.
+    let r = sync_result(
+        &dev.post(
+            "Sync",
+            &sync_request(&inbox, r.key.as_deref().unwrap(), 50, Some(opts("3"))),
+        )
+        .await,
+    );
+    assert_eq!(r.soft_deletes.len(), 1, "{r:?}");
+    assert!(r.deletes.is_empty());
+    let t = imap(&user, &pw, &["STATUS INBOX (MESSAGES)"]).await;
+    assert!(t.contains("MESSAGES 2"), "{t}");
+}
+
+#[tokio::test]
+async fn bodies_follow_the_body_preference() {
+    let (_gw, dev, user, pw) = device("body").await;
+    let long = "Grüße aus Köln. ".repeat(400);
+    append(&user, &pw, "INBOX", &mail("long", &long), None).await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let opts = Element::new(a::OPTIONS).child(
+        Element::new(b::BODY_PREFERENCE)
+            .text_child(b::TYPE, "1")
+            .text_child(b::TRUNCATION_SIZE, "100"),
+    );
+    let k = sync_result(
+        &dev.post("Sync", &sync_request(&inbox, "0", 50, Some(opts.clone())))
+            .await,
+    )
+    .key
+    .unwrap();
+    let r = sync_result(
+        &dev.post("Sync", &sync_request(&inbox, &k, 50, Some(opts)))
+            .await,
+    );
+    let body = r.adds[0].1.first(b::BODY).expect("Body");
+    assert_eq!(body.text_of(b::TYPE), Some("1"));
+    assert_eq!(body.text_of(b::TRUNCATED), Some("1"));
+    let data = body.text_of(b::DATA).unwrap();
+    assert!(
+        data.len() <= 100 && data.starts_with("Grüße aus Köln."),
+        "{data:?}"
+    );
+    let est: usize = body
+        .text_of(b::ESTIMATED_DATA_SIZE)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(est >= long.trim_end().len(), "{est}");
+    // Without options the cached ones apply: the next key works and nothing is resent.
+    let again = sync(&dev, &inbox, r.key.as_deref().unwrap(), 50).await;
+    assert!(again.empty);
+    let _ = user;
+}
+
+#[tokio::test]
+async fn a_thousand_mails_sync_exactly_once_across_a_gateway_restart() {
+    let gw = start_gateway().await;
+    let (user, pw) = new_user("thousand");
+    // Seed 1,000 mails in one IMAP session.
+    let mails: Vec<String> = (0..1000)
+        .map(|i| mail(&format!("bulk {i:04}"), "body"))
+        .collect();
+    let cmds: Vec<String> = mails
+        .iter()
+        .map(|m| format!("APPEND INBOX {{{}+}}\r\n{m}", m.len()))
+        .collect();
+    let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    imap(&user, &pw, &refs).await;
+
+    let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
+    dev.provision().await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let mut key = sync(&dev, &inbox, "0", 100).await.key.unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let mut subjects = HashSet::new();
+    // Three pages, then the gateway "dies" and a new one starts on the same state file.
+    for _ in 0..3 {
+        let r = sync(&dev, &inbox, &key, 100).await;
+        seen.extend(r.adds.iter().map(|(s, _)| s.clone()));
+        subjects.extend(r.adds.iter().map(|(_, d)| subject(d)));
+        key = r.key.unwrap();
+    }
+    let url = gw.config.state_url.clone();
+    let _ = gw.shutdown.send(true);
+    let gw2 = start_gateway_with(GatewayOptions {
+        state_url: Some(url),
+        ..Default::default()
+    })
+    .await;
+    dev.base = gw2.base.clone();
+    // The response to the next page is lost once: the phone repeats its key.
+    let lost = sync(&dev, &inbox, &key, 100).await;
+    assert_eq!(lost.adds.len(), 100);
+    loop {
+        let r = sync(&dev, &inbox, &key, 100).await;
+        if r.empty {
+            break;
+        }
+        seen.extend(r.adds.iter().map(|(s, _)| s.clone()));
+        subjects.extend(r.adds.iter().map(|(_, d)| subject(d)));
+        key = r.key.unwrap();
+        if !r.more {
+            break;
+        }
+    }
+    let distinct: HashSet<&String> = seen.iter().collect();
+    assert_eq!(seen.len(), 1000, "every mail once");
+    assert_eq!(distinct.len(), 1000);
+    let expected: HashSet<String> = (0..1000).map(|i| format!("bulk {i:04}")).collect();
+    assert_eq!(subjects, expected);
+    let t = imap(&user, &pw, &["SELECT INBOX", "SEARCH SEEN"]).await;
+    assert!(t.contains("* SEARCH\r\n"), "nothing was marked read");
+}
+
+#[tokio::test]
+async fn changes_between_pages_appear_once() {
+    let (_gw, dev, user, pw) = device("between").await;
+    for i in 0..30 {
+        append(&user, &pw, "INBOX", &mail(&format!("p{i:02}"), "x"), None).await;
+    }
+    let inbox = folder_id(&dev, "Inbox").await;
+    let k = sync(&dev, &inbox, "0", 10).await.key.unwrap();
+    let p1 = sync(&dev, &inbox, &k, 10).await;
+    // Newest ten (UIDs 21..30) are on the device. On the server: flag one of them, expunge
+    // another, expunge one not yet sent, deliver a new one.
+    imap(
+        &user,
+        &pw,
+        &[
+            "SELECT INBOX",
+            "UID STORE 30 +FLAGS (\\Flagged)",
+            "UID STORE 29,5 +FLAGS (\\Deleted)",
+            "UID EXPUNGE 29,5",
+        ],
+    )
+    .await;
+    append(&user, &pw, "INBOX", &mail("fresh", "x"), None).await;
+    let mut key = p1.key.unwrap();
+    let mut adds: Vec<String> = p1.adds.iter().map(|(s, _)| s.clone()).collect();
+    let mut deletes = Vec::new();
+    let mut changes = Vec::new();
+    loop {
+        let r = sync(&dev, &inbox, &key, 10).await;
+        if r.empty {
+            break;
+        }
+        adds.extend(r.adds.iter().map(|(s, _)| s.clone()));
+        deletes.extend(r.deletes.clone());
+        changes.extend(r.changes.iter().map(|(s, _)| s.clone()));
+        key = r.key.unwrap();
+        if !r.more {
+            break;
+        }
+    }
+    let held: HashSet<String> = adds
+        .iter()
+        .filter(|s| !deletes.contains(s))
+        .cloned()
+        .collect();
+    // The device ends with exactly the server's 29 mails.
+    assert_eq!(held.len(), 29, "adds {adds:?} deletes {deletes:?}");
+    assert_eq!(deletes, vec![format!("{inbox}:29")]);
+    assert_eq!(changes, vec![format!("{inbox}:30")]);
+    assert!(!adds.contains(&format!("{inbox}:5")));
+}
