@@ -2,8 +2,12 @@
 //! decoded request and the request's [`Context`], using the mail backend and the state store.
 //! Nothing here sees HTTP or bytes.
 
+pub mod folder_changes;
 pub mod folder_sync;
 pub mod folders;
+pub mod get_item_estimate;
+pub mod item_operations;
+pub mod move_items;
 pub mod provision;
 pub mod settings;
 pub mod sync;
@@ -144,7 +148,13 @@ impl From<crate::eas::ParseError> for CommandError {
 pub const IMPLEMENTED: &[Command] = &[
     Command::Sync,
     Command::FolderSync,
+    Command::FolderCreate,
+    Command::FolderDelete,
+    Command::FolderUpdate,
+    Command::MoveItems,
+    Command::GetItemEstimate,
     Command::Settings,
+    Command::ItemOperations,
     Command::Provision,
 ];
 
@@ -204,6 +214,12 @@ pub async fn dispatch<B: MailBackend, S: StateStore>(
         Command::Provision => provision::handle(gw, ctx, element).await,
         Command::Settings => settings::handle(gw, ctx, element).await,
         Command::FolderSync => folder_sync::handle(gw, ctx, element).await,
+        Command::FolderCreate | Command::FolderUpdate | Command::FolderDelete => {
+            folder_changes::handle(gw, ctx, element).await
+        }
+        Command::MoveItems => move_items::handle(gw, ctx, element).await,
+        Command::GetItemEstimate => get_item_estimate::handle(gw, ctx, element).await,
+        Command::ItemOperations => item_operations::handle(gw, ctx, element).await,
         _ => Ok(Outcome::Http {
             status: 501,
             reason: "command not implemented",

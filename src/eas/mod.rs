@@ -3,7 +3,11 @@
 //! its input, so it is tested on its own.
 
 pub mod command;
+pub mod folder_changes;
 pub mod folder_sync;
+pub mod get_item_estimate;
+pub mod item_operations;
+pub mod move_items;
 pub mod provision;
 pub mod query;
 pub mod settings;

@@ -1,0 +1,292 @@
+//! ItemOperations (MS-ASCMD 2.2.1.10): Fetch a mail or an attachment, EmptyFolderContents, and
+//! Move (of a conversation).
+//!
+//! - Fetch by CollectionId + ServerId answers the mail's ApplicationData fields inside
+//!   `Properties`, shaped by the Fetch's Options (BodyPreference, MIMESupport) like Sync.
+//! - Fetch by FileReference (`<collectionId>:<uid>:<index>`, as Sync hands them out) answers
+//!   the attachment's ContentType and its bytes as base64 text in `Data`; with a Range option
+//!   only those bytes, with Range and Total. Multipart responses are not produced: the data is
+//!   always inline, which every client accepts.
+//! - Fetch by search LongId: Search keeps no results, so the item is not found (Status 6).
+//! - Reading never sets `\Seen` (the backend fetches with BODY.PEEK).
+//! - EmptyFolderContents moves the folder's mail to Trash (expunges it when the folder is Trash
+//!   or there is no Trash) and, with DeleteSubFolders, deletes the subfolders. The device's
+//!   sync state is left alone: its next Sync of the folder reports the Deletes.
+//! - Move (conversations) is not supported: Status 156 (common status ActionNotSupported).
+
+use crate::backend::{BackendError, MailBackend, MailSession, SpecialUse};
+use crate::eas::item_operations::{
+    self as model, attachment_properties, clamp_range, mail_properties, parse_file_reference,
+    parse_range, status, FetchRequest, FetchResponse, Operation, OperationResponse,
+};
+use crate::eas::sync::SyncOptions;
+use crate::mime;
+use crate::state::StateStore;
+use crate::wbxml::Element;
+
+use super::sync::client_changes::parse_server_id;
+use super::sync::{body_options, mail_flags};
+use super::{folders, CommandError, Context, Gateway, Outcome};
+
+pub async fn handle<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    body: &Element,
+) -> Result<Outcome, CommandError> {
+    let ops = match model::parse(body) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!(error = %e, "malformed ItemOperations request");
+            return Ok(Outcome::Wbxml {
+                body: model::status_response(status::PROTOCOL_ERROR),
+                status: Some(status::PROTOCOL_ERROR),
+            });
+        }
+    };
+    let mut session = gw
+        .backend
+        .login(&ctx.user.credentials, ctx.client_ip)
+        .await?;
+    let mut results = Vec::with_capacity(ops.len());
+    let mut outcome = Ok(());
+    for op in &ops {
+        let r = match op {
+            Operation::Fetch(f) => fetch(gw, ctx, &mut session, f)
+                .await
+                .map(OperationResponse::Fetch),
+            Operation::EmptyFolderContents {
+                collection_id,
+                delete_sub_folders,
+            } => empty_folder(gw, ctx, &mut session, collection_id, *delete_sub_folders)
+                .await
+                .map(|status| OperationResponse::EmptyFolderContents {
+                    status,
+                    collection_id: collection_id.clone(),
+                }),
+            Operation::Move {
+                conversation_id, ..
+            } => Ok(OperationResponse::Move {
+                status: status::ACTION_NOT_SUPPORTED,
+                conversation_id: conversation_id.clone(),
+            }),
+        };
+        match r {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    session.logout().await;
+    outcome?;
+    Ok(Outcome::Wbxml {
+        body: model::response(&results),
+        status: Some(status::SUCCESS),
+    })
+}
+
+async fn fetch<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    session: &mut B::Session,
+    req: &FetchRequest,
+) -> Result<FetchResponse, CommandError> {
+    if !req.store.eq_ignore_ascii_case("Mailbox") || req.link_id {
+        return Ok(FetchResponse::failed(req, status::UNKNOWN_STORE));
+    }
+    if req.long_id.is_some() {
+        // LongIds name Search results, which are not kept.
+        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
+    }
+    if let Some(reference) = &req.file_reference {
+        return fetch_attachment(gw, ctx, session, req, reference).await;
+    }
+    let Some(server_id) = &req.server_id else {
+        return Ok(FetchResponse::failed(req, status::PROTOCOL_ERROR));
+    };
+    // A ServerId names its collection; CollectionId, when sent, must agree.
+    let cid = match (&req.collection_id, server_id.rsplit_once(':')) {
+        (Some(c), _) => c.clone(),
+        (None, Some((c, _))) => c.to_string(),
+        (None, None) => return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND)),
+    };
+    let Some(uid) = parse_server_id(&cid, server_id) else {
+        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
+    };
+    let options = match req.options.as_ref().map(SyncOptions::from_element) {
+        Some(Ok(o)) => o,
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "bad ItemOperations Options");
+            return Ok(FetchResponse::failed(req, status::PROTOCOL_ERROR));
+        }
+        None => SyncOptions::default(),
+    };
+    let user = ctx.user.address.as_str();
+    let resolved = folders::resolve(&gw.store, &gw.folders, session, user, &cid).await?;
+    let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
+        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
+    };
+    let fetched = match session.fetch_messages(&mailbox.name, &[uid]).await {
+        Ok(f) => f,
+        Err(BackendError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let Some((meta, raw)) = fetched.into_iter().find(|(m, _)| m.uid == uid) else {
+        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
+    };
+    let info = mime::ItemInfo {
+        file_reference_prefix: server_id,
+        internal_date: meta.internal_date,
+        in_drafts: mailbox.special_use == Some(SpecialUse::Drafts),
+    };
+    let data = mime::application_data(
+        &raw,
+        &mail_flags(&meta),
+        &info,
+        &body_options(&options, ctx.version),
+    );
+    Ok(FetchResponse {
+        status: status::SUCCESS,
+        long_id: None,
+        collection_id: Some(cid),
+        server_id: Some(server_id.clone()),
+        class: Some("Email"),
+        file_reference: None,
+        properties: Some(mail_properties(data)),
+    })
+}
+
+async fn fetch_attachment<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    session: &mut B::Session,
+    req: &FetchRequest,
+    reference: &str,
+) -> Result<FetchResponse, CommandError> {
+    let Some((cid, uid, index)) = parse_file_reference(reference) else {
+        return Ok(FetchResponse::failed(req, status::INVALID_ATTACHMENT));
+    };
+    let requested = match &req.range {
+        Some(r) => match parse_range(r) {
+            Some(r) => Some(r),
+            None => return Ok(FetchResponse::failed(req, status::INVALID_RANGE)),
+        },
+        None => None,
+    };
+    let user = ctx.user.address.as_str();
+    let resolved = folders::resolve(&gw.store, &gw.folders, session, user, &cid).await?;
+    let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
+        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
+    };
+    let fetched = match session.fetch_messages(&mailbox.name, &[uid]).await {
+        Ok(f) => f,
+        Err(BackendError::NotFound(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let Some((_, raw)) = fetched.into_iter().find(|(m, _)| m.uid == uid) else {
+        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
+    };
+    let Some(att) = mime::attachment(&raw, index) else {
+        return Ok(FetchResponse::failed(req, status::INVALID_ATTACHMENT));
+    };
+    let data: &[u8] = &att.data;
+    let total = data.len() as u64;
+    let (range, bytes) = match requested {
+        None => (None, data),
+        Some(r) => match clamp_range(r, total) {
+            // Both ends are below `total`, which is a slice length.
+            Some((first, last)) => (
+                Some((first, last)),
+                data.get(first as usize..=last as usize).unwrap_or_default(),
+            ),
+            None => return Ok(FetchResponse::failed(req, status::INVALID_RANGE)),
+        },
+    };
+    Ok(FetchResponse {
+        status: status::SUCCESS,
+        long_id: None,
+        collection_id: None,
+        server_id: None,
+        class: None,
+        file_reference: Some(reference.to_string()),
+        properties: Some(attachment_properties(
+            &att.content_type,
+            range,
+            total,
+            bytes,
+        )),
+    })
+}
+
+/// Empties a folder; returns the operation's status.
+async fn empty_folder<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    session: &mut B::Session,
+    cid: &str,
+    delete_sub_folders: bool,
+) -> Result<u32, CommandError> {
+    let user = ctx.user.address.as_str();
+    let Some(resolved) = folders::resolve(&gw.store, &gw.folders, session, user, cid).await? else {
+        return Ok(status::OBJECT_NOT_FOUND);
+    };
+    let Some(mailbox) = resolved.mailbox else {
+        // The virtual Outbox is always empty.
+        return Ok(status::SUCCESS);
+    };
+    let list = folders::list(&gw.store, &gw.folders, session, user).await?;
+    let trash = folders::special(&list, SpecialUse::Trash)
+        .and_then(|r| r.mailbox.as_ref())
+        .filter(|t| t.name != mailbox.name)
+        .map(|t| t.name.clone());
+    let result: Result<(), BackendError> = async {
+        if mailbox.selectable {
+            let uids: Vec<u32> = session
+                .search_since(&mailbox.name, None)
+                .await?
+                .iter()
+                .collect();
+            if !uids.is_empty() {
+                match &trash {
+                    Some(t) => {
+                        session.move_messages(&mailbox.name, &uids, t).await?;
+                    }
+                    None => session.expunge(&mailbox.name, &uids).await?,
+                }
+            }
+        }
+        if delete_sub_folders {
+            if let Some(d) = mailbox.delimiter {
+                let prefix = format!("{}{d}", mailbox.name);
+                let mut subs: Vec<&str> = list
+                    .iter()
+                    .filter_map(|r| r.mailbox.as_ref())
+                    .filter(|m| m.name.starts_with(&prefix))
+                    .map(|m| m.name.as_str())
+                    .collect();
+                subs.sort_by_key(|n| std::cmp::Reverse(n.len()));
+                for name in subs {
+                    match session.delete_folder(name).await {
+                        Ok(()) | Err(BackendError::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if delete_sub_folders {
+        folders::forget(&gw.folders, user);
+    }
+    match result {
+        Ok(()) => Ok(status::SUCCESS),
+        Err(BackendError::NotFound(_)) => Ok(status::OBJECT_NOT_FOUND),
+        Err(BackendError::Rejected(text) | BackendError::Protocol(text)) => {
+            tracing::debug!(reason = %text, "the mail server refused to empty a folder");
+            Ok(status::SERVER_ERROR)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,315 @@
+//! ItemOperations against the real dev Dovecot: Fetch of a mail and of an attachment (whole and
+//! by byte range) returns what was appended and leaves the mail unread; EmptyFolderContents
+//! empties folders; unsupported operations and unknown items get their statuses.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use eas_gateway::wbxml::tags::{
+    airsync as a, airsyncbase as b, item_operations as io, search as s,
+};
+use eas_gateway::wbxml::Element;
+
+const BODY_TEXT: &str = "Hello from the body, with a unique marker 7f3a.";
+
+fn attachment_bytes() -> Vec<u8> {
+    (0..1000u32).map(|i| (i * 7 % 256) as u8).collect()
+}
+
+fn mail_with_attachment() -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(attachment_bytes());
+    let wrapped: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "From: Sender <sender@example.org>\r\nTo: someone@example.test\r\nSubject: With attachment\r\n\
+         Message-ID: <att-{:016x}@example.org>\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XYZ\"\r\n\r\n\
+         --XYZ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{BODY_TEXT}\r\n\
+         --XYZ\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"data.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--XYZ--\r\n",
+        rand::random::<u64>(),
+        wrapped.join("\r\n")
+    )
+}
+
+async fn ready(gw: &TestGateway, prefix: &str) -> (TestDevice, String, String) {
+    let (user, pw) = new_user(prefix);
+    let mut dev = TestDevice::new(gw, &user, &pw, "16.1");
+    dev.provision().await;
+    (dev, user, pw)
+}
+
+fn uids_in(transcript: &str) -> Vec<u32> {
+    transcript
+        .lines()
+        .find(|l| l.starts_with("* SEARCH"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(2)
+                .filter_map(|u| u.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn item_operations(dev: &TestDevice, ops: Vec<Element>) -> Element {
+    let mut root = Element::new(io::ITEM_OPERATIONS);
+    for op in ops {
+        root.push(op);
+    }
+    let r = dev.post("ItemOperations", &root).await;
+    assert_eq!(r.status, 200, "ItemOperations HTTP status");
+    r.body.expect("ItemOperations body")
+}
+
+fn fetch_mail(cid: &str, sid: &str) -> Element {
+    Element::new(io::FETCH)
+        .text_child(io::STORE, "Mailbox")
+        .text_child(a::COLLECTION_ID, cid)
+        .text_child(a::SERVER_ID, sid)
+        .child(
+            Element::new(io::OPTIONS)
+                .child(Element::new(b::BODY_PREFERENCE).text_child(b::TYPE, "1")),
+        )
+}
+
+fn fetch_file(reference: &str, range: Option<&str>) -> Element {
+    let mut f = Element::new(io::FETCH)
+        .text_child(io::STORE, "Mailbox")
+        .text_child(b::FILE_REFERENCE, reference);
+    if let Some(r) = range {
+        f.push(Element::new(io::OPTIONS).text_child(io::RANGE, r));
+    }
+    f
+}
+
+fn results(resp: &Element) -> Vec<&Element> {
+    assert_eq!(resp.text_of(io::STATUS), Some("1"), "{resp:?}");
+    resp.first(io::RESPONSE)
+        .expect("Response")
+        .elements()
+        .collect()
+}
+
+fn data_of(fetch: &Element) -> Vec<u8> {
+    let text = fetch
+        .first(io::PROPERTIES)
+        .and_then(|p| p.text_of(io::DATA))
+        .expect("Data");
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64 Data")
+}
+
+async fn unread(user: &str, pw: &str, mailbox: &str, uid: u32) -> bool {
+    let t = imap(
+        user,
+        pw,
+        &[
+            &format!("SELECT \"{mailbox}\""),
+            &format!("UID FETCH {uid} (FLAGS)"),
+        ],
+    )
+    .await;
+    let line = t
+        .lines()
+        .find(|l| l.contains("FETCH ("))
+        .unwrap_or_else(|| panic!("{t}"));
+    !line.contains("\\Seen")
+}
+
+#[tokio::test]
+async fn fetch_mail_and_attachment_without_marking_read() {
+    let gw = start_gateway().await;
+    let (dev, user, pw) = ready(&gw, "iofetch").await;
+    append(&user, &pw, "INBOX", &mail_with_attachment(), None).await;
+    let uid = uids_in(&imap(&user, &pw, &["SELECT INBOX", "UID SEARCH ALL"]).await)[0];
+    let inbox = folder_id(&dev, "Inbox").await;
+    let sid = format!("{inbox}:{uid}");
+
+    let resp = item_operations(&dev, vec![fetch_mail(&inbox, &sid)]).await;
+    let r = results(&resp);
+    assert_eq!(r.len(), 1);
+    let fetch = r[0];
+    assert_eq!(fetch.tag, io::FETCH);
+    assert_eq!(fetch.text_of(io::STATUS), Some("1"));
+    assert_eq!(fetch.text_of(a::SERVER_ID), Some(sid.as_str()));
+    assert_eq!(fetch.text_of(a::COLLECTION_ID), Some(inbox.as_str()));
+    assert_eq!(fetch.text_of(a::CLASS), Some("Email"));
+    let props = fetch.first(io::PROPERTIES).expect("Properties");
+    let body = props
+        .first(b::BODY)
+        .and_then(|bd| bd.text_of(b::DATA))
+        .expect("Body Data");
+    assert!(body.contains(BODY_TEXT), "{body}");
+    assert!(
+        unread(&user, &pw, "INBOX", uid).await,
+        "fetching the mail marked it read"
+    );
+
+    // The attachment, by the FileReference the mail's properties name.
+    let reference = props
+        .first(b::ATTACHMENTS)
+        .and_then(|at| at.first(b::ATTACHMENT))
+        .and_then(|at| at.text_of(b::FILE_REFERENCE))
+        .expect("an attachment with a FileReference")
+        .to_string();
+    let want = attachment_bytes();
+    let resp = item_operations(&dev, vec![fetch_file(&reference, None)]).await;
+    let fetch = results(&resp)[0];
+    assert_eq!(fetch.text_of(io::STATUS), Some("1"));
+    assert_eq!(fetch.text_of(b::FILE_REFERENCE), Some(reference.as_str()));
+    let props = fetch.first(io::PROPERTIES).expect("Properties");
+    assert_eq!(
+        props.text_of(b::CONTENT_TYPE),
+        Some("application/octet-stream")
+    );
+    assert_eq!(data_of(fetch), want);
+
+    // Byte ranges, and a URL-encoded reference.
+    let encoded = reference.replace(':', "%3a");
+    let resp = item_operations(
+        &dev,
+        vec![
+            fetch_file(&reference, Some("0-99")),
+            fetch_file(&encoded, Some("900-2000")),
+            fetch_file(&reference, Some("1000-1001")),
+            fetch_file(&reference, Some("9-3")),
+        ],
+    )
+    .await;
+    let r = results(&resp);
+    assert_eq!(data_of(r[0]), want[..100].to_vec());
+    let p = r[0].first(io::PROPERTIES).unwrap();
+    assert_eq!(p.text_of(io::RANGE), Some("0-99"));
+    assert_eq!(p.text_of(io::TOTAL), Some("1000"));
+    assert_eq!(data_of(r[1]), want[900..].to_vec());
+    assert_eq!(
+        r[1].first(io::PROPERTIES).unwrap().text_of(io::RANGE),
+        Some("900-999")
+    );
+    assert_eq!(r[2].text_of(io::STATUS), Some("8"));
+    assert_eq!(r[3].text_of(io::STATUS), Some("8"));
+    assert!(
+        unread(&user, &pw, "INBOX", uid).await,
+        "fetching the attachment marked it read"
+    );
+}
+
+#[tokio::test]
+async fn unknown_items_and_unsupported_operations() {
+    let gw = start_gateway().await;
+    let (dev, user, pw) = ready(&gw, "ioerr").await;
+    append(&user, &pw, "INBOX", &mail("plain", "no attachments"), None).await;
+    let uid = uids_in(&imap(&user, &pw, &["SELECT INBOX", "UID SEARCH ALL"]).await)[0];
+    let inbox = folder_id(&dev, "Inbox").await;
+    let resp = item_operations(
+        &dev,
+        vec![
+            fetch_mail(&inbox, &format!("{inbox}:999999")),
+            fetch_mail("987654", "987654:1"),
+            Element::new(io::FETCH)
+                .text_child(io::STORE, "Mailbox")
+                .text_child(s::LONG_ID, "RgAAAA"),
+            fetch_file(&format!("{inbox}:{uid}:5"), None),
+            fetch_file("garbage", None),
+            Element::new(io::FETCH)
+                .text_child(io::STORE, "DocumentLibrary")
+                .text_child(a::SERVER_ID, "x"),
+            Element::new(io::MOVE)
+                .child(Element::with_text(io::CONVERSATION_ID, "abc"))
+                .text_child(io::DST_FLD_ID, &inbox),
+        ],
+    )
+    .await;
+    let r = results(&resp);
+    let statuses: Vec<&str> = r
+        .iter()
+        .map(|e| e.text_of(io::STATUS).unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, vec!["6", "6", "6", "15", "15", "9", "156"]);
+    assert_eq!(r[2].text_of(s::LONG_ID), Some("RgAAAA"));
+    assert_eq!(r[6].tag, io::MOVE);
+
+    // A malformed request: top-level Status 2.
+    let bad = dev
+        .post(
+            "ItemOperations",
+            &Element::new(io::ITEM_OPERATIONS).child(Element::new(io::FETCH)),
+        )
+        .await;
+    assert_eq!(bad.status, 200);
+    assert_eq!(bad.body.expect("body").text_of(io::STATUS), Some("2"));
+}
+
+#[tokio::test]
+async fn empty_folder_contents_moves_to_trash_and_empties_trash() {
+    let gw = start_gateway().await;
+    let (dev, user, pw) = ready(&gw, "ioempty").await;
+    imap(&user, &pw, &["CREATE Old", "CREATE Old/Sub"]).await;
+    append(&user, &pw, "Old", &mail("a", "a"), None).await;
+    append(&user, &pw, "Old", &mail("b", "b"), None).await;
+    let old = folder_id(&dev, "Old").await;
+    let trash = folder_id(&dev, "Trash").await;
+
+    let resp = item_operations(
+        &dev,
+        vec![Element::new(io::EMPTY_FOLDER_CONTENTS).text_child(a::COLLECTION_ID, &old)],
+    )
+    .await;
+    let r = results(&resp);
+    assert_eq!(r[0].tag, io::EMPTY_FOLDER_CONTENTS);
+    assert_eq!(r[0].text_of(io::STATUS), Some("1"));
+    assert_eq!(r[0].text_of(a::COLLECTION_ID), Some(old.as_str()));
+    let t = imap(
+        &user,
+        &pw,
+        &[
+            "STATUS Old (MESSAGES)",
+            "STATUS Trash (MESSAGES)",
+            "LIST \"\" Old/Sub",
+        ],
+    )
+    .await;
+    assert!(
+        t.contains("\"Old\" (MESSAGES 0)") || t.contains("Old (MESSAGES 0)"),
+        "{t}"
+    );
+    assert!(t.contains("Trash (MESSAGES 2)"), "{t}");
+    assert!(
+        t.contains("Old/Sub"),
+        "subfolders stay without DeleteSubFolders: {t}"
+    );
+
+    // Trash itself is expunged; DeleteSubFolders removes subfolders.
+    let resp = item_operations(
+        &dev,
+        vec![
+            Element::new(io::EMPTY_FOLDER_CONTENTS).text_child(a::COLLECTION_ID, &trash),
+            Element::new(io::EMPTY_FOLDER_CONTENTS)
+                .text_child(a::COLLECTION_ID, &old)
+                .child(Element::new(io::OPTIONS).child(Element::new(io::DELETE_SUB_FOLDERS))),
+            Element::new(io::EMPTY_FOLDER_CONTENTS).text_child(a::COLLECTION_ID, "987654"),
+        ],
+    )
+    .await;
+    let statuses: Vec<&str> = results(&resp)
+        .iter()
+        .map(|e| e.text_of(io::STATUS).unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, vec!["1", "1", "6"]);
+    let t = imap(
+        &user,
+        &pw,
+        &["STATUS Trash (MESSAGES)", "LIST \"\" \"Old*\""],
+    )
+    .await;
+    assert!(t.contains("Trash (MESSAGES 0)"), "{t}");
+    assert!(!t.contains("Old/Sub"), "{t}");
+    assert!(t.contains("Old"), "the folder itself stays: {t}");
+}

@@ -1,0 +1,202 @@
+//! MoveItems against the real dev Dovecot: the mail moves on IMAP, the answer names its new
+//! ServerId, and the next Syncs of both folders send nothing for it (exactly once).
+
+mod common;
+
+use common::*;
+use eas_gateway::wbxml::tags::move_items as m;
+use eas_gateway::wbxml::Element;
+
+async fn ready(gw: &TestGateway, prefix: &str) -> (TestDevice, String, String) {
+    let (user, pw) = new_user(prefix);
+    let mut dev = TestDevice::new(gw, &user, &pw, "16.1");
+    dev.provision().await;
+    (dev, user, pw)
+}
+
+/// Syncs a collection from key 0 until nothing more comes; returns (key, ServerIds added).
+async fn sync_all(dev: &TestDevice, cid: &str) -> (String, Vec<String>) {
+    let r = sync_result(&dev.post("Sync", &sync_request(cid, "0", 100, None)).await);
+    let mut key = r.key.expect("key after 0");
+    let mut ids = Vec::new();
+    loop {
+        let r = sync_result(&dev.post("Sync", &sync_request(cid, &key, 100, None)).await);
+        if r.empty {
+            return (key, ids);
+        }
+        assert_eq!(r.status.as_deref(), Some("1"));
+        ids.extend(r.adds.into_iter().map(|(id, _)| id));
+        key = r.key.expect("key");
+        if !r.more {
+            return (key, ids);
+        }
+    }
+}
+
+fn move_request(moves: &[(&str, &str, &str)]) -> Element {
+    let mut root = Element::new(m::MOVE_ITEMS);
+    for (src, sf, df) in moves {
+        root.push(
+            Element::new(m::MOVE)
+                .text_child(m::SRC_MSG_ID, *src)
+                .text_child(m::SRC_FLD_ID, *sf)
+                .text_child(m::DST_FLD_ID, *df),
+        );
+    }
+    root
+}
+
+/// (SrcMsgId, Status, DstMsgId) of each Response.
+async fn move_items(
+    dev: &TestDevice,
+    moves: &[(&str, &str, &str)],
+) -> Vec<(String, String, Option<String>)> {
+    let r = dev.post("MoveItems", &move_request(moves)).await;
+    assert_eq!(r.status, 200, "MoveItems HTTP status");
+    let body = r.body.expect("MoveItems body");
+    assert_eq!(body.tag, m::MOVE_ITEMS);
+    body.all(m::RESPONSE)
+        .map(|e| {
+            (
+                e.text_of(m::SRC_MSG_ID).unwrap_or("").to_string(),
+                e.text_of(m::STATUS).unwrap_or("").to_string(),
+                e.text_of(m::DST_MSG_ID).map(String::from),
+            )
+        })
+        .collect()
+}
+
+fn uids_in(transcript: &str) -> Vec<u32> {
+    transcript
+        .lines()
+        .find(|l| l.starts_with("* SEARCH"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(2)
+                .filter_map(|u| u.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn moved_mail_is_on_imap_and_no_sync_repeats_it() {
+    let gw = start_gateway().await;
+    let (dev, user, pw) = ready(&gw, "mv").await;
+    imap(&user, &pw, &["CREATE Projects"]).await;
+    append(&user, &pw, "INBOX", &mail("first", "one"), None).await;
+    append(&user, &pw, "INBOX", &mail("second", "two"), None).await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let projects = folder_id(&dev, "Projects").await;
+
+    let (inbox_key, inbox_ids) = sync_all(&dev, &inbox).await;
+    assert_eq!(inbox_ids.len(), 2);
+    let (projects_key, projects_ids) = sync_all(&dev, &projects).await;
+    assert!(projects_ids.is_empty());
+
+    let moved = inbox_ids[0].clone();
+    let res = move_items(&dev, &[(&moved, &inbox, &projects)]).await;
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0].0, moved);
+    assert_eq!(res[0].1, "3", "{res:?}");
+    let dst = res[0].2.clone().expect("DstMsgId");
+    let (dst_cid, dst_uid) = dst.rsplit_once(':').expect("cid:uid");
+    assert_eq!(dst_cid, projects);
+
+    // On IMAP: gone from INBOX, in Projects under the new UID.
+    let old_uid: u32 = moved.rsplit_once(':').unwrap().1.parse().unwrap();
+    let t = imap(&user, &pw, &["SELECT INBOX", "UID SEARCH ALL"]).await;
+    assert!(!uids_in(&t).contains(&old_uid), "{t}");
+    assert_eq!(uids_in(&t).len(), 1);
+    let t = imap(&user, &pw, &["SELECT Projects", "UID SEARCH ALL"]).await;
+    assert_eq!(uids_in(&t), vec![dst_uid.parse::<u32>().unwrap()], "{t}");
+
+    // The device already did the move: no Delete from INBOX, no Add (or Change) in Projects.
+    let r = sync_result(
+        &dev.post("Sync", &sync_request(&inbox, &inbox_key, 100, None))
+            .await,
+    );
+    assert!(r.empty, "INBOX Sync after MoveItems: {r:?}");
+    let r = sync_result(
+        &dev.post("Sync", &sync_request(&projects, &projects_key, 100, None))
+            .await,
+    );
+    assert!(r.empty, "Projects Sync after MoveItems: {r:?}");
+
+    // The views still work: a new mail in Projects is the only Add.
+    append(&user, &pw, "Projects", &mail("third", "three"), None).await;
+    let r = sync_result(
+        &dev.post("Sync", &sync_request(&projects, &projects_key, 100, None))
+            .await,
+    );
+    assert_eq!(r.adds.len(), 1, "{r:?}");
+    assert_ne!(r.adds[0].0, dst);
+    assert!(r.deletes.is_empty() && r.changes.is_empty(), "{r:?}");
+}
+
+#[tokio::test]
+async fn moving_into_a_folder_the_device_never_synced_adds_it_there_later() {
+    let gw = start_gateway().await;
+    let (dev, user, pw) = ready(&gw, "mvnew").await;
+    imap(&user, &pw, &["CREATE Later"]).await;
+    append(&user, &pw, "INBOX", &mail("a", "a"), None).await;
+    append(&user, &pw, "INBOX", &mail("b", "b"), None).await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let later = folder_id(&dev, "Later").await;
+    let (inbox_key, ids) = sync_all(&dev, &inbox).await;
+
+    // Two moves in one request, both to the same folder.
+    let res = move_items(
+        &dev,
+        &[(&ids[0], &inbox, &later), (&ids[1], &inbox, &later)],
+    )
+    .await;
+    assert!(res.iter().all(|r| r.1 == "3" && r.2.is_some()), "{res:?}");
+    let r = sync_result(
+        &dev.post("Sync", &sync_request(&inbox, &inbox_key, 100, None))
+            .await,
+    );
+    assert!(r.empty, "{r:?}");
+    // First sync of the destination: both mails arrive, under the ids MoveItems named.
+    let (_, later_ids) = sync_all(&dev, &later).await;
+    let mut got = later_ids.clone();
+    got.sort();
+    let mut want: Vec<String> = res.iter().filter_map(|r| r.2.clone()).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn invalid_moves_have_their_own_statuses() {
+    let gw = start_gateway().await;
+    let (dev, user, pw) = ready(&gw, "mverr").await;
+    imap(&user, &pw, &["CREATE Projects"]).await;
+    append(&user, &pw, "INBOX", &mail("x", "x"), None).await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let projects = folder_id(&dev, "Projects").await;
+    let (_, ids) = sync_all(&dev, &inbox).await;
+    let id = ids[0].as_str();
+    let missing = format!("{inbox}:999999");
+    let res = move_items(
+        &dev,
+        &[
+            (&missing, &inbox, &projects),
+            (id, &inbox, &inbox),
+            (id, &inbox, "987654"),
+            (id, "987654", &projects),
+        ],
+    )
+    .await;
+    let statuses: Vec<&str> = res.iter().map(|r| r.1.as_str()).collect();
+    // Missing item 1, same folder 4, unknown destination 2, unknown source 1.
+    assert_eq!(statuses, vec!["1", "4", "2", "1"]);
+    assert!(res.iter().all(|r| r.2.is_none()));
+    // Nothing moved.
+    let t = imap(&user, &pw, &["STATUS INBOX (MESSAGES)"]).await;
+    assert!(t.contains("MESSAGES 1"), "{t}");
+    // Moving the same mail twice: the second finds nothing to move.
+    let first = move_items(&dev, &[(id, &inbox, &projects)]).await;
+    assert_eq!(first[0].1, "3");
+    let again = move_items(&dev, &[(id, &inbox, &projects)]).await;
+    assert_eq!(again[0].1, "1");
+}
