@@ -45,3 +45,60 @@ async fn pyactivesync_provisions_and_lists_folders() {
     }
     assert!(!text.contains("\"policy_key\": \"0\""), "{text}");
 }
+
+#[tokio::test]
+async fn pyactivesync_syncs_changes_fetches_moves_and_manages_folders() {
+    let gw = start_gateway().await;
+    let (user, pw) = new_user("pymail");
+    append(&user, &pw, "INBOX", &mail("plain one", "hello"), None).await;
+    let attachment: Vec<u8> = (0..40).flat_map(|_| 0u8..=255).collect();
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&attachment)
+    };
+    let with_attachment = format!(
+        "From: a@example.org\r\nTo: {user}\r\nSubject: with attachment\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nsee attached\r\n--b1\r\n\
+         Content-Type: application/octet-stream; name=\"report.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"report.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b1--\r\n"
+    );
+    append(&user, &pw, "INBOX", &with_attachment, None).await;
+    let host = gw
+        .base
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/pyactivesync/mail_ops.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .args([script, &host, &user, &pw, "PYEAS0002"])
+        .output()
+        .await
+        .expect("python3 must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pyactivesync failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "get_item_estimate",
+        "sync_folder",
+        "apply_email_changes",
+        "fetch_attachment",
+        "move_item",
+        "folder create",
+    ] {
+        assert!(stdout.contains(check), "{check} missing: {stdout}");
+    }
+    // The device's changes are on the IMAP server: the moved mail is in Archive, read and
+    // flagged.
+    let t = imap(&user, &pw, &["SELECT Archive", "SEARCH SEEN FLAGGED"]).await;
+    assert!(t.contains("* SEARCH 1\r\n"), "{t}");
+}
