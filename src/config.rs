@@ -37,6 +37,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
     pub policy: PolicyConfig,
+    pub push: crate::push::PushConfig,
 }
 
 /// `[server]`: the HTTP(S) listener.
@@ -139,6 +140,20 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    push: RawPush,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPush {
+    min_heartbeat_secs: Option<u32>,
+    max_heartbeat_secs: Option<u32>,
+    max_folders: Option<u32>,
+    use_notify: Option<bool>,
+    poll_interval_secs: Option<u64>,
+    idle_restart_secs: Option<u64>,
+    watcher_grace_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -370,7 +385,47 @@ impl RawConfig {
                 reason: "must be between 0 and 16".into(),
             });
         }
+        let dp = crate::push::PushConfig::default();
+        let rp = self.push;
+        let push = crate::push::PushConfig {
+            min_heartbeat_secs: rp.min_heartbeat_secs.unwrap_or(dp.min_heartbeat_secs),
+            max_heartbeat_secs: rp.max_heartbeat_secs.unwrap_or(dp.max_heartbeat_secs),
+            max_folders: rp.max_folders.unwrap_or(dp.max_folders),
+            use_notify: rp.use_notify.unwrap_or(dp.use_notify),
+            poll_interval: rp
+                .poll_interval_secs
+                .map(Duration::from_secs)
+                .unwrap_or(dp.poll_interval),
+            idle_restart: rp
+                .idle_restart_secs
+                .map(Duration::from_secs)
+                .unwrap_or(dp.idle_restart),
+            watcher_grace: rp
+                .watcher_grace_secs
+                .map(Duration::from_secs)
+                .unwrap_or(dp.watcher_grace),
+            ..dp
+        };
+        if push.min_heartbeat_secs == 0 || push.max_heartbeat_secs < push.min_heartbeat_secs {
+            return Err(ConfigError::Value {
+                key: "push.max_heartbeat_secs",
+                reason: "must be at least push.min_heartbeat_secs, which must be at least 1".into(),
+            });
+        }
+        if push.poll_interval.is_zero() {
+            return Err(ConfigError::Value {
+                key: "push.poll_interval_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if push.idle_restart > Duration::from_secs(29 * 60) || push.idle_restart.is_zero() {
+            return Err(ConfigError::Value {
+                key: "push.idle_restart_secs",
+                reason: "must be between 1 and 1740 (RFC 2177: 29 minutes)".into(),
+            });
+        }
         Ok(Config {
+            push,
             server: ServerConfig {
                 listen,
                 tls,
@@ -532,6 +587,64 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_documented_example_parses_with_every_section() {
+        let text = include_str!("../deploy/eas-gateway.example.toml");
+        let c = Config::from_toml(text, Path::new("/etc/eas-gateway")).expect("example is valid");
+        assert_eq!(c.server.listen.port(), 8443);
+        assert_eq!(
+            c.server.tls.as_ref().map(|t| t.0.clone()),
+            Some(Path::new("/etc/eas-gateway/cert.pem").to_path_buf())
+        );
+        assert_eq!(c.push.max_heartbeat_secs, 3540);
+        assert_eq!(
+            c.identity.aliases["alice@example.test"],
+            vec!["a.smith@example.test"]
+        );
+        // Every key the parser knows appears in the example.
+        for key in [
+            "listen",
+            "tls_cert",
+            "tls_key",
+            "max_body_bytes",
+            "max_connections",
+            "trusted_proxies",
+            "host",
+            "port",
+            "security",
+            "timeout_secs",
+            "url",
+            "domain",
+            "aliases",
+            "aliases_file",
+            "cache_secs",
+            "max_failures_per_ip",
+            "max_failures_per_user",
+            "failure_window_secs",
+            "require_password",
+            "allow_simple_password",
+            "alphanumeric_password",
+            "min_password_length",
+            "max_inactivity_lock_secs",
+            "max_password_failures",
+            "require_device_encryption",
+            "allow_camera",
+            "allow_storage_card",
+            "min_heartbeat_secs",
+            "max_heartbeat_secs",
+            "max_folders",
+            "use_notify",
+            "poll_interval_secs",
+            "idle_restart_secs",
+            "watcher_grace_secs",
+        ] {
+            assert!(
+                text.contains(&format!("{key} =")),
+                "{key} is not documented"
+            );
         }
     }
 

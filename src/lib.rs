@@ -29,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod eas;
 pub mod http;
+pub mod push;
 pub mod mime;
 pub mod state;
 pub mod uidset;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -124,12 +125,22 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.server.listen))?;
     let server = Arc::new(Server::new(Gateway::new(backend, store, config)));
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let hub = server.gateway.push.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!("shutting down: answering waiting requests");
+        // Waiting Pings and hanging Syncs answer at once, so phones come back without a resync.
+        hub.shutdown();
         let _ = tx.send(true);
     });
-    http::serve(listener, server, rx).await
+    http::serve(listener, server.clone(), rx).await?;
+    // Let the answered requests reach the wire before the connection tasks are dropped.
+    let started = std::time::Instant::now();
+    while server.gateway.push.stats().waiters > 0 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -484,3 +484,57 @@ async fn changes_between_pages_appear_once() {
     assert_eq!(changes, vec![format!("{inbox}:30")]);
     assert!(!adds.contains(&format!("{inbox}:5")));
 }
+
+#[tokio::test]
+async fn a_hanging_sync_answers_when_mail_arrives_and_empty_when_nothing_does() {
+    let gw = start_gateway_with(GatewayOptions {
+        push: "min_heartbeat_secs = 1\nmax_heartbeat_secs = 120",
+        ..Default::default()
+    })
+    .await;
+    let (user, pw) = new_user("hang");
+    let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
+    dev.provision().await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let (_, key) = full_sync(&dev, &inbox, 50).await;
+    let hanging = |secs: u32| {
+        let mut req = sync_request(&inbox, &key, 50, None);
+        req.push(Element::with_text(a::HEARTBEAT_INTERVAL, secs.to_string()));
+        req
+    };
+    // Nothing happens: the empty response at the end of the interval.
+    let started = std::time::Instant::now();
+    let r = sync_result(&dev.post("Sync", &hanging(2)).await);
+    assert!(r.empty);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    // A mail arrives while the request waits: it comes back with that mail.
+    let waiting = {
+        let req = hanging(60);
+        let d = TestDevice {
+            client: dev.client.clone(),
+            base: dev.base.clone(),
+            user: dev.user.clone(),
+            password: dev.password.clone(),
+            device_id: dev.device_id.clone(),
+            device_type: dev.device_type.clone(),
+            version: dev.version,
+            policy_key: dev.policy_key,
+        };
+        tokio::spawn(async move { sync_result(&d.post("Sync", &req).await) })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let started = std::time::Instant::now();
+    append(&user, &pw, "INBOX", &mail("pushed", "x"), None).await;
+    let r = waiting.await.unwrap();
+    println!(
+        "hanging Sync answered {:?} after the APPEND",
+        started.elapsed()
+    );
+    assert_eq!(r.adds.len(), 1, "{r:?}");
+    assert_eq!(subject(&r.adds[0].1), "pushed");
+    // Out of range: Status 14 with the limit.
+    let reply = dev.post("Sync", &hanging(500)).await;
+    let body = reply.body.unwrap();
+    assert_eq!(body.text_of(a::STATUS), Some("14"));
+    assert_eq!(body.text_of(a::LIMIT), Some("120"));
+}

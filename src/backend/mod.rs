@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::uidset::UidSet;
 
 pub mod imap;
+pub mod imap_idle;
 mod imap_mailbox;
 pub mod mailbox;
 pub mod pool;
@@ -287,6 +288,7 @@ pub trait MailSession: Send + 'static {
         from: &str,
         to: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
 }
 
 /// Trim a server-provided text for use in an error: printable, bounded.

@@ -8,6 +8,7 @@ pub mod folders;
 pub mod get_item_estimate;
 pub mod item_operations;
 pub mod move_items;
+pub mod ping;
 pub mod provision;
 pub mod settings;
 pub mod sync;
@@ -40,6 +41,8 @@ pub struct Gateway<B: MailBackend, S> {
     /// One lock per (user, device, collection): a phone retrying while its first request still
     /// runs must not read a half-written view. Never held while a request waits for changes.
     pub collection_locks: dashmap::DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Waiting Pings and hanging Syncs, and the per-user IMAP watchers behind them.
+    pub push: crate::push::Hub,
 }
 
 impl<B: MailBackend, S: StateStore> Gateway<B, S> {
@@ -58,7 +61,9 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
         };
         let digest = Sha256::digest(format!("{policy:?}").as_bytes());
         let policy_hash = hex::encode(&digest[..8]);
+        let push = crate::push::Hub::new(config.push.clone(), config.imap.clone());
         Gateway {
+            push,
             sessions: SessionPool::new(backend.clone(), PoolConfig::default()),
             backend,
             store,
@@ -155,6 +160,7 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::GetItemEstimate,
     Command::Settings,
     Command::ItemOperations,
+    Command::Ping,
     Command::Provision,
 ];
 
@@ -201,6 +207,11 @@ pub async fn dispatch<B: MailBackend, S: StateStore>(
         if let Some(outcome) = provision::gate(gw, ctx, command).await? {
             return Ok(outcome);
         }
+    }
+    // A new request of the device ends its waiting Ping or hanging Sync first.
+    gw.push.device_request(&ctx.user.address, ctx.device_id());
+    if command == Command::Ping {
+        return ping::handle(gw, ctx, body).await;
     }
     if command == Command::Sync {
         return sync::handle(gw, ctx, body.element().cloned()).await;

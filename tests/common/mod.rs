@@ -63,6 +63,8 @@ pub struct GatewayOptions {
     pub policy: &'static str,
     /// Reuse another gateway's state file (a restart).
     pub state_url: Option<String>,
+    /// Lines of the `[push]` section.
+    pub push: &'static str,
 }
 
 pub async fn start_gateway() -> TestGateway {
@@ -99,6 +101,8 @@ domain = "{DOMAIN}"
 {auth}
 [policy]
 {policy}
+[push]
+{push}
 "#,
         imap_port = opts.imap_port.unwrap_or(143),
         db = opts
@@ -107,6 +111,7 @@ domain = "{DOMAIN}"
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("state.db").display())),
         auth = opts.auth,
         policy = opts.policy,
+        push = opts.push,
     );
     let config = Arc::new(Config::from_toml(&toml, dir.path()).expect("test config"));
     let store = SqliteStore::open_url(&config.state_url).expect("state store");

@@ -25,6 +25,7 @@ use crate::eas::sync::{
 };
 use crate::eas::ProtocolVersion;
 use crate::mime;
+use crate::push::{Baseline, WaitRequest, WaitResult, Watched};
 use crate::state::StateStore;
 use crate::uidset::UidSet;
 use crate::wbxml::{self, Element, Limits};
@@ -33,9 +34,9 @@ use super::{folders, CommandError, Context, Gateway, Outcome};
 use client_changes::{parse_server_id, server_id};
 use view::{flag_bits, window_start, View};
 
-/// Bounds of Wait (minutes) and HeartbeatInterval (seconds) in a Sync request.
+/// Bounds of Wait (minutes) in a Sync request (MS-ASCMD 2.2.3.197); HeartbeatInterval uses
+/// the configured push bounds.
 const WAIT_MINUTES: (u32, u32) = (1, 59);
-const HEARTBEAT_SECS: (u32, u32) = (60, 3540);
 
 pub async fn handle<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
@@ -68,12 +69,12 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         }
     }
     if let Some(h) = request.heartbeat_interval {
-        if h < HEARTBEAT_SECS.0 || h > HEARTBEAT_SECS.1 {
-            let limit = if h < HEARTBEAT_SECS.0 {
-                HEARTBEAT_SECS.0
-            } else {
-                HEARTBEAT_SECS.1
-            };
+        let (lo, hi) = (
+            gw.config.push.min_heartbeat_secs,
+            gw.config.push.max_heartbeat_secs,
+        );
+        if h < lo || h > hi {
+            let limit = if h < lo { lo } else { hi };
             return Ok(top_status(status::INVALID_WAIT, Some(limit)));
         }
     }
@@ -100,6 +101,96 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         .set_cached_sync_request(user, device_id, Some(&cache_bytes(&request)))
         .await?;
 
+    let out = run_collections(gw, ctx, &request, &request.collections).await?;
+    if !out.is_empty() {
+        return Ok(reply(&out));
+    }
+    // Hanging Sync: nothing to say yet, so wait for a change (no session, no lock held).
+    let wait = request
+        .heartbeat_interval
+        .map(u64::from)
+        .or(request.wait.map(|m| u64::from(m) * 60));
+    let Some(wait) = wait else {
+        return Ok(Outcome::Empty);
+    };
+    let mut folders = Vec::new();
+    for col in &request.collections {
+        let Some(mailbox) = gw
+            .folders
+            .cached(user)
+            .and_then(|l| l.iter().find(|r| r.server_id == col.collection_id).cloned())
+            .and_then(|r| r.mailbox)
+        else {
+            continue;
+        };
+        let baseline = gw
+            .store
+            .collection_state(user, device_id, &col.collection_id)
+            .await?
+            .and_then(|st| View::decode(&st.current))
+            .map(|v| Baseline {
+                uid_validity: v.uid_validity,
+                highest_modseq: v.highest_modseq,
+                more_available: v.more_available,
+            });
+        folders.push(Watched {
+            collection_id: col.collection_id.clone(),
+            mailbox: mailbox.name,
+            baseline,
+        });
+    }
+    let result = gw
+        .push
+        .wait_for_changes(WaitRequest {
+            user: user.to_string(),
+            device_id: device_id.to_string(),
+            credentials: ctx.user.credentials.clone(),
+            folders,
+            deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(wait),
+        })
+        .await;
+    match result {
+        WaitResult::Changed(ids) => {
+            let changed: Vec<CollectionRequest> = request
+                .collections
+                .iter()
+                .filter(|c| ids.contains(&c.collection_id))
+                .cloned()
+                .collect();
+            let out = run_collections(gw, ctx, &request, &changed).await?;
+            if out.is_empty() {
+                return Ok(Outcome::Empty);
+            }
+            Ok(reply(&out))
+        }
+        WaitResult::FolderGone(ids) => {
+            folders::forget(&gw.folders, user);
+            let out: Vec<CollectionResponse> = ids
+                .iter()
+                .map(|id| CollectionResponse::error(id, status::FOLDER_HIERARCHY_CHANGED))
+                .collect();
+            Ok(reply(&out))
+        }
+        WaitResult::Timeout | WaitResult::Superseded | WaitResult::Shutdown => Ok(Outcome::Empty),
+    }
+}
+
+fn reply(out: &[CollectionResponse]) -> Outcome {
+    Outcome::Wbxml {
+        status: out.iter().map(|c| c.status).max(),
+        body: model::response(out),
+    }
+}
+
+/// Syncs `collections` with one pooled session, each under its (device, collection) lock.
+async fn run_collections<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    request: &SyncRequest,
+    collections: &[CollectionRequest],
+) -> Result<Vec<CollectionResponse>, CommandError> {
+    let user = ctx.user.address.as_str();
+    let device_id = ctx.device_id();
     let mut session = gw
         .sessions
         .get(&ctx.user.credentials, ctx.client_ip)
@@ -109,35 +200,19 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         .unwrap_or(MAX_WINDOW_SIZE)
         .clamp(1, MAX_WINDOW_SIZE) as usize;
     let mut out = Vec::new();
-    let mut result = Ok(());
-    for col in &request.collections {
+    for col in collections {
         let lock = gw
             .collection_locks
             .entry(format!("{user}\u{0}{device_id}\u{0}{}", col.collection_id))
             .or_default()
             .clone();
         let _guard = lock.lock().await;
-        match sync_collection(gw, ctx, &mut *session, col, budget).await {
-            Ok(Some(r)) => {
-                budget = budget.saturating_sub(r.commands.len()).max(1);
-                out.push(r);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
+        if let Some(r) = sync_collection(gw, ctx, &mut *session, col, budget).await? {
+            budget = budget.saturating_sub(r.commands.len()).max(1);
+            out.push(r);
         }
     }
-    drop(session);
-    result?;
-    if out.is_empty() {
-        return Ok(Outcome::Empty);
-    }
-    Ok(Outcome::Wbxml {
-        status: out.iter().map(|c| c.status).max(),
-        body: model::response(&out),
-    })
+    Ok(out)
 }
 
 fn top_status(code: u32, limit: Option<u32>) -> Outcome {

@@ -1,0 +1,488 @@
+//! Watching a mailbox tree on an [`ImapSession`]: NOTIFY (RFC 5465), IDLE (RFC 2177) and
+//! batched mailbox states, for the push hub (`crate::push`).
+//!
+//! While idling, responses arrive whenever the server has something to say, so they are read
+//! here from the session's stream directly ([`ImapSession::raw_io`]) rather than per command.
+//! [`ImapSession::idle_readable`] is cancel-safe (it only waits for buffered bytes), so the
+//! caller can race it against other work; the reads that follow it run to the end of a response
+//! under a timeout and are never cancelled halfway.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use super::imap::{Command, Completed, ImapSession};
+use super::imap_parse::{self, parse_list, parse_status, Item, Response, Status};
+use super::{server_text, BackendError};
+
+/// Longest response line accepted while idling, literals excluded.
+const MAX_LINE: usize = 64 * 1024;
+/// Largest response accepted while idling (NOTIFY events are small).
+const MAX_RESPONSE: usize = 1024 * 1024;
+
+/// Tags of IDLE commands: distinct from the connection's own `e<n>` tags.
+static IDLE_TAG: AtomicU32 = AtomicU32::new(1);
+
+/// Values of one `* STATUS` response; each is `None` when the server did not send it (NOTIFY
+/// sends only what changed, e.g. just HIGHESTMODSEQ after a flag change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusValues {
+    pub uid_validity: Option<u32>,
+    pub uid_next: Option<u32>,
+    pub messages: Option<u32>,
+    pub highest_modseq: Option<u64>,
+}
+
+/// What the server said about the mailbox tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The state (or part of it) of a mailbox.
+    Status {
+        mailbox: String,
+        values: StatusValues,
+    },
+    /// A mailbox exists (`gone == false`) or no longer does; `old_name` after a rename.
+    Listed {
+        mailbox: String,
+        gone: bool,
+        old_name: Option<String>,
+    },
+    /// Something changed in the selected mailbox (EXISTS, EXPUNGE, FETCH, VANISHED).
+    Selected,
+}
+
+/// The running IDLE command.
+#[derive(Debug)]
+pub struct Idling {
+    tag: String,
+}
+
+/// INBOX is case-insensitive: one spelling for keys and comparisons.
+pub fn mailbox_key(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// The events in a list of untagged responses.
+pub fn events_of(responses: &[Response]) -> Vec<WatchEvent> {
+    responses.iter().filter_map(event_of).collect()
+}
+
+fn event_of(r: &Response) -> Option<WatchEvent> {
+    let Response::Data {
+        number,
+        name,
+        items,
+    } = r
+    else {
+        return None;
+    };
+    match name.as_str() {
+        "STATUS" => {
+            let s = parse_status(items)?;
+            let num = |k: &str| s.values.get(k).and_then(|v| v.parse::<u64>().ok());
+            let small = |k: &str| num(k).and_then(|v| u32::try_from(v).ok());
+            Some(WatchEvent::Status {
+                mailbox: mailbox_key(&s.mailbox),
+                values: StatusValues {
+                    uid_validity: small("UIDVALIDITY"),
+                    uid_next: small("UIDNEXT"),
+                    messages: small("MESSAGES"),
+                    highest_modseq: num("HIGHESTMODSEQ"),
+                },
+            })
+        }
+        "LIST" => {
+            let e = parse_list(items)?;
+            Some(WatchEvent::Listed {
+                gone: e.has_attribute("\\NonExistent"),
+                mailbox: mailbox_key(&e.name),
+                old_name: items.get(3).and_then(old_name).map(|n| mailbox_key(&n)),
+            })
+        }
+        "EXISTS" | "EXPUNGE" | "FETCH" | "RECENT" if number.is_some() => Some(WatchEvent::Selected),
+        "VANISHED" => Some(WatchEvent::Selected),
+        _ => None,
+    }
+}
+
+/// `("OLDNAME" ("old name"))` from LIST extended data (RFC 5465 section 5.4).
+fn old_name(extended: &Item) -> Option<String> {
+    let list = extended.as_list()?;
+    let mut it = list.iter();
+    while let Some(key) = it.next() {
+        let value = it.next()?;
+        if key
+            .as_astring()
+            .is_some_and(|k| k.eq_ignore_ascii_case("OLDNAME"))
+        {
+            return value.as_list()?.first()?.as_astring();
+        }
+    }
+    None
+}
+
+impl ImapSession {
+    /// Enables CONDSTORE and asks for events about every personal mailbox. `Ok(false)` when
+    /// the server has no NOTIFY or refuses the request (the caller then polls).
+    pub async fn notify_set(&mut self) -> Result<bool, BackendError> {
+        if !self.has_capability("NOTIFY") {
+            return Ok(false);
+        }
+        if self.has_capability("CONDSTORE") {
+            self.run_ok(&Command::new("ENABLE").raw(" CONDSTORE"))
+                .await?;
+        }
+        let c = self
+            .run(
+                &Command::new("NOTIFY")
+                    .raw(" SET (personal (MessageNew MessageExpunge FlagChange MailboxName))"),
+            )
+            .await?;
+        Ok(c.done.status == Status::Ok)
+    }
+
+    fn status_attrs(&self) -> &'static str {
+        if self.has_capability("CONDSTORE") {
+            "UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ"
+        } else {
+            "UIDVALIDITY UIDNEXT MESSAGES"
+        }
+    }
+
+    /// The current state of each of `mailboxes`: a `Status` event for each that exists and a
+    /// `Listed { gone: true }` event for each that does not. One LIST-STATUS when the server
+    /// has it and more than one mailbox is asked for, else pipelined STATUS commands. Events
+    /// the server sent meanwhile are included.
+    pub async fn watch_states(
+        &mut self,
+        mailboxes: &[String],
+    ) -> Result<Vec<WatchEvent>, BackendError> {
+        if mailboxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let attrs = self.status_attrs();
+        let wanted: HashSet<String> = mailboxes.iter().map(|m| mailbox_key(m)).collect();
+        if self.has_capability("LIST-STATUS") && wanted.len() > 1 {
+            let cmd = Command::new("LIST")
+                .raw(" \"\" \"*\"")
+                .raw(&format!(" RETURN (STATUS ({attrs}))"));
+            let c = self.run(&cmd).await?;
+            if c.done.status == Status::Ok {
+                return Ok(states_from(&c, &wanted));
+            }
+        }
+        let cmds: Vec<Command> = wanted
+            .iter()
+            .map(|m| {
+                Command::new("STATUS")
+                    .astring(m)
+                    .raw(&format!(" ({attrs})"))
+            })
+            .collect();
+        let names: Vec<&String> = wanted.iter().collect();
+        let done = self.pipeline(&cmds).await?;
+        let mut out = Vec::new();
+        for (name, c) in names.into_iter().zip(&done) {
+            out.extend(events_of(&c.untagged));
+            match c.done.status {
+                Status::Ok => {}
+                Status::No if c.done.has_code("NONEXISTENT") => out.push(WatchEvent::Listed {
+                    mailbox: name.clone(),
+                    gone: true,
+                    old_name: None,
+                }),
+                _ => {
+                    tracing::debug!(
+                        reason = %server_text(&c.done.text),
+                        "STATUS refused while watching"
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts IDLE; returns the running command and the events sent before the server's
+    /// continuation.
+    pub async fn idle_start(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(Idling, Vec<WatchEvent>), BackendError> {
+        let tag = format!("w{}", IDLE_TAG.fetch_add(1, Ordering::Relaxed));
+        write_line(self, format!("{tag} IDLE\r\n").as_bytes(), timeout).await?;
+        let mut events = Vec::new();
+        loop {
+            match read_response(self, timeout).await? {
+                Response::Continue(_) => return Ok((Idling { tag }, events)),
+                Response::Tagged { tag: t, resp } if t == tag => {
+                    return Err(BackendError::Protocol(format!(
+                        "IDLE refused: {}",
+                        server_text(&resp.text)
+                    )))
+                }
+                other => events.extend(check(other)?),
+            }
+        }
+    }
+
+    /// Waits until the server has sent something. Cancel-safe: nothing is consumed.
+    pub async fn idle_readable(&mut self) -> Result<(), BackendError> {
+        match self.raw_io().fill_buf().await {
+            Ok([]) => Err(BackendError::Unavailable(
+                "IMAP server closed the connection".to_string(),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(BackendError::Unavailable(format!(
+                "IMAP connection lost: {e}"
+            ))),
+        }
+    }
+
+    /// Reads the responses that have arrived (at least one) while idling.
+    pub async fn idle_read(
+        &mut self,
+        idling: &Idling,
+        timeout: Duration,
+    ) -> Result<Vec<WatchEvent>, BackendError> {
+        let mut events = Vec::new();
+        loop {
+            match read_response(self, timeout).await? {
+                Response::Tagged { tag, resp } if tag == idling.tag => {
+                    return Err(BackendError::Unavailable(format!(
+                        "IMAP server ended IDLE: {}",
+                        server_text(&resp.text)
+                    )))
+                }
+                other => events.extend(check(other)?),
+            }
+            if self.raw_io().buffer().is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Ends IDLE; returns the events sent before the completion.
+    pub async fn idle_done(
+        &mut self,
+        idling: Idling,
+        timeout: Duration,
+    ) -> Result<Vec<WatchEvent>, BackendError> {
+        write_line(self, b"DONE\r\n", timeout).await?;
+        let mut events = Vec::new();
+        loop {
+            match read_response(self, timeout).await? {
+                Response::Tagged { tag, resp } if tag == idling.tag => {
+                    if resp.status != Status::Ok {
+                        tracing::debug!(reason = %server_text(&resp.text), "IDLE ended with an error");
+                    }
+                    return Ok(events);
+                }
+                other => events.extend(check(other)?),
+            }
+        }
+    }
+}
+
+/// An untagged response while idling: BYE ends the connection, the rest may be events.
+fn check(r: Response) -> Result<Option<WatchEvent>, BackendError> {
+    match &r {
+        Response::Status(s) if s.status == Status::Bye => Err(BackendError::Unavailable(format!(
+            "IMAP server said BYE: {}",
+            server_text(&s.text)
+        ))),
+        _ => Ok(event_of(&r)),
+    }
+}
+
+fn states_from(c: &Completed, wanted: &HashSet<String>) -> Vec<WatchEvent> {
+    let mut out = events_of(&c.untagged);
+    let mut seen = HashSet::new();
+    for e in &out {
+        if let WatchEvent::Status { mailbox, .. } = e {
+            seen.insert(mailbox.clone());
+        }
+    }
+    for w in wanted {
+        if !seen.contains(w) {
+            out.push(WatchEvent::Listed {
+                mailbox: w.clone(),
+                gone: true,
+                old_name: None,
+            });
+        }
+    }
+    // Only the asked-for mailboxes (and events the server pushed) matter; keep the rest too,
+    // they are cheap and keep the watcher's picture complete.
+    out
+}
+
+async fn write_line(
+    session: &mut ImapSession,
+    line: &[u8],
+    timeout: Duration,
+) -> Result<(), BackendError> {
+    let io = session.raw_io().get_mut();
+    let fut = async {
+        io.write_all(line).await?;
+        io.flush().await
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(BackendError::Unavailable(format!(
+            "IMAP connection lost: {e}"
+        ))),
+        Err(_) => Err(BackendError::Unavailable(
+            "IMAP server did not take IDLE input in time".to_string(),
+        )),
+    }
+}
+
+async fn read_response(
+    session: &mut ImapSession,
+    timeout: Duration,
+) -> Result<Response, BackendError> {
+    loop {
+        let raw = match tokio::time::timeout(timeout, read_raw(session)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(BackendError::Unavailable(
+                    "IMAP server stalled in the middle of a response".to_string(),
+                ))
+            }
+        };
+        match imap_parse::parse_response(&raw) {
+            Ok(r) => return Ok(r),
+            Err(e) if raw.starts_with(b"* ") => {
+                tracing::debug!(error = %e, len = raw.len(), "skipping unparseable IMAP response");
+            }
+            Err(e) => {
+                return Err(BackendError::Protocol(format!(
+                    "unparseable IMAP response: {e}"
+                )))
+            }
+        }
+    }
+}
+
+/// One complete response (line plus literals) as raw bytes.
+async fn read_raw(session: &mut ImapSession) -> Result<Vec<u8>, BackendError> {
+    let io = session.raw_io();
+    let lost = |e: std::io::Error| BackendError::Unavailable(format!("IMAP connection lost: {e}"));
+    let mut out = Vec::new();
+    loop {
+        let line_start = out.len();
+        loop {
+            let buf = io.fill_buf().await.map_err(lost)?;
+            if buf.is_empty() {
+                return Err(BackendError::Unavailable(
+                    "IMAP server closed the connection".to_string(),
+                ));
+            }
+            let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            out.extend_from_slice(buf.get(..chunk).unwrap_or_default());
+            io.consume(chunk);
+            if out.len() - line_start > MAX_LINE {
+                return Err(BackendError::Protocol(
+                    "IMAP response line too long".to_string(),
+                ));
+            }
+            if done {
+                break;
+            }
+        }
+        let line = out.get(line_start..).unwrap_or_default();
+        let Some(len) = imap_parse::trailing_literal_len(line) else {
+            return Ok(out);
+        };
+        if out.len().saturating_add(len) > MAX_RESPONSE {
+            return Err(BackendError::Protocol(format!(
+                "IMAP literal of {len} bytes is too large while idling"
+            )));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        let dest = out.get_mut(start..).unwrap_or_default();
+        io.read_exact(dest).await.map_err(lost)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Response {
+        imap_parse::parse_response(line.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn notify_events_become_watch_events() {
+        let r = [
+            parse(
+                "* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 17 UNSEEN 1 HIGHESTMODSEQ 2)\r\n",
+            ),
+            parse("* STATUS inbox (HIGHESTMODSEQ 3)\r\n"),
+            parse("* LIST () \"/\" probe\r\n"),
+            parse("* LIST (\\NonExistent) \"/\" probe\r\n"),
+            parse("* LIST () \"/\" \"new name\" (\"OLDNAME\" (\"old\"))\r\n"),
+            parse("* 4 EXISTS\r\n"),
+            parse("* OK still here\r\n"),
+        ];
+        let e = events_of(&r);
+        assert_eq!(
+            e[0],
+            WatchEvent::Status {
+                mailbox: "INBOX".into(),
+                values: StatusValues {
+                    uid_validity: Some(17),
+                    uid_next: Some(2),
+                    messages: Some(1),
+                    highest_modseq: Some(2),
+                },
+            }
+        );
+        assert_eq!(
+            e[1],
+            WatchEvent::Status {
+                mailbox: "INBOX".into(),
+                values: StatusValues {
+                    highest_modseq: Some(3),
+                    ..Default::default()
+                },
+            }
+        );
+        assert_eq!(
+            e[2],
+            WatchEvent::Listed {
+                mailbox: "probe".into(),
+                gone: false,
+                old_name: None
+            }
+        );
+        assert!(matches!(&e[3], WatchEvent::Listed { gone: true, .. }));
+        assert_eq!(
+            e[4],
+            WatchEvent::Listed {
+                mailbox: "new name".into(),
+                gone: false,
+                old_name: Some("old".into())
+            }
+        );
+        assert_eq!(e[5], WatchEvent::Selected);
+        assert_eq!(e.len(), 6);
+    }
+
+    #[test]
+    fn bye_while_idling_is_an_error() {
+        assert!(check(parse("* BYE shutting down\r\n")).is_err());
+        assert!(check(parse("* OK hi\r\n")).unwrap().is_none());
+    }
+}

@@ -1,0 +1,509 @@
+//! Push: requests that wait for mail changes (Ping, hanging Sync) without an IMAP connection
+//! or a thread of their own.
+//!
+//! A waiting request is a future holding a small [`WaitRequest`]; the IMAP side is one
+//! [`watcher`] per user, shared by all the user's devices and folders, which keeps the user's
+//! mailbox states fresh in memory (NOTIFY events, or IDLE on INBOX plus a batched poll). A
+//! waiter compares those states with the *baseline* of each watched collection: the
+//! UIDVALIDITY and HIGHESTMODSEQ of the device's last committed view. The device's own
+//! changes are in its view, so they never wake its own request, while they do wake the user's
+//! other devices. Before answering "changed", a waiter asks the watcher for a fresh STATUS of
+//! the mailboxes that look changed, so a stale state never causes a false wake-up.
+//!
+//! Every waiter ends by its deadline whatever the watcher does (a dropped IMAP connection
+//! never keeps a phone waiting past its heartbeat). A device has at most one waiter: a new
+//! request of the device ([`Hub::device_request`], or a new wait) ends the previous one.
+//! [`Hub::shutdown`] ends all waiters at once.
+//!
+//! No lock is held across an `.await`: the maps are `DashMap`s or `std::sync::Mutex`es only
+//! touched in short synchronous sections.
+
+pub mod watcher;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::backend::imap_idle::mailbox_key;
+use crate::backend::{Credentials, ImapBackend, ImapSettings};
+
+pub use watcher::{Connector, ImapConnector, MailboxInfo, UserWatch, WatchConn};
+
+/// Push settings (the `[push]` configuration section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushConfig {
+    /// Smallest HeartbeatInterval accepted by Ping, seconds (Exchange: 60).
+    pub min_heartbeat_secs: u32,
+    /// Largest HeartbeatInterval accepted by Ping, seconds (Exchange: 3540).
+    pub max_heartbeat_secs: u32,
+    /// Most folders one Ping may watch.
+    pub max_folders: u32,
+    /// Use NOTIFY when the server has it; `false` forces IDLE on INBOX plus polling.
+    pub use_notify: bool,
+    /// Without NOTIFY: how often the watched mailboxes other than INBOX are polled.
+    pub poll_interval: Duration,
+    /// IDLE is re-issued this often (RFC 2177: at most 29 minutes).
+    pub idle_restart: Duration,
+    /// A watcher with no waiters logs out after this long.
+    pub watcher_grace: Duration,
+    /// Longest pause between reconnection attempts of a watcher.
+    pub max_backoff: Duration,
+    /// How long a waiter waits for fresh mailbox states before carrying on without them.
+    pub refresh_timeout: Duration,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            min_heartbeat_secs: 60,
+            max_heartbeat_secs: 3540,
+            max_folders: 300,
+            use_notify: true,
+            poll_interval: Duration::from_secs(30),
+            idle_restart: Duration::from_secs(25 * 60),
+            watcher_grace: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(60),
+            refresh_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the device last saw of a collection (from its latest committed view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Baseline {
+    pub uid_validity: u32,
+    /// 0 when the server has no CONDSTORE: then any change of UIDNEXT or MESSAGES after the
+    /// wait began counts.
+    pub highest_modseq: u64,
+    /// The last Sync left items unsent: "changed" at once.
+    pub more_available: bool,
+}
+
+/// One collection a request waits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    pub collection_id: String,
+    /// The IMAP mailbox (raw name).
+    pub mailbox: String,
+    /// `None` for a collection the device never synced: not watched.
+    pub baseline: Option<Baseline>,
+}
+
+/// A request to wait.
+#[derive(Debug, Clone)]
+pub struct WaitRequest {
+    pub user: String,
+    pub device_id: String,
+    pub credentials: Credentials,
+    pub folders: Vec<Watched>,
+    pub deadline: Instant,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitResult {
+    /// These collections changed (in request order).
+    Changed(Vec<String>),
+    /// These collections' mailboxes no longer exist: the device must sync its hierarchy.
+    FolderGone(Vec<String>),
+    /// The deadline passed with no change.
+    Timeout,
+    /// A newer request of the same device ended this one.
+    Superseded,
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+/// The device's last Ping parameters (reused by an empty Ping).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingParams {
+    pub heartbeat_secs: u32,
+    /// (collection id, class)
+    pub folders: Vec<(String, String)>,
+}
+
+/// Counters for tests and measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubStats {
+    pub waiters: usize,
+    pub watchers: usize,
+}
+
+/// The push hub: one per gateway.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    config: PushConfig,
+    connector: Arc<dyn Connector>,
+    /// user -> the user's watcher.
+    users: DashMap<String, Arc<UserWatch>>,
+    /// "user\0device" -> (waiter number, how to end it).
+    devices: DashMap<String, (u64, oneshot::Sender<()>)>,
+    next_waiter: std::sync::atomic::AtomicU64,
+    /// "user\0device" -> last Ping parameters (in memory; see the module docs of
+    /// `commands::ping` for persisting them).
+    ping_params: DashMap<String, PingParams>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Resolves once the hub shuts down (never holds the channel's lock guard across an await).
+pub(crate) async fn shut_down(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn device_key(user: &str, device_id: &str) -> String {
+    format!("{user}\u{0}{device_id}")
+}
+
+impl Inner {
+    fn shutdown_rx(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn is_shut_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    fn remove_watch(&self, me: &Arc<UserWatch>) {
+        self.users.remove_if(&me.user, |_, w| Arc::ptr_eq(w, me));
+    }
+
+    /// Removes the watcher if nobody waits on it. Waiters register under the same map lock,
+    /// so none can slip in between the check and the removal.
+    fn remove_watch_if_idle(&self, me: &Arc<UserWatch>) -> bool {
+        let removed = self
+            .users
+            .remove_if(&me.user, |_, w| {
+                Arc::ptr_eq(w, me) && w.waiters.load(Ordering::SeqCst) == 0
+            })
+            .is_some();
+        removed
+            || !self
+                .users
+                .get(&me.user)
+                .is_some_and(|w| Arc::ptr_eq(&w, me))
+    }
+}
+
+/// Ends the device slot when the waiter ends.
+struct DeviceSlot<'a> {
+    inner: &'a Inner,
+    key: String,
+    id: u64,
+}
+
+impl Drop for DeviceSlot<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .devices
+            .remove_if(&self.key, |_, (id, _)| *id == self.id);
+    }
+}
+
+/// A waiter's registration with its user's watcher.
+struct Attached {
+    watch: Arc<UserWatch>,
+    mailboxes: Vec<String>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.watch.remove_interest(&self.mailboxes);
+        self.watch.waiter_left();
+    }
+}
+
+impl Hub {
+    /// A hub watching the IMAP server in `imap`.
+    pub fn new(config: PushConfig, imap: ImapSettings) -> Hub {
+        Hub::with_connector(
+            config,
+            Arc::new(ImapConnector {
+                backend: ImapBackend::new(imap),
+            }),
+        )
+    }
+
+    /// A hub with another way of watching (tests).
+    pub fn with_connector(config: PushConfig, connector: Arc<dyn Connector>) -> Hub {
+        let (shutdown, _) = watch::channel(false);
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                connector,
+                users: DashMap::new(),
+                devices: DashMap::new(),
+                next_waiter: std::sync::atomic::AtomicU64::new(1),
+                ping_params: DashMap::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &PushConfig {
+        &self.inner.config
+    }
+
+    /// The device made a new request: its waiting request (if any) ends now.
+    pub fn device_request(&self, user: &str, device_id: &str) {
+        if let Some((_, (_, end))) = self.inner.devices.remove(&device_key(user, device_id)) {
+            let _ = end.send(());
+        }
+    }
+
+    /// Answers every waiting request at once (they end with [`WaitResult::Shutdown`]) and
+    /// stops the watchers; later waits end at once too.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.is_shut_down()
+    }
+
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            waiters: self.inner.devices.len(),
+            watchers: self.inner.users.len(),
+        }
+    }
+
+    /// Remembers the device's Ping parameters.
+    pub fn set_ping_params(&self, user: &str, device_id: &str, params: PingParams) {
+        self.inner
+            .ping_params
+            .insert(device_key(user, device_id), params);
+    }
+
+    /// The device's last Ping parameters.
+    pub fn ping_params(&self, user: &str, device_id: &str) -> Option<PingParams> {
+        self.inner
+            .ping_params
+            .get(&device_key(user, device_id))
+            .map(|p| p.clone())
+    }
+
+    fn begin(&self, user: &str, device_id: &str) -> (DeviceSlot<'_>, oneshot::Receiver<()>) {
+        let key = device_key(user, device_id);
+        let id = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Some((_, end)) = self.inner.devices.insert(key.clone(), (id, tx)) {
+            let _ = end.send(());
+        }
+        (
+            DeviceSlot {
+                inner: &self.inner,
+                key,
+                id,
+            },
+            rx,
+        )
+    }
+
+    fn attach(&self, user: &str, creds: &Credentials, mailboxes: Vec<String>) -> Attached {
+        let watch = {
+            let entry = self.inner.users.entry(user.to_string()).or_insert_with(|| {
+                let (w, rx) = UserWatch::new(user, creds.clone());
+                tokio::spawn(watcher::run(self.inner.clone(), w.clone(), rx));
+                w
+            });
+            // Counted under the map lock: see `remove_watch_if_idle`.
+            entry.waiters.fetch_add(1, Ordering::SeqCst);
+            entry.clone()
+        };
+        watch.set_credentials(creds);
+        watch.add_interest(&mailboxes);
+        Attached { watch, mailboxes }
+    }
+
+    /// Waits until a watched collection changes, the deadline passes, the device makes a new
+    /// request, or the hub shuts down. Ends the device's previous waiter first.
+    pub async fn wait_for_changes(&self, req: WaitRequest) -> WaitResult {
+        if self.is_shut_down() {
+            return WaitResult::Shutdown;
+        }
+        let (_slot, mut superseded) = self.begin(&req.user, &req.device_id);
+        let mut shutdown = self.inner.shutdown_rx();
+        let watched: Vec<(&Watched, Baseline)> = req
+            .folders
+            .iter()
+            .filter_map(|w| w.baseline.map(|b| (w, b)))
+            .collect();
+        let more: Vec<String> = watched
+            .iter()
+            .filter(|(_, b)| b.more_available)
+            .map(|(w, _)| w.collection_id.clone())
+            .collect();
+        if !more.is_empty() {
+            return WaitResult::Changed(more);
+        }
+        let deadline = req.deadline;
+        if watched.is_empty() {
+            return tokio::select! {
+                _ = shut_down(&mut shutdown) => WaitResult::Shutdown,
+                _ = &mut superseded => WaitResult::Superseded,
+                _ = tokio::time::sleep_until(deadline) => WaitResult::Timeout,
+            };
+        }
+        let mailboxes: Vec<String> = watched.iter().map(|(w, _)| w.mailbox.clone()).collect();
+        let attached = self.attach(&req.user, &req.credentials, mailboxes.clone());
+        let watch = attached.watch.clone();
+        let limit = self.inner.config.refresh_timeout;
+        // Baselines of collections without mod-sequences: the state when the wait began.
+        let snapshots: std::sync::Mutex<HashMap<String, MailboxInfo>> = Default::default();
+        let work = async {
+            let mut generation = watch.generation.subscribe();
+            watch.refresh(mailboxes.clone(), limit).await;
+            generation.borrow_and_update();
+            take_snapshots(&watch, &watched, &snapshots);
+            if let Some(r) = evaluate(&watch, &watched, &snapshots, true) {
+                return r;
+            }
+            loop {
+                if generation.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                take_snapshots(&watch, &watched, &snapshots);
+                let suspects = suspects(&watch, &watched, &snapshots);
+                if suspects.is_empty() {
+                    continue;
+                }
+                watch.refresh(suspects, limit).await;
+                generation.borrow_and_update();
+                if let Some(r) = evaluate(&watch, &watched, &snapshots, true) {
+                    return r;
+                }
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            _ = shut_down(&mut shutdown) => WaitResult::Shutdown,
+            _ = &mut superseded => match evaluate(&watch, &watched, &snapshots, false) {
+                Some(WaitResult::Changed(ids)) => WaitResult::Changed(ids),
+                _ => WaitResult::Superseded,
+            },
+            _ = tokio::time::sleep_until(deadline) => WaitResult::Timeout,
+            r = work => r,
+        };
+        drop(attached);
+        result
+    }
+}
+
+fn take_snapshots(
+    watch: &UserWatch,
+    watched: &[(&Watched, Baseline)],
+    snapshots: &std::sync::Mutex<HashMap<String, MailboxInfo>>,
+) {
+    let mut snaps = snapshots.lock().unwrap_or_else(|e| e.into_inner());
+    for (w, b) in watched {
+        if b.highest_modseq != 0 || snaps.contains_key(&w.collection_id) {
+            continue;
+        }
+        if let Some(s) = watch.state(&w.mailbox) {
+            if s.complete && !s.gone && s.highest_modseq == 0 {
+                snaps.insert(w.collection_id.clone(), s);
+            }
+        }
+    }
+}
+
+/// How one watched collection compares with what the watcher knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Same,
+    Changed,
+    Gone,
+    /// Not (fully) known: ask for a fresh state.
+    Unknown,
+}
+
+fn verdict(b: &Baseline, snapshot: Option<&MailboxInfo>, s: Option<MailboxInfo>) -> Verdict {
+    let Some(s) = s else {
+        return Verdict::Unknown;
+    };
+    if s.gone {
+        return Verdict::Gone;
+    }
+    if b.more_available {
+        return Verdict::Changed;
+    }
+    if s.uid_validity != 0 && s.uid_validity != b.uid_validity {
+        return Verdict::Changed;
+    }
+    if b.highest_modseq != 0 || s.highest_modseq != 0 {
+        if s.highest_modseq != b.highest_modseq {
+            return Verdict::Changed;
+        }
+        return if s.complete {
+            Verdict::Same
+        } else {
+            Verdict::Unknown
+        };
+    }
+    if !s.complete {
+        return Verdict::Unknown;
+    }
+    match snapshot {
+        Some(snap) if snap.uid_next != s.uid_next || snap.messages != s.messages => {
+            Verdict::Changed
+        }
+        _ => Verdict::Same,
+    }
+}
+
+/// Mailboxes that may have changed (to refresh before answering).
+fn suspects(
+    watch: &UserWatch,
+    watched: &[(&Watched, Baseline)],
+    snapshots: &std::sync::Mutex<HashMap<String, MailboxInfo>>,
+) -> Vec<String> {
+    let snaps = snapshots.lock().unwrap_or_else(|e| e.into_inner());
+    watched
+        .iter()
+        .filter(|(w, b)| {
+            verdict(b, snaps.get(&w.collection_id), watch.state(&w.mailbox)) != Verdict::Same
+        })
+        .map(|(w, _)| mailbox_key(&w.mailbox))
+        .collect()
+}
+
+/// The answer the watcher's states give now, if any. `fresh` is true right after a refresh:
+/// only then does a vanished mailbox count as gone.
+fn evaluate(
+    watch: &UserWatch,
+    watched: &[(&Watched, Baseline)],
+    snapshots: &std::sync::Mutex<HashMap<String, MailboxInfo>>,
+    fresh: bool,
+) -> Option<WaitResult> {
+    let snaps = snapshots.lock().unwrap_or_else(|e| e.into_inner());
+    let mut changed = Vec::new();
+    let mut gone = Vec::new();
+    for (w, b) in watched {
+        match verdict(b, snaps.get(&w.collection_id), watch.state(&w.mailbox)) {
+            Verdict::Changed => changed.push(w.collection_id.clone()),
+            Verdict::Gone if fresh => gone.push(w.collection_id.clone()),
+            _ => {}
+        }
+    }
+    if !gone.is_empty() {
+        Some(WaitResult::FolderGone(gone))
+    } else if !changed.is_empty() {
+        Some(WaitResult::Changed(changed))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;
