@@ -411,3 +411,30 @@ async fn base64_query_form_provisions_and_syncs_folders() {
     let adds = body.first(f::CHANGES).unwrap().all(f::ADD).count();
     assert!(adds >= 6, "expected the demo folders, got {adds}");
 }
+
+/// Prints the time a fresh device needs for Provision + FolderSync next to an IMAP LOGIN +
+/// LIST of the same account (a measurement, not a threshold: run with `--nocapture`).
+#[tokio::test]
+async fn fresh_device_provision_and_folder_sync_next_to_imap_login_and_list() {
+    let gw = start_gateway().await;
+    let (user, pw) = new_user("timing");
+    let mut gateway_ms = Vec::new();
+    let mut imap_ms = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        imap(&user, &pw, &["LIST \"\" \"*\" RETURN (SPECIAL-USE)"]).await;
+        imap_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        let mut dev = TestDevice::new(&gw, &user, &pw, "16.1");
+        let started = std::time::Instant::now();
+        dev.provision().await;
+        let r = dev.folder_sync("0").await;
+        gateway_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(r.text_of(f::STATUS), Some("1"));
+    }
+    gateway_ms.sort_by(f64::total_cmp);
+    imap_ms.sort_by(f64::total_cmp);
+    println!(
+        "fresh device Provision+FolderSync: median {:.1} ms; IMAP LOGIN+LIST: median {:.1} ms",
+        gateway_ms[2], imap_ms[2]
+    );
+}
