@@ -23,9 +23,9 @@ use crate::uidset::UidSet;
 pub mod imap;
 pub mod imap_idle;
 mod imap_mailbox;
+pub mod imap_parse;
 pub mod mailbox;
 pub mod pool;
-pub mod imap_parse;
 pub mod smtp;
 pub mod tls;
 pub mod utf7;
@@ -279,10 +279,14 @@ pub trait MailSession: Send + 'static {
         raw: Vec<u8>,
     ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
 
-    fn create_folder(&mut self, name: &str)
-        -> impl Future<Output = Result<(), BackendError>> + Send;
-    fn delete_folder(&mut self, name: &str)
-        -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn create_folder(
+        &mut self,
+        name: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn delete_folder(
+        &mut self,
+        name: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
     fn rename_folder(
         &mut self,
         from: &str,

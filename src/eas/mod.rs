@@ -5,10 +5,10 @@
 pub mod command;
 pub mod folder_changes;
 pub mod folder_sync;
-pub mod ping;
 pub mod get_item_estimate;
 pub mod item_operations;
 pub mod move_items;
+pub mod ping;
 pub mod provision;
 pub mod query;
 pub mod settings;
