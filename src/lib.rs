@@ -26,6 +26,7 @@
 pub mod backend;
 pub mod cli;
 pub mod commands;
+pub mod compose;
 pub mod config;
 pub mod eas;
 pub mod http;

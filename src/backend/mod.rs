@@ -27,6 +27,7 @@ pub mod imap_parse;
 pub mod mailbox;
 pub mod pool;
 pub mod smtp;
+pub mod submit;
 pub mod tls;
 pub mod utf7;
 
@@ -292,7 +293,6 @@ pub trait MailSession: Send + 'static {
         from: &str,
         to: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
-
 }
 
 /// Trim a server-provided text for use in an error: printable, bounded.

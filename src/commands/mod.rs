@@ -10,7 +10,9 @@ pub mod item_operations;
 pub mod move_items;
 pub mod ping;
 pub mod provision;
+pub mod send_mail;
 pub mod settings;
+pub mod smart;
 pub mod sync;
 
 use std::net::IpAddr;
@@ -152,6 +154,9 @@ impl From<crate::eas::ParseError> for CommandError {
 /// Commands that are implemented, in the order `MS-ASProtocolCommands` lists them.
 pub const IMPLEMENTED: &[Command] = &[
     Command::Sync,
+    Command::SendMail,
+    Command::SmartForward,
+    Command::SmartReply,
     Command::FolderSync,
     Command::FolderCreate,
     Command::FolderDelete,
@@ -215,6 +220,13 @@ pub async fn dispatch<B: MailBackend, S: StateStore>(
     }
     if command == Command::Sync {
         return sync::handle(gw, ctx, body.element().cloned()).await;
+    }
+    // 12.x sends raw MIME (Body::Mime), 14.0+ ComposeMail WBXML.
+    match command {
+        Command::SendMail => return send_mail::handle(gw, ctx, &body).await,
+        Command::SmartReply => return smart::handle_reply(gw, ctx, &body).await,
+        Command::SmartForward => return smart::handle_forward(gw, ctx, &body).await,
+        _ => {}
     }
     let Some(element) = body.element() else {
         return Err(CommandError::BadRequest(format!(

@@ -3,6 +3,7 @@
 //! its input, so it is tested on its own.
 
 pub mod command;
+pub mod compose_mail;
 pub mod folder_changes;
 pub mod folder_sync;
 pub mod get_item_estimate;

@@ -1,0 +1,675 @@
+//! SendMail (MS-ASCMD 2.2.1.17), and the sending that SmartReply and SmartForward share with it
+//! ([`super::smart`]).
+//!
+//! One message, in this order:
+//! 1. the request, in either shape ([`ComposeRequest`]); a message over [`MAX_MESSAGE_BYTES`]
+//!    answers Status 122 (14.0+) or HTTP 413 (12.x), logged;
+//! 2. the retry check ([`SendLedger`]): a 14.0+ ClientId already sent by this user and device
+//!    answers Status 118 and sends nothing (HTTP 503 while the first request is still
+//!    sending); a 12.x message (no ClientId) is recognised by its
+//!    Message-ID, or by the SHA-256 of its bytes when it has none, for [`RETRY_WINDOW`], and the
+//!    retry answers success (HTTP 200) without sending again;
+//! 3. SmartReply / SmartForward: the original is read (BODY.PEEK, so it stays unread) and
+//!    quoted or attached ([`crate::compose::smart`]) unless ReplaceMime;
+//! 4. [`compose::prepare`]: From/Sender must be the user's address or an alias (else Status
+//!    130 AccessDenied / HTTP 500), recipients from To, Cc, Bcc (none: Status 119), Date and
+//!    Message-ID added when missing, Bcc kept out of the submitted copy;
+//! 5. SMTP submission as the user ([`crate::backend::submit`]); envelope sender = the login
+//!    address;
+//! 6. only once the server accepted the message: the Sent Items copy (APPEND with `\Seen` to the
+//!    `\Sent` special-use folder, Bcc included) and `\Answered` / `$Forwarded` on the original.
+//!    A failure there is logged and the answer is still success: the mail has left, and a
+//!    failure answer would make the phone send it again.
+//!
+//! Failure answers: SMTP unreachable or a temporary (4xx) refusal is HTTP 503 (the phone
+//! retries later; nothing was sent). A permanent refusal is Status 120 MailSubmissionFailed
+//! (122 when the server says the message is too big, 115 SendQuotaExceeded when the sender is
+//! refused for a sending limit, 130 when the sender is refused by policy) or HTTP 500 for 12.x,
+//! with the SMTP reply logged. A connection that broke after the whole message was written
+//! answers 120 / 500 but keeps the retry record: the server may have taken the message, and
+//! "never twice" wins over "always".
+//!
+//! Status 113 MailboxQuotaExceeded is not answered: the Sent copy is made after the mail left
+//! (a full mailbox is then logged).
+//!
+//! The retry records live in memory in this process ([`ledger`]). Behind a load balancer that
+//! may send a retry to another node, they belong in the state store (see [`SendLedger`]).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
+
+use crate::backend::submit::{self, Stage, Submission, SubmitError};
+use crate::backend::{MailBackend, MailSession, SpecialUse};
+use crate::compose::{self, smart, Identity, PrepareError};
+use crate::eas::compose_mail::{response, status, ComposeKind, ComposeRequest};
+use crate::state::StateStore;
+
+use super::sync::client_changes::parse_server_id;
+use super::{folders, Body, CommandError, Context, Gateway, Outcome};
+
+/// Largest message accepted for sending (after a SmartReply / SmartForward added the
+/// original). The HTTP body limit (`server.max_body_bytes`) applies before this.
+pub const MAX_MESSAGE_BYTES: usize = 50 * 1024 * 1024;
+
+/// How long a 14.0+ ClientId is remembered.
+pub const CLIENT_ID_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a 12.x message is remembered (by Message-ID or content hash).
+pub const RETRY_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+pub async fn handle<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    body: &Body,
+) -> Result<Outcome, CommandError> {
+    match request(ComposeKind::SendMail, ctx, body) {
+        Ok(req) => send(gw, ctx, req).await,
+        Err(outcome) => outcome,
+    }
+}
+
+/// The request in either shape; a malformed 14.0+ document answers Status 101 (InvalidContent).
+pub(crate) fn request(
+    kind: ComposeKind,
+    ctx: &Context,
+    body: &Body,
+) -> Result<ComposeRequest, Result<Outcome, CommandError>> {
+    match body {
+        Body::Mime(raw) => Ok(ComposeRequest::from_query(kind, &ctx.line, raw.clone())),
+        Body::Wbxml(root) => match ComposeRequest::parse(kind, root) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                debug!(error = %e, "malformed {} request", kind.name());
+                Err(Ok(failure(kind, true, status::INVALID_CONTENT, 400, "")))
+            }
+        },
+        Body::Empty => Err(Err(CommandError::BadRequest(format!(
+            "{} needs a body",
+            kind.name()
+        )))),
+    }
+}
+
+/// Why nothing (or maybe something) was sent.
+struct Failed {
+    status: u32,
+    http: u16,
+    reason: &'static str,
+    /// Keep the retry record (the message may have been accepted).
+    maybe_sent: bool,
+}
+
+impl Failed {
+    fn new(status: u32, reason: &'static str) -> Failed {
+        Failed {
+            status,
+            http: 500,
+            reason,
+            maybe_sent: false,
+        }
+    }
+}
+
+fn failure(
+    kind: ComposeKind,
+    wbxml: bool,
+    status: u32,
+    http: u16,
+    reason: &'static str,
+) -> Outcome {
+    if wbxml {
+        Outcome::Wbxml {
+            body: response(kind, status),
+            status: Some(status),
+        }
+    } else {
+        Outcome::Http {
+            status: http,
+            reason,
+        }
+    }
+}
+
+/// Sends one message; see the module documentation.
+pub(crate) async fn send<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    req: ComposeRequest,
+) -> Result<Outcome, CommandError> {
+    let kind = req.kind;
+    let user = ctx.user.address.as_str();
+    if req.mime.len() > MAX_MESSAGE_BYTES {
+        warn!(
+            user,
+            command = kind.name(),
+            bytes = req.mime.len(),
+            limit = MAX_MESSAGE_BYTES,
+            "message over the size limit, not sent"
+        );
+        return Ok(failure(
+            kind,
+            req.wbxml,
+            status::ATTACHMENT_IS_TOO_LARGE,
+            413,
+            "message too large",
+        ));
+    }
+
+    let (key, ttl) = retry_key(ctx, &req);
+    let ledger = ledger();
+    match ledger.claim(&key, ttl) {
+        Claim::New => {}
+        Claim::InFlight => {
+            info!(
+                user,
+                command = kind.name(),
+                "the same message is being sent by another request: retry later"
+            );
+            return Err(CommandError::Unavailable(
+                "the same message is still being sent".into(),
+            ));
+        }
+        Claim::Done => {
+            info!(
+                user,
+                command = kind.name(),
+                client_id = req.client_id.as_deref().unwrap_or(""),
+                "message already sent (a retry): not sent again"
+            );
+            return Ok(if req.wbxml {
+                failure(kind, true, status::MESSAGE_PREVIOUSLY_SENT, 200, "")
+            } else {
+                Outcome::Empty
+            });
+        }
+    }
+
+    let result = send_claimed(gw, ctx, &req).await;
+    match result {
+        Ok(Ok(())) => {
+            ledger.finish(&key);
+            Ok(Outcome::Empty)
+        }
+        Ok(Err(f)) => {
+            if f.maybe_sent {
+                ledger.finish(&key);
+            } else {
+                ledger.release(&key);
+            }
+            Ok(failure(kind, req.wbxml, f.status, f.http, f.reason))
+        }
+        Err(e) => {
+            ledger.release(&key);
+            Err(e)
+        }
+    }
+}
+
+async fn send_claimed<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    req: &ComposeRequest,
+) -> Result<Result<(), Failed>, CommandError> {
+    let needs_imap = req.save_in_sent || req.kind != ComposeKind::SendMail;
+    if !needs_imap {
+        return send_in_session::<B::Session, S>(gw, ctx, req, None).await;
+    }
+    let mut session = gw
+        .backend
+        .login(&ctx.user.credentials, ctx.client_ip)
+        .await?;
+    let r = send_in_session::<B::Session, S>(gw, ctx, req, Some(&mut session)).await;
+    session.logout().await;
+    r
+}
+
+async fn send_in_session<M: MailSession, S: StateStore>(
+    gw: &Gateway<impl MailBackend, S>,
+    ctx: &Context,
+    req: &ComposeRequest,
+    mut session: Option<&mut M>,
+) -> Result<Result<(), Failed>, CommandError> {
+    let user = ctx.user.address.as_str();
+    let kind = req.kind;
+
+    // The original of a SmartReply / SmartForward, and the message to send.
+    let mut raw = req.mime.clone();
+    let mut original: Option<(String, u32)> = None;
+    if let (Some(s), ComposeKind::SmartReply | ComposeKind::SmartForward) =
+        (session.as_deref_mut(), kind)
+    {
+        original = locate(gw, s, user, req).await?;
+        match (&original, req.replace_mime) {
+            (None, true) => {
+                info!(
+                    user,
+                    command = kind.name(),
+                    "original not found; sending the device's message as is"
+                );
+            }
+            (None, false) => {
+                info!(user, command = kind.name(), "original not found");
+                return Ok(Err(Failed::new(
+                    status::ITEM_NOT_FOUND,
+                    "original not found",
+                )));
+            }
+            (Some(_), true) => {}
+            (Some((mailbox, uid)), false) => {
+                let fetched = s.fetch_messages(mailbox, &[*uid]).await?;
+                let Some((_, original_raw)) = fetched.into_iter().next() else {
+                    info!(user, command = kind.name(), "original vanished");
+                    return Ok(Err(Failed::new(
+                        status::ITEM_NOT_FOUND,
+                        "original not found",
+                    )));
+                };
+                let how = if kind == ComposeKind::SmartReply {
+                    smart::SmartKind::Reply
+                } else {
+                    smart::SmartKind::Forward
+                };
+                match smart::compose(how, &raw, &original_raw) {
+                    Ok(v) => raw = Bytes::from(v),
+                    Err(e) => {
+                        info!(user, command = kind.name(), error = %e, "unusable message");
+                        return Ok(Err(Failed::new(status::INVALID_MIME, "invalid MIME")));
+                    }
+                }
+            }
+        }
+    }
+
+    // Checks, envelope, missing fields.
+    let who = Identity {
+        address: ctx.user.address.clone(),
+        aliases: gw
+            .config
+            .identity
+            .aliases
+            .get(&ctx.user.address)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let out = match compose::prepare(raw, &who, ctx.now) {
+        Ok(o) => o,
+        Err(e) => {
+            info!(user, command = kind.name(), error = %e, "message refused");
+            let (st, reason) = match e {
+                PrepareError::InvalidMime => (status::INVALID_MIME, "invalid MIME"),
+                PrepareError::NoRecipient => (status::MESSAGE_HAS_NO_RECIPIENT, "no recipient"),
+                PrepareError::FromNotAllowed(_) => (status::ACCESS_DENIED, "sender not allowed"),
+                PrepareError::BadRecipient(_) => (status::MAIL_SUBMISSION_FAILED, "bad recipient"),
+            };
+            return Ok(Err(Failed::new(st, reason)));
+        }
+    };
+    if out.submitted_len() > MAX_MESSAGE_BYTES {
+        warn!(
+            user,
+            command = kind.name(),
+            bytes = out.submitted_len(),
+            limit = MAX_MESSAGE_BYTES,
+            "message over the size limit, not sent"
+        );
+        return Ok(Err(Failed {
+            http: 413,
+            ..Failed::new(status::ATTACHMENT_IS_TOO_LARGE, "message too large")
+        }));
+    }
+
+    // Submission.
+    let started = Instant::now();
+    let submitted = submit::submit(
+        &gw.config.smtp,
+        &ctx.user.credentials,
+        Submission {
+            from: &ctx.user.address,
+            recipients: &out.recipients,
+            size: out.submitted_len(),
+            eight_bit: out.is_8bit(),
+            message: out.wire_chunks(),
+        },
+    )
+    .await;
+    match submitted {
+        Ok(accepted) => info!(
+            user,
+            command = kind.name(),
+            message_id = %out.message_id,
+            recipients = out.recipients.len(),
+            bytes = out.submitted_len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            reply = %accepted.reply,
+            "mail submitted"
+        ),
+        Err(e) => {
+            return match e {
+                SubmitError::Unavailable(r) => {
+                    warn!(user, command = kind.name(), reason = %r, "SMTP unavailable, not sent");
+                    Err(CommandError::Unavailable(r))
+                }
+                SubmitError::AuthFailed => {
+                    warn!(user, command = kind.name(), "SMTP server refused the login");
+                    Err(CommandError::AuthFailed)
+                }
+                SubmitError::Refused {
+                    stage,
+                    code,
+                    text,
+                    recipient,
+                } => {
+                    let st = refusal_status(stage, code, &text);
+                    warn!(
+                        user,
+                        command = kind.name(),
+                        ?stage,
+                        code,
+                        reply = %text,
+                        recipient = recipient.as_deref().unwrap_or(""),
+                        status = st,
+                        "SMTP server refused the mail, not sent"
+                    );
+                    let http = if st == status::ATTACHMENT_IS_TOO_LARGE {
+                        413
+                    } else {
+                        500
+                    };
+                    Ok(Err(Failed {
+                        http,
+                        ..Failed::new(st, "SMTP refused the mail")
+                    }))
+                }
+                SubmitError::Uncertain(r) => {
+                    warn!(
+                        user,
+                        command = kind.name(),
+                        message_id = %out.message_id,
+                        reason = %r,
+                        "SMTP connection lost after the message was written; it may have been sent"
+                    );
+                    Ok(Err(Failed {
+                        maybe_sent: true,
+                        ..Failed::new(status::MAIL_SUBMISSION_FAILED, "SMTP outcome unknown")
+                    }))
+                }
+                SubmitError::Invalid(r) => {
+                    info!(user, command = kind.name(), reason = %r, "cannot submit");
+                    Ok(Err(Failed::new(
+                        status::MAIL_SUBMISSION_FAILED,
+                        "cannot submit",
+                    )))
+                }
+            };
+        }
+    }
+
+    // The mail has left: from here on, failures are only logged.
+    if let Some(s) = session {
+        if req.save_in_sent {
+            save_in_sent(gw, s, user, &out).await;
+        }
+        if let Some((mailbox, uid)) = original {
+            let flag = if kind == ComposeKind::SmartReply {
+                "\\Answered"
+            } else {
+                "$Forwarded"
+            };
+            match s.store_flags(&mailbox, uid, &[flag.to_string()], &[]).await {
+                Ok(true) => {}
+                Ok(false) => info!(
+                    user,
+                    mailbox, uid, "original gone before it could be flagged"
+                ),
+                Err(e) => warn!(user, mailbox, uid, error = %e, "cannot flag the original"),
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The mailbox and UID of the original, from Source (or the 12.x query). `None` when its folder
+/// does not exist or it cannot be addressed (LongId: search results are not offered); whether
+/// the mail itself still exists is found out by the FETCH or the STORE that follows.
+async fn locate<M: MailSession, S: StateStore>(
+    gw: &Gateway<impl MailBackend, S>,
+    session: &mut M,
+    user: &str,
+    req: &ComposeRequest,
+) -> Result<Option<(String, u32)>, CommandError> {
+    let Some(src) = &req.source else {
+        return Ok(None);
+    };
+    let (Some(item_id), folder_id) = (&src.item_id, &src.folder_id) else {
+        // LongId refers to a Search result; Search is not offered, so no LongId is valid.
+        return Ok(None);
+    };
+    // A ServerId is `<collection>:<uid>`; the FolderId is then redundant but must agree.
+    let collection = match folder_id {
+        Some(f) => f.as_str(),
+        None => item_id.rsplit_once(':').map_or("", |(c, _)| c),
+    };
+    let Some(uid) = parse_server_id(collection, item_id) else {
+        return Ok(None);
+    };
+    let Some(resolved) =
+        folders::resolve(&gw.store, &gw.folders, session, user, collection).await?
+    else {
+        return Ok(None);
+    };
+    let Some(mailbox) = resolved.mailbox else {
+        return Ok(None);
+    };
+    Ok(Some((mailbox.name, uid)))
+}
+
+async fn save_in_sent<M: MailSession, S: StateStore>(
+    gw: &Gateway<impl MailBackend, S>,
+    session: &mut M,
+    user: &str,
+    out: &compose::Outgoing,
+) {
+    let list = match folders::list(&gw.store, &gw.folders, session, user).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(user, error = %e, "cannot list folders; no Sent Items copy");
+            return;
+        }
+    };
+    let Some(sent) = folders::special(&list, SpecialUse::Sent).and_then(|r| r.mailbox.clone())
+    else {
+        warn!(
+            user,
+            "no Sent Items folder (SPECIAL-USE \\Sent); no copy kept"
+        );
+        return;
+    };
+    match session
+        .append(&sent.name, &["\\Seen".to_string()], out.sent_copy())
+        .await
+    {
+        Ok(uid) => debug!(user, mailbox = sent.name, ?uid, "Sent Items copy stored"),
+        Err(e) => warn!(user, mailbox = sent.name, error = %e, "cannot store the Sent Items copy"),
+    }
+}
+
+/// The EAS status for a permanent SMTP refusal.
+pub fn refusal_status(stage: Stage, code: u16, text: &str) -> u32 {
+    let t = text.to_ascii_lowercase();
+    let too_big = t.contains("5.3.4")
+        || t.contains("5.2.3")
+        || (code == 552
+            && (t.contains("size") || t.contains("too big") || t.contains("too large")));
+    if too_big {
+        return status::ATTACHMENT_IS_TOO_LARGE;
+    }
+    if stage == Stage::Mail {
+        if t.contains("quota") || t.contains("rate") || t.contains("limit") {
+            return status::SEND_QUOTA_EXCEEDED;
+        }
+        if t.contains("5.7.") {
+            return status::ACCESS_DENIED;
+        }
+    }
+    status::MAIL_SUBMISSION_FAILED
+}
+
+/// The retry record's key and lifetime for a request.
+fn retry_key(ctx: &Context, req: &ComposeRequest) -> (String, Duration) {
+    let user = ctx.user.address.as_str();
+    if let Some(cid) = req.client_id.as_deref().filter(|c| !c.is_empty()) {
+        return (
+            format!("cid\u{0}{user}\u{0}{}\u{0}{cid}", ctx.device_id()),
+            CLIENT_ID_TTL,
+        );
+    }
+    let message_id = mail_parser::MessageParser::default()
+        .parse_headers(&req.mime)
+        .and_then(|m| m.message_id().map(str::to_string))
+        .filter(|id| !id.is_empty());
+    let key = match message_id {
+        Some(id) => format!("mid\u{0}{user}\u{0}{}\u{0}{id}", req.kind.name()),
+        None => format!(
+            "sha\u{0}{user}\u{0}{}\u{0}{}",
+            req.kind.name(),
+            hex::encode(Sha256::digest(&req.mime))
+        ),
+    };
+    (key, RETRY_WINDOW)
+}
+
+/// What a retry record says about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// No record: the caller now owns the key and sends.
+    New,
+    /// Another request with this key is still sending: answer "retry later".
+    InFlight,
+    /// Sent (or maybe sent) already: answer "previously sent".
+    Done,
+}
+
+/// Which messages were sent, so a retry is answered without sending again.
+///
+/// The in-memory [`MemoryLedger`] serves a single gateway process. With several nodes the
+/// records belong in the state store: store methods `claim_send(user, device, key, expires) ->
+/// Claim`, `finish_send(key)` and `forget_send(key)` would implement this trait.
+pub trait SendLedger: Send + Sync {
+    /// Records `key` as in flight for `ttl` when it has no live record.
+    fn claim(&self, key: &str, ttl: Duration) -> Claim;
+    /// The message of `key` was sent (or may have been).
+    fn finish(&self, key: &str);
+    /// Forgets `key` (the message was not sent, so a retry must send it).
+    fn release(&self, key: &str);
+}
+
+/// [`SendLedger`] in this process's memory, with expiry.
+#[derive(Default)]
+pub struct MemoryLedger {
+    /// key -> (expiry, sent)
+    entries: DashMap<String, (Instant, bool)>,
+    claims: AtomicUsize,
+}
+
+impl SendLedger for MemoryLedger {
+    fn claim(&self, key: &str, ttl: Duration) -> Claim {
+        let now = Instant::now();
+        if self.claims.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
+            self.entries.retain(|_, (expires, _)| *expires > now);
+        }
+        match self.entries.entry(key.to_string()) {
+            dashmap::Entry::Occupied(mut e) => {
+                let (expires, sent) = *e.get();
+                if expires <= now {
+                    e.insert((now + ttl, false));
+                    Claim::New
+                } else if sent {
+                    Claim::Done
+                } else {
+                    Claim::InFlight
+                }
+            }
+            dashmap::Entry::Vacant(e) => {
+                e.insert((now + ttl, false));
+                Claim::New
+            }
+        }
+    }
+
+    fn finish(&self, key: &str) {
+        if let Some(mut e) = self.entries.get_mut(key) {
+            e.1 = true;
+        }
+    }
+
+    fn release(&self, key: &str) {
+        self.entries.remove(key);
+    }
+}
+
+/// The process-wide ledger.
+pub fn ledger() -> &'static MemoryLedger {
+    static LEDGER: OnceLock<MemoryLedger> = OnceLock::new();
+    LEDGER.get_or_init(MemoryLedger::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_claims_once_until_released_or_expired() {
+        let l = MemoryLedger::default();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(l.claim("a", ttl), Claim::New);
+        assert_eq!(l.claim("a", ttl), Claim::InFlight);
+        l.finish("a");
+        assert_eq!(l.claim("a", ttl), Claim::Done);
+        l.release("a");
+        assert_eq!(l.claim("a", ttl), Claim::New);
+        assert_eq!(l.claim("b", Duration::ZERO), Claim::New);
+        assert_eq!(
+            l.claim("b", Duration::ZERO),
+            Claim::New,
+            "an expired record is claimed again"
+        );
+    }
+
+    #[test]
+    fn refusals_map_to_statuses() {
+        assert_eq!(
+            refusal_status(
+                Stage::Message,
+                552,
+                "5.3.4 Message size exceeds fixed limit"
+            ),
+            status::ATTACHMENT_IS_TOO_LARGE
+        );
+        assert_eq!(
+            refusal_status(Stage::Mail, 550, "5.7.1 sending rate limit exceeded"),
+            status::SEND_QUOTA_EXCEEDED
+        );
+        assert_eq!(
+            refusal_status(
+                Stage::Mail,
+                553,
+                "5.7.1 Sender address rejected: not owned by user"
+            ),
+            status::ACCESS_DENIED
+        );
+        assert_eq!(
+            refusal_status(Stage::Rcpt, 554, "5.7.1 Relay access denied"),
+            status::MAIL_SUBMISSION_FAILED
+        );
+        assert_eq!(
+            refusal_status(Stage::Rcpt, 550, "5.1.1 User unknown"),
+            status::MAIL_SUBMISSION_FAILED
+        );
+    }
+}
