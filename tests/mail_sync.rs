@@ -538,3 +538,51 @@ async fn a_hanging_sync_answers_when_mail_arrives_and_empty_when_nothing_does() 
     assert_eq!(body.text_of(a::STATUS), Some("14"));
     assert_eq!(body.text_of(a::LIMIT), Some("120"));
 }
+
+#[tokio::test]
+async fn get_attachment_returns_the_bytes_of_a_12_x_file_reference() {
+    let gw = start_gateway().await;
+    let (user, pw) = new_user("getatt");
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&data)
+    };
+    let raw = format!(
+        "From: a@example.org\r\nTo: {user}\r\nSubject: att\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+         Content-Type: text/plain\r\n\r\nsee\r\n--b\r\n\
+         Content-Type: image/png; name=\"p.png\"\r\nContent-Disposition: attachment; filename=\"p.png\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+    );
+    append(&user, &pw, "INBOX", &raw, None).await;
+    let mut dev = TestDevice::new(&gw, &user, &pw, "12.1");
+    dev.provision().await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let (adds, _) = full_sync(&dev, &inbox, 10).await;
+    let reference = adds[0]
+        .1
+        .first(b::ATTACHMENTS)
+        .and_then(|a| a.first(b::ATTACHMENT))
+        .and_then(|a| a.text_of(b::FILE_REFERENCE))
+        .expect("FileReference")
+        .to_string();
+    let url = format!(
+        "{}?Cmd=GetAttachment&AttachmentName={reference}&User={user}&DeviceId={}&DeviceType=TestPhone",
+        dev.base, dev.device_id
+    );
+    let resp = dev
+        .client
+        .post(&url)
+        .header("Authorization", dev.auth())
+        .header("MS-ASProtocolVersion", "12.1")
+        .header("X-MS-PolicyKey", dev.policy_key.unwrap().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), data);
+    let t = imap(&user, &pw, &["SELECT INBOX", "SEARCH SEEN"]).await;
+    assert!(t.contains("* SEARCH\r\n"), "the mail stays unread: {t}");
+}

@@ -5,6 +5,7 @@
 pub mod folder_changes;
 pub mod folder_sync;
 pub mod folders;
+pub mod get_attachment;
 pub mod get_item_estimate;
 pub mod item_operations;
 pub mod move_items;
@@ -108,6 +109,11 @@ pub enum Outcome {
     Wbxml { body: Element, status: Option<u32> },
     /// HTTP 200 with no body (the empty Sync/Ping response, 12.x SendMail success).
     Empty,
+    /// HTTP 200 with raw bytes (GetAttachment).
+    Raw {
+        content_type: String,
+        body: bytes::Bytes,
+    },
     /// A bare HTTP status (449 for 12.x provisioning, 501 ...), with a reason for the log.
     Http { status: u16, reason: &'static str },
 }
@@ -157,6 +163,7 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::SendMail,
     Command::SmartForward,
     Command::SmartReply,
+    Command::GetAttachment,
     Command::FolderSync,
     Command::FolderCreate,
     Command::FolderDelete,
@@ -226,6 +233,7 @@ pub async fn dispatch<B: MailBackend, S: StateStore>(
         Command::SendMail => return send_mail::handle(gw, ctx, &body).await,
         Command::SmartReply => return smart::handle_reply(gw, ctx, &body).await,
         Command::SmartForward => return smart::handle_forward(gw, ctx, &body).await,
+        Command::GetAttachment => return get_attachment::handle(gw, ctx).await,
         _ => {}
     }
     let Some(element) = body.element() else {

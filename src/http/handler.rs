@@ -357,6 +357,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 response::wbxml(wbxml::encode(&body))
             }
             Ok(Outcome::Empty) => response::empty(200),
+            Ok(Outcome::Raw { content_type, body }) => response::raw(&content_type, body),
             Ok(Outcome::Http { status, reason }) => {
                 log.reason = reason;
                 response::empty(status)

@@ -28,6 +28,15 @@ pub fn wbxml(bytes: Vec<u8>) -> Response<Body> {
     r
 }
 
+/// Raw bytes with their media type (an invalid media type becomes application/octet-stream).
+pub fn raw(content_type: &str, bytes: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(bytes));
+    let v = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    r.headers_mut().insert(CONTENT_TYPE, v);
+    r
+}
+
 pub fn unauthorized() -> Response<Body> {
     let mut r = empty(401);
     r.headers_mut().insert(
