@@ -228,12 +228,12 @@ async fn devices(path: PathBuf, user: Option<String>) -> anyhow::Result<()> {
     println!("USER\tDEVICE_ID\tTYPE\tVERSION\tPOLICY\tLAST_SEEN\tLAST_COMMAND");
     for d in store.devices(user.as_deref()).await? {
         println!(
-            "{}\t{}\t{}\t{}\t{:?}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             d.user,
             d.device_id,
             d.device_type,
             d.protocol_version.unwrap_or_default(),
-            d.policy,
+            d.policy.as_str(),
             d.last_seen,
             d.last_command.unwrap_or_default()
         );
