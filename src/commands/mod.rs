@@ -222,38 +222,36 @@ pub async fn dispatch<B: MailBackend, S: StateStore>(
     }
     // A new request of the device ends its waiting Ping or hanging Sync first.
     gw.push.device_request(&ctx.user.address, ctx.device_id());
-    if command == Command::Ping {
-        return ping::handle(gw, ctx, body).await;
-    }
-    if command == Command::Sync {
-        return sync::handle(gw, ctx, body.element().cloned()).await;
-    }
-    // 12.x sends raw MIME (Body::Mime), 14.0+ ComposeMail WBXML.
     match command {
-        Command::SendMail => return send_mail::handle(gw, ctx, &body).await,
-        Command::SmartReply => return smart::handle_reply(gw, ctx, &body).await,
-        Command::SmartForward => return smart::handle_forward(gw, ctx, &body).await,
-        Command::GetAttachment => return get_attachment::handle(gw, ctx).await,
-        _ => {}
-    }
-    let Some(element) = body.element() else {
-        return Err(CommandError::BadRequest(format!(
-            "{command} needs a WBXML body"
-        )));
-    };
-    match command {
-        Command::Provision => provision::handle(gw, ctx, element).await,
-        Command::Settings => settings::handle(gw, ctx, element).await,
-        Command::FolderSync => folder_sync::handle(gw, ctx, element).await,
-        Command::FolderCreate | Command::FolderUpdate | Command::FolderDelete => {
-            folder_changes::handle(gw, ctx, element).await
+        // Commands whose body may be empty (Ping, Sync) or raw MIME (12.x sending).
+        Command::Ping => ping::handle(gw, ctx, body).await,
+        Command::Sync => sync::handle(gw, ctx, body.element().cloned()).await,
+        Command::SendMail => send_mail::handle(gw, ctx, &body).await,
+        Command::SmartReply => smart::handle_reply(gw, ctx, &body).await,
+        Command::SmartForward => smart::handle_forward(gw, ctx, &body).await,
+        Command::GetAttachment => get_attachment::handle(gw, ctx).await,
+        // The rest need a WBXML document.
+        _ => {
+            let Some(element) = body.element() else {
+                return Err(CommandError::BadRequest(format!(
+                    "{command} needs a WBXML body"
+                )));
+            };
+            match command {
+                Command::Provision => provision::handle(gw, ctx, element).await,
+                Command::Settings => settings::handle(gw, ctx, element).await,
+                Command::FolderSync => folder_sync::handle(gw, ctx, element).await,
+                Command::FolderCreate | Command::FolderUpdate | Command::FolderDelete => {
+                    folder_changes::handle(gw, ctx, element).await
+                }
+                Command::MoveItems => move_items::handle(gw, ctx, element).await,
+                Command::GetItemEstimate => get_item_estimate::handle(gw, ctx, element).await,
+                Command::ItemOperations => item_operations::handle(gw, ctx, element).await,
+                _ => Ok(Outcome::Http {
+                    status: 501,
+                    reason: "command not implemented",
+                }),
+            }
         }
-        Command::MoveItems => move_items::handle(gw, ctx, element).await,
-        Command::GetItemEstimate => get_item_estimate::handle(gw, ctx, element).await,
-        Command::ItemOperations => item_operations::handle(gw, ctx, element).await,
-        _ => Ok(Outcome::Http {
-            status: 501,
-            reason: "command not implemented",
-        }),
     }
 }
