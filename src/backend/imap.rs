@@ -1217,6 +1217,16 @@ impl MailSession for ImapSession {
     async fn rename_folder(&mut self, from: &str, to: &str) -> Result<(), BackendError> {
         self.rename_mailbox(from, to).await
     }
+
+    // Search and Find (imap_search.rs).
+
+    async fn search_mail(
+        &mut self,
+        mailbox: &str,
+        query: &super::MailQuery,
+    ) -> Result<super::MailSearch, BackendError> {
+        self.search_mailbox(mailbox, query).await
+    }
 }
 
 // ---------------------------------------------------------------------------

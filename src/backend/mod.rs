@@ -24,6 +24,7 @@ pub mod imap;
 pub mod imap_idle;
 mod imap_mailbox;
 pub mod imap_parse;
+mod imap_search;
 pub mod mailbox;
 pub mod pool;
 pub mod smtp;
@@ -32,6 +33,7 @@ pub mod tls;
 pub mod utf7;
 
 pub use imap::{probe_imap, ImapBackend, ImapProbe, ImapSession};
+pub use imap_search::{MailQuery, MailSearch};
 pub use mailbox::{MailboxState, MessageMeta};
 pub use smtp::probe_smtp;
 
@@ -293,6 +295,16 @@ pub trait MailSession: Send + 'static {
         from: &str,
         to: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    // Search and Find (imap_search.rs).
+
+    /// The mails of `mailbox` matching `query`, newest INTERNALDATE first, with the
+    /// mailbox's UIDVALIDITY.
+    fn search_mail(
+        &mut self,
+        mailbox: &str,
+        query: &MailQuery,
+    ) -> impl Future<Output = Result<MailSearch, BackendError>> + Send;
 }
 
 /// Trim a server-provided text for use in an error: printable, bounded.

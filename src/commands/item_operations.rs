@@ -7,7 +7,8 @@
 //!   the attachment's ContentType and its bytes as base64 text in `Data`; with a Range option
 //!   only those bytes, with Range and Total. Multipart responses are not produced: the data is
 //!   always inline, which every client accepts.
-//! - Fetch by search LongId: Search keeps no results, so the item is not found (Status 6).
+//! - Fetch by search LongId (`S<collectionId>:<uidvalidity>:<uid>`), looked up only in the user's
+//!   own folders; a moved or deleted mail is not found (Status 6).
 //! - Reading never sets `\Seen` (the backend fetches with BODY.PEEK).
 //! - EmptyFolderContents moves the folder's mail to Trash (expunges it when the folder is Trash
 //!   or there is no Trash) and, with DeleteSubFolders, deletes the subfolders. The device's
@@ -96,8 +97,8 @@ async fn fetch<B: MailBackend, S: StateStore>(
         return Ok(FetchResponse::failed(req, status::UNKNOWN_STORE));
     }
     if req.long_id.is_some() {
-        // LongIds name Search results, which are not kept.
-        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
+        // LongIds name Search results: resolved in the user's own folders only.
+        return super::search::fetch_long_id(gw, ctx, session, req).await;
     }
     if let Some(reference) = &req.file_reference {
         return fetch_attachment(gw, ctx, session, req, reference).await;

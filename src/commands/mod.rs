@@ -2,6 +2,7 @@
 //! decoded request and the request's [`Context`], using the mail backend and the state store.
 //! Nothing here sees HTTP or bytes.
 
+pub mod find;
 pub mod folder_changes;
 pub mod folder_sync;
 pub mod folders;
@@ -11,6 +12,7 @@ pub mod item_operations;
 pub mod move_items;
 pub mod ping;
 pub mod provision;
+pub mod search;
 pub mod send_mail;
 pub mod settings;
 pub mod smart;
@@ -171,9 +173,11 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::MoveItems,
     Command::GetItemEstimate,
     Command::Settings,
+    Command::Search,
     Command::ItemOperations,
     Command::Ping,
     Command::Provision,
+    Command::Find,
 ];
 
 /// A request body, as the HTTP layer decoded it.
@@ -247,6 +251,8 @@ pub async fn dispatch<B: MailBackend, S: StateStore>(
                 Command::MoveItems => move_items::handle(gw, ctx, element).await,
                 Command::GetItemEstimate => get_item_estimate::handle(gw, ctx, element).await,
                 Command::ItemOperations => item_operations::handle(gw, ctx, element).await,
+                Command::Search => search::handle(gw, ctx, element).await,
+                Command::Find => find::handle(gw, ctx, element).await,
                 _ => Ok(Outcome::Http {
                     status: 501,
                     reason: "command not implemented",

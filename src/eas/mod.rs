@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod compose_mail;
+pub mod find;
 pub mod folder_changes;
 pub mod folder_sync;
 pub mod get_item_estimate;
@@ -12,6 +13,7 @@ pub mod move_items;
 pub mod ping;
 pub mod provision;
 pub mod query;
+pub mod search;
 pub mod settings;
 pub mod status;
 pub mod sync;
