@@ -394,7 +394,7 @@ async fn replace_mime_missing_original_and_long_id() {
     let r = alice.post("SmartForward", &req).await;
     assert_eq!(status_of(&r).as_deref(), Some("150"));
 
-    // LongId (a Search result) is not offered: 150.
+    // A LongId that names no Search result: 150.
     let req = Element::new(cm::SMART_FORWARD)
         .text_child(cm::CLIENT_ID, "w-3")
         .child(Element::new(cm::SOURCE).text_child(cm::LONG_ID, "RgAAAAD"))

@@ -434,8 +434,8 @@ async fn send_in_session<M: MailSession, S: StateStore>(
     Ok(Ok(()))
 }
 
-/// The mailbox and UID of the original, from Source (or the 12.x query). `None` when its folder
-/// does not exist or it cannot be addressed (LongId: search results are not offered); whether
+/// The mailbox and UID of the original, from Source (or the 12.x query): FolderId + ItemId, or
+/// a Search LongId. `None` when its folder does not exist or it cannot be addressed; whether
 /// the mail itself still exists is found out by the FETCH or the STORE that follows.
 async fn locate<M: MailSession, S: StateStore>(
     gw: &Gateway<impl MailBackend, S>,
@@ -446,8 +446,26 @@ async fn locate<M: MailSession, S: StateStore>(
     let Some(src) = &req.source else {
         return Ok(None);
     };
+    if let (None, Some(long_id)) = (&src.item_id, &src.long_id) {
+        // A Search result: looked up in this user's own folders only, and only while the
+        // folder's UIDVALIDITY is the one the LongId was made under.
+        let Some((collection, uid_validity, uid)) = crate::eas::search::parse_long_id(long_id)
+        else {
+            return Ok(None);
+        };
+        let Some(mailbox) = folders::resolve(&gw.store, &gw.folders, session, user, &collection)
+            .await?
+            .and_then(|r| r.mailbox)
+        else {
+            return Ok(None);
+        };
+        let state = session.select(&mailbox.name).await?;
+        if state.uid_validity != uid_validity {
+            return Ok(None);
+        }
+        return Ok(Some((mailbox.name, uid)));
+    }
     let (Some(item_id), folder_id) = (&src.item_id, &src.folder_id) else {
-        // LongId refers to a Search result; Search is not offered, so no LongId is valid.
         return Ok(None);
     };
     // A ServerId is `<collection>:<uid>`; the FolderId is then redundant but must agree.

@@ -6,8 +6,8 @@
 //! ReplaceMime the device's message is sent as it is. Either way the original gets `\Answered`
 //! or `$Forwarded` once the mail has left, and is never marked read. An original that no
 //! longer exists answers Status 150 ItemNotFound (HTTP 500 for 12.x), except with ReplaceMime,
-//! where the message is complete without it and is sent. LongId (a Search result) is not
-//! supported yet and answers 150. Everything else is [`super::send_mail`].
+//! where the message is complete without it and is sent. LongId (a Search result) names
+//! the original too. Everything else is [`super::send_mail`].
 
 use crate::backend::MailBackend;
 use crate::eas::compose_mail::ComposeKind;
