@@ -1,0 +1,1315 @@
+//! End-to-end Sync benchmark: the release gateway as its own process in front of the dev mail
+//! stack, with a direct IMAP client measured in the same run as the reference.
+//!
+//! Run with `deploy/dev/mailstack.sh start && cargo bench --bench sync` (see benches/README.md).
+//!
+//! 1. Initial sync of N seeded mails (HTML mails of a few KB, every fifth with a small PDF
+//!    attachment) by one phone: Sync key 0, then WindowSize 100 with BodyPreference Type 2
+//!    (HTML) TruncationSize 51,200 until MoreAvailable is gone. Reference: one IMAP connection
+//!    fetching `FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[TEXT]<0.51200>` in UID pages of 100.
+//!    N is 1,000 and 20,000 (`EAS_BENCH_SIZES=1000` or `EAS_BENCH_SIZES=500,2000` picks others;
+//!    an empty list runs only the no-change case).
+//! 2. No-change Sync (the empty HTTP 200 answer) by 4 phones of one user, each on its own
+//!    keep-alive connection, for `EAS_BENCH_SECS` (5) seconds. Reference: 4 IMAP connections
+//!    of that user sending `STATUS INBOX (UIDVALIDITY HIGHESTMODSEQ)` back to back.
+//!
+//! Every case gets a fresh user (a users.d file, like tests/common) and a fresh gateway process
+//! (plain HTTP on a free loopback port, SQLite in a temporary directory), so the gateway's peak
+//! RSS (VmHWM) belongs to that case alone. CPU seconds are read from /proc for the gateway,
+//! for the Dovecot `imap` processes serving the case's user and for this client: gateway, mail
+//! server and client share the machine's cores. Mails are seeded over IMAP with pipelined
+//! `APPEND {n+}` (LITERAL+), 250 mails per command (MULTIAPPEND).
+//!
+//! Nothing is asserted about timings; goals are printed beside the figures.
+//!
+//! Environment: `EAS_DEV_IMAP` (127.0.0.1:143), `EAS_DEV_DIR` (/var/lib/eas-gateway-dev),
+//! `EAS_BENCH_GATEWAY` (gateway binary; default the one cargo built for this bench, i.e.
+//! target/release/eas-gateway), `EAS_BENCH_LOG` (the gateway's `EAS_LOG`, default `info`),
+//! `EAS_BENCH_KEEP=1` (keep each gateway's directory with its log and state).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context as _, Result};
+use base64::Engine as _;
+use bytes::Bytes;
+use eas_gateway::wbxml::tags::{
+    airsync as a, airsyncbase as b, folder_hierarchy as f, provision as p,
+};
+use eas_gateway::wbxml::{self, Element, Limits};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+const DOMAIN: &str = "example.test";
+const WINDOW: u32 = 100;
+const TRUNCATION: u32 = 51_200;
+const CLIENTS: usize = 4;
+/// Goals of the issue, printed beside the figures.
+const GOAL_INITIAL_RATIO: f64 = 1.5;
+const GOAL_NO_CHANGE_RPS: f64 = 3000.0;
+
+fn main() {
+    // `cargo test --all-targets` runs bench targets without `--bench`: nothing to do then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("sync bench: skipped (run `cargo bench --bench sync`)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("sync bench failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+fn imap_addr() -> String {
+    std::env::var("EAS_DEV_IMAP").unwrap_or_else(|_| "127.0.0.1:143".into())
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+fn sizes() -> Result<Vec<usize>> {
+    if let Ok(list) = std::env::var("EAS_BENCH_SIZES") {
+        return list
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().replace('_', "").parse::<usize>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("EAS_BENCH_SIZES: comma-separated mail counts");
+    }
+    Ok(vec![1_000, 20_000])
+}
+
+fn no_change_secs() -> f64 {
+    std::env::var("EAS_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0)
+}
+
+fn gateway_binary() -> PathBuf {
+    std::env::var_os("EAS_BENCH_GATEWAY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_eas-gateway")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+async fn run() -> Result<()> {
+    let imap = imap_addr();
+    TcpStream::connect(&imap).await.with_context(|| {
+        format!("no IMAP server at {imap}: run `deploy/dev/mailstack.sh start` first")
+    })?;
+    println!("sync bench: gateway {}", gateway_binary().display());
+    println!("machine: {}", machine());
+    let mut rows = Vec::new();
+    for n in sizes()? {
+        let (gw, reference) = initial_sync_case(n).await?;
+        rows.push(gw);
+        rows.push(reference);
+    }
+    let (gw, reference) = no_change_case(no_change_secs()).await?;
+    rows.push(gw);
+    rows.push(reference);
+    print_table(&rows);
+    Ok(())
+}
+
+/// One line of the result table.
+struct Row {
+    what: String,
+    count: u64,
+    secs: f64,
+    unit: &'static str,
+    peak_rss_kib: Option<u64>,
+    cpu: Cpu,
+    /// gateway/IMAP: time ratio for the initial sync, rate ratio for no-change Sync.
+    ratio: Option<String>,
+    goal: Option<String>,
+    note: String,
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<34} {:>7} {:>8} {:>15} {:>9} {:>20} {:>9}  goal",
+        "what", "count", "seconds", "rate", "peak RSS", "CPU s gw/imap/bench", "gw/IMAP"
+    );
+    println!("{}", "-".repeat(128));
+    for r in rows {
+        let rate = format!("{:.0} {}", r.count as f64 / r.secs, r.unit);
+        let rss = r
+            .peak_rss_kib
+            .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+            .unwrap_or_else(|| "-".into());
+        let cpu = format!("{:.2}/{:.2}/{:.2}", r.cpu.gateway, r.cpu.imap, r.cpu.bench);
+        println!(
+            "{:<34} {:>7} {:>8.2} {:>15} {:>9} {:>20} {:>9}  {}",
+            r.what,
+            r.count,
+            r.secs,
+            rate,
+            rss,
+            cpu,
+            r.ratio.as_deref().unwrap_or(""),
+            r.goal.as_deref().unwrap_or(""),
+        );
+    }
+    println!();
+    for r in rows.iter().filter(|r| !r.note.is_empty()) {
+        println!("{}: {}", r.what.trim(), r.note);
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores ({model}); gateway, Dovecot and this client share them")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 1: initial sync
+
+async fn initial_sync_case(n: usize) -> Result<(Row, Row)> {
+    let (user, pw) = new_user(&format!("bench-sync{n}"))?;
+    println!("\n== initial sync of {n} mails ({user})");
+    let seeded = seed(&user, &pw, n).await?;
+    println!(
+        "seeded {n} mails ({:.1} MB) with pipelined MULTIAPPEND in {:.2} s",
+        seeded.bytes as f64 / 1e6,
+        seeded.secs
+    );
+    // One untimed pass over the mails, so Dovecot's index cache is equally warm for both.
+    imap_fetch_all(&user, &pw, n).await?;
+
+    let gw = GatewayProcess::start(&format!("sync{n}"))?;
+    let mut phone = Phone::new(&gw.base, &user, &pw, 0);
+    phone.provision().await?;
+    let inbox = phone.inbox_id().await?;
+    let rss_idle = gw.peak_rss_kib();
+    let cpu0 = CpuSample::take(gw.pid, &user);
+    let sync = phone.initial_sync(&inbox, n).await?;
+    let cpu_gw = CpuSample::take(gw.pid, &user).since(&cpu0);
+    let rss = gw.peak_rss_kib();
+    println!(
+        "gateway: {} Sync requests, {:.2} s, {:.1} MB WBXML, peak RSS {} (before sync {})",
+        sync.requests,
+        sync.secs,
+        sync.bytes as f64 / 1e6,
+        kib(rss),
+        kib(rss_idle)
+    );
+
+    let fetch = imap_fetch_all(&user, &pw, n).await?;
+    println!(
+        "IMAP:    {} UID FETCH commands, {:.2} s, {:.1} MB",
+        fetch.commands,
+        fetch.secs,
+        fetch.bytes as f64 / 1e6
+    );
+    drop(gw);
+
+    let ratio = sync.secs / fetch.secs;
+    let gw_row = Row {
+        what: format!("initial sync {n}: gateway"),
+        count: sync.adds as u64,
+        secs: sync.secs,
+        unit: "mails/s",
+        peak_rss_kib: rss,
+        cpu: cpu_gw,
+        ratio: Some(format!("{ratio:.2}x")),
+        goal: Some(format!(
+            "<= {GOAL_INITIAL_RATIO}x IMAP: {}",
+            if ratio <= GOAL_INITIAL_RATIO {
+                "met"
+            } else {
+                "NOT met"
+            }
+        )),
+        note: format!(
+            "{} requests (key 0 + {} pages), {:.1} MB WBXML received",
+            sync.requests,
+            sync.requests - 1,
+            sync.bytes as f64 / 1e6
+        ),
+    };
+    let ref_row = Row {
+        what: format!("initial sync {n}: IMAP FETCH"),
+        count: fetch.messages,
+        secs: fetch.secs,
+        unit: "mails/s",
+        peak_rss_kib: None,
+        cpu: fetch.cpu,
+        ratio: None,
+        goal: None,
+        note: format!(
+            "{} x UID FETCH (FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[TEXT]<0.{TRUNCATION}>), \
+             {:.1} MB received",
+            fetch.commands,
+            fetch.bytes as f64 / 1e6
+        ),
+    };
+    Ok((gw_row, ref_row))
+}
+
+fn kib(k: Option<u64>) -> String {
+    k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+        .unwrap_or_else(|| "?".into())
+}
+
+struct SyncRun {
+    requests: usize,
+    adds: usize,
+    bytes: usize,
+    secs: f64,
+}
+
+struct FetchRun {
+    commands: usize,
+    messages: u64,
+    bytes: usize,
+    secs: f64,
+    cpu: Cpu,
+}
+
+/// `UID FETCH` of every mail in UID pages of `WINDOW` on one fresh connection.
+async fn imap_fetch_all(user: &str, pw: &str, n: usize) -> Result<FetchRun> {
+    let mut imap = Imap::login(user, pw).await?;
+    imap.run("EXAMINE INBOX").await?;
+    let cpu0 = CpuSample::take(None, user);
+    let started = Instant::now();
+    let mut run = FetchRun {
+        commands: 0,
+        messages: 0,
+        bytes: 0,
+        secs: 0.0,
+        cpu: Cpu::default(),
+    };
+    let mut first = 1;
+    while first <= n {
+        let last = (first + WINDOW as usize - 1).min(n);
+        let r = imap
+            .run(&format!(
+                "UID FETCH {first}:{last} (FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[TEXT]<0.{TRUNCATION}>)"
+            ))
+            .await?;
+        run.commands += 1;
+        run.messages += r.fetches;
+        run.bytes += r.bytes;
+        first = last + 1;
+    }
+    run.secs = started.elapsed().as_secs_f64();
+    // Before LOGOUT: Dovecot's imap process ends with the connection.
+    run.cpu = CpuSample::take(None, user).since(&cpu0);
+    imap.logout().await;
+    ensure!(
+        run.messages == n as u64,
+        "IMAP fetched {} mails, expected {n}",
+        run.messages
+    );
+    Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 2: no-change Sync
+
+async fn no_change_case(secs: f64) -> Result<(Row, Row)> {
+    let (user, pw) = new_user("bench-nochange")?;
+    println!("\n== no-change Sync, {CLIENTS} phones of {user}, {secs} s");
+    seed(&user, &pw, 20).await?;
+    let gw = GatewayProcess::start("nochange")?;
+    let mut phones = Vec::new();
+    for i in 0..CLIENTS {
+        let mut phone = Phone::new(&gw.base, &user, &pw, i);
+        phone.provision().await?;
+        let inbox = phone.inbox_id().await?;
+        let run = phone.initial_sync(&inbox, 20).await?;
+        let key = run_key(&phone, &inbox).await?;
+        ensure!(run.adds == 20);
+        phones.push((phone, inbox, key));
+    }
+    let duration = Duration::from_secs_f64(secs);
+    let barrier = Arc::new(tokio::sync::Barrier::new(CLIENTS + 1));
+    let mut tasks = Vec::new();
+    for (phone, inbox, key) in phones {
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = Bytes::from(sync_body(&inbox, &key));
+            barrier.wait().await;
+            let deadline = Instant::now() + duration;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let (status, resp) = phone.post_bytes("Sync", body.clone()).await?;
+                ensure!(
+                    status == 200 && resp.is_empty(),
+                    "no-change Sync answered HTTP {status} with {} bytes",
+                    resp.len()
+                );
+                n += 1;
+            }
+            Ok::<u64, anyhow::Error>(n)
+        }));
+    }
+    let cpu0 = CpuSample::take(gw.pid, &user);
+    barrier.wait().await;
+    let started = Instant::now();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_gw = CpuSample::take(gw.pid, &user).since(&cpu0);
+    let rss = gw.peak_rss_kib();
+    let gw_rps = total as f64 / elapsed;
+    println!(
+        "gateway: {total} empty Sync answers in {elapsed:.2} s, {:.0} req/s, {:.1} us gateway CPU per request",
+        gw_rps,
+        cpu_gw.gateway * 1e6 / total as f64
+    );
+    drop(gw);
+
+    let mut conns = Vec::new();
+    for _ in 0..CLIENTS {
+        conns.push(Imap::login(&user, &pw).await?);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(CLIENTS + 1));
+    let mut tasks = Vec::new();
+    for mut imap in conns {
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let deadline = Instant::now() + duration;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                imap.run("STATUS INBOX (UIDVALIDITY HIGHESTMODSEQ)").await?;
+                n += 1;
+            }
+            Ok::<_, anyhow::Error>((n, imap))
+        }));
+    }
+    let cpu0 = CpuSample::take(None, &user);
+    barrier.wait().await;
+    let started = Instant::now();
+    let mut ref_total = 0;
+    let mut conns = Vec::new();
+    for t in tasks {
+        let (n, imap) = t.await??;
+        ref_total += n;
+        conns.push(imap);
+    }
+    let ref_elapsed = started.elapsed().as_secs_f64();
+    // Before LOGOUT: Dovecot's imap processes end with their connections.
+    let cpu_ref = CpuSample::take(None, &user).since(&cpu0);
+    for imap in conns {
+        imap.logout().await;
+    }
+    let ref_rps = ref_total as f64 / ref_elapsed;
+    println!("IMAP:    {ref_total} STATUS in {ref_elapsed:.2} s, {ref_rps:.0} req/s");
+
+    let gw_row = Row {
+        what: format!("no-change Sync x{CLIENTS}: gateway"),
+        count: total,
+        secs: elapsed,
+        unit: "req/s",
+        peak_rss_kib: rss,
+        cpu: cpu_gw,
+        ratio: Some(format!("{:.2}x", gw_rps / ref_rps)),
+        goal: Some(format!(
+            ">= {GOAL_NO_CHANGE_RPS:.0} req/s: {}",
+            if gw_rps >= GOAL_NO_CHANGE_RPS {
+                "met"
+            } else {
+                "NOT met"
+            }
+        )),
+        note: format!(
+            "{CLIENTS} keep-alive HTTP/1.1 connections, one request in flight each; \
+             {:.0} us gateway CPU per request",
+            cpu_gw.gateway * 1e6 / total as f64
+        ),
+    };
+    let ref_row = Row {
+        what: format!("no-change Sync x{CLIENTS}: IMAP STATUS"),
+        count: ref_total,
+        secs: ref_elapsed,
+        unit: "req/s",
+        peak_rss_kib: None,
+        cpu: cpu_ref,
+        ratio: None,
+        goal: None,
+        note: format!(
+            "{CLIENTS} connections, STATUS INBOX (UIDVALIDITY HIGHESTMODSEQ) back to back"
+        ),
+    };
+    Ok((gw_row, ref_row))
+}
+
+/// The key after a complete initial sync, checked to give the empty answer.
+async fn run_key(phone: &Phone, inbox: &str) -> Result<String> {
+    let key = phone
+        .last_key
+        .lock()
+        .unwrap()
+        .clone()
+        .ok_or_else(|| anyhow!("no sync key"))?;
+    let (status, body) = phone
+        .post_bytes("Sync", Bytes::from(sync_body(inbox, &key)))
+        .await?;
+    ensure!(
+        status == 200 && body.is_empty(),
+        "Sync after the initial sync is not the empty answer (HTTP {status}, {} bytes)",
+        body.len()
+    );
+    Ok(key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway process
+
+struct GatewayProcess {
+    child: Child,
+    pid: Option<u32>,
+    base: String,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl GatewayProcess {
+    fn start(label: &str) -> Result<GatewayProcess> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("eas-bench-{label}-"))
+            .tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let (imap_host, imap_port) = imap_addr()
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p.to_string()))
+            .ok_or_else(|| anyhow!("EAS_DEV_IMAP must be host:port"))?;
+        let config = format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+[imap]
+host = "{imap_host}"
+port = {imap_port}
+security = "none"
+timeout_secs = 120
+[smtp]
+host = "127.0.0.1"
+port = 587
+security = "none"
+[state]
+url = "sqlite://{db}"
+[identity]
+domain = "{DOMAIN}"
+"#,
+            db = dir.path().join("state.db").display()
+        );
+        let config_path = dir.path().join("eas-gateway.toml");
+        std::fs::write(&config_path, config)?;
+        let log = File::create(dir.path().join("gateway.log"))?;
+        let child = Command::new(gateway_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env(
+                "EAS_LOG",
+                std::env::var("EAS_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", gateway_binary().display()))?;
+        println!(
+            "gateway pid {} on port {port}, log {}",
+            child.id(),
+            dir.path().join("gateway.log").display()
+        );
+        let mut gw = GatewayProcess {
+            pid: Some(child.id()),
+            child,
+            base: format!("http://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
+            dir: Some(dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(gw);
+            }
+            if let Some(status) = gw.child.try_wait()? {
+                bail!("the gateway exited ({status}) at start:\n{}", gw.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("the gateway did not listen within 15 s:\n{}", gw.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .map(|d| d.path().join("gateway.log"))
+            .unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// VmHWM: the most resident memory the process ever had.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if env_flag("EAS_BENCH_KEEP") {
+            if let Some(dir) = self.dir.take() {
+                println!("kept gateway directory {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU time from /proc
+
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    gateway: f64,
+    imap: f64,
+    bench: f64,
+}
+
+struct CpuSample {
+    gateway: Option<u64>,
+    /// (pid, ticks) of Dovecot's `imap` processes serving the user.
+    imap: Vec<(u32, u64)>,
+    bench: u64,
+}
+
+impl CpuSample {
+    /// Samples the gateway (when given) and the imap processes serving `user`: Dovecot's
+    /// process title (`verbose_proctitle`) names the user, so other users' sessions on the same
+    /// mail server are left out.
+    fn take(gateway: Option<u32>, user: &str) -> CpuSample {
+        let mut imap = Vec::new();
+        let needle = format!("[{user} ");
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let Some(("imap", ticks)) = proc_ticks(&format!("/proc/{pid}/stat"))
+                    .as_ref()
+                    .map(|(c, t)| (c.as_str(), *t))
+                else {
+                    continue;
+                };
+                let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&title).contains(&needle) {
+                    imap.push((pid, ticks));
+                }
+            }
+        }
+        CpuSample {
+            gateway: gateway.and_then(|pid| proc_ticks(&format!("/proc/{pid}/stat")).map(|t| t.1)),
+            imap,
+            bench: proc_ticks("/proc/self/stat").map(|t| t.1).unwrap_or(0),
+        }
+    }
+
+    /// CPU seconds spent between `before` and this sample.
+    fn since(&self, before: &CpuSample) -> Cpu {
+        let hz = clock_ticks() as f64;
+        let imap: u64 = self
+            .imap
+            .iter()
+            .map(|(pid, t)| {
+                let old = before
+                    .imap
+                    .iter()
+                    .find(|(p, _)| p == pid)
+                    .map(|(_, t)| *t)
+                    .unwrap_or(0);
+                t.saturating_sub(old)
+            })
+            .sum();
+        Cpu {
+            gateway: match (self.gateway, before.gateway) {
+                (Some(a), Some(b)) => a.saturating_sub(b) as f64 / hz,
+                _ => 0.0,
+            },
+            imap: imap as f64 / hz,
+            bench: self.bench.saturating_sub(before.bench) as f64 / hz,
+        }
+    }
+}
+
+/// (comm, utime + stime in clock ticks) of a /proc/<pid>/stat file.
+fn proc_ticks(path: &str) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_string();
+    // After ") ": state(3) ppid(4) ... utime(14) stime(15).
+    let fields: Vec<&str> = text[close + 2..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+fn clock_ticks() -> u64 {
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users and mails
+
+/// A fresh mail user through a per-user file in users.d (visible to Dovecot at once).
+fn new_user(prefix: &str) -> Result<(String, String)> {
+    let n: u64 = rand::random();
+    let address = format!("{prefix}-{n:016x}@{DOMAIN}");
+    let password = format!("pw-{n:x}");
+    let dir = std::env::var("EAS_DEV_DIR").unwrap_or_else(|_| "/var/lib/eas-gateway-dev".into());
+    let users_d = Path::new(&dir).join("dovecot/users.d");
+    let tmp = users_d.join(format!(".{address}.tmp"));
+    std::fs::write(&tmp, format!("{address}:{{PLAIN}}{password}::::::\n"))
+        .with_context(|| format!("writing {} (is the dev stack set up?)", tmp.display()))?;
+    std::fs::rename(&tmp, users_d.join(&address))?;
+    Ok((address, password))
+}
+
+struct Seeded {
+    bytes: usize,
+    secs: f64,
+}
+
+/// Mails per APPEND command when seeding.
+const SEED_BATCH: usize = 250;
+
+/// APPENDs `n` mails to INBOX on one connection, `SEED_BATCH` mails per command (MULTIAPPEND):
+/// every command is written at once (LITERAL+ needs no continuation), a second task reads the
+/// completions.
+async fn seed(user: &str, pw: &str, n: usize) -> Result<Seeded> {
+    let imap = Imap::login(user, pw).await?;
+    let caps = imap.capabilities.clone();
+    for cap in ["LITERAL+", "MULTIAPPEND"] {
+        ensure!(
+            caps.iter().any(|c| c == cap),
+            "the IMAP server lacks {cap} ({caps:?})"
+        );
+    }
+    let Imap { mut r, w, .. } = imap;
+    let started = Instant::now();
+    let commands = n.div_ceil(SEED_BATCH);
+    let writer = tokio::spawn(async move {
+        let mut w = BufWriter::with_capacity(256 * 1024, w);
+        let mut bytes = 0;
+        for c in 0..commands {
+            w.write_all(format!("s{c} APPEND INBOX").as_bytes()).await?;
+            for i in c * SEED_BATCH..((c + 1) * SEED_BATCH).min(n) {
+                let mail = seed_mail(i);
+                bytes += mail.len();
+                let flags = match (i % 3, i % 17) {
+                    (_, 0) => "(\\Seen \\Flagged)",
+                    (0, _) => "(\\Seen)",
+                    _ => "()",
+                };
+                w.write_all(format!(" {flags} {{{}+}}\r\n", mail.len()).as_bytes())
+                    .await?;
+                w.write_all(&mail).await?;
+            }
+            w.write_all(b"\r\n").await?;
+        }
+        w.flush().await?;
+        Ok::<_, anyhow::Error>((w.into_inner(), bytes))
+    });
+    let mut done = 0;
+    let mut buf = Vec::new();
+    while done < commands {
+        buf.clear();
+        read_response(&mut r, &mut buf).await?;
+        if buf.starts_with(b"s") {
+            ensure!(
+                buf.split(|c| *c == b' ').nth(1) == Some(b"OK"),
+                "APPEND failed: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            done += 1;
+        }
+    }
+    let (w, bytes) = writer.await??;
+    let secs = started.elapsed().as_secs_f64();
+    let mut imap = Imap {
+        r,
+        w,
+        next_tag: 0,
+        capabilities: caps,
+    };
+    let status = imap.run("STATUS INBOX (MESSAGES)").await?;
+    let want = format!("(MESSAGES {n})");
+    ensure!(
+        status.text.contains(&want),
+        "INBOX after seeding: {}",
+        status.text
+    );
+    imap.logout().await;
+    Ok(Seeded { bytes, secs })
+}
+
+const WORDS: &[&str] = &[
+    "quarterly",
+    "report",
+    "meeting",
+    "budget",
+    "review",
+    "schedule",
+    "project",
+    "customer",
+    "delivery",
+    "invoice",
+    "team",
+    "update",
+    "agenda",
+    "deadline",
+    "proposal",
+    "contract",
+    "Grüße",
+    "naïve",
+    "café",
+    "Zürich",
+    "résumé",
+    "über",
+];
+
+/// Deterministic pseudo-random text of about `len` bytes.
+fn words(seed: usize, len: usize) -> String {
+    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut s = String::with_capacity(len + 16);
+    while s.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
+    }
+    s
+}
+
+fn html_body(i: usize) -> String {
+    let mut h = String::with_capacity(4096);
+    h.push_str(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><style>p{font-family:Arial;}\
+                td{padding:4px;border:1px solid #ccc}</style></head><body>\n",
+    );
+    let _ = writeln!(h, "<p>Hello team,</p>");
+    for k in 0..5 {
+        let _ = writeln!(h, "<p>{}</p>", words(i * 7 + k, 380));
+    }
+    h.push_str("<table>\n");
+    for k in 0..6 {
+        let _ = writeln!(
+            h,
+            "<tr><td>Item {k}</td><td>{}</td><td style=\"text-align:right\">{}.{:02} EUR</td></tr>",
+            words(i * 11 + k, 30),
+            (i * 37 + k * 101) % 9000,
+            (i + k) % 100
+        );
+    }
+    h.push_str("</table>\n<p>Best regards,<br><b>Sender</b></p>\n</body></html>\n");
+    h
+}
+
+fn plain_body(i: usize) -> String {
+    let mut t = String::from("Hello team,\n\n");
+    for k in 0..5 {
+        t.push_str(&words(i * 7 + k, 380));
+        t.push_str("\n\n");
+    }
+    t.push_str("Best regards,\nSender\n");
+    t
+}
+
+/// Base64 in lines of 76 characters.
+fn base64_lines(data: &[u8]) -> String {
+    let enc = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = String::with_capacity(enc.len() + enc.len() / 76 * 2 + 2);
+    for chunk in enc.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Quoted-printable (lines of at most 76 characters, soft breaks).
+fn quoted_printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 11 / 10);
+    let mut col = 0;
+    for line in text.split('\n') {
+        for &c in line.as_bytes() {
+            let enc = if (c == b' ' || c.is_ascii_graphic()) && c != b'=' {
+                (c as char).to_string()
+            } else {
+                format!("={c:02X}")
+            };
+            if col + enc.len() > 75 {
+                out.push_str("=\r\n");
+                col = 0;
+            }
+            out.push_str(&enc);
+            col += enc.len();
+        }
+        out.push_str("\r\n");
+        col = 0;
+    }
+    out
+}
+
+fn attachment(i: usize) -> Vec<u8> {
+    let mut x = (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let mut data = b"%PDF-1.4\n".to_vec();
+    while data.len() < 4500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data
+}
+
+/// Mail number `i`: HTML (quoted-printable or base64), every other one multipart/alternative
+/// with a plain part, every fifth multipart/mixed with a PDF attachment of 4.5 KB.
+fn seed_mail(i: usize) -> Vec<u8> {
+    let mut m = String::with_capacity(12 * 1024);
+    let _ = write!(
+        m,
+        "From: \"Sender {s}\" <sender{s}@example.org>\r\n\
+         To: \"Bench User\" <bench@{DOMAIN}>\r\n\
+         Cc: colleague{c}@example.org\r\n\
+         Subject: Bench mail {i}: {subject}\r\n\
+         Date: {date}\r\n\
+         Message-ID: <bench-{i}-{r:08x}@example.org>\r\n\
+         MIME-Version: 1.0\r\n",
+        s = i % 50,
+        c = i % 7,
+        subject = words(i, 40),
+        date = format_args!(
+            "{}, {:02} Mar 2026 {:02}:{:02}:{:02} +0000",
+            ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][i % 7],
+            1 + i % 28,
+            i % 24,
+            i % 60,
+            (i * 7) % 60
+        ),
+        r = rand::random::<u32>()
+    );
+    let html_qp = || {
+        format!(
+            "Content-Type: text/html; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n{}",
+            quoted_printable(&html_body(i))
+        )
+    };
+    let html_b64 = || {
+        format!(
+            "Content-Type: text/html; charset=utf-8\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}",
+            base64_lines(html_body(i).as_bytes())
+        )
+    };
+    let alternative = |boundary: &str| {
+        format!(
+            "Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
+             --{boundary}\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n{plain}\r\n\
+             --{boundary}\r\n{html}\r\n\
+             --{boundary}--\r\n",
+            plain = quoted_printable(&plain_body(i)),
+            html = html_b64()
+        )
+    };
+    if i.is_multiple_of(5) {
+        let outer = format!("mixed-{i}");
+        let _ = write!(
+            m,
+            "Content-Type: multipart/mixed; boundary=\"{outer}\"\r\n\r\n\
+             This is a multi-part message in MIME format.\r\n\
+             --{outer}\r\n{alt}\r\n\
+             --{outer}\r\n\
+             Content-Type: application/pdf; name=\"report-{i}.pdf\"\r\n\
+             Content-Disposition: attachment; filename=\"report-{i}.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{pdf}\r\n\
+             --{outer}--\r\n",
+            alt = alternative(&format!("alt-{i}")),
+            pdf = base64_lines(&attachment(i))
+        );
+    } else if i % 2 == 1 {
+        m.push_str(&alternative(&format!("alt-{i}")));
+    } else if i.is_multiple_of(4) {
+        m.push_str(&html_qp());
+    } else {
+        m.push_str(&html_b64());
+    }
+    m.into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal IMAP client
+
+struct Imap {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+    next_tag: u32,
+    capabilities: Vec<String>,
+}
+
+/// What one command got back.
+struct ImapReply {
+    /// Untagged FETCH responses.
+    fetches: u64,
+    /// Bytes of all responses, literals included.
+    bytes: usize,
+    /// The untagged responses as text (not kept for FETCH).
+    text: String,
+}
+
+impl Imap {
+    async fn login(user: &str, pw: &str) -> Result<Imap> {
+        let stream = TcpStream::connect(imap_addr()).await?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        let mut imap = Imap {
+            r: BufReader::with_capacity(64 * 1024, r),
+            w,
+            next_tag: 0,
+            capabilities: Vec::new(),
+        };
+        let mut greeting = Vec::new();
+        read_response(&mut imap.r, &mut greeting).await?;
+        let reply = imap.run(&format!("LOGIN \"{user}\" \"{pw}\"")).await?;
+        let caps = if reply.text.contains("CAPABILITY") {
+            reply.text
+        } else {
+            imap.run("CAPABILITY").await?.text
+        };
+        imap.capabilities = caps
+            .split(|c: char| c.is_whitespace() || c == '[' || c == ']')
+            .map(str::to_string)
+            .collect();
+        Ok(imap)
+    }
+
+    async fn run(&mut self, cmd: &str) -> Result<ImapReply> {
+        self.next_tag += 1;
+        let tag = format!("b{}", self.next_tag);
+        self.w
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .await?;
+        let mut reply = ImapReply {
+            fetches: 0,
+            bytes: 0,
+            text: String::new(),
+        };
+        let mut buf = Vec::with_capacity(64 * 1024);
+        loop {
+            buf.clear();
+            read_response(&mut self.r, &mut buf).await?;
+            reply.bytes += buf.len();
+            if buf.starts_with(tag.as_bytes()) && buf.get(tag.len()) == Some(&b' ') {
+                let rest = &buf[tag.len() + 1..];
+                ensure!(
+                    rest.starts_with(b"OK"),
+                    "IMAP `{}` failed: {}",
+                    cmd.split(' ').next().unwrap_or(""),
+                    String::from_utf8_lossy(rest).trim_end()
+                );
+                reply.text.push_str(&String::from_utf8_lossy(rest));
+                return Ok(reply);
+            }
+            let head = &buf[..buf.len().min(40)];
+            if head.starts_with(b"* ") && head.windows(7).any(|w| w == b" FETCH ") {
+                reply.fetches += 1;
+            } else {
+                reply.text.push_str(&String::from_utf8_lossy(&buf));
+            }
+        }
+    }
+
+    async fn logout(mut self) {
+        let _ = self.run("LOGOUT").await;
+    }
+}
+
+/// Reads one IMAP response into `buf`: a line, and for each `{n}` at a line end the n bytes of
+/// the literal and the rest of the line.
+async fn read_response(r: &mut BufReader<OwnedReadHalf>, buf: &mut Vec<u8>) -> Result<()> {
+    loop {
+        let start = buf.len();
+        if r.read_until(b'\n', buf).await? == 0 {
+            bail!("the IMAP server closed the connection");
+        }
+        let line = &buf[start..];
+        let Some(n) = literal_len(line) else {
+            return Ok(());
+        };
+        let at = buf.len();
+        buf.resize(at + n, 0);
+        r.read_exact(&mut buf[at..]).await?;
+    }
+}
+
+fn literal_len(line: &[u8]) -> Option<usize> {
+    let line = line.strip_suffix(b"\r\n")?.strip_suffix(b"}")?;
+    let open = line.iter().rposition(|c| *c == b'{')?;
+    let digits = &line[open + 1..];
+    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal EAS phone
+
+struct Phone {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+    auth: String,
+    device_id: String,
+    policy_key: Option<u32>,
+    last_key: std::sync::Mutex<Option<String>>,
+}
+
+fn options() -> Element {
+    Element::new(a::OPTIONS).child(
+        Element::new(b::BODY_PREFERENCE)
+            .text_child(b::TYPE, "2")
+            .text_child(b::TRUNCATION_SIZE, TRUNCATION.to_string()),
+    )
+}
+
+/// A one-collection Sync request with the bench's WindowSize and Options.
+fn sync_body(collection: &str, key: &str) -> Vec<u8> {
+    let col = Element::new(a::COLLECTION)
+        .text_child(a::SYNC_KEY, key)
+        .text_child(a::COLLECTION_ID, collection)
+        .text_child(a::WINDOW_SIZE, WINDOW.to_string())
+        .child(options());
+    wbxml::encode(&Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(col)))
+}
+
+impl Phone {
+    fn new(base: &str, user: &str, pw: &str, n: usize) -> Phone {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        Phone {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("HTTP client"),
+            base: base.to_string(),
+            user: user.to_string(),
+            auth: format!("Basic {auth}"),
+            device_id: format!("BENCH{n:02}{:08X}", rand::random::<u32>()),
+            policy_key: None,
+            last_key: std::sync::Mutex::new(None),
+        }
+    }
+
+    async fn post_bytes(&self, cmd: &str, body: Bytes) -> Result<(u16, Bytes)> {
+        let url = format!(
+            "{}?Cmd={cmd}&User={}&DeviceId={}&DeviceType=BenchPhone",
+            self.base, self.user, self.device_id
+        );
+        let mut req = self
+            .http
+            .post(url)
+            .header("Authorization", &self.auth)
+            .header("MS-ASProtocolVersion", "16.1")
+            .header("User-Agent", "eas-gateway-bench/1")
+            .header("Content-Type", "application/vnd.ms-sync.wbxml")
+            .body(body);
+        if let Some(k) = self.policy_key {
+            req = req.header("X-MS-PolicyKey", k.to_string());
+        }
+        let resp = req.send().await.with_context(|| format!("{cmd} request"))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await?;
+        Ok((status, body))
+    }
+
+    async fn post(&self, cmd: &str, body: &Element) -> Result<Option<Element>> {
+        let (status, raw) = self
+            .post_bytes(cmd, Bytes::from(wbxml::encode(body)))
+            .await?;
+        ensure!(status == 200, "{cmd}: HTTP {status}");
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(wbxml::decode(raw, &Limits::default())?))
+    }
+
+    async fn provision(&mut self) -> Result<()> {
+        let req = Element::new(p::PROVISION).child(Element::new(p::POLICIES).child(
+            Element::new(p::POLICY).text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML"),
+        ));
+        let temp = policy_key(self.post("Provision", &req).await?)?;
+        let ack = Element::new(p::PROVISION).child(
+            Element::new(p::POLICIES).child(
+                Element::new(p::POLICY)
+                    .text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML")
+                    .text_child(p::POLICY_KEY, temp.to_string())
+                    .text_child(p::STATUS, "1"),
+            ),
+        );
+        self.policy_key = Some(temp);
+        self.policy_key = Some(policy_key(self.post("Provision", &ack).await?)?);
+        Ok(())
+    }
+
+    async fn inbox_id(&self) -> Result<String> {
+        let r = self
+            .post(
+                "FolderSync",
+                &Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"),
+            )
+            .await?
+            .ok_or_else(|| anyhow!("empty FolderSync answer"))?;
+        r.first(f::CHANGES)
+            .and_then(|c| {
+                c.all(f::ADD)
+                    .find(|a| a.text_of(f::TYPE) == Some("2"))
+                    .and_then(|a| a.text_of(f::SERVER_ID).map(String::from))
+            })
+            .ok_or_else(|| anyhow!("no Inbox (folder type 2) in FolderSync"))
+    }
+
+    /// Sync key 0, then pages until MoreAvailable is gone; checks that `expected` distinct mails
+    /// arrived. The final key is kept in `last_key`.
+    async fn initial_sync(&self, cid: &str, expected: usize) -> Result<SyncRun> {
+        let started = Instant::now();
+        let mut key = "0".to_string();
+        let mut seen = HashSet::with_capacity(expected);
+        let mut run = SyncRun {
+            requests: 0,
+            adds: 0,
+            bytes: 0,
+            secs: 0.0,
+        };
+        loop {
+            let (status, raw) = self
+                .post_bytes("Sync", Bytes::from(sync_body(cid, &key)))
+                .await?;
+            run.requests += 1;
+            run.bytes += raw.len();
+            ensure!(status == 200, "Sync: HTTP {status}");
+            if raw.is_empty() {
+                break;
+            }
+            let body = wbxml::decode(raw, &Limits::default())?;
+            let col = body
+                .first(a::COLLECTIONS)
+                .and_then(|c| c.first(a::COLLECTION))
+                .ok_or_else(|| anyhow!("Sync answer without a collection: {body:?}"))?;
+            ensure!(
+                col.text_of(a::STATUS) == Some("1"),
+                "Sync status {:?}",
+                col.text_of(a::STATUS)
+            );
+            key = col
+                .text_of(a::SYNC_KEY)
+                .ok_or_else(|| anyhow!("Sync answer without SyncKey"))?
+                .to_string();
+            let mut adds = 0;
+            if let Some(cmds) = col.first(a::COMMANDS) {
+                for add in cmds.all(a::ADD) {
+                    adds += 1;
+                    let sid = add.text_of(a::SERVER_ID).unwrap_or_default();
+                    ensure!(seen.insert(sid.to_string()), "mail {sid} sent twice");
+                    ensure!(
+                        add.first(a::APPLICATION_DATA)
+                            .and_then(|d| d.first(b::BODY))
+                            .is_some(),
+                        "Add {sid} without a Body"
+                    );
+                }
+            }
+            ensure!(
+                adds <= WINDOW as usize,
+                "{adds} Adds in a window of {WINDOW}"
+            );
+            run.adds += adds;
+            // Key 0 answers no items; every other answer says whether there is more.
+            if run.requests > 1 && col.first(a::MORE_AVAILABLE).is_none() {
+                break;
+            }
+        }
+        run.secs = started.elapsed().as_secs_f64();
+        ensure!(
+            run.adds == expected,
+            "initial sync delivered {} mails, expected {expected}",
+            run.adds
+        );
+        *self.last_key.lock().unwrap() = Some(key);
+        Ok(run)
+    }
+}
+
+fn policy_key(resp: Option<Element>) -> Result<u32> {
+    resp.as_ref()
+        .and_then(|r| r.first(p::POLICIES))
+        .and_then(|ps| ps.first(p::POLICY))
+        .and_then(|pol| pol.text_of(p::POLICY_KEY))
+        .ok_or_else(|| anyhow!("no PolicyKey in the Provision answer"))?
+        .parse()
+        .context("PolicyKey")
+}
