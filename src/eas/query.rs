@@ -107,8 +107,10 @@ fn parse_base64(query: &str) -> Result<RequestLine, QueryError> {
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
+    // A '+' sent without percent-encoding arrives as a space; base64 has no spaces.
+    let decoded = decoded.trim().replace(' ', "+");
     let raw = base64::engine::general_purpose::STANDARD
-        .decode(decoded.trim().as_bytes())
+        .decode(decoded.as_bytes())
         .map_err(|_| QueryError::BadBase64)?;
     let mut r = Cursor { buf: &raw, pos: 0 };
     let version_byte = r.u8()?;
@@ -339,6 +341,21 @@ mod tests {
             .replace('=', "%3D")
             .replace('/', "%2F");
         assert_eq!(RequestLine::parse(&pct).unwrap(), l);
+    }
+
+    #[test]
+    fn base64_plus_signs_sent_raw_are_kept() {
+        for key in [0xffbe_effb_u32, 0xfbff_fffe, 0x3e3f_3f3e] {
+            let line = RequestLine {
+                device_id: "Dev1".into(),
+                device_type: "Phone".into(),
+                policy_key: Some(key),
+                ..RequestLine::default()
+            };
+            let q = encode_base64(&line, ProtocolVersion::V14_1, 9);
+            let l = RequestLine::parse(&q).unwrap();
+            assert_eq!(l.policy_key, Some(key), "{q}");
+        }
     }
 
     #[test]
