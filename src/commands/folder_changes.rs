@@ -11,7 +11,7 @@
 //! the virtual Outbox) cannot be renamed or deleted. Deleting a folder deletes its subfolders
 //! and their mail; nothing goes to Trash.
 
-use crate::backend::{utf7, BackendError, MailBackend, MailFolder, MailSession, SpecialUse};
+use crate::backend::{utf7, BackendError, MailBackend, MailFolder, MailSession};
 use crate::eas::folder_changes::{status, FolderChangeRequest, FolderChangeResponse, Kind};
 use crate::eas::folder_sync::folder_type;
 use crate::eas::Command;
@@ -374,30 +374,9 @@ fn is_below(name: &str, folder: &MailFolder) -> bool {
 /// The folder with IMAP name `name` as FolderSync reports it.
 fn entry_by_name(list: &[folders::Resolved], name: &str) -> Option<FolderEntry> {
     let by_name = folders::ids_by_name(list);
-    list.iter().find_map(|r| {
-        let m = r.mailbox.as_ref().filter(|m| m.name == name)?;
-        Some(FolderEntry {
-            server_id: r.server_id.clone(),
-            parent_id: m
-                .parent
-                .as_deref()
-                .and_then(|p| by_name.get(p).copied())
-                .unwrap_or("0")
-                .to_string(),
-            display_name: if m.special_use == Some(SpecialUse::Inbox) {
-                "Inbox".into()
-            } else {
-                m.display_name.clone()
-            },
-            folder_type: match m.special_use {
-                Some(SpecialUse::Inbox) => folder_type::INBOX,
-                Some(SpecialUse::Drafts) => folder_type::DRAFTS,
-                Some(SpecialUse::Trash) => folder_type::DELETED_ITEMS,
-                Some(SpecialUse::Sent) => folder_type::SENT_ITEMS,
-                _ => folder_type::USER_MAIL,
-            },
-        })
-    })
+    list.iter()
+        .find(|r| r.mailbox.as_ref().is_some_and(|m| m.name == name))
+        .map(|r| folders::entry(&folders::folder(r, &by_name)))
 }
 
 /// `ids` and every entry below them in the snapshot.
@@ -419,6 +398,7 @@ fn with_descendants(entries: &[FolderEntry], ids: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::SpecialUse;
 
     fn folder(name: &str, special: Option<SpecialUse>) -> folders::Resolved {
         let parent = name.rsplit_once('/').map(|(p, _)| p.to_string());

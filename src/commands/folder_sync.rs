@@ -6,10 +6,8 @@
 //! collections' sync keys alone (MS-ASCMD 3.1.5.3). The previous key stays valid, so a lost
 //! response is answered again.
 
-use crate::backend::{MailBackend, MailFolder, SpecialUse};
-use crate::eas::folder_sync::{
-    diff, folder_type, status, Folder, FolderSyncRequest, FolderSyncResponse,
-};
+use crate::backend::MailBackend;
+use crate::eas::folder_sync::{diff, status, Folder, FolderSyncRequest, FolderSyncResponse};
 use crate::state::{FolderEntry, StateStore};
 use crate::wbxml::Element;
 
@@ -70,7 +68,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         } else {
             current_key.wrapping_add(1).max(1)
         };
-        let entries: Vec<FolderEntry> = live.iter().map(to_entry).collect();
+        let entries: Vec<FolderEntry> = live.iter().map(folders::entry).collect();
         gw.store
             .commit_hierarchy(user, device_id, next, &entries)
             .await?;
@@ -103,48 +101,11 @@ async fn live_folders<B: MailBackend, S: StateStore>(
         .await?;
     let listed = folders::list(&gw.store, &gw.folders, &mut *session, &ctx.user.address).await?;
     let by_name = folders::ids_by_name(&listed);
-    let mut out = Vec::with_capacity(listed.len());
-    for r in listed.iter() {
-        let Some(f) = &r.mailbox else {
-            out.push(Folder {
-                server_id: r.server_id.clone(),
-                parent_id: "0".into(),
-                display_name: "Outbox".into(),
-                folder_type: folder_type::OUTBOX,
-            });
-            continue;
-        };
-        let parent_id = f
-            .parent
-            .as_deref()
-            .and_then(|p| by_name.get(p).copied())
-            .unwrap_or("0")
-            .to_string();
-        out.push(Folder {
-            server_id: r.server_id.clone(),
-            parent_id,
-            display_name: display_name(f),
-            folder_type: type_of(f),
-        });
-    }
+    let out = listed
+        .iter()
+        .map(|r| folders::folder(r, &by_name))
+        .collect();
     Ok(out)
-}
-
-fn display_name(f: &MailFolder) -> String {
-    if f.special_use == Some(SpecialUse::Inbox) {
-        return "Inbox".into();
-    }
-    f.display_name.clone()
-}
-
-fn type_of(f: &MailFolder) -> u8 {
-    match f.special_use {
-        Some(SpecialUse::Inbox) => folder_type::INBOX,
-        Some(SpecialUse::Drafts) => folder_type::DRAFTS,
-        Some(SpecialUse::Trash) => folder_type::DELETED_ITEMS,
-        Some(SpecialUse::Sent) => folder_type::SENT_ITEMS,
-        _ => folder_type::USER_MAIL,
-    }
 }
 
 fn to_folders(entries: &[FolderEntry]) -> Vec<Folder> {
@@ -157,13 +118,4 @@ fn to_folders(entries: &[FolderEntry]) -> Vec<Folder> {
             folder_type: e.folder_type,
         })
         .collect()
-}
-
-fn to_entry(f: &Folder) -> FolderEntry {
-    FolderEntry {
-        server_id: f.server_id.clone(),
-        parent_id: f.parent_id.clone(),
-        display_name: f.display_name.clone(),
-        folder_type: f.folder_type,
-    }
 }

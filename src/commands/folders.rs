@@ -10,7 +10,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::backend::{MailFolder, MailSession, SpecialUse};
-use crate::state::StateStore;
+use crate::eas::folder_sync::{folder_type, Folder};
+use crate::state::{FolderEntry, StateStore};
 
 use super::CommandError;
 
@@ -109,6 +110,48 @@ pub fn special(list: &[Resolved], usage: SpecialUse) -> Option<&Resolved> {
             .as_ref()
             .is_some_and(|m| m.special_use == Some(usage))
     })
+}
+
+/// A folder as FolderSync reports it (type from SPECIAL-USE, parent from the hierarchy; the
+/// virtual Outbox for the entry without a mailbox). `ids` comes from [`ids_by_name`].
+pub fn folder(r: &Resolved, ids: &HashMap<&str, &str>) -> Folder {
+    let Some(m) = &r.mailbox else {
+        return Folder {
+            server_id: r.server_id.clone(),
+            parent_id: "0".into(),
+            display_name: "Outbox".into(),
+            folder_type: folder_type::OUTBOX,
+        };
+    };
+    let parent_id = m
+        .parent
+        .as_deref()
+        .and_then(|p| ids.get(p).copied())
+        .unwrap_or("0")
+        .to_string();
+    let (display_name, folder_type) = match m.special_use {
+        Some(SpecialUse::Inbox) => ("Inbox".to_string(), folder_type::INBOX),
+        Some(SpecialUse::Drafts) => (m.display_name.clone(), folder_type::DRAFTS),
+        Some(SpecialUse::Trash) => (m.display_name.clone(), folder_type::DELETED_ITEMS),
+        Some(SpecialUse::Sent) => (m.display_name.clone(), folder_type::SENT_ITEMS),
+        _ => (m.display_name.clone(), folder_type::USER_MAIL),
+    };
+    Folder {
+        server_id: r.server_id.clone(),
+        parent_id,
+        display_name,
+        folder_type,
+    }
+}
+
+/// The same folder as the state store keeps it in a hierarchy snapshot.
+pub fn entry(f: &Folder) -> FolderEntry {
+    FolderEntry {
+        server_id: f.server_id.clone(),
+        parent_id: f.parent_id.clone(),
+        display_name: f.display_name.clone(),
+        folder_type: f.folder_type,
+    }
 }
 
 /// ServerIds by IMAP mailbox name, for parent lookups.
