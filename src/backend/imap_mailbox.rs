@@ -6,7 +6,8 @@
 
 use bytes::Bytes;
 
-use super::imap::{Command, ImapSession};
+use super::imap::{classify, Command, Completed, ImapSession, Phase};
+use super::imap_parse::Status;
 use super::imap_parse::{parse_status, Item};
 use super::mailbox::{MailboxState, MessageMeta};
 use super::BackendError;
@@ -123,15 +124,22 @@ impl ImapSession {
     }
 
     async fn uid_search(&mut self, criteria: &str) -> Result<UidSet, BackendError> {
-        let esearch = self.has_capability("ESEARCH");
-        let cmd = if esearch {
+        let c = self.run_ok(&self.search_command(criteria)).await?;
+        self.search_result(&c)
+    }
+
+    fn search_command(&self, criteria: &str) -> Command {
+        if self.has_capability("ESEARCH") {
             Command::new("UID SEARCH").raw(&format!(" RETURN (ALL){criteria}"))
         } else {
             Command::new("UID SEARCH").raw(criteria)
-        };
-        let c = self.run_ok(&cmd).await?;
+        }
+    }
+
+    /// The UIDs of a completed `search_command`.
+    fn search_result(&self, c: &Completed) -> Result<UidSet, BackendError> {
         let mut set = UidSet::new();
-        if esearch {
+        if self.has_capability("ESEARCH") {
             for items in c.data("ESEARCH") {
                 let mut it = items.iter();
                 while let Some(item) = it.next() {
@@ -222,21 +230,31 @@ impl ImapSession {
         remove: &[String],
     ) -> Result<bool, BackendError> {
         self.ensure_selected(mailbox).await?;
-        let exists = !self.uid_search(&format!(" UID {uid}")).await?.is_empty();
-        if !exists {
-            return Ok(false);
-        }
+        // One round trip: the existence check and both STOREs are pipelined (a STORE of a
+        // missing UID is a no-op, and a non-silent STORE cannot tell: Dovecot sends no FETCH
+        // for flags that did not change).
+        let mut cmds = vec![self.search_command(&format!(" UID {uid}"))];
         if !add.is_empty() {
-            let cmd = Command::new("UID STORE")
-                .raw(&format!(" {uid} +FLAGS.SILENT ({})", flag_list(add)));
-            self.run_ok(&cmd).await?;
+            cmds.push(
+                Command::new("UID STORE")
+                    .raw(&format!(" {uid} +FLAGS.SILENT ({})", flag_list(add))),
+            );
         }
         if !remove.is_empty() {
-            let cmd = Command::new("UID STORE")
-                .raw(&format!(" {uid} -FLAGS.SILENT ({})", flag_list(remove)));
-            self.run_ok(&cmd).await?;
+            cmds.push(
+                Command::new("UID STORE")
+                    .raw(&format!(" {uid} -FLAGS.SILENT ({})", flag_list(remove))),
+            );
         }
-        Ok(true)
+        let done = self.pipeline(&cmds).await?;
+        if let Some(failed) = done.iter().find(|c| c.done.status != Status::Ok) {
+            return Err(classify(&failed.done, Phase::Command, "UID STORE"));
+        }
+        let exists = match done.first() {
+            Some(c) => !self.search_result(c)?.is_empty(),
+            None => false,
+        };
+        Ok(exists)
     }
 
     /// Moves mails to `target` (UID MOVE, else COPY + \Deleted + UID EXPUNGE). Returns the
