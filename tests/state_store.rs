@@ -6,7 +6,8 @@
 //! cover what is specific to the SQLite file store.
 
 use eas_gateway::state::{
-    CollectionView, FolderEntry, PolicyState, SqliteStore, StateStore, StoreError, WipeState,
+    CollectionView, FolderEntry, PingParams, PolicyState, SendClaim, SqliteStore, StateStore,
+    StoreError, WipeState,
 };
 use tempfile::TempDir;
 
@@ -844,6 +845,92 @@ mod conformance {
             TASKS as usize + 1
         );
     }
+
+    pub async fn ping_params(store: impl StateStore) {
+        let p = PingParams {
+            heartbeat_secs: 480,
+            folders: vec![
+                ("7".into(), "Email".into()),
+                ("12".into(), "Calendar".into()),
+            ],
+        };
+        assert!(matches!(
+            store.set_ping_params("alice", "d1", &p).await,
+            Err(StoreError::DeviceNotFound)
+        ));
+        for dev in ["d1", "d2"] {
+            store
+                .touch_device("alice", dev, "t", None, None, "Ping", 1)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.ping_params("alice", "d1").await.unwrap(), None);
+        store.set_ping_params("alice", "d1", &p).await.unwrap();
+        assert_eq!(
+            store.ping_params("alice", "d1").await.unwrap(),
+            Some(p.clone())
+        );
+        assert_eq!(store.ping_params("alice", "d2").await.unwrap(), None);
+        assert_eq!(store.ping_params("bob", "d1").await.unwrap(), None);
+
+        let q = PingParams {
+            heartbeat_secs: 60,
+            folders: vec![],
+        };
+        store.set_ping_params("alice", "d1", &q).await.unwrap();
+        assert_eq!(store.ping_params("alice", "d1").await.unwrap(), Some(q));
+
+        let bad = PingParams {
+            heartbeat_secs: 60,
+            folders: vec![("1\t2".into(), "Email".into())],
+        };
+        assert!(matches!(
+            store.set_ping_params("alice", "d1", &bad).await,
+            Err(StoreError::InvalidInput(_))
+        ));
+
+        assert!(store.delete_device("alice", "d1").await.unwrap());
+        assert_eq!(store.ping_params("alice", "d1").await.unwrap(), None);
+    }
+
+    pub async fn send_records(store: impl StateStore) {
+        let claim = |user: &'static str, key: &'static str, now: i64| {
+            let store = store.clone();
+            async move { store.claim_send(user, key, now, now + 100).await.unwrap() }
+        };
+        assert_eq!(claim("alice", "k", 1000).await, SendClaim::New);
+        assert_eq!(claim("alice", "k", 1001).await, SendClaim::InFlight);
+        assert_eq!(claim("bob", "k", 1001).await, SendClaim::New, "per user");
+        store.finish_send("alice", "k").await.unwrap();
+        assert_eq!(claim("alice", "k", 1002).await, SendClaim::Done);
+        assert_eq!(
+            claim("alice", "k", 1100).await,
+            SendClaim::New,
+            "an expired record counts as absent"
+        );
+        store.release_send("alice", "k").await.unwrap();
+        assert_eq!(claim("alice", "k", 1101).await, SendClaim::New);
+        // Unknown keys are no-ops.
+        store.finish_send("alice", "nope").await.unwrap();
+        store.release_send("alice", "nope").await.unwrap();
+        assert_eq!(claim("alice", "nope", 1101).await, SendClaim::New);
+
+        // Concurrent claims of one key: exactly one wins.
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.claim_send("carol", "race", 5, 50).await.unwrap()
+            }));
+        }
+        let mut news = 0;
+        for t in tasks {
+            if t.await.unwrap() == SendClaim::New {
+                news += 1;
+            }
+        }
+        assert_eq!(news, 1);
+    }
 }
 
 // ---- SQLite --------------------------------------------------------------------
@@ -878,6 +965,8 @@ sqlite_conformance!(
     collections,
     user_isolation,
     concurrent_commits,
+    ping_params,
+    send_records,
 );
 
 #[tokio::test]

@@ -140,6 +140,31 @@ CREATE TABLE sync_request_cache (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        description: "last Ping parameters per device, send retry records per user",
+        sql: r#"
+CREATE TABLE ping_params (
+    user_name      TEXT    NOT NULL,
+    device_id      TEXT    NOT NULL,
+    heartbeat_secs INTEGER NOT NULL,
+    -- one "collection id <TAB> class" per line
+    folders        TEXT    NOT NULL,
+    PRIMARY KEY (user_name, device_id),
+    FOREIGN KEY (user_name, device_id) REFERENCES devices (user_name, device_id) ON DELETE CASCADE
+);
+
+-- A message a device submitted (keyed by ClientId or Message-ID), so that a
+-- retried submission is answered without sending again.
+CREATE TABLE send_records (
+    user_name  TEXT    NOT NULL,
+    record_key TEXT    NOT NULL,
+    expires    INTEGER NOT NULL,
+    sent       INTEGER NOT NULL CHECK (sent IN (0, 1)),
+    PRIMARY KEY (user_name, record_key)
+);
+"#,
+    },
 ];
 
 /// The schema version this build writes.

@@ -175,6 +175,25 @@ pub struct CollectionState {
     pub options: Option<Vec<u8>>,
 }
 
+/// The parameters of a device's last Ping, reused by an empty Ping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PingParams {
+    pub heartbeat_secs: u32,
+    /// (collection id, class), in request order.
+    pub folders: Vec<(String, String)>,
+}
+
+/// What the store knows about a submission's retry record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendClaim {
+    /// No live record: the caller now owns the key and sends.
+    New,
+    /// Another request with this key is still sending.
+    InFlight,
+    /// The message was sent (or may have been) already.
+    Done,
+}
+
 /// Errors from a [`StateStore`]. Messages never contain credentials (store
 /// URLs are not echoed back).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -408,4 +427,51 @@ pub trait StateStore: Clone + Send + Sync + 'static {
         user: &str,
         device_id: &str,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    // ---- push (Ping) ----------------------------------------------------
+
+    /// Stores the device's last Ping parameters (replacing earlier ones).
+    /// Class and collection ids must not contain tabs or line breaks.
+    fn set_ping_params(
+        &self,
+        user: &str,
+        device_id: &str,
+        params: &PingParams,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The device's last Ping parameters, if any.
+    fn ping_params(
+        &self,
+        user: &str,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Option<PingParams>, StoreError>> + Send;
+
+    // ---- submission retry records (SendMail, SmartReply, SmartForward) ----
+
+    /// Claims the retry record `key` of `user` until `expires` (unix
+    /// seconds). A record whose expiry is at or before `now` counts as
+    /// absent. Returns [`SendClaim::New`] (and records the claim) when no
+    /// live record exists, otherwise what the live record says. Expired
+    /// records of the user are dropped on the way.
+    fn claim_send(
+        &self,
+        user: &str,
+        key: &str,
+        now: i64,
+        expires: i64,
+    ) -> impl Future<Output = Result<SendClaim, StoreError>> + Send;
+
+    /// Marks the record `key` as sent. Unknown keys are ignored.
+    fn finish_send(
+        &self,
+        user: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the record `key` (nothing was sent; a retry must send).
+    fn release_send(
+        &self,
+        user: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -25,8 +25,8 @@ use rusqlite::{
 
 use super::migrations;
 use super::{
-    CollectionState, CollectionView, Device, FolderEntry, HierarchyState, PolicyState, StateStore,
-    StoreError, WipeState,
+    CollectionState, CollectionView, Device, FolderEntry, HierarchyState, PingParams, PolicyState,
+    SendClaim, StateStore, StoreError, WipeState,
 };
 
 /// How long a statement waits for another writer before failing with
@@ -825,6 +825,101 @@ fn op_set_cached_sync_request(
     Ok(())
 }
 
+fn check_ping_text(v: &str) -> Result<(), StoreError> {
+    if v.contains(['\t', '\n', '\r']) {
+        return Err(StoreError::InvalidInput(
+            "Ping folder contains a tab or line break".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn op_set_ping_params(
+    conn: &mut Connection,
+    user: &str,
+    device_id: &str,
+    params: &PingParams,
+) -> Result<(), StoreError> {
+    let mut folders = String::new();
+    for (id, class) in &params.folders {
+        check_ping_text(id)?;
+        check_ping_text(class)?;
+        folders.push_str(id);
+        folders.push('\t');
+        folders.push_str(class);
+        folders.push('\n');
+    }
+    let tx = write_tx(conn)?;
+    require_device(&tx, user, device_id)?;
+    tx.prepare_cached(
+        "INSERT INTO ping_params (user_name, device_id, heartbeat_secs, folders)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_name, device_id)
+         DO UPDATE SET heartbeat_secs = excluded.heartbeat_secs, folders = excluded.folders",
+    )?
+    .execute(params![user, device_id, params.heartbeat_secs, folders])?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn op_ping_params(
+    conn: &mut Connection,
+    user: &str,
+    device_id: &str,
+) -> Result<Option<PingParams>, StoreError> {
+    let row: Option<(u32, String)> = conn
+        .prepare_cached(
+            "SELECT heartbeat_secs, folders FROM ping_params
+             WHERE user_name = ?1 AND device_id = ?2",
+        )?
+        .query_row(params![user, device_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((heartbeat_secs, text)) = row else {
+        return Ok(None);
+    };
+    let mut folders = Vec::new();
+    for line in text.lines() {
+        let (id, class) = line
+            .split_once('\t')
+            .ok_or_else(|| StoreError::Corrupt("Ping folder line without a tab".into()))?;
+        folders.push((id.to_owned(), class.to_owned()));
+    }
+    Ok(Some(PingParams {
+        heartbeat_secs,
+        folders,
+    }))
+}
+
+fn op_claim_send(
+    conn: &mut Connection,
+    user: &str,
+    key: &str,
+    now: i64,
+    expires: i64,
+) -> Result<SendClaim, StoreError> {
+    let tx = write_tx(conn)?;
+    tx.prepare_cached("DELETE FROM send_records WHERE user_name = ?1 AND expires <= ?2")?
+        .execute(params![user, now])?;
+    let live: Option<bool> = tx
+        .prepare_cached("SELECT sent FROM send_records WHERE user_name = ?1 AND record_key = ?2")?
+        .query_row(params![user, key], |r| r.get(0))
+        .optional()?;
+    let claim = match live {
+        Some(true) => SendClaim::Done,
+        Some(false) => SendClaim::InFlight,
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO send_records (user_name, record_key, expires, sent)
+                 VALUES (?1, ?2, ?3, 0)",
+            )?
+            .execute(params![user, key, expires])?;
+            SendClaim::New
+        }
+    };
+    tx.commit()?;
+    Ok(claim)
+}
+
 // ---- trait impl ---------------------------------------------------------------
 
 impl StateStore for SqliteStore {
@@ -1085,6 +1180,61 @@ impl StateStore for SqliteStore {
         })
         .await
     }
+
+    async fn set_ping_params(
+        &self,
+        user: &str,
+        device_id: &str,
+        params: &PingParams,
+    ) -> Result<(), StoreError> {
+        let (user, device_id, params) = (user.to_owned(), device_id.to_owned(), params.clone());
+        self.call(move |c| op_set_ping_params(c, &user, &device_id, &params))
+            .await
+    }
+
+    async fn ping_params(
+        &self,
+        user: &str,
+        device_id: &str,
+    ) -> Result<Option<PingParams>, StoreError> {
+        let (user, device_id) = (user.to_owned(), device_id.to_owned());
+        self.call(move |c| op_ping_params(c, &user, &device_id))
+            .await
+    }
+
+    async fn claim_send(
+        &self,
+        user: &str,
+        key: &str,
+        now: i64,
+        expires: i64,
+    ) -> Result<SendClaim, StoreError> {
+        let (user, key) = (user.to_owned(), key.to_owned());
+        self.call(move |c| op_claim_send(c, &user, &key, now, expires))
+            .await
+    }
+
+    async fn finish_send(&self, user: &str, key: &str) -> Result<(), StoreError> {
+        let (user, key) = (user.to_owned(), key.to_owned());
+        self.call(move |c| {
+            c.prepare_cached(
+                "UPDATE send_records SET sent = 1 WHERE user_name = ?1 AND record_key = ?2",
+            )?
+            .execute(params![user, key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_send(&self, user: &str, key: &str) -> Result<(), StoreError> {
+        let (user, key) = (user.to_owned(), key.to_owned());
+        self.call(move |c| {
+            c.prepare_cached("DELETE FROM send_records WHERE user_name = ?1 AND record_key = ?2")?
+                .execute(params![user, key])?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1195,6 +1345,11 @@ mod tests {
                 .set_cached_sync_request("u", dev, Some(b"r"))
                 .await
                 .unwrap();
+            let ping = PingParams {
+                heartbeat_secs: 60,
+                folders: vec![("1".into(), "Email".into())],
+            };
+            store.set_ping_params("u", dev, &ping).await.unwrap();
         }
         assert!(store.delete_device("u", "d").await.unwrap());
         let counts = store
@@ -1208,6 +1363,7 @@ mod tests {
                     "collections",
                     "collection_views",
                     "sync_request_cache",
+                    "ping_params",
                 ] {
                     let n: i64 = c.query_row(
                         &format!("SELECT count(*) FROM {table} WHERE device_id = 'd'"),
