@@ -79,6 +79,13 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
             collection_locks: dashmap::DashMap::new(),
         }
     }
+
+    /// Drops the collection locks nobody holds or waits for (each lock is created again on the
+    /// next request that needs it).
+    pub fn sweep_locks(&self) {
+        self.collection_locks
+            .retain(|_, lock| Arc::strong_count(lock) > 1);
+    }
 }
 
 /// The authenticated user.

@@ -109,6 +109,26 @@ impl Authenticator {
         }
     }
 
+    /// Drops expired login-cache entries and failure windows that have ended, so the maps hold
+    /// only what can still matter (called periodically by the server).
+    pub fn sweep(&self, now: Instant) {
+        let window = self.config.failure_window;
+        self.cache.retain(|_, until| *until > now);
+        self.failures_ip
+            .retain(|_, w| now.duration_since(w.start) < window);
+        self.failures_user
+            .retain(|_, w| now.duration_since(w.start) < window);
+    }
+
+    /// (cached logins, IPs with failures, users with failures), for tests.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        (
+            self.cache.len(),
+            self.failures_ip.len(),
+            self.failures_user.len(),
+        )
+    }
+
     fn digest(&self, creds: &Credentials) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.salt);
@@ -198,6 +218,29 @@ fn parse_basic(header: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_drops_only_what_has_ended() {
+        let auth = Authenticator::new(
+            AuthConfig {
+                cache_ttl: Duration::from_secs(60),
+                max_failures_per_ip: 5,
+                max_failures_per_user: 5,
+                failure_window: Duration::from_secs(30),
+            },
+            "example.test".into(),
+        );
+        let t0 = Instant::now();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        auth.record_failure(ip, "a@example.test", t0);
+        auth.cache.insert([1; 32], t0 + Duration::from_secs(60));
+        auth.sweep(t0 + Duration::from_secs(29));
+        assert_eq!(auth.sizes(), (1, 1, 1), "nothing has ended yet");
+        auth.sweep(t0 + Duration::from_secs(30));
+        assert_eq!(auth.sizes(), (1, 0, 0), "failure windows ended");
+        auth.sweep(t0 + Duration::from_secs(60));
+        assert_eq!(auth.sizes(), (0, 0, 0), "the cached login expired");
+    }
 
     #[test]
     fn normalisation() {

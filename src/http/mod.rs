@@ -36,14 +36,19 @@ pub async fn serve<B: MailBackend, S: StateStore>(
     };
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     {
-        // Idle mail sessions are closed after their TTL.
+        // Idle mail sessions are closed after their TTL; unused locks and expired login records
+        // are dropped.
         let server = server.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(20));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => server.gateway.sessions.sweep(),
+                    _ = tick.tick() => {
+                        server.gateway.sessions.sweep();
+                        server.gateway.sweep_locks();
+                        server.auth.sweep(std::time::Instant::now());
+                    }
                     _ = stop.changed() => break,
                 }
             }
