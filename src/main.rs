@@ -107,10 +107,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn init_logging() {
+    use std::io::IsTerminal;
+    // Colours only on a terminal: the journal and log files get plain text.
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("EAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 }
 
