@@ -12,6 +12,7 @@
 //! empty Sync response (HTTP 200, no body) and no state is written.
 
 pub mod client_changes;
+mod drafts;
 pub mod server_changes;
 pub mod view;
 
@@ -437,7 +438,27 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             .and_then(|l| folders::special(&l, SpecialUse::Trash).and_then(|r| r.mailbox.clone()))
             .map(|m| m.name)
     };
-    let applied = if has_commands {
+    let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
+    let conflict = client_changes::Conflict {
+        server_wins: options.conflict != Some(0),
+        since_modseq: held.highest_modseq,
+        flags: held.flags.as_ref(),
+    };
+    let applied = if !has_commands {
+        client_changes::Applied::default()
+    } else if in_drafts {
+        drafts::apply(
+            gw,
+            ctx,
+            session,
+            &mailbox,
+            cid,
+            &col.commands,
+            conflict,
+            &options,
+        )
+        .await?
+    } else {
         client_changes::apply(
             session,
             &mailbox.name,
@@ -445,13 +466,13 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             &col.commands,
             col.deletes_as_moves,
             trash.as_deref(),
+            conflict,
         )
         .await?
-    } else {
-        client_changes::Applied::default()
     };
 
     let mstate = session.select(&mailbox.name).await?;
+    let mstate_uid_validity = mstate.uid_validity;
     if mstate.uid_validity != held.uid_validity {
         debug!(
             collection_id = cid,
@@ -468,6 +489,9 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         if let Some(f) = held_now.flags.as_mut() {
             f.remove(&u);
         }
+    }
+    for u in applied.added.iter() {
+        held_now.uids.insert(u);
     }
     let limit = col
         .window_size
@@ -512,7 +536,6 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     }
     if !changes.adds.is_empty() {
         let fetched = session.fetch_messages(&mailbox.name, &changes.adds).await?;
-        let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
         for uid in &changes.adds {
             let Some((meta, raw)) = fetched.iter().find(|(m, _)| m.uid == *uid) else {
                 // Expunged between the search and the fetch: not sent, not in the view.
@@ -533,6 +556,18 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                 server_id: sid,
             });
         }
+    }
+    if in_drafts {
+        drafts::server_commands(
+            &gw.store,
+            session,
+            user,
+            cid,
+            mstate_uid_validity,
+            &mailbox.name,
+            &mut commands,
+        )
+        .await?;
     }
     let mut responses = applied.responses;
     for sid in &applied.fetches {
