@@ -145,3 +145,57 @@ async fn client_wins_applies_the_change() {
     let f = flags(&user, &pw).await;
     assert!(f.contains("\\Seen") && f.contains("\\Flagged"), "{f}");
 }
+
+#[tokio::test]
+async fn read_and_unflag_in_one_change_both_apply_without_a_conflict() {
+    let gw = start_gateway().await;
+    let (user, pw) = new_user("bothways");
+    append(&user, &pw, "INBOX", &mail("both", "body"), None).await;
+    imap(
+        &user,
+        &pw,
+        &["SELECT INBOX", "UID STORE 1 +FLAGS (\\Flagged)"],
+    )
+    .await;
+    let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
+    dev.provision().await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let r = sync_result(&dev.post("Sync", &sync_request(&inbox, "0", 10, None)).await);
+    let r = sync_result(
+        &dev.post(
+            "Sync",
+            &sync_request(&inbox, r.key.as_deref().unwrap(), 10, None),
+        )
+        .await,
+    );
+    assert_eq!(r.adds.len(), 1);
+    let sid = format!("{inbox}:1");
+    let req = Element::new(a::SYNC).child(
+        Element::new(a::COLLECTIONS).child(
+            Element::new(a::COLLECTION)
+                .text_child(a::SYNC_KEY, r.key.unwrap())
+                .text_child(a::COLLECTION_ID, inbox.clone())
+                .child(
+                    Element::new(a::COMMANDS).child(
+                        Element::new(a::CHANGE)
+                            .text_child(a::SERVER_ID, sid.clone())
+                            .child(
+                                Element::new(a::APPLICATION_DATA)
+                                    .text_child(email::READ, "1")
+                                    .child(
+                                        Element::new(email::FLAG).text_child(email::STATUS, "0"),
+                                    ),
+                            ),
+                    ),
+                ),
+        ),
+    );
+    let r = sync_result(&dev.post("Sync", &req).await);
+    assert_eq!(change_status(&r, &sid), None, "{:?}", r.responses);
+    assert!(
+        r.changes.is_empty(),
+        "the device's own change is not echoed"
+    );
+    let f = flags(&user, &pw).await;
+    assert!(f.contains("\\Seen") && !f.contains("\\Flagged"), "{f}");
+}

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::backend::{BackendError, MailSession};
+use crate::backend::{BackendError, FlagStore, MailSession};
 use crate::eas::sync::{status, ClientCommand, ClientResponse};
 use crate::uidset::UidSet;
 use crate::wbxml::tags::email;
@@ -45,42 +45,47 @@ pub struct Conflict<'a> {
 }
 
 impl Conflict<'_> {
-    /// The client always wins (nothing is checked).
-    pub const CLIENT_WINS: Conflict<'static> = Conflict {
-        server_wins: false,
-        since_modseq: 0,
-        flags: None,
-    };
-
-    /// Which of `uids` changed on the server since the view; empty when the client wins or
-    /// nothing can tell.
+    /// Which of `uids` changed on the server since the view, where only comparing flag bits
+    /// can tell (no mod-sequences). With mod-sequences the check is the conditional STORE of
+    /// [`Conflict::store`], in the same round trip.
     pub async fn changed_on_server<M: MailSession>(
         &self,
         session: &mut M,
         mailbox: &str,
         uids: &UidSet,
     ) -> Result<UidSet, BackendError> {
-        if !self.server_wins || uids.is_empty() {
+        let Some(old) = self.flags.filter(|_| self.server_wins && !uids.is_empty()) else {
             return Ok(UidSet::new());
+        };
+        let metas = session.fetch_meta(mailbox, uids, None).await?;
+        Ok(UidSet::from_uids(
+            metas
+                .iter()
+                .filter(|m| old.get(&m.uid).is_some_and(|b| *b != flag_bits(m)))
+                .map(|m| m.uid),
+        ))
+    }
+
+    /// Stores a flag edit: conditional on the view's HIGHESTMODSEQ when the server wins and
+    /// has mod-sequences, else plain.
+    pub async fn store<M: MailSession>(
+        &self,
+        session: &mut M,
+        mailbox: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<FlagStore, BackendError> {
+        if self.server_wins && self.flags.is_none() && self.since_modseq > 0 {
+            return session
+                .store_flags_unchanged_since(mailbox, uid, add, remove, self.since_modseq)
+                .await;
         }
-        match self.flags {
-            Some(old) => {
-                let metas = session.fetch_meta(mailbox, uids, None).await?;
-                Ok(UidSet::from_uids(
-                    metas
-                        .iter()
-                        .filter(|m| old.get(&m.uid).is_some_and(|b| *b != flag_bits(m)))
-                        .map(|m| m.uid),
-                ))
-            }
-            None if self.since_modseq > 0 => {
-                let metas = session
-                    .fetch_meta(mailbox, uids, Some(self.since_modseq))
-                    .await?;
-                Ok(UidSet::from_uids(metas.iter().map(|m| m.uid)))
-            }
-            None => Ok(UidSet::new()),
-        }
+        Ok(if session.store_flags(mailbox, uid, add, remove).await? {
+            FlagStore::Stored
+        } else {
+            FlagStore::Missing
+        })
     }
 }
 
@@ -136,18 +141,20 @@ pub async fn apply<M: MailSession>(
                 if add.is_empty() && remove.is_empty() {
                     continue;
                 }
-                if conflicted.contains(uid) {
-                    // The server wins: not applied; its flags reach the device as a Change.
-                    out.responses
-                        .push(change_response(server_id, status::CONFLICT));
-                    continue;
-                }
-                let found = session.store_flags(mailbox, uid, &add, &remove).await?;
-                if found {
-                    out.touched.insert(uid);
+                let stored = if conflicted.contains(uid) {
+                    FlagStore::Modified
                 } else {
-                    out.responses
-                        .push(change_response(server_id, status::OBJECT_NOT_FOUND));
+                    conflict.store(session, mailbox, uid, &add, &remove).await?
+                };
+                match stored {
+                    FlagStore::Stored => out.touched.insert(uid),
+                    // The server wins: not applied; its flags reach the device as a Change.
+                    FlagStore::Modified => out
+                        .responses
+                        .push(change_response(server_id, status::CONFLICT)),
+                    FlagStore::Missing => out
+                        .responses
+                        .push(change_response(server_id, status::OBJECT_NOT_FOUND)),
                 }
             }
             ClientCommand::Delete { server_id } => {

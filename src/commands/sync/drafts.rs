@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use crate::backend::{MailBackend, MailFolder, MailSession};
+use crate::backend::{FlagStore, MailBackend, MailFolder, MailSession};
 use crate::compose::draft::{self as compose_draft, Built, DraftError};
 use crate::eas::sync::{
     status, ClientCommand, ClientResponse, DraftData, ServerCommand, SyncOptions,
@@ -308,14 +308,17 @@ async fn change<B: MailBackend, S: StateStore>(
         if conflicted.contains(current) {
             return Ok(Some(change_response(sid, status::CONFLICT)));
         }
-        if session
-            .store_flags(folder.mailbox, current, &add, &remove)
-            .await?
-        {
-            out.touched.insert(current);
-            return Ok(None);
-        }
-        return Ok(Some(change_response(sid, status::OBJECT_NOT_FOUND)));
+        let stored = conflict
+            .store(session, folder.mailbox, current, &add, &remove)
+            .await?;
+        return Ok(match stored {
+            FlagStore::Stored => {
+                out.touched.insert(current);
+                None
+            }
+            FlagStore::Modified => Some(change_response(sid, status::CONFLICT)),
+            FlagStore::Missing => Some(change_response(sid, status::OBJECT_NOT_FOUND)),
+        });
     }
 
     let send_key = format!("draft-send\n{}\n{sid}", ctx.device_id());
