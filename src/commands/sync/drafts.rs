@@ -507,7 +507,9 @@ fn attachments_data(built: &Built, cid: &str, uid: u32) -> Option<Element> {
 
 /// Server -> device in the Drafts collection: ServerIds name draft items, and a new version
 /// of a draft whose old version leaves in the same response is one Change (see the module
-/// documentation). `commands` carry IMAP UIDs as built by the caller.
+/// documentation). `commands` carry IMAP UIDs as built by the caller; `message_ids` are those
+/// of the new mails it fetched (others are fetched here).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn server_commands<M: MailSession, S: StateStore>(
     store: &S,
     session: &mut M,
@@ -515,6 +517,7 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
     cid: &str,
     uid_validity: u32,
     mailbox: &str,
+    message_ids: &HashMap<u32, Option<String>>,
     commands: &mut Vec<ServerCommand>,
 ) -> Result<(), CommandError> {
     if commands.is_empty() {
@@ -554,35 +557,45 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
         .filter_map(uid_of)
         .filter(|u| !item_of.contains_key(u))
         .collect();
-    if !unknown.is_empty() {
-        for (meta, raw) in session.fetch_messages(mailbox, &unknown).await? {
-            let message_id = crate::mime::summary(&raw)
-                .message_id
-                .map(|id| format!("<{id}>"));
-            let mut item = meta.uid;
-            if let Some(id) = &message_id {
-                let same = store
-                    .draft_versions_by_message_id(user, cid, uid_validity, id)
-                    .await?;
-                if let Some(v) = same.iter().rev().find(|v| deleted.contains(&v.uid)) {
-                    item = v.item;
-                }
-            }
-            let v = store
-                .record_draft_version(
-                    user,
-                    cid,
-                    uid_validity,
-                    &DraftVersion {
-                        uid: meta.uid,
-                        item,
-                        message_id,
-                    },
-                    None,
-                )
-                .await?;
-            item_of.insert(meta.uid, v.item);
+    let missing: Vec<u32> = unknown
+        .iter()
+        .copied()
+        .filter(|u| !message_ids.contains_key(u))
+        .collect();
+    let mut found: Vec<(u32, Option<String>)> = unknown
+        .iter()
+        .filter_map(|u| message_ids.get(u).map(|id| (*u, id.clone())))
+        .collect();
+    if !missing.is_empty() {
+        for (meta, raw) in session.fetch_messages(mailbox, &missing).await? {
+            found.push((meta.uid, crate::mime::summary(&raw).message_id));
         }
+    }
+    for (uid, message_id) in found {
+        let message_id = message_id.map(|id| format!("<{id}>"));
+        let mut item = uid;
+        if let Some(id) = &message_id {
+            let same = store
+                .draft_versions_by_message_id(user, cid, uid_validity, id)
+                .await?;
+            if let Some(v) = same.iter().rev().find(|v| deleted.contains(&v.uid)) {
+                item = v.item;
+            }
+        }
+        let v = store
+            .record_draft_version(
+                user,
+                cid,
+                uid_validity,
+                &DraftVersion {
+                    uid,
+                    item,
+                    message_id,
+                },
+                None,
+            )
+            .await?;
+        item_of.insert(uid, v.item);
     }
     let item = |uid: u32| item_of.get(&uid).copied().unwrap_or(uid);
     let deleted_items: HashSet<u32> = deleted.iter().map(|u| item(*u)).collect();

@@ -534,6 +534,8 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             data: mime::flag_change(&mail_flags(meta), ctx.version),
         });
     }
+    // Message-IDs of new drafts, to recognise new versions (drafts.rs).
+    let mut draft_ids = std::collections::HashMap::new();
     if !changes.adds.is_empty() {
         let fetched = session.fetch_messages(&mailbox.name, &changes.adds).await?;
         for uid in &changes.adds {
@@ -551,6 +553,9 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             if let Some(f) = new_view.flags.as_mut() {
                 f.insert(*uid, flag_bits(meta));
             }
+            if in_drafts {
+                draft_ids.insert(*uid, mime::summary(raw).message_id);
+            }
             commands.push(ServerCommand::Add {
                 data: mime::application_data(raw, &mail_flags(meta), &info, &body_options),
                 server_id: sid,
@@ -565,6 +570,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             cid,
             mstate_uid_validity,
             &mailbox.name,
+            &draft_ids,
             &mut commands,
         )
         .await?;
