@@ -35,7 +35,7 @@
 //! The retry records live in the state store, per user, so a retry is recognised after a
 //! restart and by every gateway node sharing the store. A store that cannot record the claim
 //! answers HTTP 503 before anything is sent; a record that cannot be updated afterwards stays
-//! "in flight" until it expires ([`settle`]), so a retry is answered "retry later", never sent
+//! "in flight" until it expires (`settle`), so a retry is answered "retry later", never sent
 //! twice.
 
 use std::time::{Duration, Instant};

@@ -7,6 +7,10 @@
 //! new view under a new key in one transaction, then answer. A crash between commit and answer
 //! is the lost-response case that the previous key covers.
 //!
+//! In the Drafts folder the device's commands go to `drafts.rs` (16.0+ drafts: Add, replace,
+//! Send), whose new UIDs join the device's view, and the server's commands pass through
+//! `drafts::server_commands` so that a draft keeps its ServerId across versions.
+//!
 //! An unchanged folder costs one STATUS: same UIDVALIDITY and HIGHESTMODSEQ, same window, no
 //! device changes, nothing pending. When no collection has anything to say, the answer is the
 //! empty Sync response (HTTP 200, no body) and no state is written.
