@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use eas_gateway::wbxml::tags::{airsync as a, airsyncbase as b, email, email2};
+use eas_gateway::wbxml::tags::{
+    airsync as a, airsyncbase as b, email, email2, item_operations as io,
+};
 use eas_gateway::wbxml::Element;
 
 fn unique(label: &str) -> String {
@@ -395,6 +397,63 @@ async fn field_draft_with_attachments_add_change_delete_attachment() {
     assert_eq!(stored.len(), 1);
     assert_eq!(attachment_of(&stored[0].raw), None);
     assert_eq!(subject_of(&stored[0].raw), subject2);
+
+    // A Change adding an attachment answers ClientId -> FileReference, and the reference
+    // fetches the bytes.
+    let more: Vec<u8> = (0..777u32).map(|i| (i % 97) as u8).collect();
+    let r = p
+        .sync(vec![change(
+            &sid,
+            app_data().child(
+                Element::new(b::ATTACHMENTS).child(
+                    Element::new(b::ADD)
+                        .text_child(b::CLIENT_ID, "att-2")
+                        .text_child(b::METHOD, "1")
+                        .text_child(b::DISPLAY_NAME, "more.bin")
+                        .opaque_child(b::CONTENT, Bytes::from(more.clone())),
+                ),
+            ),
+            false,
+        )])
+        .await;
+    assert!(nothing(&r), "{r:?}");
+    let resp = r
+        .responses
+        .as_ref()
+        .and_then(|rs| rs.first(a::CHANGE).cloned())
+        .expect("a Change response for the added attachment");
+    assert_eq!(resp.text_of(a::SERVER_ID), Some(sid.as_str()));
+    assert_eq!(resp.text_of(a::STATUS), Some("1"));
+    let att = resp
+        .first(a::APPLICATION_DATA)
+        .and_then(|d| d.first(b::ATTACHMENTS))
+        .and_then(|a| a.first(b::ATTACHMENT))
+        .expect("Attachment");
+    assert_eq!(att.text_of(b::CLIENT_ID), Some("att-2"));
+    let reference = att.text_of(b::FILE_REFERENCE).unwrap().to_string();
+    let fetch = Element::new(io::ITEM_OPERATIONS).child(
+        Element::new(io::FETCH)
+            .text_child(io::STORE, "Mailbox")
+            .text_child(b::FILE_REFERENCE, reference),
+    );
+    let reply = p.dev.post("ItemOperations", &fetch).await;
+    let body = reply.body.expect("ItemOperations body");
+    let data = body
+        .first(io::RESPONSE)
+        .and_then(|r| r.first(io::FETCH))
+        .and_then(|f| f.first(io::PROPERTIES))
+        .and_then(|p| p.text_of(io::DATA))
+        .expect("Data");
+    use base64::Engine;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+        more
+    );
+    let stored = mailbox(&user, &pw, "Drafts").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(attachment_of(&stored[0].raw), Some(more));
 }
 
 #[tokio::test]
