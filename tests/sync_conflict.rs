@@ -144,6 +144,15 @@ async fn client_wins_applies_the_change() {
     assert_eq!(change_status(&r, &sid), None, "{:?}", r.responses);
     let f = flags(&user, &pw).await;
     assert!(f.contains("\\Seen") && f.contains("\\Flagged"), "{f}");
+    // The server's part (the flag) still reaches the device, with the device's Read.
+    assert_eq!(r.changes.len(), 1, "{r:?}");
+    let data = &r.changes[0].1;
+    assert_eq!(data.text_of(email::READ), Some("1"));
+    assert_eq!(
+        data.first(email::FLAG)
+            .and_then(|f| f.text_of(email::STATUS)),
+        Some("2")
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! Change sets `\Seen` (Read) and `\Flagged` (Flag Status 2 = flagged, 0/1 = cleared). When
 //! the mail's flags changed on the server since the device's view, the Sync Options `Conflict`
 //! decides ([`Conflict`]): the server wins by default (the change is not applied, it is answered
-//! Status 7 and the server's flags reach the device as a Change), `Conflict` 0 applies it.
+//! Status 7 and the server's flags reach the device as a Change), `Conflict` 0 applies it
+//! and still sends the device the mail's flags as they are then.
 //! Delete moves the mail to Trash when DeletesAsMoves is set and the folder is not Trash, else
 //! expunges it. A replayed request replays its changes: both are idempotent on IMAP, and a
 //! Delete of a mail that is already gone is answered as done.
@@ -44,17 +45,30 @@ pub struct Conflict<'a> {
     pub flags: Option<&'a HashMap<u32, u8>>,
 }
 
+/// What became of a device's flag edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    Stored,
+    /// Stored although the server had changed the mail too (client wins): the device is sent
+    /// the mail's flags as they are now.
+    StoredOverServer,
+    /// Not stored: the server changed the mail and wins (Status 7).
+    Refused,
+    /// The mail does not exist (Status 8).
+    Missing,
+}
+
 impl Conflict<'_> {
     /// Which of `uids` changed on the server since the view, where only comparing flag bits
     /// can tell (no mod-sequences). With mod-sequences the check is the conditional STORE of
-    /// [`Conflict::store`], in the same round trip.
+    /// [`Conflict::edit`], in the same round trip.
     pub async fn changed_on_server<M: MailSession>(
         &self,
         session: &mut M,
         mailbox: &str,
         uids: &UidSet,
     ) -> Result<UidSet, BackendError> {
-        let Some(old) = self.flags.filter(|_| self.server_wins && !uids.is_empty()) else {
+        let Some(old) = self.flags.filter(|_| !uids.is_empty()) else {
             return Ok(UidSet::new());
         };
         let metas = session.fetch_meta(mailbox, uids, None).await?;
@@ -66,26 +80,43 @@ impl Conflict<'_> {
         ))
     }
 
-    /// Stores a flag edit: conditional on the view's HIGHESTMODSEQ when the server wins and
-    /// has mod-sequences, else plain.
-    pub async fn store<M: MailSession>(
+    /// Applies a flag edit under the Conflict rule. `changed` says the flag-bit comparison
+    /// ([`Conflict::changed_on_server`]) found a server change; with mod-sequences the STORE is
+    /// conditional on the view's HIGHESTMODSEQ (one round trip; a second only when the client
+    /// wins a conflict).
+    pub async fn edit<M: MailSession>(
         &self,
         session: &mut M,
         mailbox: &str,
         uid: u32,
         add: &[String],
         remove: &[String],
-    ) -> Result<FlagStore, BackendError> {
-        if self.server_wins && self.flags.is_none() && self.since_modseq > 0 {
-            return session
+        changed: bool,
+    ) -> Result<Edit, BackendError> {
+        let conflict = if changed {
+            true
+        } else if self.flags.is_none() && self.since_modseq > 0 {
+            match session
                 .store_flags_unchanged_since(mailbox, uid, add, remove, self.since_modseq)
-                .await;
-        }
-        Ok(if session.store_flags(mailbox, uid, add, remove).await? {
-            FlagStore::Stored
+                .await?
+            {
+                FlagStore::Stored => return Ok(Edit::Stored),
+                FlagStore::Missing => return Ok(Edit::Missing),
+                FlagStore::Modified => true,
+            }
         } else {
-            FlagStore::Missing
-        })
+            false
+        };
+        if conflict && self.server_wins {
+            return Ok(Edit::Refused);
+        }
+        Ok(
+            match session.store_flags(mailbox, uid, add, remove).await? {
+                false => Edit::Missing,
+                true if conflict => Edit::StoredOverServer,
+                true => Edit::Stored,
+            },
+        )
     }
 }
 
@@ -141,18 +172,25 @@ pub async fn apply<M: MailSession>(
                 if add.is_empty() && remove.is_empty() {
                     continue;
                 }
-                let stored = if conflicted.contains(uid) {
-                    FlagStore::Modified
-                } else {
-                    conflict.store(session, mailbox, uid, &add, &remove).await?
-                };
-                match stored {
-                    FlagStore::Stored => out.touched.insert(uid),
+                let edit = conflict
+                    .edit(
+                        session,
+                        mailbox,
+                        uid,
+                        &add,
+                        &remove,
+                        conflicted.contains(uid),
+                    )
+                    .await?;
+                match edit {
+                    Edit::Stored => out.touched.insert(uid),
+                    // Client wins over a server change: the device still gets the mail's flags.
+                    Edit::StoredOverServer => {}
                     // The server wins: not applied; its flags reach the device as a Change.
-                    FlagStore::Modified => out
+                    Edit::Refused => out
                         .responses
                         .push(change_response(server_id, status::CONFLICT)),
-                    FlagStore::Missing => out
+                    Edit::Missing => out
                         .responses
                         .push(change_response(server_id, status::OBJECT_NOT_FOUND)),
                 }

@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use crate::backend::{FlagStore, MailBackend, MailFolder, MailSession};
+use crate::backend::{MailBackend, MailFolder, MailSession};
 use crate::compose::draft::{self as compose_draft, Built, DraftError};
 use crate::eas::sync::{
     status, ClientCommand, ClientResponse, DraftData, ServerCommand, SyncOptions,
@@ -39,7 +39,7 @@ use crate::wbxml::tags::{airsync as a, airsyncbase as b};
 use crate::wbxml::Element;
 
 use super::client_changes::{
-    change_response, flag_edits, parse_server_id, server_id, Applied, Conflict,
+    change_response, flag_edits, parse_server_id, server_id, Applied, Conflict, Edit,
 };
 use crate::commands::{send_mail, CommandError, Context, Gateway};
 
@@ -305,19 +305,24 @@ async fn change<B: MailBackend, S: StateStore>(
         let conflicted = conflict
             .changed_on_server(session, folder.mailbox, &UidSet::from_uids([current]))
             .await?;
-        if conflicted.contains(current) {
-            return Ok(Some(change_response(sid, status::CONFLICT)));
-        }
-        let stored = conflict
-            .store(session, folder.mailbox, current, &add, &remove)
+        let edit = conflict
+            .edit(
+                session,
+                folder.mailbox,
+                current,
+                &add,
+                &remove,
+                conflicted.contains(current),
+            )
             .await?;
-        return Ok(match stored {
-            FlagStore::Stored => {
+        return Ok(match edit {
+            Edit::Stored => {
                 out.touched.insert(current);
                 None
             }
-            FlagStore::Modified => Some(change_response(sid, status::CONFLICT)),
-            FlagStore::Missing => Some(change_response(sid, status::OBJECT_NOT_FOUND)),
+            Edit::StoredOverServer => None,
+            Edit::Refused => Some(change_response(sid, status::CONFLICT)),
+            Edit::Missing => Some(change_response(sid, status::OBJECT_NOT_FOUND)),
         });
     }
 
