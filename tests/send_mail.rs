@@ -21,6 +21,15 @@ use tokio::net::TcpListener;
 
 /// A gateway like `start_gateway`, with this file's SMTP port and body limit.
 async fn gateway(smtp_port: u16, max_body_bytes: usize) -> TestGateway {
+    gateway_on(smtp_port, max_body_bytes, None).await
+}
+
+/// The same, keeping its state in `state` (another gateway's state file: a restart).
+async fn gateway_on(
+    smtp_port: u16,
+    max_body_bytes: usize,
+    state: Option<&std::path::Path>,
+) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
@@ -48,7 +57,10 @@ url = "sqlite://{db}"
 [identity]
 domain = "{DOMAIN}"
 "#,
-        db = dir.path().join("state.db").display(),
+        db = state
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("state.db"))
+            .display(),
     );
     let config = Arc::new(Config::from_toml(&toml, dir.path()).expect("test config"));
     let store = SqliteStore::open_url(&config.state_url).expect("state store");
@@ -281,6 +293,49 @@ async fn same_client_id_twice_answers_118_and_sends_once() {
 }
 
 #[tokio::test]
+async fn same_client_id_after_a_restart_answers_118_and_sends_once() {
+    let first_gw = gateway(587, 1 << 20).await;
+    let alice = device(&first_gw, "alice", "14.1").await;
+    let (bob, bob_pw) = new_user("bob");
+    let subject = unique("restart retry");
+    let mime = message(&alice.user, &bob, "", &subject, b"x");
+    let first = alice
+        .post("SendMail", &send_mail("kept-id", false, &mime))
+        .await;
+    assert_eq!(first.status, 200);
+    assert!(first.raw.is_empty(), "{:?}", status_of(&first));
+
+    // The record is in the state file, not in this process.
+    let db = rusqlite::Connection::open(first_gw.dir.path().join("state.db")).unwrap();
+    let sent: i64 = db
+        .query_row(
+            "SELECT count(*) FROM send_records WHERE user_name = ?1 AND sent = 1",
+            [&alice.user.to_lowercase()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sent, 1, "one sent record for alice in the state file");
+    drop(db);
+
+    // The gateway restarts on the same state file; the phone, which lost the answer, retries.
+    first_gw.shutdown.send(true).unwrap();
+    let second_gw = gateway_on(587, 1 << 20, Some(&first_gw.dir.path().join("state.db"))).await;
+    let mut again = TestDevice::new(&second_gw, &alice.user, &alice.password, "14.1");
+    again.device_id = alice.device_id.clone();
+    again.policy_key = alice.policy_key;
+    let second = again
+        .post("SendMail", &send_mail("kept-id", false, &mime))
+        .await;
+    assert_eq!(second.status, 200);
+    assert_eq!(status_of(&second).as_deref(), Some("118"));
+
+    let got = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = find(&bob, &bob_pw, "INBOX", &subject, 2, Duration::ZERO).await;
+    assert_eq!((got.len(), again.len()), (1, 1), "bob has the mail once");
+}
+
+#[tokio::test]
 async fn sendmail_12_1_raw_mime_with_save_in_sent() {
     let gw = gateway(587, 1 << 20).await;
     let alice = device(&gw, "alice", "12.1").await;
@@ -394,9 +449,10 @@ async fn smtp_down_answers_503_and_a_retry_then_sends() {
     .await
     .is_empty());
 
-    // The same ClientId once SMTP is back (same process, another gateway): it was not sent,
-    // so the retry sends it.
-    let up = gateway(587, 1 << 20).await;
+    // The same ClientId once SMTP is back (the gateway restarted on the same state file): it
+    // was not sent, so the retry sends it.
+    down.shutdown.send(true).unwrap();
+    let up = gateway_on(587, 1 << 20, Some(&down.dir.path().join("state.db"))).await;
     let mut again = TestDevice::new(&up, &alice.user, &alice.password, "14.1");
     again.device_id = alice.device_id.clone();
     again.provision().await;

@@ -6,8 +6,8 @@
 //! cover what is specific to the SQLite file store.
 
 use eas_gateway::state::{
-    CollectionView, FolderEntry, PingParams, PolicyState, SendClaim, SqliteStore, StateStore,
-    StoreError, WipeState,
+    CollectionView, DraftVersion, FolderEntry, PingParams, PolicyState, SendClaim, SqliteStore,
+    StateStore, StoreError, WipeState,
 };
 use tempfile::TempDir;
 
@@ -931,6 +931,97 @@ mod conformance {
         }
         assert_eq!(news, 1);
     }
+
+    pub async fn draft_versions(store: impl StateStore) {
+        let v = |uid: u32, item: u32, mid: &str| DraftVersion {
+            uid,
+            item,
+            message_id: Some(mid.to_string()),
+        };
+        let first = store
+            .record_draft_version("alice", "4", 9, &v(10, 10, "<a@x>"), Some("d1 c1"))
+            .await
+            .unwrap();
+        assert_eq!(first, v(10, 10, "<a@x>"));
+        // A recorded UID keeps its item.
+        assert_eq!(
+            store
+                .record_draft_version("alice", "4", 9, &v(10, 99, "<other@x>"), None)
+                .await
+                .unwrap(),
+            v(10, 10, "<a@x>")
+        );
+        store
+            .record_draft_version("alice", "4", 9, &v(12, 10, "<a@x>"), None)
+            .await
+            .unwrap();
+        store
+            .record_draft_version("alice", "4", 9, &v(11, 11, "<b@x>"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .draft_item_versions("alice", "4", 9, 10)
+                .await
+                .unwrap(),
+            vec![v(10, 10, "<a@x>"), v(12, 10, "<a@x>")]
+        );
+        assert_eq!(
+            store
+                .draft_versions("alice", "4", 9, &[12, 11, 50])
+                .await
+                .unwrap(),
+            vec![v(11, 11, "<b@x>"), v(12, 10, "<a@x>")]
+        );
+        assert_eq!(
+            store
+                .draft_versions_by_message_id("alice", "4", 9, "<a@x>")
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .draft_by_client_key("alice", "4", 9, "d1 c1")
+                .await
+                .unwrap(),
+            Some(v(10, 10, "<a@x>"))
+        );
+        // Scoped by user, collection and UIDVALIDITY.
+        assert!(store
+            .draft_versions("bob", "4", 9, &[10])
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .draft_versions("alice", "5", 9, &[10])
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .draft_versions("alice", "4", 8, &[10])
+            .await
+            .unwrap()
+            .is_empty());
+        store.forget_draft("alice", "4", 9, 10).await.unwrap();
+        assert!(store
+            .draft_item_versions("alice", "4", 9, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .draft_by_client_key("alice", "4", 9, "d1 c1")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store.draft_versions("alice", "4", 9, &[11]).await.unwrap(),
+            vec![v(11, 11, "<b@x>")]
+        );
+    }
 }
 
 // ---- SQLite --------------------------------------------------------------------
@@ -967,6 +1058,7 @@ sqlite_conformance!(
     concurrent_commits,
     ping_params,
     send_records,
+    draft_versions,
 );
 
 #[tokio::test]

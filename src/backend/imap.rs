@@ -1184,6 +1184,18 @@ impl MailSession for ImapSession {
         self.store_uid_flags(mailbox, uid, add, remove).await
     }
 
+    async fn store_flags_unchanged_since(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+        modseq: u64,
+    ) -> Result<super::FlagStore, BackendError> {
+        self.store_uid_flags_unchanged_since(mailbox, uid, add, remove, modseq)
+            .await
+    }
+
     async fn move_messages(
         &mut self,
         mailbox: &str,

@@ -10,7 +10,7 @@ use super::imap::{classify, Command, Completed, ImapSession, Phase};
 use super::imap_parse::Status;
 use super::imap_parse::{parse_status, Item};
 use super::mailbox::{MailboxState, MessageMeta};
-use super::BackendError;
+use super::{BackendError, FlagStore};
 use crate::uidset::UidSet;
 
 /// Most UIDs named in one command (keeps command lines short).
@@ -255,6 +255,63 @@ impl ImapSession {
             None => false,
         };
         Ok(exists)
+    }
+
+    /// Like [`ImapSession::store_uid_flags`], but only while the mail's MODSEQ is at most
+    /// `modseq` (`UNCHANGEDSINCE`, RFC 7162 3.1.3). One round trip when only adding or only
+    /// removing; with both, the second STORE follows once the first succeeded (each STORE
+    /// raises the MODSEQ, so the second is unconditional).
+    pub async fn store_uid_flags_unchanged_since(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+        modseq: u64,
+    ) -> Result<FlagStore, BackendError> {
+        self.ensure_selected(mailbox).await?;
+        let store = |sign: char, flags: &[String], conditional: bool| {
+            let cond = if conditional {
+                format!(" (UNCHANGEDSINCE {modseq})")
+            } else {
+                String::new()
+            };
+            Command::new("UID STORE").raw(&format!(
+                " {uid}{cond} {sign}FLAGS.SILENT ({})",
+                flag_list(flags)
+            ))
+        };
+        let (first, rest) = match (add.is_empty(), remove.is_empty()) {
+            (false, _) => (
+                store('+', add, true),
+                (!remove.is_empty()).then_some(('-', remove)),
+            ),
+            (true, false) => (store('-', remove, true), None),
+            (true, true) => return Ok(FlagStore::Stored),
+        };
+        let done = self
+            .pipeline(&[self.search_command(&format!(" UID {uid}")), first])
+            .await?;
+        if let Some(failed) = done.iter().find(|c| c.done.status != Status::Ok) {
+            return Err(classify(&failed.done, Phase::Command, "UID STORE"));
+        }
+        let exists = match done.first() {
+            Some(c) => !self.search_result(c)?.is_empty(),
+            None => false,
+        };
+        if !exists {
+            return Ok(FlagStore::Missing);
+        }
+        if done.get(1).is_some_and(|c| c.done.has_code("MODIFIED")) {
+            return Ok(FlagStore::Modified);
+        }
+        if let Some((sign, flags)) = rest {
+            let c = self.pipeline(&[store(sign, flags, false)]).await?;
+            if let Some(failed) = c.iter().find(|c| c.done.status != Status::Ok) {
+                return Err(classify(&failed.done, Phase::Command, "UID STORE"));
+            }
+        }
+        Ok(FlagStore::Stored)
     }
 
     /// Moves mails to `target` (UID MOVE, else COPY + \Deleted + UID EXPUNGE). Returns the

@@ -176,6 +176,16 @@ pub struct MailFolder {
     pub identity: String,
 }
 
+/// What a conditional flag store did ([`MailSession::store_flags_unchanged_since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagStore {
+    Stored,
+    /// The mail does not exist.
+    Missing,
+    /// The mail changed after the given MODSEQ; nothing was stored.
+    Modified,
+}
+
 /// A mail server that users log in to.
 pub trait MailBackend: Clone + Send + Sync + 'static {
     type Session: MailSession;
@@ -258,6 +268,17 @@ pub trait MailSession: Send + 'static {
         add: &[String],
         remove: &[String],
     ) -> impl Future<Output = Result<bool, BackendError>> + Send;
+
+    /// Adds and removes flags on one mail only if its MODSEQ is still at most `modseq`
+    /// (RFC 7162 `UNCHANGEDSINCE`; needs CONDSTORE, enabled by [`MailSession::select`]).
+    fn store_flags_unchanged_since(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+        modseq: u64,
+    ) -> impl Future<Output = Result<FlagStore, BackendError>> + Send;
 
     /// Moves mails; returns (old, new) UID pairs when the server reports them.
     fn move_messages(

@@ -4,7 +4,7 @@
 //! One message, in this order:
 //! 1. the request, in either shape ([`ComposeRequest`]); a message over [`MAX_MESSAGE_BYTES`]
 //!    answers Status 122 (14.0+) or HTTP 413 (12.x), logged;
-//! 2. the retry check ([`SendLedger`]): a 14.0+ ClientId already sent by this user and device
+//! 2. the retry check (a retry record in the state store, [`StateStore::claim_send`]): a 14.0+ ClientId already sent by this user and device
 //!    answers Status 118 and sends nothing (HTTP 503 while the first request is still
 //!    sending); a 12.x message (no ClientId) is recognised by its
 //!    Message-ID, or by the SHA-256 of its bytes when it has none, for [`RETRY_WINDOW`], and the
@@ -32,15 +32,15 @@
 //! Status 113 MailboxQuotaExceeded is not answered: the Sent copy is made after the mail left
 //! (a full mailbox is then logged).
 //!
-//! The retry records live in memory in this process ([`ledger`]). Behind a load balancer that
-//! may send a retry to another node, they belong in the state store (see [`SendLedger`]).
+//! The retry records live in the state store, per user, so a retry is recognised after a
+//! restart and by every gateway node sharing the store. A store that cannot record the claim
+//! answers HTTP 503 before anything is sent; a record that cannot be updated afterwards stays
+//! "in flight" until it expires (`settle`), so a retry is answered "retry later", never sent
+//! twice.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
@@ -48,7 +48,7 @@ use crate::backend::submit::{self, Stage, Submission, SubmitError};
 use crate::backend::{MailBackend, MailSession, SpecialUse};
 use crate::compose::{self, smart, Identity, PrepareError};
 use crate::eas::compose_mail::{response, status, ComposeKind, ComposeRequest};
-use crate::state::StateStore;
+use crate::state::{SendClaim, StateStore};
 
 use super::sync::client_changes::parse_server_id;
 use super::{folders, Body, CommandError, Context, Gateway, Outcome};
@@ -97,12 +97,13 @@ pub(crate) fn request(
 }
 
 /// Why nothing (or maybe something) was sent.
-struct Failed {
-    status: u32,
+pub(crate) struct Failed {
+    /// The ComposeMail status (MS-ASCMD 2.2.2).
+    pub(crate) status: u32,
     http: u16,
-    reason: &'static str,
+    pub(crate) reason: &'static str,
     /// Keep the retry record (the message may have been accepted).
-    maybe_sent: bool,
+    pub(crate) maybe_sent: bool,
 }
 
 impl Failed {
@@ -162,10 +163,20 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
     }
 
     let (key, ttl) = retry_key(ctx, &req);
-    let ledger = ledger();
-    match ledger.claim(&key, ttl) {
-        Claim::New => {}
-        Claim::InFlight => {
+    let expires = ctx.now.saturating_add(ttl.as_secs() as i64);
+    let claim = match gw.store.claim_send(user, &key, ctx.now, expires).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing was sent and nothing recorded: the phone retries later.
+            warn!(user, command = kind.name(), error = %e, "cannot record the send; not sent");
+            return Err(CommandError::Unavailable(
+                "the send retry record cannot be written".into(),
+            ));
+        }
+    };
+    match claim {
+        SendClaim::New => {}
+        SendClaim::InFlight => {
             info!(
                 user,
                 command = kind.name(),
@@ -175,7 +186,7 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
                 "the same message is still being sent".into(),
             ));
         }
-        Claim::Done => {
+        SendClaim::Done => {
             info!(
                 user,
                 command = kind.name(),
@@ -191,24 +202,77 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
     }
 
     let result = send_claimed(gw, ctx, &req).await;
+    let sent = match &result {
+        Ok(Ok(())) => true,
+        Ok(Err(f)) => f.maybe_sent,
+        Err(_) => false,
+    };
+    settle(gw, user, &key, sent).await;
     match result {
-        Ok(Ok(())) => {
-            ledger.finish(&key);
-            Ok(Outcome::Empty)
-        }
-        Ok(Err(f)) => {
-            if f.maybe_sent {
-                ledger.finish(&key);
-            } else {
-                ledger.release(&key);
+        Ok(Ok(())) => Ok(Outcome::Empty),
+        Ok(Err(f)) => Ok(failure(kind, req.wbxml, f.status, f.http, f.reason)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Marks the claimed retry record `key` as sent, or forgets it when nothing was sent. A busy
+/// store is tried again a few times; when it still fails the record stays "in flight" until it
+/// expires, so a retry is answered "retry later" and the message is never sent twice.
+pub(crate) async fn settle<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    user: &str,
+    key: &str,
+    sent: bool,
+) {
+    for attempt in 0..3u64 {
+        let r = if sent {
+            gw.store.finish_send(user, key).await
+        } else {
+            gw.store.release_send(user, key).await
+        };
+        match r {
+            Ok(()) => return,
+            Err(e) if e.is_retryable() && attempt < 2 => {
+                tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
             }
-            Ok(failure(kind, req.wbxml, f.status, f.http, f.reason))
-        }
-        Err(e) => {
-            ledger.release(&key);
-            Err(e)
+            Err(e) => {
+                warn!(
+                    user,
+                    sent,
+                    error = %e,
+                    "cannot update the send retry record; a retry is answered \"retry later\" until it expires"
+                );
+                return;
+            }
         }
     }
+}
+
+/// Sends a draft (Sync Add / Change with `email2:Send`) like SendMail with SaveInSentItems,
+/// on the caller's IMAP session. The caller holds the retry record.
+pub(crate) async fn send_draft<M: MailSession, S: StateStore>(
+    gw: &Gateway<impl MailBackend, S>,
+    ctx: &Context,
+    session: &mut M,
+    mime: Bytes,
+) -> Result<Result<(), Failed>, CommandError> {
+    let req = ComposeRequest {
+        kind: ComposeKind::SendMail,
+        client_id: None,
+        save_in_sent: true,
+        replace_mime: false,
+        source: None,
+        account_id: None,
+        mime,
+        wbxml: true,
+    };
+    if req.mime.len() > MAX_MESSAGE_BYTES {
+        return Ok(Err(Failed::new(
+            status::ATTACHMENT_IS_TOO_LARGE,
+            "message too large",
+        )));
+    }
+    send_in_session::<M, S>(gw, ctx, &req, Some(session)).await
 }
 
 async fn send_claimed<B: MailBackend, S: StateStore>(
@@ -540,21 +604,17 @@ pub fn refusal_status(stage: Stage, code: u16, text: &str) -> u32 {
 
 /// The retry record's key and lifetime for a request.
 fn retry_key(ctx: &Context, req: &ComposeRequest) -> (String, Duration) {
-    let user = ctx.user.address.as_str();
     if let Some(cid) = req.client_id.as_deref().filter(|c| !c.is_empty()) {
-        return (
-            format!("cid\u{0}{user}\u{0}{}\u{0}{cid}", ctx.device_id()),
-            CLIENT_ID_TTL,
-        );
+        return (format!("cid\n{}\n{cid}", ctx.device_id()), CLIENT_ID_TTL);
     }
     let message_id = mail_parser::MessageParser::default()
         .parse_headers(&req.mime)
         .and_then(|m| m.message_id().map(str::to_string))
         .filter(|id| !id.is_empty());
     let key = match message_id {
-        Some(id) => format!("mid\u{0}{user}\u{0}{}\u{0}{id}", req.kind.name()),
+        Some(id) => format!("mid\n{}\n{id}", req.kind.name()),
         None => format!(
-            "sha\u{0}{user}\u{0}{}\u{0}{}",
+            "sha\n{}\n{}",
             req.kind.name(),
             hex::encode(Sha256::digest(&req.mime))
         ),
@@ -562,102 +622,9 @@ fn retry_key(ctx: &Context, req: &ComposeRequest) -> (String, Duration) {
     (key, RETRY_WINDOW)
 }
 
-/// What a retry record says about a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// No record: the caller now owns the key and sends.
-    New,
-    /// Another request with this key is still sending: answer "retry later".
-    InFlight,
-    /// Sent (or maybe sent) already: answer "previously sent".
-    Done,
-}
-
-/// Which messages were sent, so a retry is answered without sending again.
-///
-/// The in-memory [`MemoryLedger`] serves a single gateway process. With several nodes the
-/// records belong in the state store: store methods `claim_send(user, device, key, expires) ->
-/// Claim`, `finish_send(key)` and `forget_send(key)` would implement this trait.
-pub trait SendLedger: Send + Sync {
-    /// Records `key` as in flight for `ttl` when it has no live record.
-    fn claim(&self, key: &str, ttl: Duration) -> Claim;
-    /// The message of `key` was sent (or may have been).
-    fn finish(&self, key: &str);
-    /// Forgets `key` (the message was not sent, so a retry must send it).
-    fn release(&self, key: &str);
-}
-
-/// [`SendLedger`] in this process's memory, with expiry.
-#[derive(Default)]
-pub struct MemoryLedger {
-    /// key -> (expiry, sent)
-    entries: DashMap<String, (Instant, bool)>,
-    claims: AtomicUsize,
-}
-
-impl SendLedger for MemoryLedger {
-    fn claim(&self, key: &str, ttl: Duration) -> Claim {
-        let now = Instant::now();
-        if self.claims.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
-            self.entries.retain(|_, (expires, _)| *expires > now);
-        }
-        match self.entries.entry(key.to_string()) {
-            dashmap::Entry::Occupied(mut e) => {
-                let (expires, sent) = *e.get();
-                if expires <= now {
-                    e.insert((now + ttl, false));
-                    Claim::New
-                } else if sent {
-                    Claim::Done
-                } else {
-                    Claim::InFlight
-                }
-            }
-            dashmap::Entry::Vacant(e) => {
-                e.insert((now + ttl, false));
-                Claim::New
-            }
-        }
-    }
-
-    fn finish(&self, key: &str) {
-        if let Some(mut e) = self.entries.get_mut(key) {
-            e.1 = true;
-        }
-    }
-
-    fn release(&self, key: &str) {
-        self.entries.remove(key);
-    }
-}
-
-/// The process-wide ledger.
-pub fn ledger() -> &'static MemoryLedger {
-    static LEDGER: OnceLock<MemoryLedger> = OnceLock::new();
-    LEDGER.get_or_init(MemoryLedger::default)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ledger_claims_once_until_released_or_expired() {
-        let l = MemoryLedger::default();
-        let ttl = Duration::from_secs(60);
-        assert_eq!(l.claim("a", ttl), Claim::New);
-        assert_eq!(l.claim("a", ttl), Claim::InFlight);
-        l.finish("a");
-        assert_eq!(l.claim("a", ttl), Claim::Done);
-        l.release("a");
-        assert_eq!(l.claim("a", ttl), Claim::New);
-        assert_eq!(l.claim("b", Duration::ZERO), Claim::New);
-        assert_eq!(
-            l.claim("b", Duration::ZERO),
-            Claim::New,
-            "an expired record is claimed again"
-        );
-    }
 
     #[test]
     fn refusals_map_to_statuses() {

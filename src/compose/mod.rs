@@ -13,6 +13,7 @@
 //! header block, so the submitted message is a suffix of the Sent copy and both are written
 //! from the same header bytes and the same body.
 
+pub mod draft;
 pub mod headers;
 pub mod smart;
 

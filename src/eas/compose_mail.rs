@@ -186,7 +186,7 @@ fn short_text(e: &Element, what: &str, kind: ComposeKind) -> Result<String, Pars
 }
 
 /// The content of Mime: opaque data (kept as a slice of the request) or text.
-fn content_bytes(e: &Element) -> Bytes {
+pub(crate) fn content_bytes(e: &Element) -> Bytes {
     if let Some(b) = e.opaque() {
         return b.clone();
     }

@@ -1,6 +1,8 @@
 //! Sync (MS-ASCMD 2.2.1.21): the typed request and response of the mail sync command.
 
-use crate::wbxml::tags::{airsync as a, airsyncbase as b};
+use bytes::Bytes;
+
+use crate::wbxml::tags::{airsync as a, airsyncbase as b, email2};
 use crate::wbxml::Element;
 
 use super::ParseError;
@@ -59,6 +61,8 @@ pub enum ClientCommand {
     Change {
         server_id: String,
         data: Element,
+        /// `email2:Send` (16.0+): send the draft after applying the change.
+        send: bool,
     },
     Delete {
         server_id: String,
@@ -69,6 +73,8 @@ pub enum ClientCommand {
     Add {
         client_id: String,
         data: Option<Element>,
+        /// `email2:Send` (16.0+): send the new draft instead of keeping it.
+        send: bool,
     },
 }
 
@@ -198,6 +204,7 @@ impl CollectionRequest {
                             .first(a::APPLICATION_DATA)
                             .cloned()
                             .unwrap_or_else(|| Element::new(a::APPLICATION_DATA)),
+                        send: e.first(email2::SEND).is_some(),
                     },
                     t if t == a::DELETE => ClientCommand::Delete {
                         server_id: server_id()?,
@@ -208,6 +215,7 @@ impl CollectionRequest {
                     t if t == a::ADD => ClientCommand::Add {
                         client_id: e.text_of(a::CLIENT_ID).unwrap_or("").trim().to_string(),
                         data: e.first(a::APPLICATION_DATA).cloned(),
+                        send: e.first(email2::SEND).is_some(),
                     },
                     _ => return Err(ParseError::new("Sync", "unknown element in Commands")),
                 };
@@ -255,6 +263,103 @@ impl SyncOptions {
     }
 }
 
+/// The Email fields of a draft a device adds or changes in the Drafts folder (16.0+,
+/// MS-ASEMAIL 3.1.5.3.x drafts; MS-ASAIRS 2.2.2.2 / 2.2.2.21 attachment Add / Delete). Absent
+/// fields are `None` (a Change keeps them as they are).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DraftData {
+    pub to: Option<String>,
+    pub cc: Option<String>,
+    pub bcc: Option<String>,
+    pub subject: Option<String>,
+    /// `email:Importance`: 0 low, 1 normal, 2 high.
+    pub importance: Option<u8>,
+    /// `airsyncbase:Body`: (Type, Data). Type 4 is a whole RFC 822 message.
+    pub body: Option<(u8, Bytes)>,
+    pub read: Option<bool>,
+    pub flagged: Option<bool>,
+    pub add_attachments: Vec<NewAttachment>,
+    /// FileReferences of attachments to remove.
+    pub delete_attachments: Vec<String>,
+}
+
+/// An attachment a device adds to a draft.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewAttachment {
+    pub client_id: String,
+    pub display_name: String,
+    pub content_type: Option<String>,
+    pub content_id: Option<String>,
+    pub is_inline: bool,
+    pub content: Bytes,
+}
+
+impl DraftData {
+    pub fn from_application_data(data: &Element) -> DraftData {
+        use crate::wbxml::tags::email;
+        let text = |t| data.text_of(t).map(|s: &str| s.to_string());
+        let mut d = DraftData {
+            to: text(email::TO),
+            cc: text(email::CC),
+            bcc: text(email2::BCC),
+            subject: text(email::SUBJECT),
+            importance: data
+                .text_of(email::IMPORTANCE)
+                .and_then(|s| s.trim().parse().ok()),
+            ..Default::default()
+        };
+        if let Some(body) = data.first(b::BODY) {
+            let body_type = body
+                .text_of(b::TYPE)
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(1);
+            let content = body
+                .first(b::DATA)
+                .map(super::compose_mail::content_bytes)
+                .unwrap_or_default();
+            d.body = Some((body_type, content));
+        }
+        d.read = data.text_of(email::READ).map(|r| r.trim() == "1");
+        d.flagged = data
+            .first(email::FLAG)
+            .map(|f| f.text_of(email::STATUS).map(str::trim) == Some("2"));
+        if let Some(atts) = data.first(b::ATTACHMENTS) {
+            for e in atts.elements() {
+                if e.tag == b::ADD {
+                    d.add_attachments.push(NewAttachment {
+                        client_id: e.text_of(b::CLIENT_ID).unwrap_or("").trim().to_string(),
+                        display_name: e.text_of(b::DISPLAY_NAME).unwrap_or("").to_string(),
+                        content_type: e.text_of(b::CONTENT_TYPE).map(str::to_string),
+                        content_id: e.text_of(b::CONTENT_ID).map(str::to_string),
+                        is_inline: e.text_of(b::IS_INLINE).map(str::trim) == Some("1"),
+                        content: e
+                            .first(b::CONTENT)
+                            .map(super::compose_mail::content_bytes)
+                            .unwrap_or_default(),
+                    });
+                } else if e.tag == b::DELETE {
+                    if let Some(r) = e.text_of(b::FILE_REFERENCE) {
+                        d.delete_attachments.push(r.trim().to_string());
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    /// Whether the draft's content changes (not only Read / Flag).
+    pub fn has_content(&self) -> bool {
+        self.to.is_some()
+            || self.cc.is_some()
+            || self.bcc.is_some()
+            || self.subject.is_some()
+            || self.importance.is_some()
+            || self.body.is_some()
+            || !self.add_attachments.is_empty()
+            || !self.delete_attachments.is_empty()
+    }
+}
+
 /// A server-side change for the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerCommand {
@@ -270,6 +375,8 @@ pub enum ClientResponse {
     Change {
         server_id: String,
         status: u32,
+        /// 16.0+: the attachments a draft Change added (ClientId -> FileReference).
+        data: Option<Element>,
     },
     Delete {
         server_id: String,
@@ -284,6 +391,8 @@ pub enum ClientResponse {
         client_id: String,
         server_id: Option<String>,
         status: u32,
+        /// 16.0+: the attachments a draft Add brought (ClientId -> FileReference).
+        data: Option<Element>,
     },
 }
 
@@ -355,9 +464,19 @@ impl CollectionResponse {
             let mut rs = Element::new(a::RESPONSES);
             for r in &self.responses {
                 rs.push(match r {
-                    ClientResponse::Change { server_id, status } => Element::new(a::CHANGE)
-                        .text_child(a::SERVER_ID, server_id.clone())
-                        .text_child(a::STATUS, status.to_string()),
+                    ClientResponse::Change {
+                        server_id,
+                        status,
+                        data,
+                    } => {
+                        let mut e = Element::new(a::CHANGE)
+                            .text_child(a::SERVER_ID, server_id.clone())
+                            .text_child(a::STATUS, status.to_string());
+                        if let Some(d) = data {
+                            e.push(d.clone());
+                        }
+                        e
+                    }
                     ClientResponse::Delete { server_id, status } => Element::new(a::DELETE)
                         .text_child(a::SERVER_ID, server_id.clone())
                         .text_child(a::STATUS, status.to_string()),
@@ -378,13 +497,18 @@ impl CollectionResponse {
                         client_id,
                         server_id,
                         status,
+                        data,
                     } => {
                         let mut e =
                             Element::new(a::ADD).text_child(a::CLIENT_ID, client_id.clone());
                         if let Some(s) = server_id {
                             e.push(Element::with_text(a::SERVER_ID, s.clone()));
                         }
-                        e.text_child(a::STATUS, status.to_string())
+                        let mut e = e.text_child(a::STATUS, status.to_string());
+                        if let Some(d) = data {
+                            e.push(d.clone());
+                        }
+                        e
                     }
                 });
             }

@@ -165,6 +165,32 @@ CREATE TABLE send_records (
 );
 "#,
     },
+    Migration {
+        version: 4,
+        description: "draft versions per user (stable draft ServerIds)",
+        sql: r#"
+-- One IMAP version (UID) of a draft in a user's Drafts folder, and the draft
+-- item it belongs to: the ServerId number every device of the user knows the
+-- draft by, which stays the same when the draft is replaced by a new version.
+CREATE TABLE draft_versions (
+    user_name     TEXT    NOT NULL,
+    collection_id TEXT    NOT NULL,
+    uid_validity  INTEGER NOT NULL,
+    uid           INTEGER NOT NULL,
+    item          INTEGER NOT NULL,
+    message_id    TEXT,
+    -- "<device id> <ClientId>" of the Sync Add that created the draft
+    client_key    TEXT,
+    PRIMARY KEY (user_name, collection_id, uid_validity, uid)
+);
+CREATE INDEX draft_versions_item
+    ON draft_versions (user_name, collection_id, uid_validity, item);
+CREATE INDEX draft_versions_message_id
+    ON draft_versions (user_name, collection_id, uid_validity, message_id);
+CREATE INDEX draft_versions_client
+    ON draft_versions (user_name, collection_id, client_key);
+"#,
+    },
 ];
 
 /// The schema version this build writes.

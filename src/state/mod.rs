@@ -194,6 +194,16 @@ pub enum SendClaim {
     Done,
 }
 
+/// One IMAP version of a draft (see [`StateStore::record_draft_version`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DraftVersion {
+    /// The IMAP UID of this version.
+    pub uid: u32,
+    /// The draft item (ServerId number) the version belongs to.
+    pub item: u32,
+    pub message_id: Option<String>,
+}
+
 /// Errors from a [`StateStore`]. Messages never contain credentials (store
 /// URLs are not echoed back).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -473,5 +483,65 @@ pub trait StateStore: Clone + Send + Sync + 'static {
         &self,
         user: &str,
         key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // ---- draft versions (Drafts folder, per user) -----------------------
+
+    /// Records that the UID `version.uid` of the Drafts collection (under
+    /// `uid_validity`) is a version of the draft item `version.item`, with
+    /// the Sync Add's `client_key` when a device created it. A UID that is
+    /// already recorded keeps its item; the stored record is returned.
+    fn record_draft_version(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        version: &DraftVersion,
+        client_key: Option<&str>,
+    ) -> impl Future<Output = Result<DraftVersion, StoreError>> + Send;
+
+    /// The recorded versions among `uids`, in UID order.
+    fn draft_versions(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<DraftVersion>, StoreError>> + Send;
+
+    /// Every recorded version of the draft `item`, in UID order.
+    fn draft_item_versions(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        item: u32,
+    ) -> impl Future<Output = Result<Vec<DraftVersion>, StoreError>> + Send;
+
+    /// The recorded versions with this Message-ID, in UID order.
+    fn draft_versions_by_message_id(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        message_id: &str,
+    ) -> impl Future<Output = Result<Vec<DraftVersion>, StoreError>> + Send;
+
+    /// The first version of the draft a Sync Add with `client_key` created.
+    fn draft_by_client_key(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        client_key: &str,
+    ) -> impl Future<Output = Result<Option<DraftVersion>, StoreError>> + Send;
+
+    /// Forgets every version of the draft `item` (it was deleted or sent).
+    fn forget_draft(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        item: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -25,8 +25,8 @@ use rusqlite::{
 
 use super::migrations;
 use super::{
-    CollectionState, CollectionView, Device, FolderEntry, HierarchyState, PingParams, PolicyState,
-    SendClaim, StateStore, StoreError, WipeState,
+    CollectionState, CollectionView, Device, DraftVersion, FolderEntry, HierarchyState, PingParams,
+    PolicyState, SendClaim, StateStore, StoreError, WipeState,
 };
 
 /// How long a statement waits for another writer before failing with
@@ -920,6 +920,70 @@ fn op_claim_send(
     Ok(claim)
 }
 
+fn draft_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DraftVersion> {
+    Ok(DraftVersion {
+        uid: r.get(0)?,
+        item: r.get(1)?,
+        message_id: r.get(2)?,
+    })
+}
+
+fn op_record_draft_version(
+    conn: &mut Connection,
+    user: &str,
+    collection_id: &str,
+    uid_validity: u32,
+    version: &DraftVersion,
+    client_key: Option<&str>,
+) -> Result<DraftVersion, StoreError> {
+    if version.uid == 0 || version.item == 0 {
+        return Err(StoreError::InvalidInput(
+            "draft UID and item must not be 0".into(),
+        ));
+    }
+    let tx = write_tx(conn)?;
+    tx.prepare_cached(
+        "INSERT INTO draft_versions
+             (user_name, collection_id, uid_validity, uid, item, message_id, client_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (user_name, collection_id, uid_validity, uid) DO NOTHING",
+    )?
+    .execute(params![
+        user,
+        collection_id,
+        uid_validity,
+        version.uid,
+        version.item,
+        version.message_id,
+        client_key
+    ])?;
+    let stored = tx
+        .prepare_cached(
+            "SELECT uid, item, message_id FROM draft_versions
+             WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3 AND uid = ?4",
+        )?
+        .query_row(
+            params![user, collection_id, uid_validity, version.uid],
+            draft_row,
+        )?;
+    tx.commit()?;
+    Ok(stored)
+}
+
+fn op_draft_query(
+    conn: &mut Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<DraftVersion>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, draft_row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
 // ---- trait impl ---------------------------------------------------------------
 
 impl StateStore for SqliteStore {
@@ -1231,6 +1295,147 @@ impl StateStore for SqliteStore {
         self.call(move |c| {
             c.prepare_cached("DELETE FROM send_records WHERE user_name = ?1 AND record_key = ?2")?
                 .execute(params![user, key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_draft_version(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        version: &DraftVersion,
+        client_key: Option<&str>,
+    ) -> Result<DraftVersion, StoreError> {
+        let (user, collection_id, version) =
+            (user.to_owned(), collection_id.to_owned(), version.clone());
+        let client_key = client_key.map(str::to_owned);
+        self.call(move |c| {
+            op_record_draft_version(
+                c,
+                &user,
+                &collection_id,
+                uid_validity,
+                &version,
+                client_key.as_deref(),
+            )
+        })
+        .await
+    }
+
+    async fn draft_versions(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        uids: &[u32],
+    ) -> Result<Vec<DraftVersion>, StoreError> {
+        let (user, collection_id, uids) =
+            (user.to_owned(), collection_id.to_owned(), uids.to_vec());
+        self.call(move |c| {
+            let mut out = Vec::new();
+            for uid in uids {
+                out.extend(op_draft_query(
+                    c,
+                    "SELECT uid, item, message_id FROM draft_versions
+                     WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3
+                       AND uid = ?4",
+                    &[&user, &collection_id, &uid_validity, &uid],
+                )?);
+            }
+            out.sort_by_key(|v| v.uid);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn draft_item_versions(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        item: u32,
+    ) -> Result<Vec<DraftVersion>, StoreError> {
+        let (user, collection_id) = (user.to_owned(), collection_id.to_owned());
+        self.call(move |c| {
+            op_draft_query(
+                c,
+                "SELECT uid, item, message_id FROM draft_versions
+                 WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3 AND item = ?4
+                 ORDER BY uid",
+                &[&user, &collection_id, &uid_validity, &item],
+            )
+        })
+        .await
+    }
+
+    async fn draft_versions_by_message_id(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        message_id: &str,
+    ) -> Result<Vec<DraftVersion>, StoreError> {
+        let (user, collection_id, message_id) = (
+            user.to_owned(),
+            collection_id.to_owned(),
+            message_id.to_owned(),
+        );
+        self.call(move |c| {
+            op_draft_query(
+                c,
+                "SELECT uid, item, message_id FROM draft_versions
+                 WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3
+                   AND message_id = ?4
+                 ORDER BY uid",
+                &[&user, &collection_id, &uid_validity, &message_id],
+            )
+        })
+        .await
+    }
+
+    async fn draft_by_client_key(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        client_key: &str,
+    ) -> Result<Option<DraftVersion>, StoreError> {
+        let (user, collection_id, client_key) = (
+            user.to_owned(),
+            collection_id.to_owned(),
+            client_key.to_owned(),
+        );
+        self.call(move |c| {
+            Ok(op_draft_query(
+                c,
+                "SELECT uid, item, message_id FROM draft_versions
+                 WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3
+                   AND client_key = ?4
+                 ORDER BY uid LIMIT 1",
+                &[&user, &collection_id, &uid_validity, &client_key],
+            )?
+            .into_iter()
+            .next())
+        })
+        .await
+    }
+
+    async fn forget_draft(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        item: u32,
+    ) -> Result<(), StoreError> {
+        let (user, collection_id) = (user.to_owned(), collection_id.to_owned());
+        self.call(move |c| {
+            c.prepare_cached(
+                "DELETE FROM draft_versions
+                 WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3 AND item = ?4",
+            )?
+            .execute(params![user, collection_id, uid_validity, item])?;
             Ok(())
         })
         .await

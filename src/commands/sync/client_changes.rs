@@ -1,16 +1,24 @@
 //! Device -> server: the Change, Delete, Fetch and Add commands of a Sync request, applied to
 //! the IMAP mailbox before server changes are computed (MS-ASCMD 3.2.5.1.1).
 //!
-//! Change sets `\Seen` (Read) and `\Flagged` (Flag Status 2 = flagged, 0/1 = cleared).
+//! Change sets `\Seen` (Read) and `\Flagged` (Flag Status 2 = flagged, 0/1 = cleared). When
+//! the mail's flags changed on the server since the device's view, the Sync Options `Conflict`
+//! decides ([`Conflict`]): the server wins by default (the change is not applied, it is answered
+//! Status 7 and the server's flags reach the device as a Change), `Conflict` 0 applies it
+//! and still sends the device the mail's flags as they are then.
 //! Delete moves the mail to Trash when DeletesAsMoves is set and the folder is not Trash, else
 //! expunges it. A replayed request replays its changes: both are idempotent on IMAP, and a
 //! Delete of a mail that is already gone is answered as done.
 
-use crate::backend::{BackendError, MailSession};
+use std::collections::HashMap;
+
+use crate::backend::{BackendError, FlagStore, MailSession};
 use crate::eas::sync::{status, ClientCommand, ClientResponse};
 use crate::uidset::UidSet;
 use crate::wbxml::tags::email;
 use crate::wbxml::Element;
+
+use super::view::flag_bits;
 
 /// What applying the device's commands did.
 #[derive(Debug, Default)]
@@ -22,6 +30,94 @@ pub struct Applied {
     pub removed: UidSet,
     /// Fetch commands, answered after the changes (they need bodies).
     pub fetches: Vec<String>,
+    /// UIDs the device created (draft Add / Change): added to its view, not sent back.
+    pub added: UidSet,
+}
+
+/// What a device's flag Change is checked against (MS-ASCMD 2.2.3.34 Conflict).
+#[derive(Debug, Clone, Copy)]
+pub struct Conflict<'a> {
+    /// Conflict 1 (the default): the server's flags win.
+    pub server_wins: bool,
+    /// The view's HIGHESTMODSEQ (CONDSTORE): a mail with a higher MODSEQ changed since.
+    pub since_modseq: u64,
+    /// The view's flag bits per UID, where the server has no mod-sequences.
+    pub flags: Option<&'a HashMap<u32, u8>>,
+}
+
+/// What became of a device's flag edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    Stored,
+    /// Stored although the server had changed the mail too (client wins): the device is sent
+    /// the mail's flags as they are now.
+    StoredOverServer,
+    /// Not stored: the server changed the mail and wins (Status 7).
+    Refused,
+    /// The mail does not exist (Status 8).
+    Missing,
+}
+
+impl Conflict<'_> {
+    /// Which of `uids` changed on the server since the view, where only comparing flag bits
+    /// can tell (no mod-sequences). With mod-sequences the check is the conditional STORE of
+    /// [`Conflict::edit`], in the same round trip.
+    pub async fn changed_on_server<M: MailSession>(
+        &self,
+        session: &mut M,
+        mailbox: &str,
+        uids: &UidSet,
+    ) -> Result<UidSet, BackendError> {
+        let Some(old) = self.flags.filter(|_| !uids.is_empty()) else {
+            return Ok(UidSet::new());
+        };
+        let metas = session.fetch_meta(mailbox, uids, None).await?;
+        Ok(UidSet::from_uids(
+            metas
+                .iter()
+                .filter(|m| old.get(&m.uid).is_some_and(|b| *b != flag_bits(m)))
+                .map(|m| m.uid),
+        ))
+    }
+
+    /// Applies a flag edit under the Conflict rule. `changed` says the flag-bit comparison
+    /// ([`Conflict::changed_on_server`]) found a server change; with mod-sequences the STORE is
+    /// conditional on the view's HIGHESTMODSEQ (one round trip; a second only when the client
+    /// wins a conflict).
+    pub async fn edit<M: MailSession>(
+        &self,
+        session: &mut M,
+        mailbox: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+        changed: bool,
+    ) -> Result<Edit, BackendError> {
+        let conflict = if changed {
+            true
+        } else if self.flags.is_none() && self.since_modseq > 0 {
+            match session
+                .store_flags_unchanged_since(mailbox, uid, add, remove, self.since_modseq)
+                .await?
+            {
+                FlagStore::Stored => return Ok(Edit::Stored),
+                FlagStore::Missing => return Ok(Edit::Missing),
+                FlagStore::Modified => true,
+            }
+        } else {
+            false
+        };
+        if conflict && self.server_wins {
+            return Ok(Edit::Refused);
+        }
+        Ok(
+            match session.store_flags(mailbox, uid, add, remove).await? {
+                false => Edit::Missing,
+                true if conflict => Edit::StoredOverServer,
+                true => Edit::Stored,
+            },
+        )
+    }
 }
 
 /// Parses `<collection>:<uid>`; the collection must be this one.
@@ -45,30 +141,58 @@ pub async fn apply<M: MailSession>(
     commands: &[ClientCommand],
     deletes_as_moves: bool,
     trash: Option<&str>,
+    conflict: Conflict<'_>,
 ) -> Result<Applied, BackendError> {
     let mut out = Applied::default();
+    let changed_uids = UidSet::from_uids(commands.iter().filter_map(|c| match c {
+        ClientCommand::Change {
+            server_id, data, ..
+        } => {
+            let (add, remove) = flag_edits(data);
+            (!add.is_empty() || !remove.is_empty())
+                .then(|| parse_server_id(collection_id, server_id))
+                .flatten()
+        }
+        _ => None,
+    }));
+    let conflicted = conflict
+        .changed_on_server(session, mailbox, &changed_uids)
+        .await?;
     for cmd in commands {
         match cmd {
-            ClientCommand::Change { server_id, data } => {
+            ClientCommand::Change {
+                server_id, data, ..
+            } => {
                 let Some(uid) = parse_server_id(collection_id, server_id) else {
-                    out.responses.push(ClientResponse::Change {
-                        server_id: server_id.clone(),
-                        status: status::OBJECT_NOT_FOUND,
-                    });
+                    out.responses
+                        .push(change_response(server_id, status::OBJECT_NOT_FOUND));
                     continue;
                 };
                 let (add, remove) = flag_edits(data);
                 if add.is_empty() && remove.is_empty() {
                     continue;
                 }
-                let found = session.store_flags(mailbox, uid, &add, &remove).await?;
-                if found {
-                    out.touched.insert(uid);
-                } else {
-                    out.responses.push(ClientResponse::Change {
-                        server_id: server_id.clone(),
-                        status: status::OBJECT_NOT_FOUND,
-                    });
+                let edit = conflict
+                    .edit(
+                        session,
+                        mailbox,
+                        uid,
+                        &add,
+                        &remove,
+                        conflicted.contains(uid),
+                    )
+                    .await?;
+                match edit {
+                    Edit::Stored => out.touched.insert(uid),
+                    // Client wins over a server change: the device still gets the mail's flags.
+                    Edit::StoredOverServer => {}
+                    // The server wins: not applied; its flags reach the device as a Change.
+                    Edit::Refused => out
+                        .responses
+                        .push(change_response(server_id, status::CONFLICT)),
+                    Edit::Missing => out
+                        .responses
+                        .push(change_response(server_id, status::OBJECT_NOT_FOUND)),
                 }
             }
             ClientCommand::Delete { server_id } => {
@@ -97,6 +221,7 @@ pub async fn apply<M: MailSession>(
                     client_id: client_id.clone(),
                     server_id: None,
                     status: status::CONVERSION_ERROR,
+                    data: None,
                 });
             }
         }
@@ -104,8 +229,16 @@ pub async fn apply<M: MailSession>(
     Ok(out)
 }
 
+pub(super) fn change_response(server_id: &str, status: u32) -> ClientResponse {
+    ClientResponse::Change {
+        server_id: server_id.to_string(),
+        status,
+        data: None,
+    }
+}
+
 /// The IMAP flag edits of a Change's ApplicationData: (add, remove).
-fn flag_edits(data: &Element) -> (Vec<String>, Vec<String>) {
+pub(super) fn flag_edits(data: &Element) -> (Vec<String>, Vec<String>) {
     let mut add = Vec::new();
     let mut remove = Vec::new();
     match data.text_of(email::READ).map(str::trim) {

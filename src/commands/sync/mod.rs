@@ -7,11 +7,16 @@
 //! new view under a new key in one transaction, then answer. A crash between commit and answer
 //! is the lost-response case that the previous key covers.
 //!
+//! In the Drafts folder the device's commands go to `drafts.rs` (16.0+ drafts: Add, replace,
+//! Send), whose new UIDs join the device's view, and the server's commands pass through
+//! `drafts::server_commands` so that a draft keeps its ServerId across versions.
+//!
 //! An unchanged folder costs one STATUS: same UIDVALIDITY and HIGHESTMODSEQ, same window, no
 //! device changes, nothing pending. When no collection has anything to say, the answer is the
 //! empty Sync response (HTTP 200, no body) and no state is written.
 
 pub mod client_changes;
+mod drafts;
 pub mod server_changes;
 pub mod view;
 
@@ -437,7 +442,27 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             .and_then(|l| folders::special(&l, SpecialUse::Trash).and_then(|r| r.mailbox.clone()))
             .map(|m| m.name)
     };
-    let applied = if has_commands {
+    let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
+    let conflict = client_changes::Conflict {
+        server_wins: options.conflict != Some(0),
+        since_modseq: held.highest_modseq,
+        flags: held.flags.as_ref(),
+    };
+    let applied = if !has_commands {
+        client_changes::Applied::default()
+    } else if in_drafts {
+        drafts::apply(
+            gw,
+            ctx,
+            session,
+            &mailbox,
+            cid,
+            &col.commands,
+            conflict,
+            &options,
+        )
+        .await?
+    } else {
         client_changes::apply(
             session,
             &mailbox.name,
@@ -445,13 +470,13 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             &col.commands,
             col.deletes_as_moves,
             trash.as_deref(),
+            conflict,
         )
         .await?
-    } else {
-        client_changes::Applied::default()
     };
 
     let mstate = session.select(&mailbox.name).await?;
+    let mstate_uid_validity = mstate.uid_validity;
     if mstate.uid_validity != held.uid_validity {
         debug!(
             collection_id = cid,
@@ -468,6 +493,9 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         if let Some(f) = held_now.flags.as_mut() {
             f.remove(&u);
         }
+    }
+    for u in applied.added.iter() {
+        held_now.uids.insert(u);
     }
     let limit = col
         .window_size
@@ -510,9 +538,10 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             data: mime::flag_change(&mail_flags(meta), ctx.version),
         });
     }
+    // Message-IDs of new drafts, to recognise new versions (drafts.rs).
+    let mut draft_ids = std::collections::HashMap::new();
     if !changes.adds.is_empty() {
         let fetched = session.fetch_messages(&mailbox.name, &changes.adds).await?;
-        let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
         for uid in &changes.adds {
             let Some((meta, raw)) = fetched.iter().find(|(m, _)| m.uid == *uid) else {
                 // Expunged between the search and the fetch: not sent, not in the view.
@@ -528,11 +557,27 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             if let Some(f) = new_view.flags.as_mut() {
                 f.insert(*uid, flag_bits(meta));
             }
+            if in_drafts {
+                draft_ids.insert(*uid, mime::summary(raw).message_id);
+            }
             commands.push(ServerCommand::Add {
                 data: mime::application_data(raw, &mail_flags(meta), &info, &body_options),
                 server_id: sid,
             });
         }
+    }
+    if in_drafts {
+        drafts::server_commands(
+            &gw.store,
+            session,
+            user,
+            cid,
+            mstate_uid_validity,
+            &mailbox.name,
+            &draft_ids,
+            &mut commands,
+        )
+        .await?;
     }
     let mut responses = applied.responses;
     for sid in &applied.fetches {
