@@ -1,24 +1,38 @@
 //! Push measurement against the dev mail stack (`deploy/dev/mailstack.sh start`), not a test:
 //!
 //! 1. latency from the end of SMTP DATA (Postfix, port 25) to the answer of a waiting Ping,
-//!    over `PUSH_BENCH_DELIVERIES` deliveries (default 20), next to a raw IMAP IDLE client on
-//!    the same INBOX measured in the same run;
-//! 2. the gateway process's RSS and CPU before and while it holds `PUSH_BENCH_PINGS` idle
-//!    Pings (default 2000) of devices spread over `PUSH_BENCH_USERS` users (default 20), and
-//!    its IMAP connections meanwhile.
+//!    over `PUSH_BENCH_DELIVERIES` deliveries (default 20), split into steps: end of DATA ->
+//!    Dovecot's LMTP "saved mail" log line -> the gateway's watcher hearing of it (its
+//!    "push watcher event" debug line) -> the Ping answer. References from the same run: a raw
+//!    IMAP client idling on a selected INBOX, and one with `NOTIFY SET (personal ...)` and
+//!    nothing selected. Each delivery comes `PUSH_BENCH_QUIET_MS` (default 1000) after the
+//!    device's previous Sync plus 300 ms. The log steps need microsecond timestamps in the Dovecot log (the dev
+//!    stack's `log_timestamp`; apply with `deploy/dev/mailstack.sh reload`) and a clock in UTC.
+//! 2. the gateway process's RSS and CPU while it holds idle Pings: `PUSH_BENCH_PINGS` (a comma
+//!    list of levels, default `2000`) devices spread over `PUSH_BENCH_USERS` users (default
+//!    20), for each transport of `PUSH_BENCH_TRANSPORTS` (`plain`, `tls`; default `plain`);
+//!    with the gateway's IMAP connections, memory per waiting device, and Dovecot's own
+//!    memory (RSS summed over its processes) and process count.
 //!
-//! The gateway runs as its own process (the `eas-gateway` binary, plain HTTP) so its memory is
-//! measured alone. Run: `cargo bench --bench push` (as root, for the users.d files).
+//! The gateway runs as its own process (the `eas-gateway` binary) so its memory is measured
+//! alone; each transport gets a fresh gateway process on the same state file. Run as root (for
+//! the users.d files, `ss -p` and raising the open-files limit):
+//! `cargo bench --bench push`; the figures in benches/README.md come from
+//! `PUSH_BENCH_DELIVERIES=100 PUSH_BENCH_PINGS=0 cargo bench --bench push` and
+//! `PUSH_BENCH_DELIVERIES=0 PUSH_BENCH_USERS=1000 PUSH_BENCH_PINGS=1000,10000
+//! PUSH_BENCH_TRANSPORTS=plain,tls cargo bench --bench push`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use eas_gateway::wbxml::tags::{airsync as a, folder_hierarchy as f, ping as p, provision as pv};
 use eas_gateway::wbxml::{self, Element, Limits};
 use futures::StreamExt;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const DOMAIN: &str = "example.test";
@@ -30,22 +44,76 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn dev_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("EAS_DEV_DIR").unwrap_or_else(|_| "/var/lib/eas-gateway-dev".into()),
+    )
+}
+
+/// Wall-clock seconds (comparable with the timestamps in the logs).
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 fn new_user(prefix: &str) -> (String, String) {
     let n: u64 = rand::random();
     let address = format!("{prefix}-{n:016x}@{DOMAIN}");
     let password = format!("pw-{n:x}");
-    let dir = std::env::var("EAS_DEV_DIR").unwrap_or_else(|_| "/var/lib/eas-gateway-dev".into());
-    let users_d = PathBuf::from(dir).join("dovecot/users.d");
+    let users_d = dev_dir().join("dovecot/users.d");
     let tmp = users_d.join(format!(".{address}.tmp"));
     std::fs::write(&tmp, format!("{address}:{{PLAIN}}{password}::::::\n")).expect("users.d");
     std::fs::rename(&tmp, users_d.join(&address)).expect("users.d rename");
     (address, password)
 }
 
+/// Raises this process's open-files limit (inherited by the gateway it starts).
+fn raise_nofile(n: u64) {
+    let pid = std::process::id().to_string();
+    let limit = format!("--nofile={n}:{n}");
+    match Command::new("prlimit")
+        .args(["--pid", &pid, &limit])
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        _ => {
+            let now = std::fs::read_to_string("/proc/self/limits")
+                .ok()
+                .and_then(|l| {
+                    l.lines()
+                        .find(|x| x.starts_with("Max open files"))
+                        .map(|x| {
+                            x.split_whitespace()
+                                .skip(3)
+                                .take(2)
+                                .collect::<Vec<_>>()
+                                .join("/")
+                        })
+                })
+                .unwrap_or_default();
+            eprintln!("could not raise the open-files limit to {n}; it stays {now} (soft/hard)");
+        }
+    }
+}
+
 struct Gateway {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    addr: String,
+    /// The self-signed certificate, when the gateway speaks TLS.
+    cert_der: Option<Vec<u8>>,
+    log: PathBuf,
 }
 
 impl Drop for Gateway {
@@ -55,17 +123,27 @@ impl Drop for Gateway {
     }
 }
 
-fn start_gateway() -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts the gateway binary on the state file in `dir`, logging to `dir/<name>.log`.
+fn start_gateway(dir: &Path, name: &str, tls: bool) -> Gateway {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let mut cert_der = None;
+    let mut tls_lines = String::new();
+    if tls {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+        cert_der = Some(cert.cert.der().to_vec());
+        tls_lines = "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n".into();
+    }
     let toml = format!(
         r#"
 [server]
 listen = "127.0.0.1:{port}"
+{tls_lines}
 [imap]
 host = "127.0.0.1"
 port = 143
@@ -79,16 +157,22 @@ url = "sqlite://{db}"
 [identity]
 domain = "{DOMAIN}"
 "#,
-        db = dir.path().join("state.db").display()
+        db = dir.join("state.db").display()
     );
-    let cfg = dir.path().join("gw.toml");
+    let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(&cfg, toml).unwrap();
+    let log = dir.join(format!("{name}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
         .arg("serve")
         .arg("--config")
         .arg(&cfg)
-        .env("EAS_LOG", "warn")
-        .stdout(Stdio::null())
+        .env(
+            "EAS_LOG",
+            "warn,eas_gateway::push::watcher=debug,eas_gateway::commands::ping=debug",
+        )
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&log).expect("gateway log"))
+        .stderr(Stdio::null())
         .spawn()
         .expect("start eas-gateway");
     for _ in 0..100 {
@@ -97,10 +181,13 @@ domain = "{DOMAIN}"
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let scheme = if tls { "https" } else { "http" };
     Gateway {
         child,
-        base: format!("http://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
-        _dir: dir,
+        base: format!("{scheme}://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
+        addr: format!("127.0.0.1:{port}"),
+        cert_der,
+        log,
     }
 }
 
@@ -248,7 +335,7 @@ fn ping_body(cid: &str, heartbeat: u32) -> Element {
         )
 }
 
-async fn deliver(to: &str, subject: &str) -> Instant {
+async fn deliver(to: &str, subject: &str) -> f64 {
     let s = TcpStream::connect("127.0.0.1:25").await.expect("SMTP");
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
@@ -280,32 +367,62 @@ async fn deliver(to: &str, subject: &str) -> Instant {
         rand::random::<u64>()
     );
     w.write_all(msg.as_bytes()).await.unwrap();
-    let end = Instant::now();
+    let end = now_epoch();
     let rep = reply(&mut r).await;
     assert!(rep.starts_with("250"), "{rep}");
     let _ = w.write_all(b"QUIT\r\n").await;
     end
 }
 
-/// A raw IMAP client idling on INBOX; sends the arrival time of each `EXISTS`.
-async fn idle_client(user: String, pw: String, tx: tokio::sync::mpsc::UnboundedSender<Instant>) {
+/// A raw IMAP client that logs in, runs `setup` and idles; sends the wall-clock arrival time of
+/// each response that reports a new INBOX message (`* n EXISTS` or `* STATUS INBOX`).
+async fn raw_watcher(
+    user: String,
+    pw: String,
+    setup: &'static [&'static str],
+    tx: tokio::sync::mpsc::UnboundedSender<f64>,
+) {
     let s = TcpStream::connect("127.0.0.1:143").await.expect("IMAP");
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     let mut line = String::new();
     r.read_line(&mut line).await.unwrap();
-    w.write_all(format!("a LOGIN \"{user}\" \"{pw}\"\r\nb SELECT INBOX\r\nc IDLE\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut cmds = format!("a LOGIN \"{user}\" \"{pw}\"\r\n");
+    for (i, c) in setup.iter().enumerate() {
+        cmds.push_str(&format!("s{i} {c}\r\n"));
+    }
+    cmds.push_str("i IDLE\r\n");
+    w.write_all(cmds.as_bytes()).await.unwrap();
+    let mut idling = false;
     loop {
         line.clear();
         if r.read_line(&mut line).await.unwrap_or(0) == 0 {
             return;
         }
-        if line.contains(" EXISTS") && line.starts_with("* ") && !line.starts_with("* 0 ") {
-            let _ = tx.send(Instant::now());
+        if line.starts_with("+ ") {
+            idling = true;
+            continue;
+        }
+        let new_mail = (line.starts_with("* ") && line.contains(" EXISTS"))
+            || line.to_ascii_uppercase().starts_with("* STATUS INBOX ");
+        if idling && new_mail {
+            let _ = tx.send(now_epoch());
         }
     }
+}
+
+const IDLE_SETUP: &[&str] = &["SELECT INBOX"];
+const NOTIFY_PERSONAL_SETUP: &[&str] = &[
+    "ENABLE CONDSTORE",
+    "NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxName))",
+];
+
+/// The next time a raw watcher reported, if within 10 s.
+async fn next_within(rx: &mut tokio::sync::mpsc::UnboundedReceiver<f64>) -> Option<f64> {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .ok()
+        .flatten()
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -319,12 +436,170 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 fn summary(name: &str, mut v: Vec<f64>) {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     println!(
-        "{name:<34} n={:<3} median {:>7.1} ms  p95 {:>7.1} ms  max {:>7.1} ms",
+        "{name:<44} n={:<4} median {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
         v.len(),
         percentile(&v, 0.5),
-        percentile(&v, 0.95),
+        percentile(&v, 0.99),
         v.last().copied().unwrap_or(f64::NAN)
     );
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// "2026-11-27 02:12:12.775522" or "2026-11-27T02:12:12.775522Z" (UTC) -> epoch seconds.
+fn parse_stamp(date: &str, time: &str) -> Option<f64> {
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let time = time.trim_end_matches('Z');
+    let mut t = time.split(':');
+    let (h, mi) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    Some((days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60) as f64 + sec)
+}
+
+/// Times of Dovecot's LMTP "saved mail to INBOX" lines for `user`.
+fn lmtp_times(user: &str) -> Vec<f64> {
+    let log = std::env::var("EAS_DEV_DOVECOT_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| dev_dir().join("log/dovecot.log"));
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let needle = format!("lmtp({user})");
+    let mut out: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains(&needle) && l.contains("saved mail to INBOX"))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            parse_stamp(it.next()?, it.next()?)
+        })
+        .collect();
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    out
+}
+
+/// Times of the gateway's "push watcher event" lines for `user`.
+fn watcher_times(log: &Path, user: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains("push watcher event") && l.contains(user))
+        .filter_map(|l| {
+            let stamp = l.split_whitespace().next()?;
+            let (date, time) = stamp.split_once('T')?;
+            parse_stamp(date, time)
+        })
+        .collect();
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    out
+}
+
+fn first_at_or_after(times: &[f64], t: f64) -> Option<f64> {
+    times.iter().copied().find(|&x| x >= t)
+}
+
+async fn latency(gw: &Gateway, http: &reqwest::Client, deliveries: usize, quiet_ms: u64) {
+    let (user, pw) = new_user("pushbench");
+    let mut dev = Device::new(gw, http, &user, &pw);
+    dev.provision().await;
+    let inbox = dev.inbox_id().await;
+    let mut key = dev.sync(&inbox, "0").await;
+    let (idle_tx, mut idle_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(raw_watcher(user.clone(), pw.clone(), IDLE_SETUP, idle_tx));
+    let (notify_tx, mut notify_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(raw_watcher(
+        user.clone(),
+        pw.clone(),
+        NOTIFY_PERSONAL_SETUP,
+        notify_tx,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // (end of DATA, Ping answer, raw IDLE, raw NOTIFY) per delivery, wall clock.
+    let mut rows: Vec<(f64, f64, Option<f64>, Option<f64>)> = Vec::new();
+    for i in 0..deliveries {
+        let d = dev.clone();
+        let body = ping_body(&inbox, 300);
+        let ping = tokio::spawn(async move {
+            let r = d.post("Ping", &body).await;
+            (
+                now_epoch(),
+                r.and_then(|e| e.text_of(p::STATUS).map(String::from)),
+            )
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while idle_rx.try_recv().is_ok() {}
+        while notify_rx.try_recv().is_ok() {}
+        let sent = deliver(&user, &format!("bench {i}")).await;
+        let (answered, status) = ping.await.expect("ping task");
+        let idle_at = next_within(&mut idle_rx).await;
+        let notify_at = next_within(&mut notify_rx).await;
+        if status.as_deref() != Some("2") {
+            println!("delivery {i}: Ping status {status:?}");
+        }
+        rows.push((sent, answered, idle_at, notify_at));
+        key = dev.sync(&inbox, &key).await;
+        // Quiet time: Dovecot reports a change 500 ms after the first file event it sees, so
+        // a delivery soon after the device's Sync (which touches INBOX's index) would be
+        // reported early by the timer that Sync started. Phones get mail long after syncing.
+        tokio::time::sleep(Duration::from_millis(quiet_ms)).await;
+    }
+    // Let the logs reach the disk.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lmtp = lmtp_times(&user);
+    let events = watcher_times(&gw.log, &user);
+    let ms = |a: f64, b: f64| (b - a) * 1000.0;
+    let (mut total, mut idle, mut notify) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut to_lmtp, mut to_watcher, mut to_answer) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lmtp_idle, mut lmtp_notify) = (Vec::new(), Vec::new());
+    for &(sent, answered, idle_at, notify_at) in &rows {
+        total.push(ms(sent, answered));
+        if let Some(t) = idle_at {
+            idle.push(ms(sent, t));
+        }
+        if let Some(t) = notify_at {
+            notify.push(ms(sent, t));
+        }
+        let Some(saved) = first_at_or_after(&lmtp, sent - 0.001) else {
+            continue;
+        };
+        to_lmtp.push(ms(sent, saved));
+        if let Some(t) = idle_at {
+            lmtp_idle.push(ms(saved, t));
+        }
+        if let Some(t) = notify_at {
+            lmtp_notify.push(ms(saved, t));
+        }
+        if let Some(heard) = first_at_or_after(&events, saved) {
+            to_watcher.push(ms(saved, heard));
+            to_answer.push(ms(heard, answered));
+        }
+    }
+    println!(
+        "\n== push latency, SMTP end of DATA -> notification ({deliveries} deliveries, \
+         {quiet_ms} ms quiet after each Sync)"
+    );
+    summary("gateway Ping answer (total)", total);
+    summary("raw IMAP IDLE client, INBOX selected", idle);
+    summary("raw IMAP NOTIFY (personal) client", notify);
+    println!("-- steps (Dovecot log and gateway log, wall clock)");
+    summary("end of DATA -> LMTP saved", to_lmtp);
+    summary("LMTP saved -> gateway watcher event", to_watcher);
+    summary("watcher event -> Ping answer at client", to_answer);
+    summary("LMTP saved -> raw IDLE client EXISTS", lmtp_idle);
+    summary("LMTP saved -> raw NOTIFY client STATUS", lmtp_notify);
+    if lmtp.is_empty() {
+        println!("(no LMTP lines with microsecond timestamps: deploy/dev/mailstack.sh reload)");
+    }
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -349,6 +624,63 @@ fn cpu_secs(pid: u32) -> f64 {
     (t(11) + t(12)) / 100.0
 }
 
+fn ppid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Proportional set size (shared pages split between their users), KiB.
+fn pss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Dovecot's processes (the master and its descendants): (count, summed RSS, summed PSS),
+/// KiB.
+fn dovecot_memory() -> (usize, u64, u64) {
+    let Some(master) = std::fs::read_to_string(dev_dir().join("dovecot/run/master.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    else {
+        return (0, 0, 0);
+    };
+    let pids: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|pid| Some((pid, ppid(pid)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tree = vec![master];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for &(pid, parent) in &pids {
+            if tree.contains(&parent) && !tree.contains(&pid) {
+                tree.push(pid);
+                grew = true;
+            }
+        }
+    }
+    (
+        tree.len(),
+        tree.iter().map(|&p| rss_kb(p)).sum(),
+        tree.iter().map(|&p| pss_kb(p)).sum(),
+    )
+}
+
 /// Established TCP connections from the gateway process to port 143.
 fn imap_connections(pid: u32) -> usize {
     let out = Command::new("ss")
@@ -363,53 +695,15 @@ fn imap_connections(pid: u32) -> usize {
     }
 }
 
-async fn latency(gw: &Gateway, http: &reqwest::Client, deliveries: usize) {
-    let (user, pw) = new_user("pushbench");
-    let mut dev = Device::new(gw, http, &user, &pw);
-    dev.provision().await;
-    let inbox = dev.inbox_id().await;
-    let mut key = dev.sync(&inbox, "0").await;
-    let (tx, mut idle_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(idle_client(user.clone(), pw.clone(), tx));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (mut gw_ms, mut idle_ms) = (Vec::new(), Vec::new());
-    for i in 0..deliveries {
-        let d = dev.clone();
-        let body = ping_body(&inbox, 300);
-        let ping = tokio::spawn(async move {
-            let r = d.post("Ping", &body).await;
-            (
-                Instant::now(),
-                r.and_then(|e| e.text_of(p::STATUS).map(String::from)),
-            )
-        });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        while idle_rx.try_recv().is_ok() {}
-        let sent = deliver(&user, &format!("bench {i}")).await;
-        let (answered, status) = ping.await.expect("ping task");
-        let idle_at = tokio::time::timeout(Duration::from_secs(10), idle_rx.recv())
-            .await
-            .ok()
-            .flatten();
-        if status.as_deref() != Some("2") {
-            println!("delivery {i}: Ping status {status:?}");
-        }
-        gw_ms.push(answered.duration_since(sent).as_secs_f64() * 1000.0);
-        if let Some(t) = idle_at {
-            idle_ms.push(t.saturating_duration_since(sent).as_secs_f64() * 1000.0);
-        }
-        key = dev.sync(&inbox, &key).await;
-    }
-    println!("\n== push latency, SMTP end of DATA -> notification ({deliveries} deliveries)");
-    summary("gateway Ping answer (NOTIFY)", gw_ms);
-    summary("raw IMAP IDLE client (EXISTS)", idle_ms);
-}
-
-async fn idle_pings(gw: &Gateway, http: &reqwest::Client, pings: usize, users: usize) {
-    let pid = gw.child.id();
-    let users: Vec<(String, String)> = (0..users).map(|_| new_user("idlebench")).collect();
-    let setup = Instant::now();
-    let devices: Vec<(Device, String)> = futures::stream::iter(0..pings)
+/// Provisioned devices with a synced Inbox: device `i` belongs to user `i % users`.
+async fn make_devices(
+    gw: &Gateway,
+    http: &reqwest::Client,
+    users: &[(String, String)],
+    from: usize,
+    to: usize,
+) -> Vec<(Device, String)> {
+    futures::stream::iter(from..to)
         .map(|i| {
             let (u, pw) = users[i % users.len()].clone();
             let mut d = Device::new(gw, http, &u, &pw);
@@ -420,78 +714,224 @@ async fn idle_pings(gw: &Gateway, http: &reqwest::Client, pings: usize, users: u
                 (d, inbox)
             }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(32)
         .collect()
-        .await;
-    println!(
-        "\n== {pings} idle Pings over {} users (setup: {:.1} s)",
-        users.len(),
-        setup.elapsed().as_secs_f64()
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rss0, cpu0) = (rss_kb(pid), cpu_secs(pid));
-    let imap0 = imap_connections(pid);
-    // Raw HTTP/1.1 connections that send a Ping and wait; the client side costs a socket.
-    let mut conns = Vec::with_capacity(pings);
-    for (d, inbox) in &devices {
-        let body = wbxml::encode(&ping_body(inbox, 3000));
-        let head = format!(
-            "POST {}?Cmd=Ping&User={}&DeviceId={}&DeviceType=Bench HTTP/1.1\r\nHost: bench\r\n\
-             Authorization: {}\r\nMS-ASProtocolVersion: 16.1\r\nX-MS-PolicyKey: {}\r\n\
-             Content-Type: application/vnd.ms-sync.wbxml\r\nContent-Length: {}\r\n\r\n",
-            "/Microsoft-Server-ActiveSync",
-            d.user,
-            d.id,
-            d.auth(),
-            d.policy_key.unwrap_or(0),
-            body.len()
-        );
-        let addr = d
-            .base
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(&body).await.unwrap();
-        conns.push(s);
-    }
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let (rss1, cpu1) = (rss_kb(pid), cpu_secs(pid));
-    let imap1 = imap_connections(pid);
-    // Nothing should have answered yet.
-    let mut answered = 0;
-    for c in conns.iter_mut() {
-        let mut buf = [0u8; 1];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), c.peek(&mut buf)).await {
-            if n > 0 {
-                answered += 1;
+        .await
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A raw HTTP/1.1 connection that sends a Ping and waits; counts an answer when one comes.
+async fn hold_ping(
+    addr: String,
+    tls: Option<tokio_rustls::TlsConnector>,
+    request: Vec<u8>,
+    answered: Arc<AtomicUsize>,
+    connected: Arc<AtomicUsize>,
+) {
+    let Ok(tcp) = TcpStream::connect(&addr).await else {
+        return;
+    };
+    let mut s: Box<dyn Stream> = match tls {
+        Some(c) => {
+            let name = rustls::pki_types::ServerName::IpAddress(
+                std::net::IpAddr::from([127, 0, 0, 1]).into(),
+            );
+            match c.connect(name, tcp).await {
+                Ok(t) => Box::new(t),
+                Err(_) => return,
             }
         }
+        None => Box::new(tcp),
+    };
+    if s.write_all(&request).await.is_err() || s.flush().await.is_err() {
+        return;
     }
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let (rss2, cpu2) = (rss_kb(pid), cpu_secs(pid));
+    connected.fetch_add(1, Ordering::SeqCst);
+    let mut buf = [0u8; 512];
+    if let Ok(n) = s.read(&mut buf).await {
+        if n > 0 {
+            answered.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // Keep the connection until the task is dropped.
+    std::future::pending::<()>().await;
+}
+
+fn ping_request(d: &Device, inbox: &str, host: &str) -> Vec<u8> {
+    let body = wbxml::encode(&ping_body(inbox, 3000));
+    let mut out = format!(
+        "POST /Microsoft-Server-ActiveSync?Cmd=Ping&User={}&DeviceId={}&DeviceType=Bench HTTP/1.1\r\n\
+         Host: {host}\r\nAuthorization: {}\r\nMS-ASProtocolVersion: 16.1\r\nX-MS-PolicyKey: {}\r\n\
+         Content-Type: application/vnd.ms-sync.wbxml\r\nContent-Length: {}\r\n\r\n",
+        d.user,
+        d.id,
+        d.auth(),
+        d.policy_key.unwrap_or(0),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+struct Snapshot {
+    rss: u64,
+    cpu: f64,
+    imap: usize,
+    dovecot_procs: usize,
+    dovecot_rss: u64,
+    dovecot_pss: u64,
+}
+
+fn snapshot(pid: u32) -> Snapshot {
+    let (dovecot_procs, dovecot_rss, dovecot_pss) = dovecot_memory();
+    Snapshot {
+        rss: rss_kb(pid),
+        cpu: cpu_secs(pid),
+        imap: imap_connections(pid),
+        dovecot_procs,
+        dovecot_rss,
+        dovecot_pss,
+    }
+}
+
+/// Holds idle Pings at each level of `levels` (cumulative) on a gateway of `transport`.
+async fn idle_pings(gw: &Gateway, transport: &str, devices: &[(Device, String)], levels: &[usize]) {
+    let pid = gw.child.id();
+    let tls = gw.cert_der.as_ref().map(|der| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .expect("bench certificate");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    });
+    let users: std::collections::HashSet<&str> =
+        devices.iter().map(|(d, _)| d.user.as_str()).collect();
     println!(
-        "gateway RSS before            {:>8} KiB   (IMAP connections {imap0})",
-        rss0
+        "\n== idle Pings over {transport} (gateway pid {pid}; devices spread over {} users)",
+        users.len()
     );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let base = snapshot(pid);
+    let row = |cols: [String; 10]| {
+        println!(
+            "{:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>12} {:>12} {:>6}",
+            cols[0],
+            cols[1],
+            cols[2],
+            cols[3],
+            cols[4],
+            cols[5],
+            cols[6],
+            cols[7],
+            cols[8],
+            cols[9]
+        )
+    };
+    row([
+        "holding",
+        "RSS KiB",
+        "KiB/dev",
+        "KiB/all",
+        "CPU reg",
+        "CPU 10s",
+        "IMAP",
+        "Dovecot RSS",
+        "Dovecot PSS",
+        "procs",
+    ]
+    .map(String::from));
+    row([
+        "0".into(),
+        base.rss.to_string(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        base.imap.to_string(),
+        base.dovecot_rss.to_string(),
+        base.dovecot_pss.to_string(),
+        base.dovecot_procs.to_string(),
+    ]);
+    let base_rss = base.rss;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let connected = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    let mut held = 0;
+    let mut prev = base;
+    let mut prev_held = 0usize;
+    for &level in levels {
+        let level = level.min(devices.len());
+        let started = Instant::now();
+        let cpu_before = cpu_secs(pid);
+        // Connect in batches so the listen backlog never overflows.
+        while held < level {
+            let upto = (held + 200).min(level);
+            for (d, inbox) in &devices[held..upto] {
+                tasks.push(tokio::spawn(hold_ping(
+                    gw.addr.clone(),
+                    tls.clone(),
+                    ping_request(d, inbox, &gw.addr),
+                    answered.clone(),
+                    connected.clone(),
+                )));
+            }
+            held = upto;
+            while connected.load(Ordering::SeqCst) + 20 < held
+                && started.elapsed() < Duration::from_secs(600)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // The waiters register and the watchers log in.
+        let register = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let at = snapshot(pid);
+        let reg_cpu = at.cpu - cpu_before;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let idle_cpu = cpu_secs(pid) - at.cpu;
+        let per_dev = (at.rss as f64 - prev.rss as f64) / (level - prev_held).max(1) as f64;
+        let per_all = (at.rss as f64 - base_rss as f64) / level.max(1) as f64;
+        println!(
+            "{:<8} {:>9} {:>8.1} {:>8.1} {:>8.2} {:>8.3} {:>6} {:>12} {:>12} {:>6}",
+            level,
+            at.rss,
+            per_dev,
+            per_all,
+            reg_cpu,
+            idle_cpu,
+            at.imap,
+            at.dovecot_rss,
+            at.dovecot_pss,
+            at.dovecot_procs
+        );
+        println!(
+            "           connected {} of {level} in {:.1} s, answered early {}",
+            connected.load(Ordering::SeqCst),
+            register.as_secs_f64(),
+            answered.load(Ordering::SeqCst)
+        );
+        prev = at;
+        prev_held = level;
+    }
     println!(
-        "gateway RSS holding {pings:>6}    {:>8} KiB   (IMAP connections {imap1}, answered early {answered})",
-        rss1
+        "(KiB/dev: gateway RSS growth over the Pings added at that level; KiB/all: over all \
+         Pings held; CPU reg: gateway CPU s from the first connection of the level to 10 s \
+         after the last; CPU 10s: the next 10 s idle; IMAP: the gateway's connections; \
+         Dovecot: all processes of the dev stack, other users' included)"
     );
-    println!(
-        "per waiting device            {:>8.1} KiB",
-        (rss1.saturating_sub(rss0)) as f64 / pings as f64
-    );
-    println!(
-        "CPU: {:.2} s to register {pings} Pings (+8 s settling); {:.3} s over the next 10 s idle",
-        cpu1 - cpu0,
-        cpu2 - cpu1
-    );
-    println!("gateway RSS after 10 s more   {:>8} KiB", rss2);
-    drop(conns);
+    for t in tasks {
+        t.abort();
+    }
 }
 
 fn main() {
@@ -502,20 +942,46 @@ fn main() {
         eprintln!("the dev mail stack is not running: deploy/dev/mailstack.sh start");
         return;
     }
+    let deliveries = env_usize("PUSH_BENCH_DELIVERIES", 20);
+    let levels: Vec<usize> = env_list("PUSH_BENCH_PINGS", "2000")
+        .iter()
+        .filter_map(|l| l.parse().ok())
+        .filter(|&l| l > 0)
+        .collect();
+    let users = env_usize("PUSH_BENCH_USERS", 20).max(1);
+    let transports = env_list("PUSH_BENCH_TRANSPORTS", "plain");
+    let most = levels.iter().copied().max().unwrap_or(0);
+    raise_nofile((most as u64 * 3 + 4096).max(20_000));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let gw = start_gateway();
+        let dir = tempfile::tempdir().unwrap();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
             .unwrap();
-        latency(&gw, &http, env_usize("PUSH_BENCH_DELIVERIES", 20)).await;
-        idle_pings(
-            &gw,
-            &http,
-            env_usize("PUSH_BENCH_PINGS", 2000),
-            env_usize("PUSH_BENCH_USERS", 20),
-        )
-        .await;
+        let setup_gw = start_gateway(dir.path(), "setup", false);
+        if deliveries > 0 {
+            let quiet = env_usize("PUSH_BENCH_QUIET_MS", 1000) as u64;
+            latency(&setup_gw, &http, deliveries, quiet).await;
+        }
+        if most == 0 {
+            return;
+        }
+        let t = Instant::now();
+        let user_list: Vec<(String, String)> = (0..users).map(|_| new_user("idlebench")).collect();
+        let devices = make_devices(&setup_gw, &http, &user_list, 0, most).await;
+        println!(
+            "\nsetup: {most} devices over {users} users provisioned and synced in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        drop(setup_gw);
+        // Let Dovecot close the setup gateway's sessions.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for transport in &transports {
+            let gw = start_gateway(dir.path(), transport, transport == "tls");
+            idle_pings(&gw, transport, &devices, &levels).await;
+            drop(gw);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
     });
 }

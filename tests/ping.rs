@@ -32,8 +32,17 @@ fn push_config() -> PushConfig {
 }
 
 async fn start(push: PushConfig) -> (TestGateway, TestServer) {
+    start_on(push, None).await
+}
+
+/// A gateway on the state file `state` (a restart of the gateway that used it), else on a
+/// fresh one.
+async fn start_on(push: PushConfig, state: Option<&std::path::Path>) -> (TestGateway, TestServer) {
     require_stack();
     let dir = tempfile::tempdir().unwrap();
+    let db = state
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| dir.path().join("state.db"));
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
     std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
@@ -57,7 +66,7 @@ url = "sqlite://{db}"
 [identity]
 domain = "{DOMAIN}"
 "#,
-        db = dir.path().join("state.db").display(),
+        db = db.display(),
     );
     let mut config = Config::from_toml(&toml, dir.path()).expect("test config");
     config.push = push;
@@ -173,9 +182,18 @@ async fn ping_in_background(
     dev: &TestDevice,
     body: Element,
 ) -> tokio::task::JoinHandle<PingAnswer> {
+    ping_in_background_with(server, dev, Some(body)).await
+}
+
+/// [`ping_in_background`] with an optional body (`None`: an empty Ping).
+async fn ping_in_background_with(
+    server: &TestServer,
+    dev: &TestDevice,
+    body: Option<Element>,
+) -> tokio::task::JoinHandle<PingAnswer> {
     let before = server.gateway.push.stats().waiters;
     let dev = clone_device(dev);
-    let task = tokio::spawn(async move { ping(&dev, Some(body)).await });
+    let task = tokio::spawn(async move { ping(&dev, body).await });
     let started = Instant::now();
     while server.gateway.push.stats().waiters <= before
         && started.elapsed() < Duration::from_secs(10)
@@ -345,6 +363,49 @@ async fn empty_ping_reuses_the_last_parameters() {
     deliver(&user, "reused").await;
     let a = task.await.unwrap();
     assert_eq!((a.status.as_str(), a.folders.clone()), ("2", vec![inbox]));
+}
+
+#[tokio::test]
+async fn empty_ping_after_a_restart_reuses_the_stored_parameters() {
+    let (gw, server) = start(push_config()).await;
+    let (user, pw) = new_user("restart");
+    let mut dev = phone(&gw, &user, &pw).await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let archive = folder_id(&dev, "Archive").await;
+    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &archive).await;
+    // A complete Ping, answered by a change.
+    let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&inbox, &archive])).await;
+    append(&user, &pw, "Archive", &mail("before restart", "x"), None).await;
+    let a = task.await.unwrap();
+    assert_eq!(
+        (a.status.as_str(), a.folders.clone()),
+        ("2", vec![archive.clone()])
+    );
+    full_sync(&dev, &archive).await;
+
+    // The gateway stops; a new one runs on the same state file.
+    server.gateway.push.shutdown();
+    gw.shutdown.send_replace(true);
+    let db = gw.dir.path().join("state.db");
+    let (gw2, server2) = start_on(push_config(), Some(&db)).await;
+    assert_ne!(gw2.base, gw.base);
+    dev.base = gw2.base.clone();
+
+    // An empty Ping waits on the stored folders: a delivery to the Inbox wakes it ...
+    let task = ping_in_background_with(&server2, &dev, None).await;
+    deliver(&user, "after restart").await;
+    let a = task.await.unwrap();
+    assert_eq!(
+        (a.status.as_str(), a.folders.clone()),
+        ("2", vec![inbox.clone()])
+    );
+    full_sync(&dev, &inbox).await;
+    // ... and so does a new mail in the second folder.
+    let task = ping_in_background_with(&server2, &dev, None).await;
+    append(&user, &pw, "Archive", &mail("after restart", "x"), None).await;
+    let a = task.await.unwrap();
+    assert_eq!((a.status.as_str(), a.folders.clone()), ("2", vec![archive]));
 }
 
 #[tokio::test]

@@ -297,6 +297,8 @@ state_dir = $DC_STATE
 log_path = $DC_LOG
 info_log_path = $DC_LOG
 debug_log_path = $DC_LOG
+# Microseconds: benches/push.rs times each delivery by its "saved mail" line.
+log_timestamp = "%Y-%m-%d %H:%M:%S.%{usecs} "
 auth_verbose = yes
 verbose_proctitle = yes
 hostname = mail.$DOMAIN
@@ -379,6 +381,14 @@ namespace inbox {
     special_use = \\Archive
     auto = subscribe
   }
+}
+
+# Room for a push watcher per user for a thousand users at once (benches/push.rs): every
+# IMAP connection is a process, and every process is a client of the log, config, anvil
+# and stats services, whose client limits default to default_client_limit (1000).
+default_client_limit = 10000
+service imap {
+  process_limit = 5000
 }
 
 protocol imap {
@@ -717,6 +727,20 @@ cmd_start() {
     cmd_status || true
 }
 
+# Rewrites the Dovecot configuration and applies it to the running Dovecot; `doveadm reload`
+# keeps the open connections.
+cmd_reload() {
+    need_root reload
+    dovecot_running || die "dovecot is not running (use start)"
+    write_dovecot_conf
+    doveconf -c "$DC_CONF" -n >/dev/null 2>"$LOG_DIR/doveconf.err" || {
+        cat "$LOG_DIR/doveconf.err" >&2
+        die "invalid Dovecot configuration $DC_CONF"
+    }
+    doveadm -c "$DC_CONF" reload
+    say "dovecot configuration reloaded"
+}
+
 cmd_stop() {
     need_root stop
     # Postfix first: it delivers into Dovecot.
@@ -763,6 +787,7 @@ usage: $PROG COMMAND
   start                     install packages if needed, start dovecot + postfix
   stop                      stop the dovecot + postfix started by this script
   restart                   stop, then start
+  reload                    rewrite the Dovecot configuration and apply it (connections stay)
   status                    show what is running (exit 3 if not fully running)
   add-user USER PASSWORD    add a user (or change its password); no restart needed
   env                       print shell export lines (EAS_DEV_*)
@@ -778,6 +803,7 @@ main() {
         start) cmd_start ;;
         stop) cmd_stop ;;
         restart) cmd_stop; cmd_start ;;
+        reload) cmd_reload ;;
         status) cmd_status ;;
         add-user) cmd_add_user "$@" ;;
         env) cmd_env ;;

@@ -53,6 +53,17 @@ pub enum WatchEvent {
     Selected,
 }
 
+/// How a watch connection hears of changes (see [`ImapSession::notify_set`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyMode {
+    /// No NOTIFY: IDLE on a selected INBOX, the other mailboxes polled.
+    None,
+    /// NOTIFY, with INBOX examined: its changes arrive as [`WatchEvent::Selected`].
+    SelectedInbox,
+    /// NOTIFY, nothing selected: every change arrives as a STATUS or LIST event.
+    Personal,
+}
+
 /// The running IDLE command.
 #[derive(Debug)]
 pub struct Idling {
@@ -128,23 +139,46 @@ fn old_name(extended: &Item) -> Option<String> {
 }
 
 impl ImapSession {
-    /// Enables CONDSTORE and asks for events about every personal mailbox. `Ok(false)` when
-    /// the server has no NOTIFY or refuses the request (the caller then polls).
-    pub async fn notify_set(&mut self) -> Result<bool, BackendError> {
+    /// Enables CONDSTORE, examines INBOX and asks for events about every personal mailbox:
+    /// INBOX's as EXISTS/EXPUNGE/FETCH of the selected mailbox (the server reports those as
+    /// soon as IDLE on a selected mailbox would), the others' as STATUS and LIST events
+    /// (RFC 5465). When the server refuses the `selected` filter, INBOX is closed again and
+    /// all events come as STATUS. [`NotifyMode::None`] when the server has no NOTIFY or
+    /// refuses it (the caller then polls).
+    pub async fn notify_set(&mut self) -> Result<NotifyMode, BackendError> {
+        const PERSONAL: &str = "(personal (MessageNew MessageExpunge FlagChange MailboxName))";
         if !self.has_capability("NOTIFY") {
-            return Ok(false);
+            return Ok(NotifyMode::None);
         }
         if self.has_capability("CONDSTORE") {
             self.run_ok(&Command::new("ENABLE").raw(" CONDSTORE"))
                 .await?;
         }
+        let examined = self.run(&Command::new("EXAMINE").astring("INBOX")).await?;
+        if examined.done.status == Status::Ok {
+            let c = self
+                .run(&Command::new("NOTIFY").raw(&format!(
+                    " SET (selected (MessageNew MessageExpunge FlagChange)) {PERSONAL}"
+                )))
+                .await?;
+            if c.done.status == Status::Ok {
+                return Ok(NotifyMode::SelectedInbox);
+            }
+            tracing::debug!(
+                reason = %server_text(&c.done.text),
+                "NOTIFY with a selected filter refused"
+            );
+            // Read-only: CLOSE expunges nothing.
+            self.run_ok(&Command::new("CLOSE")).await?;
+        }
         let c = self
-            .run(
-                &Command::new("NOTIFY")
-                    .raw(" SET (personal (MessageNew MessageExpunge FlagChange MailboxName))"),
-            )
+            .run(&Command::new("NOTIFY").raw(&format!(" SET {PERSONAL}")))
             .await?;
-        Ok(c.done.status == Status::Ok)
+        Ok(if c.done.status == Status::Ok {
+            NotifyMode::Personal
+        } else {
+            NotifyMode::None
+        })
     }
 
     fn status_attrs(&self) -> &'static str {

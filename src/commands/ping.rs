@@ -5,15 +5,18 @@
 //! ([`crate::push::Hub::wait_for_changes`]). Folders the device never synced are not watched
 //! (they do not make the Ping fail either); a folder id that does not exist answers Status 7.
 //!
-//! The device's last interval and folders are kept by the hub in memory, so an empty Ping after
-//! a gateway restart answers Status 3 and the device sends its full request again.
+//! A Ping without an interval or folders takes them from the device's last accepted Ping. Those
+//! parameters are in the state store (written only when they change) with a copy in the hub's
+//! memory, so an empty Ping after a gateway restart still waits on the same folders; only a
+//! device that never sent a complete Ping gets Status 3. A Ping whose folders are not all
+//! known (Status 7) or out of bounds (5, 6) is not remembered.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::backend::{MailBackend, MailSession};
+use crate::backend::MailBackend;
 use crate::eas::ping::{status, PingRequest, PingResponse};
 use crate::push::{Baseline, PingParams, WaitRequest, WaitResult, Watched};
 use crate::state::StateStore;
@@ -52,15 +55,29 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         Body::Mime(_) => return Ok(status_only(status::SYNTAX_ERROR)),
     };
 
-    // Missing parts come from the device's last Ping.
-    let last = hub.ping_params(user, device_id);
+    // Missing parts come from the device's last Ping: memory, else the store (a restart).
+    let last = match hub.ping_params(user, device_id) {
+        Some(p) => Some(p),
+        None => match gw.store.ping_params(user, device_id).await {
+            Ok(p) => {
+                if let Some(p) = &p {
+                    hub.set_ping_params(user, device_id, p.clone());
+                }
+                p
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "state store failed reading Ping parameters");
+                return Ok(status_only(status::SERVER_ERROR));
+            }
+        },
+    };
     let heartbeat = request
         .heartbeat_interval
         .or_else(|| last.as_ref().map(|l| l.heartbeat_secs));
     let requested = request
         .folders
         .map(|fs| fs.into_iter().map(|f| (f.id, f.class)).collect::<Vec<_>>());
-    let watch = requested.or_else(|| last.map(|l| l.folders));
+    let watch = requested.or_else(|| last.as_ref().map(|l| l.folders.clone()));
     let (Some(heartbeat), Some(watch)) = (heartbeat, watch) else {
         return Ok(status_only(status::MISSING_PARAMETERS));
     };
@@ -75,15 +92,6 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         r.max_folders = Some(cfg.max_folders);
         return Ok(answer(r));
     }
-    hub.set_ping_params(
-        user,
-        device_id,
-        PingParams {
-            heartbeat_secs: heartbeat,
-            folders: watch.clone(),
-        },
-    );
-
     // Folder ids -> mailboxes: the cached listing, else one fresh listing.
     let cached = gw.folders.cached(user);
     let all_known = cached.as_ref().is_some_and(|list| {
@@ -94,13 +102,12 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let list = match cached {
         Some(list) if all_known => list,
         _ => {
+            // A pooled session: Ping adds no IMAP connection beyond the user's pool.
             let mut session = gw
-                .backend
-                .login(&ctx.user.credentials, ctx.client_ip)
+                .sessions
+                .get(&ctx.user.credentials, ctx.client_ip)
                 .await?;
-            let listed = folders::list(&gw.store, &gw.folders, &mut session, user).await;
-            session.logout().await;
-            listed?
+            folders::list(&gw.store, &gw.folders, &mut *session, user).await?
         }
     };
     let mut folders_to_watch = Vec::with_capacity(watch.len());
@@ -129,6 +136,18 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 more_available: s.current.more_available,
             }),
         });
+    }
+
+    let params = PingParams {
+        heartbeat_secs: heartbeat,
+        folders: watch,
+    };
+    if last.as_ref() != Some(&params) {
+        if let Err(e) = gw.store.set_ping_params(user, device_id, &params).await {
+            // The Ping still works; only a later empty Ping after a restart would lack them.
+            tracing::warn!(error = %e, "cannot store Ping parameters");
+        }
+        hub.set_ping_params(user, device_id, params);
     }
 
     let result = hub

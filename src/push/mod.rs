@@ -119,13 +119,9 @@ pub enum WaitResult {
     Shutdown,
 }
 
-/// The device's last Ping parameters (reused by an empty Ping).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PingParams {
-    pub heartbeat_secs: u32,
-    /// (collection id, class)
-    pub folders: Vec<(String, String)>,
-}
+/// The device's last Ping parameters (reused by an empty Ping): the state store's type, so
+/// the copy the hub keeps in memory and the stored one are the same thing.
+pub use crate::state::PingParams;
 
 /// Counters for tests and measurements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +144,8 @@ pub(crate) struct Inner {
     /// "user\0device" -> (waiter number, how to end it).
     devices: DashMap<String, (u64, oneshot::Sender<()>)>,
     next_waiter: std::sync::atomic::AtomicU64,
-    /// "user\0device" -> last Ping parameters (in memory; see the module docs of
-    /// `commands::ping` for persisting them).
+    /// "user\0device" -> last Ping parameters: a cache of what the state store holds
+    /// (`commands::ping` reads the store when this has nothing, after a restart).
     ping_params: DashMap<String, PingParams>,
     shutdown: watch::Sender<bool>,
 }
@@ -278,14 +274,14 @@ impl Hub {
         }
     }
 
-    /// Remembers the device's Ping parameters.
+    /// Remembers the device's Ping parameters in memory (the caller persists them).
     pub fn set_ping_params(&self, user: &str, device_id: &str, params: PingParams) {
         self.inner
             .ping_params
             .insert(device_key(user, device_id), params);
     }
 
-    /// The device's last Ping parameters.
+    /// The device's last Ping parameters, as far as memory knows.
     pub fn ping_params(&self, user: &str, device_id: &str) -> Option<PingParams> {
         self.inner
             .ping_params

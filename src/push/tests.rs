@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 use super::*;
-use crate::backend::imap_idle::{StatusValues, WatchEvent};
+use crate::backend::imap_idle::{NotifyMode, StatusValues, WatchEvent};
 use crate::backend::{BackendError, Secret};
 use watcher::BoxFuture;
 
@@ -17,6 +17,8 @@ struct FakeServer {
     changed: Notify,
     down: std::sync::atomic::AtomicBool,
     logins: std::sync::atomic::AtomicUsize,
+    /// NOTIFY with INBOX selected: INBOX changes come as `Selected`, not as STATUS.
+    selected_inbox: std::sync::atomic::AtomicBool,
 }
 
 impl FakeServer {
@@ -72,8 +74,16 @@ impl Connector for FakeConnector {
 }
 
 impl WatchConn for FakeConn {
-    fn arm(&mut self, want_notify: bool) -> BoxFuture<'_, Result<bool, BackendError>> {
-        Box::pin(async move { Ok(want_notify) })
+    fn arm(&mut self, want_notify: bool) -> BoxFuture<'_, Result<NotifyMode, BackendError>> {
+        Box::pin(async move {
+            Ok(if !want_notify {
+                NotifyMode::None
+            } else if self.0.selected_inbox.load(Ordering::SeqCst) {
+                NotifyMode::SelectedInbox
+            } else {
+                NotifyMode::Personal
+            })
+        })
     }
     fn states<'a>(
         &'a mut self,
@@ -91,7 +101,17 @@ impl WatchConn for FakeConn {
         })
     }
     fn idle_read(&mut self) -> BoxFuture<'_, Result<Vec<WatchEvent>, BackendError>> {
-        Box::pin(async move { Ok(self.0.events(None)) })
+        Box::pin(async move {
+            let mut events = self.0.events(None);
+            if self.0.selected_inbox.load(Ordering::SeqCst) {
+                for e in events.iter_mut() {
+                    if matches!(e, WatchEvent::Status { mailbox, .. } if mailbox == "INBOX") {
+                        *e = WatchEvent::Selected;
+                    }
+                }
+            }
+            Ok(events)
+        })
     }
     fn idle_done(&mut self) -> BoxFuture<'_, Result<Vec<WatchEvent>, BackendError>> {
         Box::pin(async { Ok(Vec::new()) })
@@ -171,6 +191,21 @@ async fn a_differing_baseline_answers_at_once_and_a_change_wakes() {
     );
     // One watcher served both waits.
     assert_eq!(server.logins.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_change_of_the_selected_inbox_is_read_with_status_and_wakes() {
+    let (hub, server) = hub();
+    server.selected_inbox.store(true, Ordering::SeqCst);
+    let h = hub.clone();
+    let waiting = tokio::spawn(async move { h.wait_for_changes(request("A", 10, 5000)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Only `Selected` arrives for INBOX: the watcher must read its STATUS to see the change.
+    server.set("INBOX", (7, 3, 2, 11));
+    assert_eq!(
+        waiting.await.unwrap(),
+        WaitResult::Changed(vec!["5".into()])
+    );
 }
 
 #[tokio::test]

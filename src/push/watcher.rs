@@ -1,11 +1,13 @@
 //! One watcher per user: a single IMAP connection that keeps the user's mailbox states fresh
 //! in memory for every waiting request of that user.
 //!
-//! With NOTIFY the connection idles and the server pushes `* STATUS` / `* LIST` events for all
-//! personal mailboxes. Without NOTIFY it selects INBOX, idles (so INBOX changes still arrive at
-//! once) and polls the other watched mailboxes with one batched LIST-STATUS at
-//! [`PushConfig::poll_interval`]. Between IDLEs it answers waiters' refresh requests (fresh
-//! STATUS of a few mailboxes) in one batch.
+//! With NOTIFY the connection examines INBOX and idles: the server pushes `* STATUS` / `* LIST`
+//! events for the other personal mailboxes, and INBOX's changes as EXISTS/EXPUNGE/FETCH of the
+//! selected mailbox, after which the watcher reads INBOX's STATUS between two IDLEs (a server
+//! that refuses the `selected` filter sends STATUS events for INBOX too). Without NOTIFY it
+//! selects INBOX, idles (so INBOX changes still arrive at once) and polls the other watched
+//! mailboxes with one batched LIST-STATUS at [`PushConfig::poll_interval`]. Between IDLEs it
+//! answers waiters' refresh requests (fresh STATUS of a few mailboxes) in one batch.
 //!
 //! The watcher reconnects with exponential backoff, and stops (logging out and forgetting the
 //! credentials) [`PushConfig::watcher_grace`] after its last waiter left.
@@ -20,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
-use crate::backend::imap_idle::{mailbox_key, Idling, StatusValues, WatchEvent};
+use crate::backend::imap_idle::{mailbox_key, Idling, NotifyMode, StatusValues, WatchEvent};
 use crate::backend::{
     BackendError, Credentials, ImapBackend, ImapSession, MailBackend, MailSession,
 };
@@ -41,9 +43,9 @@ pub trait Connector: Send + Sync + 'static {
 /// One logged-in watch connection. Between `idle_start` and `idle_done` only `idle_readable`
 /// and `idle_read` are called.
 pub trait WatchConn: Send {
-    /// Asks for NOTIFY events (when `want_notify`); `Ok(false)` means "poll instead", after
-    /// which the connection selects INBOX so IDLE still reports INBOX changes.
-    fn arm(&mut self, want_notify: bool) -> BoxFuture<'_, Result<bool, BackendError>>;
+    /// Asks for NOTIFY events (when `want_notify`); [`NotifyMode::None`] means "poll instead",
+    /// after which the connection has INBOX selected so IDLE still reports INBOX changes.
+    fn arm(&mut self, want_notify: bool) -> BoxFuture<'_, Result<NotifyMode, BackendError>>;
     /// Current states of these mailboxes (see [`ImapSession::watch_states`]).
     fn states<'a>(
         &'a mut self,
@@ -86,13 +88,16 @@ impl Connector for ImapConnector {
 }
 
 impl WatchConn for ImapWatch {
-    fn arm(&mut self, want_notify: bool) -> BoxFuture<'_, Result<bool, BackendError>> {
+    fn arm(&mut self, want_notify: bool) -> BoxFuture<'_, Result<NotifyMode, BackendError>> {
         Box::pin(async move {
-            if want_notify && self.session.notify_set().await? {
-                return Ok(true);
+            if want_notify {
+                let mode = self.session.notify_set().await?;
+                if mode != NotifyMode::None {
+                    return Ok(mode);
+                }
             }
             self.session.select("INBOX").await?;
-            Ok(false)
+            Ok(NotifyMode::None)
         })
     }
 
@@ -263,11 +268,13 @@ impl UserWatch {
         lock(&self.interest).keys().cloned().collect()
     }
 
-    /// Applies events; bumps the generation when anything changed.
-    fn apply(&self, events: &[WatchEvent]) {
+    /// Applies events; bumps the generation when anything changed. True when the selected
+    /// mailbox changed (its new state is not in the events: read it with a STATUS).
+    fn apply(&self, events: &[WatchEvent]) -> bool {
         if events.is_empty() {
-            return;
+            return false;
         }
+        let selected = events.iter().any(|e| matches!(e, WatchEvent::Selected));
         let mut changed = false;
         {
             let mut states = lock(&self.states);
@@ -304,6 +311,7 @@ impl UserWatch {
         if changed {
             self.generation.send_modify(|g| *g = g.wrapping_add(1));
         }
+        selected
     }
 }
 
@@ -333,7 +341,7 @@ enum Leave {
     Timer,
     /// Waiters asked for fresh states.
     Refresh(Refresh),
-    /// The selected mailbox changed (poll mode): look at it now.
+    /// The selected mailbox changed: read its STATUS (NOTIFY) or poll now.
     Selected,
     /// No waiters left and the grace period is over, or the hub shuts down.
     Stop,
@@ -424,8 +432,9 @@ async fn session_inner(
     refresh_rx: &mut mpsc::UnboundedReceiver<Refresh>,
     backoff: &mut Duration,
 ) -> Result<(), BackendError> {
-    let notify = conn.arm(cfg.use_notify).await?;
-    tracing::debug!(user = %me.user, notify, "push watcher connected");
+    let mode = conn.arm(cfg.use_notify).await?;
+    let notify = mode != NotifyMode::None;
+    tracing::debug!(user = %me.user, ?mode, "push watcher connected");
     // Everything may have changed while disconnected: fresh states for all watched mailboxes.
     let events = conn.states(&me.interest()).await?;
     me.apply(&events);
@@ -435,20 +444,28 @@ async fn session_inner(
     let mut shutdown = hub.shutdown_rx();
     let mut next_poll = Instant::now() + cfg.poll_interval;
     let mut pending: Vec<Refresh> = Vec::new();
+    // The selected mailbox (INBOX) changed since its last STATUS (NOTIFY mode).
+    let mut inbox_dirty = false;
+    let inbox = [mailbox_key("INBOX")];
     loop {
         // Not idling: answer refreshes, poll when due.
         while let Ok(r) = refresh_rx.try_recv() {
             pending.push(r);
         }
-        if !pending.is_empty() {
+        if !pending.is_empty() || inbox_dirty {
             let mut names: Vec<String> = pending
                 .iter()
                 .flat_map(|r| r.mailboxes.iter().map(|m| mailbox_key(m)))
                 .collect();
+            if inbox_dirty {
+                names.extend(inbox.iter().cloned());
+            }
             names.sort();
             names.dedup();
             let events = conn.states(&names).await?;
             me.apply(&events);
+            // A STATUS is at least as fresh as any EXISTS that came before its answer.
+            inbox_dirty = false;
             for r in pending.drain(..) {
                 let _ = r.done.send(());
             }
@@ -460,54 +477,63 @@ async fn session_inner(
         }
 
         let events = conn.idle_start().await?;
-        me.apply(&events);
+        inbox_dirty |= me.apply(&events);
         let restart = if notify {
             Instant::now() + cfg.idle_restart
         } else {
             next_poll.min(Instant::now() + cfg.idle_restart)
         };
         let mut grace: Option<Instant> = None;
-        let leave = loop {
-            if me.waiters.load(Ordering::SeqCst) == 0 {
-                grace.get_or_insert_with(|| Instant::now() + cfg.watcher_grace);
-            } else {
-                grace = None;
-            }
-            let grace_at = grace.unwrap_or_else(|| restart + Duration::from_secs(86_400));
-            tokio::select! {
-                r = conn.idle_readable() => {
-                    r?;
-                    let events = conn.idle_read().await?;
-                    let selected = events.iter().any(|e| matches!(e, WatchEvent::Selected));
-                    me.apply(&events);
-                    if selected && !notify {
-                        break Leave::Selected;
-                    }
-                }
-                r = refresh_rx.recv() => match r {
-                    Some(r) => break Leave::Refresh(r),
-                    None => break Leave::Stop,
-                },
-                _ = tokio::time::sleep_until(restart) => break Leave::Timer,
-                _ = tokio::time::sleep_until(grace_at) => {
-                    if hub.remove_watch_if_idle(me) {
-                        break Leave::Stop;
-                    }
+        let leave = if inbox_dirty {
+            Leave::Selected
+        } else {
+            loop {
+                if me.waiters.load(Ordering::SeqCst) == 0 {
+                    grace.get_or_insert_with(|| Instant::now() + cfg.watcher_grace);
+                } else {
                     grace = None;
                 }
-                _ = me.left.notified() => {}
-                _ = shut_down(&mut shutdown) => break Leave::Stop,
+                let grace_at = grace.unwrap_or_else(|| restart + Duration::from_secs(86_400));
+                tokio::select! {
+                    r = conn.idle_readable() => {
+                        r?;
+                        let events = conn.idle_read().await?;
+                        // benches/push.rs times the notification step with this line.
+                        tracing::debug!(user = %me.user, events = events.len(), "push watcher event");
+                        if me.apply(&events) {
+                            break Leave::Selected;
+                        }
+                    }
+                    r = refresh_rx.recv() => match r {
+                        Some(r) => break Leave::Refresh(r),
+                        None => break Leave::Stop,
+                    },
+                    _ = tokio::time::sleep_until(restart) => break Leave::Timer,
+                    _ = tokio::time::sleep_until(grace_at) => {
+                        if hub.remove_watch_if_idle(me) {
+                            break Leave::Stop;
+                        }
+                        grace = None;
+                    }
+                    _ = me.left.notified() => {}
+                    _ = shut_down(&mut shutdown) => break Leave::Stop,
+                }
             }
         };
         let events = conn.idle_done().await?;
-        me.apply(&events);
+        inbox_dirty |= me.apply(&events);
         match leave {
             Leave::Stop => {
                 hub.remove_watch(me);
                 return Ok(());
             }
             Leave::Refresh(r) => pending.push(r),
-            Leave::Selected => next_poll = Instant::now(),
+            // NOTIFY: read INBOX's STATUS; polling: poll everything now.
+            Leave::Selected if notify => inbox_dirty = true,
+            Leave::Selected => {
+                inbox_dirty = false;
+                next_poll = Instant::now();
+            }
             Leave::Timer => {}
         }
     }
