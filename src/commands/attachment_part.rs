@@ -154,7 +154,12 @@ async fn find_part<S: MailSession>(
         },
     };
     if binary {
-        match session.binary_size(mailbox, uid, &found.section).await {
+        let estimate = session.binary_size(mailbox, uid, &found.section).await;
+        let exact = match estimate {
+            Ok(Some(estimate)) => exact_size(session, &found, estimate).await,
+            other => other,
+        };
+        match exact {
             Ok(Some(size)) => {
                 found.size = size;
                 found.read = ReadMode::Binary;
@@ -177,6 +182,38 @@ async fn find_part<S: MailSession>(
     }
     found.size = counter.0;
     Ok(Some(Some(found)))
+}
+
+/// The exact decoded size of a part. `BINARY.SIZE` is only close for some servers (Dovecot
+/// 2.3 answers a few bytes short for large base64 parts), so the part's end is read: from a
+/// little before the announced size until a fetch comes back short. `None` when the mail is
+/// gone.
+async fn exact_size<S: MailSession>(
+    session: &mut S,
+    part: &AttachmentPart,
+    estimate: u64,
+) -> Result<Option<u64>, BackendError> {
+    let mut margin = (estimate / 1024).max(64 * 1024);
+    let mut start = estimate.saturating_sub(margin);
+    loop {
+        let Some(got) = session
+            .fetch_part_range(&part.mailbox, part.uid, &part.section, true, start, CHUNK)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let got = got.len() as u64;
+        if got == 0 && start > 0 {
+            // The part ends before `start`: look further back.
+            margin = margin.saturating_mul(4);
+            start = estimate.saturating_sub(margin);
+            continue;
+        }
+        if got < CHUNK {
+            return Ok(Some(start + got));
+        }
+        start += got;
+    }
 }
 
 /// Sends bytes `first ..= last` of the part to `sink` in chunks of at most [`CHUNK`] bytes.
