@@ -1247,6 +1247,14 @@ impl MailSession for ImapSession {
         ImapSession::fetch_part_range(self, mailbox, uid, section, binary, offset, len).await
     }
 
+    async fn fetch_thread_headers(
+        &mut self,
+        mailbox: &str,
+        uids: &UidSet,
+    ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
+        ImapSession::fetch_thread_headers(self, mailbox, uids).await
+    }
+
     // Search and Find (imap_search.rs).
 
     async fn search_mail(

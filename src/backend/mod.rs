@@ -346,6 +346,14 @@ pub trait MailSession: Send + 'static {
         len: u64,
     ) -> impl Future<Output = Result<Option<bytes::Bytes>, BackendError>> + Send;
 
+    /// The threading header fields (Message-ID, References, In-Reply-To, Subject, Date) of
+    /// `uids` with their metadata; missing UIDs are left out.
+    fn fetch_thread_headers(
+        &mut self,
+        mailbox: &str,
+        uids: &UidSet,
+    ) -> impl Future<Output = Result<Vec<(MessageMeta, bytes::Bytes)>, BackendError>> + Send;
+
     // Search and Find (imap_search.rs).
 
     /// The mails of `mailbox` matching `query`, newest INTERNALDATE first, with the

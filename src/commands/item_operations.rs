@@ -15,7 +15,7 @@
 //! - EmptyFolderContents moves the folder's mail to Trash (expunges it when the folder is Trash
 //!   or there is no Trash) and, with DeleteSubFolders, deletes the subfolders. The device's
 //!   sync state is left alone: its next Sync of the folder reports the Deletes.
-//! - Move (conversations) is not supported: Status 156 (common status ActionNotSupported).
+//! - Move moves every mail of a conversation to DstFldId ([`conversation_move`]).
 
 use crate::backend::{BackendError, MailBackend, MailSession, SpecialUse};
 use crate::eas::item_operations::{
@@ -28,6 +28,7 @@ use crate::state::StateStore;
 use crate::wbxml::Element;
 
 use super::attachment_part::{self, Lookup};
+use super::conversation_move;
 use super::item_operations_body::{self, PendingData};
 use super::sync::client_changes::parse_server_id;
 use super::sync::{body_options, mail_flags};
@@ -72,9 +73,20 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                     collection_id: collection_id.clone(),
                 }),
             Operation::Move {
-                conversation_id, ..
-            } => Ok(OperationResponse::Move {
-                status: status::ACTION_NOT_SUPPORTED,
+                conversation_id,
+                dst_fld_id,
+                move_always,
+            } => conversation_move::move_conversation(
+                gw,
+                ctx,
+                &mut session,
+                conversation_id.as_ref(),
+                dst_fld_id.as_deref(),
+                move_always.as_ref(),
+            )
+            .await
+            .map(|status| OperationResponse::Move {
+                status,
                 conversation_id: conversation_id.clone(),
             }),
         };

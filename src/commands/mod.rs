@@ -3,6 +3,7 @@
 //! Nothing here sees HTTP or bytes.
 
 pub mod attachment_part;
+pub mod conversation_move;
 pub mod find;
 pub mod folder_changes;
 pub mod folder_sync;

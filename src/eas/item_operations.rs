@@ -27,7 +27,10 @@ pub mod status {
     pub const INVALID_ATTACHMENT: u32 = 15;
     pub const ACCESS_DENIED: u32 = 16;
     pub const PARTIAL_SUCCESS: u32 = 17;
-    /// Common status (14.0+): the server does not support the action.
+    /// Move without MoveAlways (MS-ASCMD 2.2.3.118).
+    pub const MOVE_ALWAYS_MISSING: u32 = 155;
+    /// Common status (14.0+): the server does not support the action (Move: the destination
+    /// is not a mail folder).
     pub const ACTION_NOT_SUPPORTED: u32 = 156;
 }
 
@@ -63,6 +66,9 @@ pub enum Operation {
         /// The ConversationId element as sent (opaque), echoed in the answer.
         conversation_id: Option<Element>,
         dst_fld_id: Option<String>,
+        /// `Options/MoveAlways` as sent (an empty element: the whole conversation, now and
+        /// later).
+        move_always: Option<Element>,
     },
 }
 
@@ -106,6 +112,10 @@ pub fn parse(root: &Element) -> Result<Vec<Operation>, ParseError> {
             t if t == io::MOVE => out.push(Operation::Move {
                 conversation_id: op.first(io::CONVERSATION_ID).cloned(),
                 dst_fld_id: trimmed(op, io::DST_FLD_ID),
+                move_always: op
+                    .first(io::OPTIONS)
+                    .and_then(|o| o.first(io::MOVE_ALWAYS))
+                    .cloned(),
             }),
             _ => return Err(err("unknown operation")),
         }
