@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::io;
 
+use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::backend::{BackendError, MailSession, MimePart};
@@ -43,8 +44,8 @@ pub struct AttachmentPart {
 enum ReadMode {
     /// The server decodes (`BINARY.PEEK`).
     Binary,
-    /// The part as stored, decoded here; `stored` is its encoded size.
-    Stored { encoding: Encoding, stored: u64 },
+    /// The part as stored, decoded here.
+    Stored { encoding: Encoding },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +151,6 @@ async fn find_part<S: MailSession>(
         size: 0,
         read: ReadMode::Stored {
             encoding: Encoding::of(&part.encoding),
-            stored: part.size,
         },
     };
     if binary {
@@ -272,9 +272,43 @@ async fn read_stored<S: MailSession>(
     want: u64,
     sink: &mut impl ChunkSink,
 ) -> io::Result<bool> {
-    let ReadMode::Stored { encoding, stored } = part.read else {
+    let ReadMode::Stored { encoding } = part.read else {
         return Ok(true);
     };
+    let mut source = SessionSource { session, part };
+    decode_stored(&mut source, encoding, skip, want, sink).await
+}
+
+/// Stored (encoded) bytes of one part.
+trait StoredSource: Send {
+    fn fetch(
+        &mut self,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Option<Bytes>, BackendError>> + Send;
+}
+
+struct SessionSource<'a, S> {
+    session: &'a mut S,
+    part: &'a AttachmentPart,
+}
+
+impl<S: MailSession> StoredSource for SessionSource<'_, S> {
+    async fn fetch(&mut self, offset: u64, len: u64) -> Result<Option<Bytes>, BackendError> {
+        let p = self.part;
+        self.session
+            .fetch_part_range(&p.mailbox, p.uid, &p.section, false, offset, len)
+            .await
+    }
+}
+
+async fn decode_stored(
+    source: &mut impl StoredSource,
+    encoding: Encoding,
+    skip: u64,
+    want: u64,
+    sink: &mut impl ChunkSink,
+) -> io::Result<bool> {
     let mut decoder = Decoder::new(encoding);
     let mut offset = 0u64;
     let mut position = 0u64; // decoded bytes seen
@@ -282,16 +316,17 @@ async fn read_stored<S: MailSession>(
     let mut out = Vec::new();
     let mut finished = false;
     while !finished && position < end {
-        let bytes = session
-            .fetch_part_range(&part.mailbox, part.uid, &part.section, false, offset, CHUNK)
+        let Some(bytes) = source
+            .fetch(offset, CHUNK)
             .await
-            .map_err(io::Error::other)?;
-        let Some(bytes) = bytes else {
+            .map_err(io::Error::other)?
+        else {
             return Ok(false);
         };
         offset += bytes.len() as u64;
         out.clear();
-        finished = bytes.is_empty() || offset >= stored;
+        // A short answer is the part's end.
+        finished = (bytes.len() as u64) < CHUNK;
         decoder.feed(&bytes, &mut out);
         if finished {
             decoder.finish(&mut out);
@@ -478,7 +513,6 @@ fn decode_qp(input: &[u8], out: &mut Vec<u8>, last: bool) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn decode_in_pieces(enc: Encoding, input: &[u8], piece: usize) -> Vec<u8> {
         let mut d = Decoder::new(enc);
@@ -505,6 +539,52 @@ mod tests {
             );
         }
         assert_eq!(decode_in_pieces(Encoding::Base64, b"aGVsbG8", 3), b"hello");
+    }
+
+    /// Stored bytes handed out a few at a time, as a server may answer a partial fetch.
+    struct Pieces(Vec<u8>);
+
+    impl StoredSource for Pieces {
+        async fn fetch(&mut self, offset: u64, len: u64) -> Result<Option<Bytes>, BackendError> {
+            let from = (offset as usize).min(self.0.len());
+            let to = (from + len as usize).min(self.0.len());
+            Ok(Some(Bytes::copy_from_slice(&self.0[from..to])))
+        }
+    }
+
+    struct Collect(Vec<u8>);
+
+    impl ChunkSink for Collect {
+        async fn chunk(&mut self, data: &[u8]) -> io::Result<()> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn stored_parts_are_decoded_by_range() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+        let wrapped: Vec<u8> = b64
+            .as_bytes()
+            .chunks(76)
+            .flat_map(|l| l.iter().copied().chain(*b"\r\n"))
+            .collect();
+        for (skip, want) in [
+            (0u64, u64::MAX),
+            (5, 10),
+            (1_048_570, 2_000_000),
+            (2_999_999, 9),
+        ] {
+            let mut sink = Collect(Vec::new());
+            let mut source = Pieces(wrapped.clone());
+            let done = decode_stored(&mut source, Encoding::Base64, skip, want, &mut sink)
+                .await
+                .unwrap();
+            assert!(done);
+            let end = skip.saturating_add(want).min(data.len() as u64) as usize;
+            assert!(sink.0 == data[skip as usize..end], "{skip}+{want}");
+        }
     }
 
     fn leaf(section: &str, ct: &str, header: &str, cte: &str) -> MimePart {
