@@ -261,3 +261,55 @@ fn fill_headers(root: &mut MimePart, fetched: &[Item]) {
     }
     root.header = find(fetched, "BODY[HEADER]");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::imap_parse::{parse_response, Response};
+
+    fn structure(line: &str) -> MimePart {
+        let Response::Data { items, .. } = parse_response(line.as_bytes()).unwrap() else {
+            panic!("not data")
+        };
+        let value = fetch_value(&items, 7, "BODYSTRUCTURE").expect("BODYSTRUCTURE");
+        parse_structure(value, "", 0).expect("structure")
+    }
+
+    #[test]
+    fn nested_multipart_sections_and_boundaries() {
+        let p = structure(
+            "* 1 FETCH (UID 7 BODYSTRUCTURE (((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \
+             \"7bit\" 41 1 NIL NIL NIL NIL)(\"text\" \"html\" NIL NIL NIL \"quoted-printable\" 48 1 \
+             NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"alt\") NIL NIL NIL)(\"application\" \
+             \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"base64\" 410 NIL (\"attachment\" (\"filename\" \
+             \"a.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"outer\") NIL NIL NIL))\r\n",
+        );
+        assert_eq!(p.section, "");
+        assert_eq!(p.content_type, "multipart/mixed");
+        assert_eq!(p.boundary, "outer");
+        let alt = &p.children[0];
+        assert_eq!((alt.section.as_str(), alt.boundary.as_str()), ("1", "alt"));
+        assert_eq!(alt.children[1].section, "1.2");
+        assert_eq!(alt.children[1].encoding, "quoted-printable");
+        let pdf = &p.children[1];
+        assert_eq!(pdf.section, "2");
+        assert_eq!(pdf.content_type, "application/pdf");
+        assert_eq!((pdf.encoding.as_str(), pdf.size), ("base64", 410));
+        let mut sections = Vec::new();
+        collect_sections(&p, &mut sections);
+        assert_eq!(sections, ["", "1", "1.1", "1.2", "2"]);
+        assert_eq!(header_section(""), "HEADER");
+        assert_eq!(header_section("1.2"), "1.2.MIME");
+    }
+
+    #[test]
+    fn a_single_part_mail_is_section_one() {
+        let p = structure(
+            "* 1 FETCH (UID 7 BODYSTRUCTURE (\"image\" \"png\" NIL NIL NIL \"base64\" 100 NIL NIL \
+             NIL NIL))\r\n",
+        );
+        assert_eq!(p.section, "1");
+        assert!(p.children.is_empty());
+        assert_eq!(p.content_type, "image/png");
+    }
+}
