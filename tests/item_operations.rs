@@ -1,6 +1,7 @@
 //! ItemOperations against the real dev Dovecot: Fetch of a mail and of an attachment (whole and
 //! by byte range) returns what was appended and leaves the mail unread; EmptyFolderContents
-//! empties folders; unsupported operations and unknown items get their statuses.
+//! empties folders; Move moves a conversation's mails; unsupported operations and unknown items
+//! get their statuses.
 
 mod common;
 
@@ -232,7 +233,8 @@ async fn unknown_items_and_unsupported_operations() {
         .iter()
         .map(|e| e.text_of(io::STATUS).unwrap_or(""))
         .collect();
-    assert_eq!(statuses, vec!["6", "6", "6", "15", "15", "9", "156"]);
+    // The Move has no MoveAlways: 155 (MS-ASCMD 2.2.3.118).
+    assert_eq!(statuses, vec!["6", "6", "6", "15", "15", "9", "155"]);
     assert_eq!(r[2].text_of(s::LONG_ID), Some("RgAAAA"));
     assert_eq!(r[6].tag, io::MOVE);
 
@@ -312,4 +314,224 @@ async fn empty_folder_contents_moves_to_trash_and_empties_trash() {
     assert!(t.contains("Trash (MESSAGES 0)"), "{t}");
     assert!(!t.contains("Old/Sub"), "{t}");
     assert!(t.contains("Old"), "the folder itself stays: {t}");
+}
+
+fn thread_mail(subject: &str, id: &str, parent: Option<&str>) -> String {
+    let refs = parent
+        .map(|p| format!("In-Reply-To: <{p}>\r\nReferences: <{p}>\r\n"))
+        .unwrap_or_default();
+    format!(
+        "From: Sender <sender@example.org>\r\nTo: someone@example.test\r\nSubject: {subject}\r\n\
+         Message-ID: <{id}>\r\n{refs}Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nText of {id}\r\n"
+    )
+}
+
+/// Every mail of the folder (ServerId, ApplicationData) after a full sync from key 0, and the
+/// last key.
+async fn sync_all(dev: &TestDevice, cid: &str) -> (String, Vec<(String, Element)>) {
+    let r = sync_result(&dev.post("Sync", &sync_request(cid, "0", 100, None)).await);
+    let mut key = r.key.expect("key after 0");
+    let mut adds = Vec::new();
+    loop {
+        let r = sync_result(&dev.post("Sync", &sync_request(cid, &key, 100, None)).await);
+        if r.empty {
+            return (key, adds);
+        }
+        assert_eq!(r.status.as_deref(), Some("1"));
+        adds.extend(r.adds);
+        key = r.key.expect("key");
+        if !r.more {
+            return (key, adds);
+        }
+    }
+}
+
+fn subjects_in(transcript: &str) -> Vec<String> {
+    let mut out: Vec<String> = transcript
+        .lines()
+        .filter_map(|l| l.strip_prefix("Subject: "))
+        .map(|s| s.trim().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+async fn subjects(user: &str, pw: &str, mailbox: &str) -> Vec<String> {
+    let t = imap(
+        user,
+        pw,
+        &[
+            &format!("SELECT \"{mailbox}\""),
+            "UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+        ],
+    )
+    .await;
+    subjects_in(&t)
+}
+
+fn move_op(conversation: &[u8], dst: &str, always: bool) -> Element {
+    let mut m = Element::new(io::MOVE)
+        .child(Element::with_opaque(
+            io::CONVERSATION_ID,
+            conversation.to_vec().into(),
+        ))
+        .text_child(io::DST_FLD_ID, dst);
+    if always {
+        m.push(Element::new(io::OPTIONS).child(Element::new(io::MOVE_ALWAYS)));
+    }
+    m
+}
+
+#[tokio::test]
+async fn move_conversation_moves_every_mail_of_the_thread_once() {
+    use eas_gateway::wbxml::tags::email2;
+    let gw = start_gateway().await;
+    let (dev, user, pw) = ready(&gw, "iomove").await;
+    imap(&user, &pw, &["CREATE Projects", "CREATE Keep"]).await;
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let root = format!("root-{tag}@example.org");
+    let b = format!("b-{tag}@example.org");
+    append(&user, &pw, "INBOX", &thread_mail("t-a", &root, None), None).await;
+    append(
+        &user,
+        &pw,
+        "INBOX",
+        &thread_mail("t-b", &b, Some(&root)),
+        None,
+    )
+    .await;
+    append(
+        &user,
+        &pw,
+        "INBOX",
+        &mail("other", "not in the thread"),
+        None,
+    )
+    .await;
+    append(
+        &user,
+        &pw,
+        "Projects",
+        &thread_mail("t-c", &format!("c-{tag}@example.org"), Some(&root)),
+        None,
+    )
+    .await;
+    append(
+        &user,
+        &pw,
+        "Sent",
+        &thread_mail("t-sent", &format!("s-{tag}@example.org"), Some(&root)),
+        None,
+    )
+    .await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let keep = folder_id(&dev, "Keep").await;
+
+    // The phone holds the Inbox and the destination; the ConversationId is the one Sync gives.
+    let (inbox_key, adds) = sync_all(&dev, &inbox).await;
+    assert_eq!(adds.len(), 3);
+    let conversation = |subject: &str| {
+        adds.iter()
+            .find(|(_, d)| d.text_of(eas_gateway::wbxml::tags::email::SUBJECT) == Some(subject))
+            .and_then(|(_, d)| d.first(email2::CONVERSATION_ID))
+            .and_then(Element::opaque)
+            .expect("ConversationId")
+            .to_vec()
+    };
+    let cid = conversation("t-a");
+    assert_eq!(conversation("t-b"), cid);
+    assert_ne!(conversation("other"), cid);
+    let moved_ids: Vec<String> = adds
+        .iter()
+        .filter(|(_, d)| d.text_of(eas_gateway::wbxml::tags::email::SUBJECT) != Some("other"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let (keep_key, none) = sync_all(&dev, &keep).await;
+    assert!(none.is_empty());
+
+    // Statuses: no MoveAlways, unknown destination, unknown conversation, the virtual Outbox.
+    let outbox = folder_id(&dev, "Outbox").await;
+    let resp = item_operations(
+        &dev,
+        vec![
+            move_op(&cid, &keep, false),
+            move_op(&cid, "424242", true),
+            move_op(b"no-such-conversation", &keep, true),
+            move_op(&cid, &outbox, true),
+        ],
+    )
+    .await;
+    let statuses: Vec<&str> = results(&resp)
+        .iter()
+        .map(|e| e.text_of(io::STATUS).unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, vec!["155", "6", "6", "156"]);
+    assert_eq!(subjects(&user, &pw, "Keep").await, Vec::<String>::new());
+
+    let resp = item_operations(&dev, vec![move_op(&cid, &keep, true)]).await;
+    let r = results(&resp);
+    assert_eq!(r[0].tag, io::MOVE);
+    assert_eq!(r[0].text_of(io::STATUS), Some("1"));
+    assert_eq!(
+        r[0].first(io::CONVERSATION_ID)
+            .and_then(Element::opaque)
+            .map(|b| b.to_vec()),
+        Some(cid.clone()),
+        "the ConversationId is echoed"
+    );
+
+    // On the server: the thread left the Inbox and Projects, Sent keeps its copy.
+    assert_eq!(subjects(&user, &pw, "INBOX").await, vec!["other"]);
+    assert_eq!(subjects(&user, &pw, "Projects").await, Vec::<String>::new());
+    assert_eq!(
+        subjects(&user, &pw, "Keep").await,
+        vec!["t-a", "t-b", "t-c"]
+    );
+    assert_eq!(subjects(&user, &pw, "Sent").await, vec!["t-sent"]);
+
+    // On the phone: one Delete per moved mail in the Inbox, one Add per mail in the
+    // destination, and nothing more after that.
+    let r = sync_result(
+        &dev.post("Sync", &sync_request(&inbox, &inbox_key, 100, None))
+            .await,
+    );
+    let mut deletes = r.deletes.clone();
+    deletes.sort();
+    let mut want = moved_ids.clone();
+    want.sort();
+    assert_eq!(deletes, want);
+    assert!(r.adds.is_empty() && r.changes.is_empty());
+    let again = sync_result(
+        &dev.post("Sync", &sync_request(&inbox, &r.key.unwrap(), 100, None))
+            .await,
+    );
+    assert!(again.empty, "{again:?}");
+    let r = sync_result(
+        &dev.post("Sync", &sync_request(&keep, &keep_key, 100, None))
+            .await,
+    );
+    assert_eq!(r.adds.len(), 3);
+    assert!(r.deletes.is_empty());
+    for (_, d) in &r.adds {
+        assert_eq!(
+            d.first(email2::CONVERSATION_ID)
+                .and_then(Element::opaque)
+                .map(|b| b.to_vec()),
+            Some(cid.clone())
+        );
+    }
+    let again = sync_result(
+        &dev.post("Sync", &sync_request(&keep, &r.key.unwrap(), 100, None))
+            .await,
+    );
+    assert!(again.empty, "{again:?}");
+
+    // Moving it again: already there, Status 1, nothing moves.
+    let resp = item_operations(&dev, vec![move_op(&cid, &keep, true)]).await;
+    assert_eq!(results(&resp)[0].text_of(io::STATUS), Some("1"));
+    assert_eq!(
+        subjects(&user, &pw, "Keep").await,
+        vec!["t-a", "t-b", "t-c"]
+    );
 }

@@ -1230,6 +1230,43 @@ impl MailSession for ImapSession {
         self.rename_mailbox(from, to).await
     }
 
+    async fn mime_tree(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+    ) -> Result<Option<super::MimePart>, BackendError> {
+        ImapSession::mime_tree(self, mailbox, uid).await
+    }
+
+    async fn binary_size(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        section: &str,
+    ) -> Result<Option<u64>, BackendError> {
+        ImapSession::binary_size(self, mailbox, uid, section).await
+    }
+
+    async fn fetch_part_range(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        section: &str,
+        binary: bool,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, BackendError> {
+        ImapSession::fetch_part_range(self, mailbox, uid, section, binary, offset, len).await
+    }
+
+    async fn fetch_thread_headers(
+        &mut self,
+        mailbox: &str,
+        uids: &UidSet,
+    ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
+        ImapSession::fetch_thread_headers(self, mailbox, uids).await
+    }
+
     // Search and Find (imap_search.rs).
 
     async fn search_mail(

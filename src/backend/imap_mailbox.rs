@@ -221,6 +221,30 @@ impl ImapSession {
         Ok(out)
     }
 
+    /// The threading header fields (Message-ID, References, In-Reply-To, Subject, Date) of
+    /// `uids` with their metadata, read without setting `\Seen`.
+    pub async fn fetch_thread_headers(
+        &mut self,
+        mailbox: &str,
+        uids: &UidSet,
+    ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
+        self.ensure_selected(mailbox).await?;
+        let mut out = Vec::new();
+        for chunk in chunks(uids) {
+            let args = format!(
+                " {chunk} (UID FLAGS INTERNALDATE \
+                 BODY.PEEK[HEADER.FIELDS (MESSAGE-ID REFERENCES IN-REPLY-TO SUBJECT DATE)])"
+            );
+            let c = self.run_ok(&Command::new("UID FETCH").raw(&args)).await?;
+            for items in c.data("FETCH") {
+                if let Some((meta, Some(header))) = parse_fetch(items) {
+                    out.push((meta, header));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Adds and removes flags on one mail. `false` when the mail does not exist.
     pub async fn store_uid_flags(
         &mut self,

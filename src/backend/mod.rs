@@ -24,6 +24,7 @@ pub mod imap;
 pub mod imap_idle;
 mod imap_mailbox;
 pub mod imap_parse;
+mod imap_parts;
 mod imap_search;
 pub mod mailbox;
 pub mod pool;
@@ -186,6 +187,26 @@ pub enum FlagStore {
     Modified,
 }
 
+/// One MIME part of a stored mail, as IMAP BODYSTRUCTURE describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MimePart {
+    /// IMAP section (`1`, `2.1`); empty for the top level of a multipart mail. A mail that is
+    /// not multipart is one part, section `1`.
+    pub section: String,
+    /// The part's MIME header as stored (the message header for the top level).
+    pub header: bytes::Bytes,
+    /// `type/subtype`, lower case.
+    pub content_type: String,
+    /// Content-Transfer-Encoding, lower case (empty for multiparts).
+    pub encoding: String,
+    /// Size as stored (encoded), in bytes.
+    pub size: u64,
+    /// The boundary of a multipart (empty otherwise).
+    pub boundary: String,
+    /// The parts of a multipart, in order.
+    pub children: Vec<MimePart>,
+}
+
 /// A mail server that users log in to.
 pub trait MailBackend: Clone + Send + Sync + 'static {
     type Session: MailSession;
@@ -316,6 +337,43 @@ pub trait MailSession: Send + 'static {
         from: &str,
         to: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    // Single MIME parts (imap_parts.rs): attachments are read part by part, never whole.
+
+    /// The MIME tree of one mail with every part's header; `None` when the mail is gone.
+    fn mime_tree(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+    ) -> impl Future<Output = Result<Option<MimePart>, BackendError>> + Send;
+
+    /// The decoded size of a part (IMAP BINARY); `None` when the mail is gone.
+    fn binary_size(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        section: &str,
+    ) -> impl Future<Output = Result<Option<u64>, BackendError>> + Send;
+
+    /// Up to `len` bytes of a part from `offset`, decoded by the server when `binary`, else as
+    /// stored; read without setting `\Seen`. `None` when the mail is gone.
+    fn fetch_part_range(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        section: &str,
+        binary: bool,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Option<bytes::Bytes>, BackendError>> + Send;
+
+    /// The threading header fields (Message-ID, References, In-Reply-To, Subject, Date) of
+    /// `uids` with their metadata; missing UIDs are left out.
+    fn fetch_thread_headers(
+        &mut self,
+        mailbox: &str,
+        uids: &UidSet,
+    ) -> impl Future<Output = Result<Vec<(MessageMeta, bytes::Bytes)>, BackendError>> + Send;
 
     // Search and Find (imap_search.rs).
 

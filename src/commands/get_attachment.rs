@@ -1,13 +1,19 @@
 //! GetAttachment (MS-ASCMD 2.2.1.8, 12.x): one attachment by its FileReference, given as the
 //! AttachmentName query parameter, answered as the raw bytes with the part's Content-Type.
-//! The mail is read with BODY.PEEK: fetching an attachment never marks the mail read.
+//!
+//! Only the attachment's MIME part is read, in chunks, while the response is sent (see
+//! [`attachment_part`](super::attachment_part)); the Content-Length is the part's decoded size.
+//! Reading never marks the mail read (`BINARY.PEEK` / `BODY.PEEK`).
 
 use crate::backend::{BackendError, MailBackend, MailSession};
 use crate::eas::item_operations::parse_file_reference;
-use crate::mime;
 use crate::state::StateStore;
 
+use super::attachment_part::{self, AttachmentPart, Lookup, RawSink};
 use super::{folders, CommandError, Context, Gateway, Outcome};
+
+/// Size of the pipe between the IMAP reader and the HTTP response.
+const PIPE: usize = 256 * 1024;
 
 pub async fn handle<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
@@ -25,29 +31,57 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     };
     let user = ctx.user.address.as_str();
     let mut session = gw
-        .sessions
-        .get(&ctx.user.credentials, ctx.client_ip)
+        .backend
+        .login(&ctx.user.credentials, ctx.client_ip)
         .await?;
-    let resolved = folders::resolve(&gw.store, &gw.folders, &mut *session, user, &cid).await?;
-    let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
-        return Ok(not_found());
+    let found = locate(gw, user, &mut session, &cid, uid, index).await;
+    let part = match found {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            session.logout().await;
+            return Ok(not_found());
+        }
+        Err(e) => {
+            session.logout().await;
+            return Err(e);
+        }
     };
-    let fetched = match session.fetch_messages(&mailbox.name, &[uid]).await {
-        Ok(f) => f,
-        Err(BackendError::NotFound(_)) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    drop(session);
-    let Some((_, raw)) = fetched.into_iter().find(|(m, _)| m.uid == uid) else {
-        return Ok(not_found());
-    };
-    let Some(att) = mime::attachment(&raw, index) else {
-        return Ok(not_found());
-    };
-    Ok(Outcome::Raw {
-        content_type: att.content_type,
-        body: bytes::Bytes::from(att.data),
+    let (reader, writer) = tokio::io::duplex(PIPE);
+    let (content_type, length) = (part.content_type.clone(), part.size);
+    tokio::spawn(async move {
+        let mut sink = RawSink(writer);
+        let last = part.size.saturating_sub(1);
+        let result = attachment_part::stream(&mut session, &part, 0, last, &mut sink).await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, uid = part.uid, "attachment stream ended early");
+        }
+        session.logout().await;
+    });
+    Ok(Outcome::Stream {
+        content_type,
+        length: Some(length),
+        body: reader,
+        status: None,
     })
+}
+
+async fn locate<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    user: &str,
+    session: &mut B::Session,
+    cid: &str,
+    uid: u32,
+    index: usize,
+) -> Result<Option<AttachmentPart>, CommandError> {
+    let resolved = folders::resolve(&gw.store, &gw.folders, session, user, cid).await?;
+    let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
+        return Ok(None);
+    };
+    match attachment_part::locate(session, &mailbox.name, uid, index).await {
+        Ok(Lookup::Found(p)) => Ok(Some(p)),
+        Ok(Lookup::NoMail | Lookup::NoAttachment) | Err(BackendError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Exchange answers an unknown attachment with HTTP 500; a 404 says the same more precisely

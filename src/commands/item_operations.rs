@@ -4,20 +4,22 @@
 //! - Fetch by CollectionId + ServerId answers the mail's ApplicationData fields inside
 //!   `Properties`, shaped by the Fetch's Options (BodyPreference, MIMESupport) like Sync.
 //! - Fetch by FileReference (`<collectionId>:<uid>:<index>`, as Sync hands them out) answers
-//!   the attachment's ContentType and its bytes as base64 text in `Data`; with a Range option
-//!   only those bytes, with Range and Total. Multipart responses are not produced: the data is
-//!   always inline, which every client accepts.
+//!   the attachment's ContentType, Total and its bytes as base64 text in `Data`; with a Range
+//!   option only those bytes, with Range. Only the attachment's MIME part is read from IMAP,
+//!   in chunks, while the response is sent ([`attachment_part`], [`item_operations_body`]).
+//! - With `MS-ASAcceptMultiPart: T` (or the AcceptMultiPart query option) the response is
+//!   multipart: the WBXML first, every fetched attachment and mail body as a part after it.
 //! - Fetch by search LongId (`S<collectionId>:<uidvalidity>:<uid>`), looked up only in the user's
 //!   own folders; a moved or deleted mail is not found (Status 6).
 //! - Reading never sets `\Seen` (the backend fetches with BODY.PEEK).
 //! - EmptyFolderContents moves the folder's mail to Trash (expunges it when the folder is Trash
 //!   or there is no Trash) and, with DeleteSubFolders, deletes the subfolders. The device's
 //!   sync state is left alone: its next Sync of the folder reports the Deletes.
-//! - Move (conversations) is not supported: Status 156 (common status ActionNotSupported).
+//! - Move moves every mail of a conversation to DstFldId ([`conversation_move`]).
 
 use crate::backend::{BackendError, MailBackend, MailSession, SpecialUse};
 use crate::eas::item_operations::{
-    self as model, attachment_properties, clamp_range, mail_properties, parse_file_reference,
+    self as model, attachment_properties_head, clamp_range, mail_properties, parse_file_reference,
     parse_range, status, FetchRequest, FetchResponse, Operation, OperationResponse,
 };
 use crate::eas::sync::SyncOptions;
@@ -25,6 +27,9 @@ use crate::mime;
 use crate::state::StateStore;
 use crate::wbxml::Element;
 
+use super::attachment_part::{self, Lookup};
+use super::conversation_move;
+use super::item_operations_body::{self, PendingData};
 use super::sync::client_changes::parse_server_id;
 use super::sync::{body_options, mail_flags};
 use super::{folders, CommandError, Context, Gateway, Outcome};
@@ -49,12 +54,15 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         .login(&ctx.user.credentials, ctx.client_ip)
         .await?;
     let mut results = Vec::with_capacity(ops.len());
+    let mut pending: Vec<Option<PendingData>> = Vec::with_capacity(ops.len());
     let mut outcome = Ok(());
     for op in &ops {
+        let mut data = None;
         let r = match op {
-            Operation::Fetch(f) => fetch(gw, ctx, &mut session, f)
-                .await
-                .map(OperationResponse::Fetch),
+            Operation::Fetch(f) => fetch(gw, ctx, &mut session, f).await.map(|(r, d)| {
+                data = d;
+                OperationResponse::Fetch(r)
+            }),
             Operation::EmptyFolderContents {
                 collection_id,
                 delete_sub_folders,
@@ -65,22 +73,48 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                     collection_id: collection_id.clone(),
                 }),
             Operation::Move {
-                conversation_id, ..
-            } => Ok(OperationResponse::Move {
-                status: status::ACTION_NOT_SUPPORTED,
+                conversation_id,
+                dst_fld_id,
+                move_always,
+            } => conversation_move::move_conversation(
+                gw,
+                ctx,
+                &mut session,
+                conversation_id.as_ref(),
+                dst_fld_id.as_deref(),
+                move_always.as_ref(),
+            )
+            .await
+            .map(|status| OperationResponse::Move {
+                status,
                 conversation_id: conversation_id.clone(),
             }),
         };
         match r {
-            Ok(r) => results.push(r),
+            Ok(r) => {
+                results.push(r);
+                pending.push(data);
+            }
             Err(e) => {
                 outcome = Err(e);
                 break;
             }
         }
     }
+    if let Err(e) = outcome {
+        session.logout().await;
+        return Err(e);
+    }
+    if ctx.line.accept_multipart || pending.iter().any(Option::is_some) {
+        // Attachment bytes are read from IMAP while the response is sent.
+        return Ok(item_operations_body::respond(
+            session,
+            results,
+            pending,
+            ctx.line.accept_multipart,
+        ));
+    }
     session.logout().await;
-    outcome?;
     Ok(Outcome::Wbxml {
         body: model::response(&results),
         status: Some(status::SUCCESS),
@@ -92,6 +126,20 @@ async fn fetch<B: MailBackend, S: StateStore>(
     ctx: &Context,
     session: &mut B::Session,
     req: &FetchRequest,
+) -> Result<(FetchResponse, Option<PendingData>), CommandError> {
+    if let Some(reference) = &req.file_reference {
+        if req.store.eq_ignore_ascii_case("Mailbox") && !req.link_id && req.long_id.is_none() {
+            return fetch_attachment(gw, ctx, session, req, reference).await;
+        }
+    }
+    fetch_item(gw, ctx, session, req).await.map(|r| (r, None))
+}
+
+async fn fetch_item<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    session: &mut B::Session,
+    req: &FetchRequest,
 ) -> Result<FetchResponse, CommandError> {
     if !req.store.eq_ignore_ascii_case("Mailbox") || req.link_id {
         return Ok(FetchResponse::failed(req, status::UNKNOWN_STORE));
@@ -99,9 +147,6 @@ async fn fetch<B: MailBackend, S: StateStore>(
     if req.long_id.is_some() {
         // LongIds name Search results: resolved in the user's own folders only.
         return super::search::fetch_long_id(gw, ctx, session, req).await;
-    }
-    if let Some(reference) = &req.file_reference {
-        return fetch_attachment(gw, ctx, session, req, reference).await;
     }
     let Some(server_id) = &req.server_id else {
         return Ok(FetchResponse::failed(req, status::PROTOCOL_ERROR));
@@ -164,60 +209,49 @@ async fn fetch_attachment<B: MailBackend, S: StateStore>(
     session: &mut B::Session,
     req: &FetchRequest,
     reference: &str,
-) -> Result<FetchResponse, CommandError> {
+) -> Result<(FetchResponse, Option<PendingData>), CommandError> {
+    let failed = |status| Ok((FetchResponse::failed(req, status), None));
     let Some((cid, uid, index)) = parse_file_reference(reference) else {
-        return Ok(FetchResponse::failed(req, status::INVALID_ATTACHMENT));
+        return failed(status::INVALID_ATTACHMENT);
     };
     let requested = match &req.range {
         Some(r) => match parse_range(r) {
             Some(r) => Some(r),
-            None => return Ok(FetchResponse::failed(req, status::INVALID_RANGE)),
+            None => return failed(status::INVALID_RANGE),
         },
         None => None,
     };
     let user = ctx.user.address.as_str();
     let resolved = folders::resolve(&gw.store, &gw.folders, session, user, &cid).await?;
     let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
-        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
+        return failed(status::OBJECT_NOT_FOUND);
     };
-    let fetched = match session.fetch_messages(&mailbox.name, &[uid]).await {
-        Ok(f) => f,
-        Err(BackendError::NotFound(_)) => Vec::new(),
+    let part = match attachment_part::locate(session, &mailbox.name, uid, index).await {
+        Ok(Lookup::Found(p)) => p,
+        Ok(Lookup::NoMail) | Err(BackendError::NotFound(_)) => {
+            return failed(status::OBJECT_NOT_FOUND)
+        }
+        Ok(Lookup::NoAttachment) => return failed(status::INVALID_ATTACHMENT),
         Err(e) => return Err(e.into()),
     };
-    let Some((_, raw)) = fetched.into_iter().find(|(m, _)| m.uid == uid) else {
-        return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
-    };
-    let Some(att) = mime::attachment(&raw, index) else {
-        return Ok(FetchResponse::failed(req, status::INVALID_ATTACHMENT));
-    };
-    let data: &[u8] = &att.data;
-    let total = data.len() as u64;
-    let (range, bytes) = match requested {
-        None => (None, data),
+    let total = part.size;
+    let (range, first, last) = match requested {
+        None => (None, 0, total.saturating_sub(1)),
         Some(r) => match clamp_range(r, total) {
-            // Both ends are below `total`, which is a slice length.
-            Some((first, last)) => (
-                Some((first, last)),
-                data.get(first as usize..=last as usize).unwrap_or_default(),
-            ),
-            None => return Ok(FetchResponse::failed(req, status::INVALID_RANGE)),
+            Some((first, last)) => (Some((first, last)), first, last),
+            None => return failed(status::INVALID_RANGE),
         },
     };
-    Ok(FetchResponse {
+    let response = FetchResponse {
         status: status::SUCCESS,
         long_id: None,
         collection_id: None,
         server_id: None,
         class: None,
         file_reference: Some(reference.to_string()),
-        properties: Some(attachment_properties(
-            &att.content_type,
-            range,
-            total,
-            bytes,
-        )),
-    })
+        properties: Some(attachment_properties_head(&part.content_type, range, total)),
+    };
+    Ok((response, Some(PendingData { part, first, last })))
 }
 
 /// Empties a folder; returns the operation's status.

@@ -2,6 +2,8 @@
 //! decoded request and the request's [`Context`], using the mail backend and the state store.
 //! Nothing here sees HTTP or bytes.
 
+pub mod attachment_part;
+pub mod conversation_move;
 pub mod find;
 pub mod folder_changes;
 pub mod folder_sync;
@@ -9,6 +11,7 @@ pub mod folders;
 pub mod get_attachment;
 pub mod get_item_estimate;
 pub mod item_operations;
+pub mod item_operations_body;
 pub mod move_items;
 pub mod ping;
 pub mod provision;
@@ -122,6 +125,15 @@ pub enum Outcome {
     Raw {
         content_type: String,
         body: bytes::Bytes,
+    },
+    /// HTTP 200 with a body written while it is sent (attachments read from IMAP in chunks):
+    /// the command's task writes into the other end of `body`; `length` when known up front.
+    /// A task that fails midway closes its end early and the client sees a cut response.
+    Stream {
+        content_type: String,
+        length: Option<u64>,
+        body: tokio::io::DuplexStream,
+        status: Option<u32>,
     },
     /// A bare HTTP status (449 for 12.x provisioning, 501 ...), with a reason for the log.
     Http { status: u16, reason: &'static str },

@@ -27,7 +27,10 @@ pub mod status {
     pub const INVALID_ATTACHMENT: u32 = 15;
     pub const ACCESS_DENIED: u32 = 16;
     pub const PARTIAL_SUCCESS: u32 = 17;
-    /// Common status (14.0+): the server does not support the action.
+    /// Move without MoveAlways (MS-ASCMD 2.2.3.118).
+    pub const MOVE_ALWAYS_MISSING: u32 = 155;
+    /// Common status (14.0+): the server does not support the action (Move: the destination
+    /// is not a mail folder).
     pub const ACTION_NOT_SUPPORTED: u32 = 156;
 }
 
@@ -63,6 +66,9 @@ pub enum Operation {
         /// The ConversationId element as sent (opaque), echoed in the answer.
         conversation_id: Option<Element>,
         dst_fld_id: Option<String>,
+        /// `Options/MoveAlways` as sent (an empty element: the whole conversation, now and
+        /// later).
+        move_always: Option<Element>,
     },
 }
 
@@ -106,6 +112,10 @@ pub fn parse(root: &Element) -> Result<Vec<Operation>, ParseError> {
             t if t == io::MOVE => out.push(Operation::Move {
                 conversation_id: op.first(io::CONVERSATION_ID).cloned(),
                 dst_fld_id: trimmed(op, io::DST_FLD_ID),
+                move_always: op
+                    .first(io::OPTIONS)
+                    .and_then(|o| o.first(io::MOVE_ALWAYS))
+                    .cloned(),
             }),
             _ => return Err(err("unknown operation")),
         }
@@ -160,7 +170,7 @@ impl FetchResponse {
         }
     }
 
-    fn to_element(&self) -> Element {
+    pub fn to_element(&self) -> Element {
         // Status first, then the identifiers, as Exchange answers (MS-ASCMD 4.8).
         let mut f = Element::new(io::FETCH).text_child(io::STATUS, self.status.to_string());
         if let Some(v) = &self.long_id {
@@ -201,11 +211,7 @@ pub fn attachment_properties(
     data: &[u8],
 ) -> Element {
     use base64::Engine;
-    let mut p = Element::new(io::PROPERTIES).text_child(b::CONTENT_TYPE, content_type);
-    if let Some((first, last)) = range {
-        p.push(Element::with_text(io::RANGE, format!("{first}-{last}")));
-    }
-    p.push(Element::with_text(io::TOTAL, total.to_string()));
+    let mut p = attachment_properties_head(content_type, range, total);
     p.push(Element::with_text(
         io::DATA,
         base64::engine::general_purpose::STANDARD.encode(data),
@@ -213,29 +219,89 @@ pub fn attachment_properties(
     p
 }
 
+/// An attachment's properties without its data (ContentType, Range, Total): the data follows
+/// as `Data` (streamed) or `Part` (multipart).
+pub fn attachment_properties_head(
+    content_type: &str,
+    range: Option<(u64, u64)>,
+    total: u64,
+) -> Element {
+    let mut p = Element::new(io::PROPERTIES).text_child(b::CONTENT_TYPE, content_type);
+    if let Some((first, last)) = range {
+        p.push(Element::with_text(io::RANGE, format!("{first}-{last}")));
+    }
+    p.push(Element::with_text(io::TOTAL, total.to_string()));
+    p
+}
+
+/// The element of one operation's answer.
+pub fn operation_element(r: &OperationResponse) -> Element {
+    match r {
+        OperationResponse::Fetch(f) => f.to_element(),
+        OperationResponse::EmptyFolderContents {
+            status,
+            collection_id,
+        } => Element::new(io::EMPTY_FOLDER_CONTENTS)
+            .text_child(io::STATUS, status.to_string())
+            .text_child(a::COLLECTION_ID, collection_id.clone()),
+        OperationResponse::Move {
+            status,
+            conversation_id,
+        } => {
+            let mut m = Element::new(io::MOVE).text_child(io::STATUS, status.to_string());
+            if let Some(c) = conversation_id {
+                m.push(c.clone());
+            }
+            m
+        }
+    }
+}
+
+/// Multipart responses (MS-ASCMD 2.2.1.10.1.1): the WBXML is part 0, fetched data the parts
+/// after it, named by `Part` elements in place of `Data`.
+pub mod multipart {
+    /// The Content-Type of a multipart response.
+    pub const CONTENT_TYPE: &str = "application/vnd.ms-sync.multipart";
+
+    /// The MultiPartResponse head for parts of these lengths: PartsCount, then each part's
+    /// Offset (from the start of the structure) and Length, as 32-bit little-endian integers.
+    /// `None` when a part or the whole does not fit in those integers.
+    pub fn head(lengths: &[u64]) -> Option<Vec<u8>> {
+        let count = u32::try_from(lengths.len()).ok()?;
+        let mut out = Vec::with_capacity(4 + 8 * lengths.len());
+        out.extend_from_slice(&count.to_le_bytes());
+        let mut offset = 4 + 8 * lengths.len() as u64;
+        for &len in lengths {
+            out.extend_from_slice(&i32::try_from(offset).ok()?.to_le_bytes());
+            out.extend_from_slice(&i32::try_from(len).ok()?.to_le_bytes());
+            offset += len;
+        }
+        i32::try_from(offset).ok()?;
+        Some(out)
+    }
+
+    /// Splits a MultiPartResponse into its parts (what a client does).
+    pub fn split(body: &[u8]) -> Option<Vec<&[u8]>> {
+        let int = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = body.get(at..at + 4)?.try_into().ok()?;
+            usize::try_from(i32::from_le_bytes(b)).ok()
+        };
+        let count = int(0)?;
+        let mut parts = Vec::with_capacity(count.min(1024));
+        for i in 0..count {
+            let offset = int(4 + 8 * i)?;
+            let len = int(8 + 8 * i)?;
+            parts.push(body.get(offset..offset.checked_add(len)?)?);
+        }
+        Some(parts)
+    }
+}
+
 /// A whole ItemOperations response.
 pub fn response(results: &[OperationResponse]) -> Element {
     let mut resp = Element::new(io::RESPONSE);
     for r in results {
-        resp.push(match r {
-            OperationResponse::Fetch(f) => f.to_element(),
-            OperationResponse::EmptyFolderContents {
-                status,
-                collection_id,
-            } => Element::new(io::EMPTY_FOLDER_CONTENTS)
-                .text_child(io::STATUS, status.to_string())
-                .text_child(a::COLLECTION_ID, collection_id.clone()),
-            OperationResponse::Move {
-                status,
-                conversation_id,
-            } => {
-                let mut m = Element::new(io::MOVE).text_child(io::STATUS, status.to_string());
-                if let Some(c) = conversation_id {
-                    m.push(c.clone());
-                }
-                m
-            }
-        });
+        resp.push(operation_element(r));
     }
     Element::new(io::ITEM_OPERATIONS)
         .text_child(io::STATUS, status::SUCCESS.to_string())
@@ -377,6 +443,21 @@ mod tests {
         assert_eq!(clamp_range((100, 199), 314), Some((100, 199)));
         assert_eq!(clamp_range((314, 400), 314), None);
         assert_eq!(clamp_range((0, 0), 0), None);
+    }
+
+    #[test]
+    fn multipart_head_layout() {
+        let head = multipart::head(&[10, 3]).unwrap();
+        // count 2; part 0 at 20 (4 + 2 * 8), 10 bytes; part 1 at 30, 3 bytes.
+        assert_eq!(
+            head,
+            [2, 0, 0, 0, 20, 0, 0, 0, 10, 0, 0, 0, 30, 0, 0, 0, 3, 0, 0, 0]
+        );
+        let mut body = head.clone();
+        body.extend_from_slice(b"0123456789abc");
+        let parts = multipart::split(&body).unwrap();
+        assert_eq!(parts, vec![&b"0123456789"[..], &b"abc"[..]]);
+        assert!(multipart::head(&[u64::from(u32::MAX)]).is_none());
     }
 
     #[test]

@@ -253,6 +253,16 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         };
         span.record("protocol_version", version.as_str());
         let mut line = line;
+        // MS-ASHTTP 2.2.1.1.2.5: "T" asks for a multipart ItemOperations response (the base64
+        // form carries the same wish as its AcceptMultiPart option bit).
+        if req
+            .headers()
+            .get("MS-ASAcceptMultiPart")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("T"))
+        {
+            line.accept_multipart = true;
+        }
         if !line.base64_form {
             line.policy_key = req
                 .headers()
@@ -358,6 +368,15 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             }
             Ok(Outcome::Empty) => response::empty(200),
             Ok(Outcome::Raw { content_type, body }) => response::raw(&content_type, body),
+            Ok(Outcome::Stream {
+                content_type,
+                length,
+                body,
+                status,
+            }) => {
+                log.eas_status = status;
+                response::stream(&content_type, length, body)
+            }
             Ok(Outcome::Http { status, reason }) => {
                 log.reason = reason;
                 response::empty(status)

@@ -1,13 +1,97 @@
 //! Building HTTP responses, and the one mapping from errors to HTTP statuses.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
+use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 
 use crate::commands::CommandError;
 
-pub type Body = Full<Bytes>;
+/// Bytes read from a streamed body per frame.
+const FRAME: usize = 64 * 1024;
+
+/// A response body: bytes in memory, or the read end of a pipe a command's task writes into
+/// while the response is sent (so a 50 MB attachment never sits in memory whole).
+#[derive(Debug)]
+pub enum Body {
+    Full(Option<Bytes>),
+    Stream {
+        pipe: DuplexStream,
+        /// Bytes still expected when the length was announced.
+        remaining: Option<u64>,
+    },
+}
+
+impl Body {
+    fn full(b: Bytes) -> Body {
+        Body::Full((!b.is_empty()).then_some(b))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream { pipe, remaining } => {
+                if *remaining == Some(0) {
+                    return Poll::Ready(None);
+                }
+                let mut buf = vec![0u8; FRAME];
+                let mut rb = ReadBuf::new(&mut buf);
+                match Pin::new(pipe).poll_read(cx, &mut rb) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Ok(())) => {
+                        let n = rb.filled().len();
+                        if n == 0 {
+                            return match remaining {
+                                // The writer stopped before the announced length.
+                                Some(left) => Poll::Ready(Some(Err(io::Error::new(
+                                    io::ErrorKind::UnexpectedEof,
+                                    format!("response body cut {left} bytes short"),
+                                )))),
+                                None => Poll::Ready(None),
+                            };
+                        }
+                        if let Some(left) = remaining {
+                            *left = left.saturating_sub(n as u64);
+                        }
+                        buf.truncate(n);
+                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(b) => b.is_none(),
+            Body::Stream { remaining, .. } => *remaining == Some(0),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream {
+                remaining: Some(n), ..
+            } => SizeHint::with_exact(*n),
+            Body::Stream { .. } => SizeHint::default(),
+        }
+    }
+}
 
 /// The WBXML media type.
 pub const WBXML: &str = "application/vnd.ms-sync.wbxml";
@@ -16,13 +100,13 @@ pub const WBXML: &str = "application/vnd.ms-sync.wbxml";
 pub const RETRY_AFTER_SECS: u64 = 30;
 
 pub fn empty(status: u16) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(Body::Full(None));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r
 }
 
 pub fn wbxml(bytes: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Body::full(Bytes::from(bytes)));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(WBXML));
     r
@@ -30,7 +114,19 @@ pub fn wbxml(bytes: Vec<u8>) -> Response<Body> {
 
 /// Raw bytes with their media type (an invalid media type becomes application/octet-stream).
 pub fn raw(content_type: &str, bytes: Bytes) -> Response<Body> {
-    let mut r = Response::new(Full::new(bytes));
+    let mut r = Response::new(Body::full(bytes));
+    let v = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    r.headers_mut().insert(CONTENT_TYPE, v);
+    r
+}
+
+/// A body written while it is sent, with its media type and, when known, its length.
+pub fn stream(content_type: &str, length: Option<u64>, pipe: DuplexStream) -> Response<Body> {
+    let mut r = Response::new(Body::Stream {
+        pipe,
+        remaining: length,
+    });
     let v = HeaderValue::from_str(content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     r.headers_mut().insert(CONTENT_TYPE, v);

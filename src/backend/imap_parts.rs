@@ -1,0 +1,315 @@
+//! Single MIME parts of a stored mail over IMAP: the part tree (BODYSTRUCTURE plus each
+//! part's MIME header), a part's decoded size (`BINARY.SIZE`, RFC 3516) and byte ranges of a
+//! part, decoded by the server (`BINARY.PEEK[section]<offset.length>`) or as stored
+//! (`BODY.PEEK[section]<offset.length>`). Nothing here sets `\Seen`.
+
+use bytes::Bytes;
+
+use super::imap::{classify, Command, ImapSession, Phase};
+use super::imap_parse::{Item, Status};
+use super::{BackendError, MimePart};
+
+/// Most parts of one mail whose headers are fetched.
+const MAX_PARTS: usize = 1000;
+
+impl ImapSession {
+    async fn select_for_parts(&mut self, mailbox: &str) -> Result<(), BackendError> {
+        if self.selected() != Some(mailbox) {
+            self.select_mailbox(mailbox).await?;
+        }
+        Ok(())
+    }
+
+    /// The MIME tree of one mail with each part's header; `None` when the mail is gone.
+    pub async fn mime_tree(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+    ) -> Result<Option<MimePart>, BackendError> {
+        self.select_for_parts(mailbox).await?;
+        let c = self
+            .run_ok(&Command::new("UID FETCH").raw(&format!(" {uid} (UID BODYSTRUCTURE)")))
+            .await?;
+        let Some(structure) = c
+            .data("FETCH")
+            .find_map(|items| fetch_value(items, uid, "BODYSTRUCTURE").cloned())
+        else {
+            return Ok(None);
+        };
+        let mut root = parse_structure(&structure, "", 0)
+            .ok_or_else(|| BackendError::Protocol("unparseable BODYSTRUCTURE".to_string()))?;
+        let mut sections = Vec::new();
+        collect_sections(&root, &mut sections);
+        if sections.len() > MAX_PARTS {
+            return Err(BackendError::Rejected(format!(
+                "mail has {} MIME parts",
+                sections.len()
+            )));
+        }
+        let mut args = format!(" {uid} (UID");
+        for s in &sections {
+            args.push_str(&format!(" BODY.PEEK[{}]", header_section(s)));
+        }
+        args.push(')');
+        let c = self.run_ok(&Command::new("UID FETCH").raw(&args)).await?;
+        let Some(items) = c.data("FETCH").find(|items| fetch_uid(items) == Some(uid)) else {
+            return Ok(None);
+        };
+        let headers = items.first().and_then(Item::as_list).unwrap_or_default();
+        fill_headers(&mut root, headers);
+        Ok(Some(root))
+    }
+
+    /// The decoded size of a part (`BINARY.SIZE`); `None` when the mail is gone.
+    pub async fn binary_size(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        section: &str,
+    ) -> Result<Option<u64>, BackendError> {
+        self.select_for_parts(mailbox).await?;
+        let c = self
+            .run_ok(&Command::new("UID FETCH").raw(&format!(" {uid} (UID BINARY.SIZE[{section}])")))
+            .await?;
+        let key = format!("BINARY.SIZE[{section}]");
+        let size = c
+            .data("FETCH")
+            .find_map(|items| fetch_value(items, uid, &key).and_then(Item::as_u64));
+        Ok(size)
+    }
+
+    /// Up to `len` bytes of a part from `offset`: decoded by the server with `binary`, else as
+    /// stored. `None` when the mail is gone; fewer bytes (or none) past the part's end.
+    pub async fn fetch_part_range(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        section: &str,
+        binary: bool,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, BackendError> {
+        self.select_for_parts(mailbox).await?;
+        let (item, answer) = if binary {
+            ("BINARY.PEEK", "BINARY")
+        } else {
+            ("BODY.PEEK", "BODY")
+        };
+        let c = self
+            .run(
+                &Command::new("UID FETCH")
+                    .raw(&format!(" {uid} (UID {item}[{section}]<{offset}.{len}>)")),
+            )
+            .await?;
+        if c.done.status != Status::Ok {
+            return Err(classify(&c.done, Phase::Command, "UID FETCH part"));
+        }
+        let prefix = format!("{answer}[{section}]");
+        for items in c.data("FETCH") {
+            if fetch_uid(items) != Some(uid) {
+                continue;
+            }
+            let Some(list) = items.first().and_then(Item::as_list) else {
+                continue;
+            };
+            let mut it = list.iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                let Some(k) = k.as_atom() else { continue };
+                if k.to_ascii_uppercase().starts_with(&prefix) {
+                    return Ok(Some(match v {
+                        Item::Str(s) => Bytes::copy_from_slice(s),
+                        _ => Bytes::new(),
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The section whose text is a part's header: the message header for the top level.
+fn header_section(section: &str) -> String {
+    if section.is_empty() {
+        "HEADER".to_string()
+    } else {
+        format!("{section}.MIME")
+    }
+}
+
+fn fetch_uid(items: &[Item]) -> Option<u32> {
+    let list = items.first()?.as_list()?;
+    let mut it = list.iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if k.as_atom().is_some_and(|k| k.eq_ignore_ascii_case("UID")) {
+            return v.as_u64().and_then(|u| u32::try_from(u).ok());
+        }
+    }
+    None
+}
+
+fn fetch_value<'a>(items: &'a [Item], uid: u32, key: &str) -> Option<&'a Item> {
+    if fetch_uid(items) != Some(uid) {
+        return None;
+    }
+    let list = items.first()?.as_list()?;
+    let mut it = list.iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if k.as_atom().is_some_and(|k| k.eq_ignore_ascii_case(key)) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn text(item: Option<&Item>) -> String {
+    item.and_then(Item::as_astring)
+        .filter(|_| !item.is_some_and(Item::is_nil))
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// One BODYSTRUCTURE node. `section` is the node's IMAP section ("" for a multipart top
+/// level); a top-level single part is section "1" with the message header.
+fn parse_structure(item: &Item, section: &str, depth: usize) -> Option<MimePart> {
+    if depth > 50 {
+        return None;
+    }
+    let list = item.as_list()?;
+    if matches!(list.first(), Some(Item::List(_))) {
+        let mut children = Vec::new();
+        let mut rest = list.iter().peekable();
+        while let Some(Item::List(_)) = rest.peek() {
+            let child = rest.next()?;
+            let n = children.len() + 1;
+            let s = if section.is_empty() {
+                n.to_string()
+            } else {
+                format!("{section}.{n}")
+            };
+            children.push(parse_structure(child, &s, depth + 1)?);
+        }
+        let subtype = text(rest.next());
+        let boundary = rest
+            .next()
+            .and_then(Item::as_list)
+            .and_then(|params| {
+                let mut it = params.iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    if k.as_astring()
+                        .is_some_and(|k| k.eq_ignore_ascii_case("boundary"))
+                    {
+                        return v.as_astring();
+                    }
+                }
+                None
+            })
+            .unwrap_or_default();
+        return Some(MimePart {
+            section: section.to_string(),
+            header: Bytes::new(),
+            content_type: format!("multipart/{subtype}"),
+            encoding: String::new(),
+            size: 0,
+            boundary,
+            children,
+        });
+    }
+    let section = if section.is_empty() { "1" } else { section };
+    Some(MimePart {
+        section: section.to_string(),
+        header: Bytes::new(),
+        content_type: format!("{}/{}", text(list.first()), text(list.get(1))),
+        encoding: text(list.get(5)),
+        size: list.get(6).and_then(Item::as_u64).unwrap_or(0),
+        boundary: String::new(),
+        children: Vec::new(),
+    })
+}
+
+/// Sections whose header is needed, top level first; the top level is "".
+fn collect_sections(p: &MimePart, out: &mut Vec<String>) {
+    if out.is_empty() {
+        out.push(String::new());
+    } else {
+        out.push(p.section.clone());
+    }
+    for c in &p.children {
+        collect_sections(c, out);
+    }
+}
+
+fn fill_headers(root: &mut MimePart, fetched: &[Item]) {
+    fn find(fetched: &[Item], key: &str) -> Bytes {
+        let mut it = fetched.iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if k.as_atom().is_some_and(|k| k.eq_ignore_ascii_case(key)) {
+                if let Item::Str(s) = v {
+                    return Bytes::copy_from_slice(s);
+                }
+            }
+        }
+        Bytes::new()
+    }
+    fn walk(p: &mut MimePart, fetched: &[Item]) {
+        p.header = find(fetched, &format!("BODY[{}.MIME]", p.section));
+        for c in &mut p.children {
+            walk(c, fetched);
+        }
+    }
+    for c in &mut root.children {
+        walk(c, fetched);
+    }
+    root.header = find(fetched, "BODY[HEADER]");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::imap_parse::{parse_response, Response};
+
+    fn structure(line: &str) -> MimePart {
+        let Response::Data { items, .. } = parse_response(line.as_bytes()).unwrap() else {
+            panic!("not data")
+        };
+        let value = fetch_value(&items, 7, "BODYSTRUCTURE").expect("BODYSTRUCTURE");
+        parse_structure(value, "", 0).expect("structure")
+    }
+
+    #[test]
+    fn nested_multipart_sections_and_boundaries() {
+        let p = structure(
+            "* 1 FETCH (UID 7 BODYSTRUCTURE (((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \
+             \"7bit\" 41 1 NIL NIL NIL NIL)(\"text\" \"html\" NIL NIL NIL \"quoted-printable\" 48 1 \
+             NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"alt\") NIL NIL NIL)(\"application\" \
+             \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"base64\" 410 NIL (\"attachment\" (\"filename\" \
+             \"a.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"outer\") NIL NIL NIL))\r\n",
+        );
+        assert_eq!(p.section, "");
+        assert_eq!(p.content_type, "multipart/mixed");
+        assert_eq!(p.boundary, "outer");
+        let alt = &p.children[0];
+        assert_eq!((alt.section.as_str(), alt.boundary.as_str()), ("1", "alt"));
+        assert_eq!(alt.children[1].section, "1.2");
+        assert_eq!(alt.children[1].encoding, "quoted-printable");
+        let pdf = &p.children[1];
+        assert_eq!(pdf.section, "2");
+        assert_eq!(pdf.content_type, "application/pdf");
+        assert_eq!((pdf.encoding.as_str(), pdf.size), ("base64", 410));
+        let mut sections = Vec::new();
+        collect_sections(&p, &mut sections);
+        assert_eq!(sections, ["", "1", "1.1", "1.2", "2"]);
+        assert_eq!(header_section(""), "HEADER");
+        assert_eq!(header_section("1.2"), "1.2.MIME");
+    }
+
+    #[test]
+    fn a_single_part_mail_is_section_one() {
+        let p = structure(
+            "* 1 FETCH (UID 7 BODYSTRUCTURE (\"image\" \"png\" NIL NIL NIL \"base64\" 100 NIL NIL \
+             NIL NIL))\r\n",
+        );
+        assert_eq!(p.section, "1");
+        assert!(p.children.is_empty());
+        assert_eq!(p.content_type, "image/png");
+    }
+}
