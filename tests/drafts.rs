@@ -286,6 +286,25 @@ async fn mime_draft_add_repeat_change_fetch_delete() {
         Some(s2.as_str())
     );
 
+    // ItemOperations by the same ServerId gives the new version too.
+    let fetch = Element::new(io::ITEM_OPERATIONS).child(
+        Element::new(io::FETCH)
+            .text_child(io::STORE, "Mailbox")
+            .text_child(a::COLLECTION_ID, p.drafts.clone())
+            .text_child(a::SERVER_ID, sid.clone()),
+    );
+    let body = p.dev.post("ItemOperations", &fetch).await.body.unwrap();
+    let f = body
+        .first(io::RESPONSE)
+        .and_then(|r| r.first(io::FETCH))
+        .expect("ItemOperations Fetch");
+    assert_eq!(f.text_of(io::STATUS), Some("1"));
+    assert_eq!(
+        f.first(io::PROPERTIES)
+            .and_then(|d| d.text_of(email::SUBJECT)),
+        Some(s2.as_str())
+    );
+
     // A second device of the user knows the draft by the same ServerId.
     let mut other = phone(&gw, &user, &pw).await;
     let r = other.sync(vec![]).await;
@@ -698,4 +717,45 @@ with pyactivesync.Client(server, user, password, device_id="PYDRAFT0001", verify
         attachment_of(&stored[0].raw).as_deref(),
         Some(&b"\x00\x01draft"[..])
     );
+}
+
+#[tokio::test]
+async fn a_changed_draft_moves_by_its_server_id() {
+    use eas_gateway::wbxml::tags::move_items as m;
+    let gw = start_gateway().await;
+    let (user, pw) = new_user("mvdraft");
+    let mut p = phone(&gw, &user, &pw).await;
+    let mime = draft_mime(
+        &user,
+        "bob@example.test",
+        &unique("v1"),
+        "<mv@example.test>",
+        b"1",
+    );
+    let r = p
+        .sync(vec![add("m1", app_data().child(mime_body(&mime)), false)])
+        .await;
+    let sid = add_response(&r, "m1").0.expect("ServerId");
+    let s2 = unique("v2");
+    let mime2 = draft_mime(&user, "bob@example.test", &s2, "<mv@example.test>", b"2");
+    p.sync(vec![change(
+        &sid,
+        app_data().child(mime_body(&mime2)),
+        false,
+    )])
+    .await;
+    let inbox = folder_id(&p.dev, "Inbox").await;
+    let req = Element::new(m::MOVE_ITEMS).child(
+        Element::new(m::MOVE)
+            .text_child(m::SRC_MSG_ID, sid.clone())
+            .text_child(m::SRC_FLD_ID, p.drafts.clone())
+            .text_child(m::DST_FLD_ID, inbox),
+    );
+    let body = p.dev.post("MoveItems", &req).await.body.unwrap();
+    let resp = body.first(m::RESPONSE).expect("Response");
+    assert_eq!(resp.text_of(m::STATUS), Some("3"), "moved");
+    assert!(mailbox(&user, &pw, "Drafts").await.is_empty());
+    let moved = mailbox(&user, &pw, "INBOX").await;
+    assert_eq!(moved.len(), 1);
+    assert_eq!(subject_of(&moved[0].raw), s2, "the newest version moved");
 }

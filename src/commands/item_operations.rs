@@ -173,6 +173,13 @@ async fn fetch_item<B: MailBackend, S: StateStore>(
     let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
         return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
     };
+    let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
+    let uid = if in_drafts {
+        // A draft keeps its ServerId across versions; its newest version holds it now.
+        super::sync::drafts::current_uid(&gw.store, session, user, &cid, &mailbox.name, uid).await?
+    } else {
+        uid
+    };
     let fetched = match session.fetch_messages(&mailbox.name, &[uid]).await {
         Ok(f) => f,
         Err(BackendError::NotFound(_)) => Vec::new(),
@@ -184,7 +191,7 @@ async fn fetch_item<B: MailBackend, S: StateStore>(
     let info = mime::ItemInfo {
         file_reference_prefix: server_id,
         internal_date: meta.internal_date,
-        in_drafts: mailbox.special_use == Some(SpecialUse::Drafts),
+        in_drafts,
     };
     let data = mime::application_data(
         &raw,

@@ -17,13 +17,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::backend::{BackendError, MailBackend, MailSession};
+use crate::backend::{BackendError, MailBackend, MailSession, SpecialUse};
 use crate::eas::move_items::{self as model, status, MoveResult};
 use crate::state::StateStore;
 use crate::uidset::UidSet;
 use crate::wbxml::Element;
 
 use super::sync::client_changes::{parse_server_id, server_id};
+use super::sync::drafts;
 use super::sync::view::{flag_bits, View};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
@@ -59,6 +60,13 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             let (Some(src), Some(uid)) = (src, uid) else {
                 results[i].status = status::INVALID_SOURCE;
                 continue;
+            };
+            let uid = if src.special_use == Some(SpecialUse::Drafts) {
+                // A draft keeps its ServerId across versions; its newest version holds it now.
+                drafts::current_uid(&gw.store, &mut session, user, &m.src_fld_id, &src.name, uid)
+                    .await?
+            } else {
+                uid
             };
             let dst = folders::resolve(&gw.store, &gw.folders, &mut session, user, &m.dst_fld_id)
                 .await?

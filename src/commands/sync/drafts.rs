@@ -494,6 +494,24 @@ fn draft_flags(fields: &DraftData) -> Vec<String> {
     flags
 }
 
+/// The UID that holds the draft `item` of the Drafts collection `cid` now: its newest recorded
+/// version, or `item` itself when none is recorded. For commands that name a draft by its
+/// ServerId outside Sync (ItemOperations Fetch, MoveItems).
+pub async fn current_uid<M: MailSession, S: StateStore>(
+    store: &S,
+    session: &mut M,
+    user: &str,
+    cid: &str,
+    mailbox: &str,
+    item: u32,
+) -> Result<u32, CommandError> {
+    let uid_validity = session.select(mailbox).await?.uid_validity;
+    let recorded = store
+        .draft_item_versions(user, cid, uid_validity, item)
+        .await?;
+    Ok(recorded.iter().map(|v| v.uid).max().unwrap_or(item))
+}
+
 /// 16.0 ApplicationData answering the device's new attachments: ClientId -> FileReference.
 fn attachments_data(built: &Built, cid: &str, uid: u32) -> Option<Element> {
     if built.added.is_empty() {

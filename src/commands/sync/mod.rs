@@ -16,7 +16,7 @@
 //! empty Sync response (HTTP 200, no body) and no state is written.
 
 pub mod client_changes;
-mod drafts;
+pub mod drafts;
 pub mod server_changes;
 pub mod view;
 
