@@ -24,6 +24,7 @@ pub mod imap;
 pub mod imap_idle;
 mod imap_mailbox;
 pub mod imap_parse;
+mod imap_parts;
 mod imap_search;
 pub mod mailbox;
 pub mod pool;
@@ -33,6 +34,7 @@ pub mod tls;
 pub mod utf7;
 
 pub use imap::{probe_imap, ImapBackend, ImapProbe, ImapSession};
+pub use imap_parts::FetchedMail;
 pub use imap_search::{MailQuery, MailSearch};
 pub use mailbox::{MailboxState, MessageMeta};
 pub use smtp::probe_smtp;
@@ -249,6 +251,15 @@ pub trait MailSession: Send + 'static {
         mailbox: &str,
         uids: &[u32],
     ) -> impl Future<Output = Result<Vec<(MessageMeta, bytes::Bytes)>, BackendError>> + Send;
+
+    /// Mails to show on a device, read without setting `\Seen`; missing UIDs are left out.
+    /// A mail with attachments may come without their bodies ([`FetchedMail::omitted`]);
+    /// callers that need the whole message use [`MailSession::fetch_messages`].
+    fn fetch_for_display(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<FetchedMail>, BackendError>> + Send;
 
     /// Adds and removes flags on one mail; `false` when it does not exist.
     fn store_flags(
