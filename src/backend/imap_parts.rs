@@ -24,8 +24,7 @@ const WHOLE_CHUNK: usize = 50;
 const WHOLE_CHUNK_BYTES: u64 = 8 << 20;
 /// Bytes of every mail read in the first round trip. A mail at least this large is read
 /// again: part by part when it has parts to leave out, else whole. Below it, asking for the
-/// parts one by one costs the server more than sending the whole mail; it also bounds what
-/// one page holds (50 mails per command, 100 per page).
+/// parts one by one costs the server more than sending the whole mail.
 const PREFIX: u64 = 128 << 10;
 /// Deepest MIME nesting read part by part; deeper mails are read whole.
 const MAX_DEPTH: usize = 16;
@@ -150,8 +149,10 @@ impl Structure {
         };
         match encoding.as_str() {
             "base64" => {
-                let max = size / 4 * 3 + 2;
-                let min = (size * 40 / 42 / 4 * 3).saturating_sub(3);
+                let max = (size / 4).saturating_mul(3).saturating_add(2);
+                let min = (size.saturating_mul(40) / 42 / 4)
+                    .saturating_mul(3)
+                    .saturating_sub(3);
                 (min..=max).contains(&decoded)
             }
             _ => decoded == *size,
