@@ -586,3 +586,179 @@ async fn get_attachment_returns_the_bytes_of_a_12_x_file_reference() {
     let t = imap(&user, &pw, &["SELECT INBOX", "SEARCH SEEN"]).await;
     assert!(t.contains("* SEARCH\r\n"), "the mail stays unread: {t}");
 }
+
+/// Large mails with attachments are read without the attachments' bodies; what the device
+/// gets must be exactly what the whole message gives, for the fixtures (read whole) and for
+/// large mails of many shapes (read part by part).
+#[tokio::test]
+async fn adds_equal_the_whole_message_for_every_fixture() {
+    use eas_gateway::backend::{
+        Credentials, ImapBackend, ImapSettings, MailBackend, MailSession, Security,
+    };
+    use eas_gateway::commands::sync::{body_options, mail_flags};
+    use eas_gateway::eas::sync::SyncOptions;
+    use eas_gateway::eas::ProtocolVersion;
+    use eas_gateway::mime::{application_data, ItemInfo};
+    use eas_gateway::wbxml::encode;
+
+    let (_gw, dev, user, pw) = device("partial").await;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mime");
+    let mut mails: Vec<Vec<u8>> = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    for p in names {
+        mails.push(std::fs::read(p).unwrap());
+    }
+    let b64 = |n: usize| {
+        let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n";
+        line.repeat(n)
+    };
+    let head = "From: A <a@example.org>\r\nTo: B <b@example.com>\r\nMIME-Version: 1.0\r\n";
+    mails.push(format!(
+        "{head}Subject: seven bit and quoted-printable\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\npreamble\r\n--b1\r\n\
+         Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         Gr=FC=DFe\r\n--b1\r\nContent-Type: application/octet-stream\r\n\r\n{}\r\n--b1\r\n\
+         Content-Type: image/gif; name=\"x.gif\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         GIF89a=00=01=02\r\n--b1\r\nContent-Type: text/plain; name=\"notes.txt\"\r\n\
+         Content-Disposition: attachment; filename=\"notes.txt\"\r\n\r\nsome notes\r\n--b1--\r\nepilogue\r\n",
+        "raw bytes here ".repeat(10_000)
+    ).into_bytes());
+    mails.push(format!(
+        "{head}Subject: forwarded with a pdf\r\n\
+         Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\n\
+         Content-Type: text/html; charset=utf-8\r\n\r\n<p>see below</p>\r\n--o\r\n\
+         Content-Type: message/rfc822\r\n\r\nFrom: c@example.org\r\nSubject: inner\r\n\
+         Content-Type: multipart/mixed; boundary=\"i\"\r\n\r\n--i\r\nContent-Type: text/plain\r\n\r\ninner text\r\n\
+         --i\r\nContent-Type: application/pdf; name=\"in.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--i--\r\n\
+         --o\r\nContent-Type: application/pdf; name*=UTF-8''%C3%BC.pdf\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-ID: <pdf@x>\r\n\r\n{}--o--\r\n",
+        b64(3),
+        b64(2500)
+    ).into_bytes());
+    mails.push(format!(
+        "{head}Subject: broken base64\r\nContent-Type: multipart/mixed; boundary=\"z\"\r\n\r\n--z\r\n\
+         Content-Type: text/plain\r\n\r\nbody\r\n--z\r\nContent-Type: application/pdf; name=\"bad.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nQUJD*%$#RE\r\n=== not base64 at all ===\r\n--z\r\n\
+         Content-Type: image/jpeg\r\nContent-Transfer-Encoding: base64\r\n\r\n{}--z--\r\n",
+        b64(2500)
+    ).into_bytes());
+    mails.push(format!(
+        "{head}Subject: =?UTF-8?Q?gro=C3=9F?= with inline image\r\nImportance: high\r\n\
+         Content-Type: multipart/mixed; boundary=\"M\"\r\n\r\n--M\r\n\
+         Content-Type: multipart/related; boundary=\"R\"\r\n\r\n--R\r\n\
+         Content-Type: multipart/alternative; boundary=\"A\"\r\n\r\n--A\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         w6TDtsO8IHBsYWluCg==\r\n--A\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>=C3=A4 <img src=3D\"cid:i@x\"></p>\r\n\
+         --A--\r\n\r\n--R\r\nContent-Type: image/png\r\nContent-ID: <i@x>\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}--R--\r\n\r\n--M\r\n\
+         Content-Type: application/vnd.ms-excel\r\nContent-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename*0=\"long \"; filename*1=\"name.xls\"\r\n\r\n{}\
+         --M\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n\
+         --M--\r\n",
+        b64(1000),
+        b64(1500)
+    ).into_bytes());
+    mails.push(
+        format!(
+            "{head}Subject: bare newlines\nContent-Type: multipart/mixed; boundary=\"n\"\n\n--n\n\
+             Content-Type: text/plain\n\nline\n--n\nContent-Type: image/png; name=\"p.png\"\n\
+             Content-Transfer-Encoding: base64\n\n{}--n--\n",
+            b64(2500).replace("\r\n", "\n")
+        )
+        .into_bytes(),
+    );
+
+    let backend = ImapBackend::new(ImapSettings {
+        host: IMAP.split(':').next().unwrap().to_string(),
+        port: IMAP.rsplit(':').next().unwrap().parse().unwrap(),
+        security: Security::None,
+        timeout: std::time::Duration::from_secs(10),
+    });
+    let creds = Credentials {
+        login: user.clone(),
+        password: pw.clone().into(),
+    };
+    let mut imap = backend.login(&creds, None).await.unwrap();
+    for m in &mails {
+        imap.append("INBOX", &["$label1".to_string()], m.clone())
+            .await
+            .unwrap();
+    }
+    // The large mails with attachments are read without the attachments' bodies.
+    let all: Vec<u32> = (1..=mails.len() as u32).collect();
+    let shown = imap.fetch_for_display("INBOX", &all).await.unwrap();
+    assert_eq!(shown.len(), mails.len());
+    let partial: Vec<_> = shown.iter().filter(|m| !m.omitted.is_empty()).collect();
+    assert!(partial.len() >= 3, "{} read part by part", partial.len());
+    for m in &partial {
+        let left_out: u64 = m.omitted.iter().map(|(_, n)| n).sum();
+        assert!(
+            (m.raw.len() as u64) + left_out / 2 < u64::from(m.meta.size),
+            "{} of {} bytes read, {left_out} left out",
+            m.raw.len(),
+            m.meta.size
+        );
+    }
+    let inbox = folder_id(&dev, "Inbox").await;
+
+    for (body_type, truncation, preview) in [("2", "51200", true), ("1", "100", false)] {
+        let mut pref = Element::new(b::BODY_PREFERENCE)
+            .text_child(b::TYPE, body_type)
+            .text_child(b::TRUNCATION_SIZE, truncation);
+        if preview {
+            pref.push(Element::with_text(b::PREVIEW, "255"));
+        }
+        let opts = Element::new(a::OPTIONS).child(pref);
+        let first = sync_result(
+            &dev.post("Sync", &sync_request(&inbox, "0", 5, Some(opts.clone())))
+                .await,
+        );
+        let mut key = first.key.unwrap();
+        let mut adds = Vec::new();
+        loop {
+            let r = sync_result(
+                &dev.post("Sync", &sync_request(&inbox, &key, 5, Some(opts.clone())))
+                    .await,
+            );
+            adds.extend(r.adds);
+            key = r.key.unwrap();
+            if !r.more {
+                break;
+            }
+        }
+        assert_eq!(adds.len(), mails.len());
+        let body_opts = body_options(
+            &SyncOptions::from_element(&opts).unwrap(),
+            ProtocolVersion::V16_1,
+        );
+        for (sid, got) in &adds {
+            let uid: u32 = sid.rsplit(':').next().unwrap().parse().unwrap();
+            let (meta, raw) = imap
+                .fetch_messages("INBOX", &[uid])
+                .await
+                .unwrap()
+                .pop()
+                .unwrap();
+            let info = ItemInfo {
+                file_reference_prefix: sid,
+                internal_date: meta.internal_date,
+                in_drafts: false,
+            };
+            let want = application_data(&raw, &mail_flags(&meta), &info, &body_opts);
+            assert_eq!(
+                encode(got),
+                encode(&want),
+                "{sid} differs (Type {body_type}):\n{got:#?}\nwhole message gives\n{want:#?}"
+            );
+        }
+    }
+    // Reading never marked anything read.
+    let t = common::imap(&user, &pw, &["SELECT INBOX", "SEARCH SEEN"]).await;
+    assert!(t.contains("* SEARCH\r\n"), "{t}");
+}

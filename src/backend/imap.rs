@@ -1174,6 +1174,14 @@ impl MailSession for ImapSession {
         self.fetch_full(mailbox, uids).await
     }
 
+    async fn fetch_for_display(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> Result<Vec<super::FetchedMail>, BackendError> {
+        self.fetch_display(mailbox, uids).await
+    }
+
     async fn store_flags(
         &mut self,
         mailbox: &str,

@@ -59,7 +59,7 @@ impl ImapSession {
         Ok(st)
     }
 
-    async fn ensure_selected(&mut self, mailbox: &str) -> Result<(), BackendError> {
+    pub(crate) async fn ensure_selected(&mut self, mailbox: &str) -> Result<(), BackendError> {
         if self.selected() != Some(mailbox) {
             self.select_mailbox(mailbox).await?;
         }
@@ -520,7 +520,7 @@ fn chunks(uids: &UidSet) -> Vec<String> {
 }
 
 /// Reads one `* n FETCH (...)` item list: metadata and the body literal if present.
-fn parse_fetch(items: &[Item]) -> Option<(MessageMeta, Option<Bytes>)> {
+pub(crate) fn parse_fetch(items: &[Item]) -> Option<(MessageMeta, Option<Bytes>)> {
     let list = items.first()?.as_list()?;
     let mut meta = MessageMeta::default();
     let mut body = None;

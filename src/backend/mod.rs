@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::uidset::UidSet;
 
 pub mod imap;
+mod imap_display;
 pub mod imap_idle;
 mod imap_mailbox;
 pub mod imap_parse;
@@ -34,6 +35,7 @@ pub mod tls;
 pub mod utf7;
 
 pub use imap::{probe_imap, ImapBackend, ImapProbe, ImapSession};
+pub use imap_display::FetchedMail;
 pub use imap_search::{MailQuery, MailSearch};
 pub use mailbox::{MailboxState, MessageMeta};
 pub use smtp::probe_smtp;
@@ -280,6 +282,15 @@ pub trait MailSession: Send + 'static {
         mailbox: &str,
         uids: &[u32],
     ) -> impl Future<Output = Result<Vec<(MessageMeta, bytes::Bytes)>, BackendError>> + Send;
+
+    /// Mails to show on a device, read without setting `\Seen`; missing UIDs are left out.
+    /// A mail with attachments may come without their bodies ([`FetchedMail::omitted`]);
+    /// callers that need the whole message use [`MailSession::fetch_messages`].
+    fn fetch_for_display(
+        &mut self,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<Vec<FetchedMail>, BackendError>> + Send;
 
     /// Adds and removes flags on one mail; `false` when it does not exist.
     fn store_flags(

@@ -125,6 +125,7 @@ async fn estimate<B: MailBackend, S: StateStore>(
         window,
         &UidSet::new(),
         usize::MAX,
+        None,
     )
     .await?;
     Ok(answer(status::SUCCESS, Some(changes.total() as u64)))

@@ -49,6 +49,10 @@ pub struct Gateway<B: MailBackend, S> {
     /// One lock per (user, device, collection): a phone retrying while its first request still
     /// runs must not read a half-written view. Never held while a request waits for changes.
     pub collection_locks: dashmap::DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Folder UID listings kept between the pages of a paged Sync.
+    pub sync_listings: sync::server_changes::Listings,
+    /// The Sync request last stored per (user, device), to skip storing it again unchanged.
+    pub sync_requests: dashmap::DashMap<String, Vec<u8>>,
     /// Waiting Pings and hanging Syncs, and the per-user IMAP watchers behind them.
     pub push: crate::push::Hub,
 }
@@ -80,6 +84,8 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
             policy_hash,
             folders: folders::FolderCache::default(),
             collection_locks: dashmap::DashMap::new(),
+            sync_listings: Default::default(),
+            sync_requests: dashmap::DashMap::new(),
         }
     }
 

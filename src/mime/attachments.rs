@@ -37,6 +37,8 @@ pub(crate) const METHOD_EMBEDDED_MESSAGE: u8 = 5;
 /// One attachment as listed in `airsyncbase:Attachments`.
 pub(crate) struct Att<'a, 'x> {
     pub part: &'a MessagePart<'x>,
+    /// Index of the part in the message's part list.
+    pub part_index: usize,
     pub method: u8,
     pub display_name: String,
     pub content_type: String,
@@ -111,6 +113,7 @@ pub(crate) fn list<'a, 'x>(p: &'a Parsed<'x>) -> Vec<Att<'a, 'x>> {
         let display_name = display_name(pt, index, &content_type);
         out.push(Att {
             part: pt,
+            part_index: i,
             method,
             display_name,
             content_type,

@@ -2,7 +2,7 @@
 //! changes and the header summary.
 
 use mail_parser::parsers::fields::thread::thread_name;
-use mail_parser::HeaderName;
+use mail_parser::{HeaderName, PartType};
 
 use super::attachments;
 use super::body;
@@ -10,7 +10,7 @@ use super::headers::{
     self, conversation_id, conversation_index, display_list, format_date, format_list,
     prune_for_version, Parsed,
 };
-use super::{BodyOptions, ItemInfo, MailFlags, Summary};
+use super::{BodyOptions, ItemInfo, MailFlags, OmittedParts, Summary, BODY_TYPE_MIME};
 use crate::eas::ProtocolVersion;
 use crate::wbxml::tags::{airsync, airsyncbase, email, email2};
 use crate::wbxml::Element;
@@ -47,7 +47,41 @@ pub fn application_data(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Element {
+    build(&headers::parse(raw), &[], flags, info, opts)
+}
+
+/// [`application_data`] of a message read without some parts' bodies (see
+/// [`OmittedParts`]): the same element the whole message gives. `None` when
+/// the parsed message does not have the described shape (then the whole
+/// message is needed).
+pub fn application_data_partial(
+    raw: &[u8],
+    omitted: &OmittedParts<'_>,
+    flags: &MailFlags,
+    info: &ItemInfo<'_>,
+    opts: &BodyOptions,
+) -> Option<Element> {
     let p = headers::parse(raw);
+    let m = p.msg.as_ref()?;
+    if m.parts.len() != omitted.parts || body::choose(&p, opts).body_type == BODY_TYPE_MIME {
+        return None;
+    }
+    for (i, _) in omitted.sizes {
+        match m.parts.get(*i).map(|x| &x.body) {
+            Some(PartType::Binary(b)) | Some(PartType::InlineBinary(b)) if b.is_empty() => {}
+            _ => return None,
+        }
+    }
+    Some(build(&p, omitted.sizes, flags, info, opts))
+}
+
+fn build(
+    p: &Parsed<'_>,
+    sizes: &[(usize, u64)],
+    flags: &MailFlags,
+    info: &ItemInfo<'_>,
+    opts: &BodyOptions,
+) -> Element {
     let v = opts.version;
     let mut ad = Element::new(airsync::APPLICATION_DATA);
 
@@ -75,11 +109,11 @@ pub fn application_data(
     ));
     ad.push(read_element(flags));
 
-    let atts = attachments_element(&p, info);
+    let atts = attachments_element(p, sizes, info);
     if let Some(a) = atts {
         ad.push(a);
     }
-    ad.push(body::body_element(&p, opts));
+    ad.push(body::body_element(p, opts));
 
     ad.push(Element::with_text(
         email::MESSAGE_CLASS,
@@ -93,14 +127,14 @@ pub fn application_data(
     ));
     ad.push(Element::with_text(
         airsyncbase::NATIVE_BODY_TYPE,
-        body::native_body_type(&p).to_string(),
+        body::native_body_type(p).to_string(),
     ));
 
     if v >= ProtocolVersion::V14_0 {
         let sent = p.date().unwrap_or(info.internal_date);
         ad.push(Element::with_opaque(
             email2::CONVERSATION_ID,
-            conversation_id(&p, &topic, sent).to_vec().into(),
+            conversation_id(p, &topic, sent).to_vec().into(),
         ));
         ad.push(Element::with_opaque(
             email2::CONVERSATION_INDEX,
@@ -236,7 +270,11 @@ fn last_verb_element(flags: &MailFlags) -> Option<Element> {
 }
 
 /// `airsyncbase:Attachments`, `None` when the message has none.
-fn attachments_element(p: &Parsed<'_>, info: &ItemInfo<'_>) -> Option<Element> {
+fn attachments_element(
+    p: &Parsed<'_>,
+    sizes: &[(usize, u64)],
+    info: &ItemInfo<'_>,
+) -> Option<Element> {
     let list = attachments::list(p);
     if list.is_empty() {
         return None;
@@ -252,7 +290,12 @@ fn attachments_element(p: &Parsed<'_>, info: &ItemInfo<'_>) -> Option<Element> {
             .text_child(airsyncbase::METHOD, a.method.to_string())
             .text_child(
                 airsyncbase::ESTIMATED_DATA_SIZE,
-                attachments::size(p, a.part).to_string(),
+                sizes
+                    .iter()
+                    .find(|(i, _)| *i == a.part_index)
+                    .map(|(_, n)| *n)
+                    .unwrap_or_else(|| attachments::size(p, a.part) as u64)
+                    .to_string(),
             );
         if let Some(cid) = &a.content_id {
             e.push(Element::with_text(airsyncbase::CONTENT_ID, cid.as_str()));

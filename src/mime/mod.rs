@@ -43,8 +43,8 @@ use crate::eas::ProtocolVersion;
 use crate::wbxml::Element;
 
 pub use email::{
-    application_data, categories, flag_change, summary, CONTENT_CLASS_MESSAGE, FLAG_TYPE_FOLLOW_UP,
-    INTERNET_CPID_UTF8,
+    application_data, application_data_partial, categories, flag_change, summary,
+    CONTENT_CLASS_MESSAGE, FLAG_TYPE_FOLLOW_UP, INTERNET_CPID_UTF8,
 };
 
 /// Plain text size sent when the client sent no `BodyPreference` at all
@@ -102,6 +102,17 @@ impl BodyOptions {
         }
     }
 
+    /// True when some message may be sent as MIME (Type 4) whatever its form, so it must
+    /// be read whole. (With `MIMESupport` 1 only S/MIME messages are sent as MIME.)
+    pub fn may_send_mime(&self) -> bool {
+        self.mime_support == 2
+            || (self.mime_support == 0
+                && self
+                    .preferences
+                    .iter()
+                    .any(|p| p.body_type == BODY_TYPE_MIME))
+    }
+
     /// Options with one `BodyPreference` (a convenience for callers and tests).
     pub fn with_preference(
         version: ProtocolVersion,
@@ -120,6 +131,17 @@ impl BodyOptions {
             version,
         }
     }
+}
+
+/// The parts a message was read without (for [`application_data_partial`]):
+/// their bodies are empty in the bytes given, and their decoded sizes are here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OmittedParts<'a> {
+    /// Number of parts of the message (a depth-first, pre-order walk of the
+    /// top-level MIME tree, root included, attached messages counted as one).
+    pub parts: usize,
+    /// (index in that walk, decoded size in bytes) of each part left out.
+    pub sizes: &'a [(usize, u64)],
 }
 
 /// IMAP flags and keywords of a message.

@@ -530,8 +530,8 @@ fn attachments_data(built: &Built, cid: &str, uid: u32) -> Option<Element> {
 
 /// Server -> device in the Drafts collection: ServerIds name draft items, and a new version
 /// of a draft whose old version leaves in the same response is one Change (see the module
-/// documentation). `commands` carry IMAP UIDs as built by the caller; `message_ids` are those
-/// of the new mails it fetched (others are fetched here).
+/// documentation). `commands` carry IMAP UIDs as built by the caller; the Message-IDs of new
+/// mails are read here.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn server_commands<M: MailSession, S: StateStore>(
     store: &S,
@@ -540,7 +540,6 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
     cid: &str,
     uid_validity: u32,
     mailbox: &str,
-    message_ids: &HashMap<u32, Option<String>>,
     commands: &mut Vec<ServerCommand>,
 ) -> Result<(), CommandError> {
     if commands.is_empty() {
@@ -580,17 +579,9 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
         .filter_map(uid_of)
         .filter(|u| !item_of.contains_key(u))
         .collect();
-    let missing: Vec<u32> = unknown
-        .iter()
-        .copied()
-        .filter(|u| !message_ids.contains_key(u))
-        .collect();
-    let mut found: Vec<(u32, Option<String>)> = unknown
-        .iter()
-        .filter_map(|u| message_ids.get(u).map(|id| (*u, id.clone())))
-        .collect();
-    if !missing.is_empty() {
-        for (meta, raw) in session.fetch_messages(mailbox, &missing).await? {
+    let mut found: Vec<(u32, Option<String>)> = Vec::new();
+    if !unknown.is_empty() {
+        for (meta, raw) in session.fetch_messages(mailbox, &unknown).await? {
             found.push((meta.uid, crate::mime::summary(&raw).message_id));
         }
     }

@@ -86,7 +86,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
 
     // An empty or Partial request reuses the device's cached last request (MS-ASCMD 2.2.3.128).
     let request = if request.collections.is_empty() || request.partial {
-        let cached = match gw.store.cached_sync_request(user, device_id).await? {
+        let stored = gw.store.cached_sync_request(user, device_id).await?;
+        if stored.is_none() {
+            gw.sync_requests.remove(&memo_key(user, device_id));
+        }
+        let cached = match stored {
             Some(bytes) => wbxml::decode(Bytes::from(bytes), &Limits::default())
                 .ok()
                 .and_then(|e| SyncRequest::from_element(&e).ok()),
@@ -102,9 +106,16 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     } else {
         request
     };
-    gw.store
-        .set_cached_sync_request(user, device_id, Some(&cache_bytes(&request)))
-        .await?;
+    // Phones repeat the same request over and over: the store is written only when it differs
+    // from the one this process stored last.
+    let bytes = cache_bytes(&request);
+    let memo = memo_key(user, device_id);
+    if gw.sync_requests.get(&memo).is_none_or(|b| *b != bytes) {
+        gw.store
+            .set_cached_sync_request(user, device_id, Some(&bytes))
+            .await?;
+        gw.sync_requests.insert(memo, bytes);
+    }
 
     let out = run_collections(gw, ctx, &request, &request.collections).await?;
     if !out.is_empty() {
@@ -264,6 +275,11 @@ async fn merge_with_cache<B: MailBackend, S: StateStore>(
     Ok(merged)
 }
 
+/// Key of [`Gateway::sync_requests`].
+fn memo_key(user: &str, device_id: &str) -> String {
+    format!("{user}\u{0}{device_id}")
+}
+
 /// The request as cached: without the device's commands, which must never be replayed.
 fn cache_bytes(req: &SyncRequest) -> Vec<u8> {
     use crate::wbxml::tags::airsync as a;
@@ -333,6 +349,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     let mailbox: Option<MailFolder> = resolved.mailbox.filter(|m| m.selectable);
 
     if col.sync_key == "0" {
+        gw.sync_listings.forget(user, device_id, cid);
         gw.store.reset_collection(user, device_id, cid).await?;
         let (uid_validity, flags) = match &mailbox {
             Some(m) => {
@@ -511,6 +528,12 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             window,
             &applied.touched,
             limit,
+            Some(server_changes::ListingSlot {
+                listings: &gw.sync_listings,
+                user,
+                device: device_id,
+                collection: cid,
+            }),
         )
         .await?
     } else {
@@ -538,31 +561,28 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             data: mime::flag_change(&mail_flags(meta), ctx.version),
         });
     }
-    // Message-IDs of new drafts, to recognise new versions (drafts.rs).
-    let mut draft_ids = std::collections::HashMap::new();
     if !changes.adds.is_empty() {
-        let fetched = session.fetch_messages(&mailbox.name, &changes.adds).await?;
+        let mut data = server_changes::add_data(
+            session,
+            &mailbox.name,
+            cid,
+            &changes.adds,
+            in_drafts,
+            &body_options,
+        )
+        .await?;
         for uid in &changes.adds {
-            let Some((meta, raw)) = fetched.iter().find(|(m, _)| m.uid == *uid) else {
+            let Some((meta, data)) = data.remove(uid) else {
                 // Expunged between the search and the fetch: not sent, not in the view.
                 new_view.uids.remove(*uid);
                 continue;
             };
-            let sid = server_id(cid, *uid);
-            let info = mime::ItemInfo {
-                file_reference_prefix: &sid,
-                internal_date: meta.internal_date,
-                in_drafts,
-            };
             if let Some(f) = new_view.flags.as_mut() {
-                f.insert(*uid, flag_bits(meta));
-            }
-            if in_drafts {
-                draft_ids.insert(*uid, mime::summary(raw).message_id);
+                f.insert(*uid, flag_bits(&meta));
             }
             commands.push(ServerCommand::Add {
-                data: mime::application_data(raw, &mail_flags(meta), &info, &body_options),
-                server_id: sid,
+                data,
+                server_id: server_id(cid, *uid),
             });
         }
     }
@@ -574,7 +594,6 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             cid,
             mstate_uid_validity,
             &mailbox.name,
-            &draft_ids,
             &mut commands,
         )
         .await?;

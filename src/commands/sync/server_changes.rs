@@ -5,12 +5,22 @@
 //! it holds that aged out of its FilterType window (ageing changes no MODSEQ, so the window's
 //! start is compared too); Changes are flag changes since the view's HIGHESTMODSEQ (CONDSTORE),
 //! or by comparing flag bits where the server has no mod-sequences.
+//!
+//! The UID listing of the folder (a `UID SEARCH` over the whole folder, milliseconds at tens of
+//! thousands of mails) is kept between the pages of one sync that has more to send
+//! ([`Listings`]): the next page reuses it when the folder's UIDVALIDITY, UIDNEXT and message
+//! count are what they were before the listing was made. UIDs only grow, so an unchanged
+//! UIDNEXT means nothing was added, and then an unchanged count means nothing was expunged.
 
 use std::collections::HashMap;
 
-use crate::backend::{BackendError, MailSession, MailboxState, MessageMeta};
+use crate::backend::{BackendError, FetchedMail, MailSession, MailboxState, MessageMeta};
+use crate::mime;
 use crate::uidset::UidSet;
+use crate::wbxml::Element;
 
+use super::client_changes::server_id;
+use super::mail_flags;
 use super::view::{flag_bits, View};
 
 /// The changes to send, already cut to the window size, and the view the device will hold
@@ -44,9 +54,60 @@ impl Changes {
     }
 }
 
+/// UID listings of folders whose device still has pages to fetch, per (user, device,
+/// collection). An entry lives only while its sync has more to send, so the map holds one
+/// compact UID set per device that is in the middle of a long initial sync.
+#[derive(Debug, Default)]
+pub struct Listings {
+    map: dashmap::DashMap<String, Listing>,
+}
+
+#[derive(Debug, Clone)]
+struct Listing {
+    /// The folder's state read before the listing was made.
+    state: MailboxState,
+    window: Option<i64>,
+    uids: UidSet,
+}
+
+impl Listings {
+    fn key(user: &str, device: &str, collection: &str) -> String {
+        format!("{user}\u{0}{device}\u{0}{collection}")
+    }
+
+    /// The kept listing when it is still the folder's: same window and same state.
+    fn get(&self, key: &str, state: &MailboxState, window: Option<i64>) -> Option<UidSet> {
+        let l = self.map.get(key)?;
+        let same = l.window == window
+            && l.state.uid_validity == state.uid_validity
+            && l.state.uid_next == state.uid_next
+            && l.state.messages == state.messages;
+        same.then(|| l.uids.clone())
+    }
+
+    /// Forgets the listing of one collection (its sync finished, or was reset).
+    pub fn forget(&self, user: &str, device: &str, collection: &str) {
+        self.map.remove(&Self::key(user, device, collection));
+    }
+}
+
+/// Most listings kept at once.
+const MAX_LISTINGS: usize = 4096;
+
+/// Which kept listing a computation may use and update.
+pub struct ListingSlot<'a> {
+    pub listings: &'a Listings,
+    pub user: &'a str,
+    pub device: &'a str,
+    pub collection: &'a str,
+}
+
 /// Computes the changes. `state` is the mailbox state from a SELECT made after the device's
 /// own changes were applied; `touched` are UIDs the device changed in this request (they are
-/// not echoed back). `limit` caps the number of changes sent.
+/// not echoed back). `limit` caps the number of changes sent. With a `slot`, the folder's
+/// UID listing is reused from the previous page when still valid and kept for the next page
+/// when more remains to be sent.
+#[allow(clippy::too_many_arguments)]
 pub async fn compute<M: MailSession>(
     session: &mut M,
     mailbox: &str,
@@ -55,8 +116,20 @@ pub async fn compute<M: MailSession>(
     window: Option<i64>,
     touched: &UidSet,
     limit: usize,
+    slot: Option<ListingSlot<'_>>,
 ) -> Result<Changes, BackendError> {
-    let current = session.search_since(mailbox, window).await?;
+    let key = slot
+        .as_ref()
+        .map(|s| Listings::key(s.user, s.device, s.collection));
+    let reused = match (&slot, &key) {
+        // Only a device in the middle of a paged sync reuses a listing.
+        (Some(s), Some(k)) if held.more_available => s.listings.get(k, &state, window),
+        _ => None,
+    };
+    let current = match reused {
+        Some(uids) => uids,
+        None => session.search_since(mailbox, window).await?,
+    };
     let gone = held.uids.difference(&current);
     let (soft, hard) = if gone.is_empty() {
         (UidSet::new(), UidSet::new())
@@ -151,6 +224,26 @@ pub async fn compute<M: MailSession>(
         }
         map
     });
+    if let (Some(s), Some(k)) = (&slot, key) {
+        // UIDNEXT 0 means the server did not say: such a state proves nothing.
+        if out.pending > 0 && state.uid_next != 0 {
+            // Devices that stop in the middle of a sync leave their entry behind: a bound
+            // keeps that from growing without limit (the next page just searches again).
+            if s.listings.map.len() >= MAX_LISTINGS {
+                s.listings.map.clear();
+            }
+            s.listings.map.insert(
+                k,
+                Listing {
+                    state,
+                    window,
+                    uids: current,
+                },
+            );
+        } else {
+            s.listings.map.remove(&k);
+        }
+    }
     out.new_view = Some(View {
         key: held.key,
         uid_validity: state.uid_validity,
@@ -164,5 +257,72 @@ pub async fn compute<M: MailSession>(
         filter_start: window,
         more_available: out.pending > 0,
     });
+    Ok(out)
+}
+
+/// The ApplicationData of each added mail, by UID. Mails are read without their attachments'
+/// bodies unless a body may be sent as MIME; one the partial form does not suit is read again
+/// whole.
+pub async fn add_data<M: MailSession>(
+    session: &mut M,
+    mailbox: &str,
+    cid: &str,
+    uids: &[u32],
+    in_drafts: bool,
+    opts: &mime::BodyOptions,
+) -> Result<HashMap<u32, (MessageMeta, Element)>, BackendError> {
+    let fetched: Vec<FetchedMail> = if opts.may_send_mime() {
+        session
+            .fetch_messages(mailbox, uids)
+            .await?
+            .into_iter()
+            .map(|(meta, raw)| FetchedMail {
+                meta,
+                raw,
+                omitted: Vec::new(),
+                parts: 0,
+            })
+            .collect()
+    } else {
+        session.fetch_for_display(mailbox, uids).await?
+    };
+    let mut out = HashMap::with_capacity(fetched.len());
+    let mut again = Vec::new();
+    for m in fetched {
+        let sid = server_id(cid, m.meta.uid);
+        let info = mime::ItemInfo {
+            file_reference_prefix: &sid,
+            internal_date: m.meta.internal_date,
+            in_drafts,
+        };
+        let flags = mail_flags(&m.meta);
+        let data = if m.omitted.is_empty() {
+            Some(mime::application_data(&m.raw, &flags, &info, opts))
+        } else {
+            let omitted = mime::OmittedParts {
+                parts: m.parts,
+                sizes: &m.omitted,
+            };
+            mime::application_data_partial(&m.raw, &omitted, &flags, &info, opts)
+        };
+        match data {
+            Some(d) => {
+                out.insert(m.meta.uid, (m.meta, d));
+            }
+            None => again.push(m.meta.uid),
+        }
+    }
+    if !again.is_empty() {
+        for (meta, raw) in session.fetch_messages(mailbox, &again).await? {
+            let sid = server_id(cid, meta.uid);
+            let info = mime::ItemInfo {
+                file_reference_prefix: &sid,
+                internal_date: meta.internal_date,
+                in_drafts,
+            };
+            let d = mime::application_data(&raw, &mail_flags(&meta), &info, opts);
+            out.insert(meta.uid, (meta, d));
+        }
+    }
     Ok(out)
 }
