@@ -92,7 +92,8 @@ impl AsyncWrite for NetStream {
 #[derive(Debug, Clone)]
 enum Segment {
     Text(Vec<u8>),
-    Literal(Vec<u8>),
+    /// A literal sent as the concatenation of its pieces (a message is not copied to be sent).
+    Literal(Vec<Bytes>),
 }
 
 /// A command to send (without tag and CRLF). Built from raw text and
@@ -150,15 +151,22 @@ impl Command {
             self.push_text(&q);
         } else {
             self.segments
-                .push(Segment::Literal(value.as_bytes().to_vec()));
+                .push(Segment::Literal(vec![Bytes::copy_from_slice(
+                    value.as_bytes(),
+                )]));
         }
         self
     }
 
     /// Append a literal of arbitrary bytes (after a space): a message for APPEND.
-    pub fn literal(mut self, data: Vec<u8>) -> Self {
+    pub fn literal(self, data: Vec<u8>) -> Self {
+        self.literal_parts(vec![Bytes::from(data)])
+    }
+
+    /// Append a literal made of these pieces in order (after a space).
+    pub fn literal_parts(mut self, parts: Vec<Bytes>) -> Self {
         self.push_text(b" ");
-        self.segments.push(Segment::Literal(data));
+        self.segments.push(Segment::Literal(parts));
         self
     }
 
@@ -443,18 +451,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
         for seg in &cmd.segments {
             match seg {
                 Segment::Text(t) => self.write_all(t).await?,
-                Segment::Literal(data) => {
+                Segment::Literal(parts) => {
+                    let len: usize = parts.iter().map(Bytes::len).sum();
                     let non_sync = match self.literal_mode {
                         LiteralMode::Plus => true,
-                        LiteralMode::Minus => data.len() <= LITERAL_MINUS_MAX,
+                        LiteralMode::Minus => len <= LITERAL_MINUS_MAX,
                         LiteralMode::Sync => false,
                     };
                     if non_sync {
-                        self.write_all(format!("{{{}+}}\r\n", data.len()).as_bytes())
-                            .await?;
+                        self.write_all(format!("{{{len}+}}\r\n").as_bytes()).await?;
                     } else {
-                        self.write_all(format!("{{{}}}\r\n", data.len()).as_bytes())
-                            .await?;
+                        self.write_all(format!("{{{len}}}\r\n").as_bytes()).await?;
                         self.flush().await?;
                         if let Some(done) =
                             self.read_until_tagged(&tag, &mut untagged, true).await?
@@ -462,7 +469,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
                             return Ok(Completed { untagged, done });
                         }
                     }
-                    self.write_all(data).await?;
+                    for part in parts {
+                        self.write_all(part).await?;
+                    }
                 }
             }
         }
@@ -1223,7 +1232,17 @@ impl MailSession for ImapSession {
         flags: &[String],
         raw: Vec<u8>,
     ) -> Result<Option<u32>, BackendError> {
-        self.append_message(mailbox, flags, raw).await
+        self.append_message(mailbox, flags, vec![Bytes::from(raw)])
+            .await
+    }
+
+    async fn append_parts(
+        &mut self,
+        mailbox: &str,
+        flags: &[String],
+        parts: Vec<Bytes>,
+    ) -> Result<Option<u32>, BackendError> {
+        self.append_message(mailbox, flags, parts).await
     }
 
     async fn create_folder(&mut self, name: &str) -> Result<(), BackendError> {

@@ -398,17 +398,18 @@ impl ImapSession {
         Ok(())
     }
 
-    /// Appends a message; returns its UID when the server reports it (APPENDUID).
+    /// Appends a message given as pieces in order; returns its UID when the server reports it
+    /// (APPENDUID).
     pub async fn append_message(
         &mut self,
         mailbox: &str,
         flags: &[String],
-        raw: Vec<u8>,
+        parts: Vec<bytes::Bytes>,
     ) -> Result<Option<u32>, BackendError> {
         let cmd = Command::new("APPEND")
             .astring(mailbox)
             .raw(&format!(" ({})", flag_list(flags)))
-            .literal(raw);
+            .literal_parts(parts);
         let c = self.run_ok(&cmd).await?;
         Ok(c.done
             .code

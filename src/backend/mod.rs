@@ -335,6 +335,15 @@ pub trait MailSession: Send + 'static {
         raw: Vec<u8>,
     ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
 
+    /// Appends a message given as pieces in order (e.g. a new header and a body shared with
+    /// another copy), without joining them in memory first.
+    fn append_parts(
+        &mut self,
+        mailbox: &str,
+        flags: &[String],
+        parts: Vec<bytes::Bytes>,
+    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
+
     fn create_folder(
         &mut self,
         name: &str,

@@ -573,7 +573,7 @@ async fn save_in_sent<M: MailSession, S: StateStore>(
         return;
     };
     match session
-        .append(&sent.name, &["\\Seen".to_string()], out.sent_copy())
+        .append_parts(&sent.name, &["\\Seen".to_string()], out.sent_copy_parts())
         .await
     {
         Ok(uid) => debug!(user, mailbox = sent.name, ?uid, "Sent Items copy stored"),

@@ -109,7 +109,13 @@ impl Outgoing {
         out
     }
 
-    /// The Sent Items copy: the submitted message plus its Bcc fields.
+    /// The Sent Items copy (the submitted message plus its Bcc fields) as pieces: its header,
+    /// then the body shared with the submitted message, so the message is not held twice.
+    pub fn sent_copy_parts(&self) -> Vec<Bytes> {
+        vec![Bytes::copy_from_slice(&self.head), self.body.clone()]
+    }
+
+    /// The Sent Items copy in one buffer (for tests and small messages).
     pub fn sent_copy(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.head.len() + self.body.len());
         out.extend_from_slice(&self.head);
@@ -320,6 +326,11 @@ mod tests {
         assert_eq!(out.wire_chunks().count(), 1 + 200_000usize.div_ceil(CHUNK));
         let wire: Vec<u8> = out.wire_chunks().flatten().copied().collect();
         assert_eq!(wire.len(), out.submitted_len());
+        // The Sent copy shares the body too.
+        let parts = out.sent_copy_parts();
+        assert_eq!(parts.concat(), out.sent_copy());
+        let p = parts[1].as_ptr() as usize;
+        assert!(p >= base && p < base + raw.len());
 
         let crlf =
             Bytes::from_static(b"From: alice@example.test\r\nTo: b@example.test\r\n\r\nx\r\n");
