@@ -50,7 +50,7 @@ const DOMAIN: &str = "example.test";
 const WINDOW: u32 = 100;
 const TRUNCATION: u32 = 51_200;
 const CLIENTS: usize = 4;
-/// Goals of the issue, printed beside the figures.
+/// The goals, printed beside the figures.
 const GOAL_INITIAL_RATIO: f64 = 1.5;
 const GOAL_NO_CHANGE_RPS: f64 = 3000.0;
 

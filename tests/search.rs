@@ -645,7 +645,7 @@ async fn pyactivesync_search_mailbox_and_find_mailbox() {
     }
 }
 
-/// The measurement asked for by the search issue: a free-text Search over 20,000 mails next
+/// A measurement, not a check: a free-text Search over 20,000 mails next
 /// to the raw IMAP SEARCH it issues. Prints times, asserts only the result. Slow to seed, so
 /// run on demand: `cargo test --test search -- --ignored --nocapture`.
 #[tokio::test]
