@@ -74,11 +74,10 @@ async fn sigkill(child: &mut tokio::process::Child) {
     child.wait().await.unwrap();
 }
 
-/// A Sync page request that may fail (the gateway may die under it).
-async fn try_sync(dev: &TestDevice, cid: &str, key: &str) -> Option<SyncResult> {
+/// Sends one Sync page request (WindowSize 100) of the provisioned device.
+async fn post_sync(dev: &TestDevice, cid: &str, key: &str) -> reqwest::Result<reqwest::Response> {
     let url = format!("{}?{}", dev.base, dev.query("Sync"));
-    let resp = dev
-        .client
+    dev.client
         .post(&url)
         .header("Authorization", dev.auth())
         .header("MS-ASProtocolVersion", dev.version)
@@ -87,7 +86,11 @@ async fn try_sync(dev: &TestDevice, cid: &str, key: &str) -> Option<SyncResult> 
         .body(wbxml::encode(&sync_request(cid, key, 100, None)))
         .send()
         .await
-        .ok()?;
+}
+
+/// A Sync page request that may fail (the gateway may die under it).
+async fn try_sync(dev: &TestDevice, cid: &str, key: &str) -> Option<SyncResult> {
+    let resp = post_sync(dev, cid, key).await.ok()?;
     if resp.status() != 200 {
         return None;
     }
@@ -299,16 +302,7 @@ async fn an_imap_connection_cut_mid_page_answers_503_and_the_next_sync_recovers(
         if page % 3 == 0 {
             proxy.armed.store(true, Ordering::SeqCst);
         }
-        let url = format!("{}?{}", dev.base, dev.query("Sync"));
-        let resp = dev
-            .client
-            .post(&url)
-            .header("Authorization", dev.auth())
-            .header("MS-ASProtocolVersion", dev.version)
-            .header("X-MS-PolicyKey", dev.policy_key.unwrap().to_string())
-            .header("Content-Type", "application/vnd.ms-sync.wbxml")
-            .body(wbxml::encode(&sync_request(&inbox, &key, 100, None)))
-            .send()
+        let resp = post_sync(&dev, &inbox, &key)
             .await
             .expect("the gateway answers");
         let reply = read_reply(resp).await;

@@ -442,7 +442,7 @@ impl Decoder {
             Encoding::QuotedPrintable => {
                 let mut data = std::mem::take(&mut self.pending);
                 data.extend_from_slice(input);
-                let used = decode_qp(&data, out, false);
+                let used = crate::mime::decode_qp(&data, out, false);
                 self.pending = data.get(used..).unwrap_or_default().to_vec();
             }
         }
@@ -461,53 +461,10 @@ impl Decoder {
             }
             Encoding::QuotedPrintable => {
                 let data = std::mem::take(&mut self.pending);
-                decode_qp(&data, out, true);
+                crate::mime::decode_qp(&data, out, true);
             }
         }
     }
-}
-
-/// Decodes quoted-printable; returns how many input bytes were used. Without `last`, an
-/// escape cut by the end of `input` is left for the next call.
-fn decode_qp(input: &[u8], out: &mut Vec<u8>, last: bool) -> usize {
-    fn hex(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            b'A'..=b'F' => Some(b - b'A' + 10),
-            _ => None,
-        }
-    }
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        if b != b'=' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        if !last && i + 2 >= input.len() {
-            return i;
-        }
-        match (input.get(i + 1).copied(), input.get(i + 2).copied()) {
-            (Some(b'\r'), Some(b'\n')) => i += 3,
-            (Some(b'\n'), _) => i += 2,
-            (Some(h), Some(l)) => match (hex(h), hex(l)) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'=');
-                    i += 1;
-                }
-            },
-            _ => {
-                out.push(b'=');
-                i += 1;
-            }
-        }
-    }
-    i
 }
 
 #[cfg(test)]

@@ -269,6 +269,14 @@ fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
 /// Quoted-printable (RFC 2045 6.7): `=XX` bytes, `=` soft line breaks;
 /// a malformed `=` is kept as it is.
 fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    decode_qp(input, &mut out, true);
+    out
+}
+
+/// Decodes quoted-printable; returns how many input bytes were used. Without `last`, an
+/// escape cut by the end of `input` is left for the next call.
+pub fn decode_qp(input: &[u8], out: &mut Vec<u8>, last: bool) -> usize {
     fn hex(b: u8) -> Option<u8> {
         match b {
             b'0'..=b'9' => Some(b - b'0'),
@@ -277,13 +285,15 @@ fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
             _ => None,
         }
     }
-    let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while let Some(&b) = input.get(i) {
         if b != b'=' {
             out.push(b);
             i += 1;
             continue;
+        }
+        if !last && i + 2 >= input.len() {
+            return i;
         }
         match (input.get(i + 1).copied(), input.get(i + 2).copied()) {
             (Some(b'\r'), Some(b'\n')) => i += 3,
@@ -304,7 +314,7 @@ fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
             }
         }
     }
-    out
+    i
 }
 
 /// Count of attachments (for [`Summary::has_attachments`](super::Summary)).

@@ -42,6 +42,7 @@ mod headers;
 use crate::eas::ProtocolVersion;
 use crate::wbxml::Element;
 
+pub use attachments::decode_qp;
 pub use email::{
     application_data, application_data_partial, categories, flag_change, summary,
     CONTENT_CLASS_MESSAGE, FLAG_TYPE_FOLLOW_UP, INTERNET_CPID_UTF8,
