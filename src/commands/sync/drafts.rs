@@ -581,8 +581,10 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
         .collect();
     let mut found: Vec<(u32, Option<String>)> = Vec::new();
     if !unknown.is_empty() {
-        for (meta, raw) in session.fetch_messages(mailbox, &unknown).await? {
-            found.push((meta.uid, crate::mime::summary(&raw).message_id));
+        // The header fields are enough: Message-ID is all that is needed here.
+        let uids = UidSet::from_uids(unknown.iter().copied());
+        for (meta, header) in session.fetch_thread_headers(mailbox, &uids).await? {
+            found.push((meta.uid, crate::mime::summary(&header).message_id));
         }
     }
     for (uid, message_id) in found {
