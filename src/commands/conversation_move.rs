@@ -18,15 +18,13 @@
 //!   server refused a move, 6 the destination or the conversation does not exist, 156 the
 //!   destination is not a mail folder (the virtual Outbox).
 
-use crate::backend::{BackendError, MailBackend, MailSession, MessageMeta, SpecialUse};
+use crate::backend::{BackendError, MailBackend, MailSession, SpecialUse};
 use crate::eas::item_operations::status;
 use crate::eas::ProtocolVersion;
 use crate::mime;
 use crate::state::StateStore;
-use crate::wbxml::tags::email2;
 use crate::wbxml::{Element, Node};
 
-use super::sync::mail_flags;
 use super::{folders, CommandError, Context, Gateway};
 
 /// The status of one Move operation.
@@ -77,7 +75,7 @@ pub async fn move_conversation<B: MailBackend, S: StateStore>(
         if mailbox.name == dst_box.name || mailbox.special_use == Some(SpecialUse::Sent) {
             continue;
         }
-        let uids = match conversation_uids(ctx, session, &mailbox.name, &wanted).await {
+        let uids = match conversation_uids(session, &mailbox.name, &wanted).await {
             Ok(u) => u,
             Err(BackendError::NotFound(_)) => continue,
             Err(e) => return Err(e.into()),
@@ -107,7 +105,7 @@ pub async fn move_conversation<B: MailBackend, S: StateStore>(
     }
     if !found {
         // Nothing to move: fine when the conversation is already where it should be.
-        let there = conversation_uids(ctx, session, &dst_box.name, &wanted).await?;
+        let there = conversation_uids(session, &dst_box.name, &wanted).await?;
         if there.is_empty() {
             return Ok(status::OBJECT_NOT_FOUND);
         }
@@ -130,7 +128,6 @@ fn id_bytes(e: &Element) -> Vec<u8> {
 
 /// The UIDs of `mailbox` whose ConversationId is `wanted`.
 async fn conversation_uids<M: MailSession>(
-    ctx: &Context,
     session: &mut M,
     mailbox: &str,
     wanted: &[u8],
@@ -142,28 +139,12 @@ async fn conversation_uids<M: MailSession>(
     let headers = session.fetch_thread_headers(mailbox, &all).await?;
     let mut uids: Vec<u32> = headers
         .iter()
-        .filter(|(meta, header)| conversation_id(ctx, meta, header).as_deref() == Some(wanted))
+        .filter(|(meta, header)| {
+            mime::conversation_id_of(header, meta.internal_date).as_slice() == wanted
+        })
         .map(|(meta, _)| meta.uid)
         .collect();
     uids.sort_unstable();
     uids.dedup();
     Ok(uids)
-}
-
-/// The ConversationId Sync gives this mail.
-fn conversation_id(ctx: &Context, meta: &MessageMeta, header: &[u8]) -> Option<Vec<u8>> {
-    let info = mime::ItemInfo {
-        file_reference_prefix: "",
-        internal_date: meta.internal_date,
-        in_drafts: false,
-    };
-    let data = mime::application_data(
-        header,
-        &mail_flags(meta),
-        &info,
-        &mime::BodyOptions::default_for(ctx.version),
-    );
-    data.first(email2::CONVERSATION_ID)
-        .and_then(Element::opaque)
-        .map(|b| b.to_vec())
 }

@@ -50,6 +50,14 @@ pub fn application_data(
     build(&headers::parse(raw), &[], flags, info, opts)
 }
 
+/// The `email2:ConversationId` [`application_data`] gives this message (its header is
+/// enough), without building the rest of the item.
+pub fn conversation_id_of(raw: &[u8], internal_date: i64) -> [u8; 16] {
+    let p = headers::parse(raw);
+    let topic = thread_name(&p.subject()).to_string();
+    conversation_id(&p, &topic, p.date().unwrap_or(internal_date))
+}
+
 /// [`application_data`] of a message read without some parts' bodies (see
 /// [`OmittedParts`]): the same element the whole message gives. `None` when
 /// the parsed message does not have the described shape (then the whole

@@ -44,8 +44,8 @@ use crate::wbxml::Element;
 
 pub use attachments::decode_qp;
 pub use email::{
-    application_data, application_data_partial, categories, flag_change, summary,
-    CONTENT_CLASS_MESSAGE, FLAG_TYPE_FOLLOW_UP, INTERNET_CPID_UTF8,
+    application_data, application_data_partial, categories, conversation_id_of, flag_change,
+    summary, CONTENT_CLASS_MESSAGE, FLAG_TYPE_FOLLOW_UP, INTERNET_CPID_UTF8,
 };
 
 /// Plain text size sent when the client sent no `BodyPreference` at all
