@@ -25,7 +25,7 @@ use crate::wbxml::Element;
 
 use super::search::{backend_failure, fetch_page, run, scope, TIME_BUDGET};
 use super::sync::client_changes::server_id;
-use super::sync::mail_flags;
+use super::sync::item_data;
 use super::{CommandError, Context, Gateway, Outcome};
 
 /// Bytes of plain text converted for a Preview (enough for 255 characters).
@@ -104,12 +104,8 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             .map(|(hit, meta, raw)| {
                 let (cid, folder) = &scope[hit.folder];
                 let sid = server_id(cid, hit.uid);
-                let info = mime::ItemInfo {
-                    file_reference_prefix: &sid,
-                    internal_date: meta.internal_date,
-                    in_drafts: folder.special_use == Some(SpecialUse::Drafts),
-                };
-                let ad = mime::application_data(raw, &mail_flags(meta), &info, &opts);
+                let in_drafts = folder.special_use == Some(SpecialUse::Drafts);
+                let ad = item_data(raw, meta, &sid, in_drafts, &opts);
                 let cc = model::display_names(ad.text_of(email::CC).unwrap_or(""));
                 let preview = ad
                     .first(b::BODY)

@@ -23,7 +23,6 @@ use crate::eas::item_operations::{
     parse_range, status, FetchRequest, FetchResponse, Operation, OperationResponse,
 };
 use crate::eas::sync::SyncOptions;
-use crate::mime;
 use crate::state::StateStore;
 use crate::wbxml::Element;
 
@@ -31,7 +30,7 @@ use super::attachment_part::{self, Lookup};
 use super::conversation_move;
 use super::item_operations_body::{self, PendingData};
 use super::sync::client_changes::parse_server_id;
-use super::sync::{body_options, mail_flags};
+use super::sync::{body_options, item_data};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -188,15 +187,11 @@ async fn fetch_item<B: MailBackend, S: StateStore>(
     let Some((meta, raw)) = fetched.into_iter().find(|(m, _)| m.uid == uid) else {
         return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
     };
-    let info = mime::ItemInfo {
-        file_reference_prefix: server_id,
-        internal_date: meta.internal_date,
-        in_drafts,
-    };
-    let data = mime::application_data(
+    let data = item_data(
         &raw,
-        &mail_flags(&meta),
-        &info,
+        &meta,
+        server_id,
+        in_drafts,
         &body_options(&options, ctx.version),
     );
     Ok(FetchResponse {

@@ -31,12 +31,11 @@ use crate::eas::item_operations::{
 };
 use crate::eas::search::{self as model, status, SearchRequest, SearchResult};
 use crate::eas::sync::SyncOptions;
-use crate::mime;
 use crate::state::StateStore;
 use crate::wbxml::Element;
 
 use super::sync::client_changes::server_id;
-use super::sync::{body_options, mail_flags};
+use super::sync::{body_options, item_data};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 /// The longest a Search or Find may work before it answers "timed out" (clients give up
@@ -114,15 +113,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             .map(|(hit, meta, raw)| {
                 let (cid, folder) = &scope[hit.folder];
                 let sid = server_id(cid, hit.uid);
-                let info = mime::ItemInfo {
-                    file_reference_prefix: &sid,
-                    internal_date: meta.internal_date,
-                    in_drafts: folder.special_use == Some(SpecialUse::Drafts),
-                };
+                let in_drafts = folder.special_use == Some(SpecialUse::Drafts);
                 SearchResult {
                     long_id: model::long_id(cid, hit.uid_validity, hit.uid),
                     collection_id: cid.clone(),
-                    application_data: mime::application_data(raw, &mail_flags(meta), &info, &opts),
+                    application_data: item_data(raw, meta, &sid, in_drafts, &opts),
                 }
             })
             .collect();
@@ -358,15 +353,11 @@ pub async fn fetch_long_id<B: MailBackend, S: StateStore>(
         return Ok(not_found());
     };
     let sid = server_id(&cid, uid);
-    let info = mime::ItemInfo {
-        file_reference_prefix: &sid,
-        internal_date: meta.internal_date,
-        in_drafts: mailbox.special_use == Some(SpecialUse::Drafts),
-    };
-    let data = mime::application_data(
+    let data = item_data(
         &raw,
-        &mail_flags(&meta),
-        &info,
+        &meta,
+        &sid,
+        mailbox.special_use == Some(SpecialUse::Drafts),
         &body_options(&options, ctx.version),
     );
     Ok(FetchResponse {

@@ -660,21 +660,29 @@ async fn fetch_one<M: MailSession>(
     let Some((meta, raw)) = fetched.into_iter().next() else {
         return Ok(not_found);
     };
-    let info = mime::ItemInfo {
-        file_reference_prefix: sid,
-        internal_date: meta.internal_date,
-        in_drafts: mailbox.special_use == Some(SpecialUse::Drafts),
-    };
+    let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
     Ok(ClientResponse::Fetch {
         server_id: sid.to_string(),
         status: status::SUCCESS,
-        data: Some(mime::application_data(
-            &raw,
-            &mail_flags(&meta),
-            &info,
-            opts,
-        )),
+        data: Some(item_data(&raw, &meta, sid, in_drafts, opts)),
     })
+}
+
+/// The Email ApplicationData of one stored mail, as Sync, ItemOperations, Search and Find send
+/// it; `server_id` also prefixes its attachments' FileReferences.
+pub fn item_data(
+    raw: &[u8],
+    meta: &MessageMeta,
+    server_id: &str,
+    in_drafts: bool,
+    opts: &mime::BodyOptions,
+) -> crate::wbxml::Element {
+    let info = mime::ItemInfo {
+        file_reference_prefix: server_id,
+        internal_date: meta.internal_date,
+        in_drafts,
+    };
+    mime::application_data(raw, &mail_flags(meta), &info, opts)
 }
 
 /// IMAP flags as the MIME layer wants them.

@@ -315,12 +315,7 @@ pub async fn add_data<M: MailSession>(
     if !again.is_empty() {
         for (meta, raw) in session.fetch_messages(mailbox, &again).await? {
             let sid = server_id(cid, meta.uid);
-            let info = mime::ItemInfo {
-                file_reference_prefix: &sid,
-                internal_date: meta.internal_date,
-                in_drafts,
-            };
-            let d = mime::application_data(&raw, &mail_flags(&meta), &info, opts);
+            let d = super::item_data(&raw, &meta, &sid, in_drafts, opts);
             out.insert(meta.uid, (meta, d));
         }
     }
