@@ -108,6 +108,8 @@ pub struct User {
 /// One request, as the commands see it.
 pub struct Context {
     pub user: User,
+    /// The device's record as this request found it (just recorded by the HTTP layer).
+    pub device: crate::state::Device,
     pub line: RequestLine,
     pub version: ProtocolVersion,
     pub client_ip: Option<IpAddr>,

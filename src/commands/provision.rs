@@ -23,11 +23,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let req = ProvisionRequest::from_element(body)?;
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
-    let device = gw
-        .store
-        .device(user, device_id)
-        .await?
-        .ok_or_else(|| CommandError::Internal("device vanished during Provision".into()))?;
+    let device = &ctx.device;
 
     let mut resp = ProvisionResponse {
         status: 1,
@@ -145,19 +141,19 @@ pub async fn gate<B: MailBackend, S: StateStore>(
     ctx: &Context,
     command: Command,
 ) -> Result<Option<Outcome>, CommandError> {
-    let device = gw.store.device(&ctx.user.address, ctx.device_id()).await?;
+    // The record the HTTP layer just wrote: no second read.
+    let d = &ctx.device;
     let sent = ctx.line.policy_key.unwrap_or(0);
-    let status = match device {
-        Some(d) if d.policy == PolicyState::Provisioned && d.policy_key == sent && sent != 0 => {
-            if d.policy_hash.as_deref() == Some(gw.policy_hash.as_str()) {
-                return Ok(None);
-            }
-            CommonStatus::PolicyRefresh
+    let provisioned = d.policy == PolicyState::Provisioned && sent != 0;
+    let status = if provisioned && d.policy_key == sent {
+        if d.policy_hash.as_deref() == Some(gw.policy_hash.as_str()) {
+            return Ok(None);
         }
-        Some(d) if d.policy == PolicyState::Provisioned && sent != 0 => {
-            CommonStatus::InvalidPolicyKey
-        }
-        _ => CommonStatus::DeviceNotProvisioned,
+        CommonStatus::PolicyRefresh
+    } else if provisioned {
+        CommonStatus::InvalidPolicyKey
+    } else {
+        CommonStatus::DeviceNotProvisioned
     };
     if !ctx.version.uses_status_for_provisioning() {
         return Ok(Some(Outcome::Http {

@@ -336,7 +336,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         };
 
         let now = unix_now();
-        if let Err(e) = self
+        let device = match self
             .gateway
             .store
             .touch_device(
@@ -350,12 +350,16 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             )
             .await
         {
-            warn!(error = %e, "state store failed");
-            log.reason = "state store failed";
-            return response::empty(500);
-        }
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "state store failed");
+                log.reason = "state store failed";
+                return response::empty(500);
+            }
+        };
         let ctx = Context {
             user,
+            device,
             line,
             version,
             client_ip: Some(client_ip),
