@@ -666,13 +666,7 @@ async fn pyactivesync_create_email_draft_is_on_the_server() {
     let gw = start_gateway().await;
     let (user, pw) = new_user("pydrafts");
     let subject = unique("pyactivesync draft");
-    let host = gw
-        .base
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let host = gw.host();
     let script = r#"
 import os, sys, warnings
 for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -697,18 +691,11 @@ with pyactivesync.Client(server, user, password, device_id="PYDRAFT0001", verify
     assert not again.added, again.added
     print(res.server_id)
 "#;
-    let out = tokio::process::Command::new("python3")
-        .args(["-c", script, &host, &user, &pw, &subject])
-        .env_remove("REQUESTS_CA_BUNDLE")
-        .env_remove("CURL_CA_BUNDLE")
-        .output()
-        .await
-        .expect("python3 must be installed");
-    assert!(
-        out.status.success(),
-        "pyactivesync create_email_draft failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pyactivesync(
+        &["-c", script, &host, &user, &pw, &subject],
+        "create_email_draft",
+    )
+    .await;
     let stored = mailbox(&user, &pw, "Drafts").await;
     assert_eq!(stored.len(), 1);
     assert!(stored[0].flags.contains("\\Draft"));

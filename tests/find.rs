@@ -8,48 +8,6 @@ use std::time::Instant;
 use common::*;
 use eas_gateway::wbxml::tags::{airsync as a, email, find as f, item_operations as io};
 use eas_gateway::wbxml::Element;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
-/// Appends many mails over one IMAP connection with MULTIAPPEND (500 per command, LITERAL+).
-async fn seed(user: &str, password: &str, mailbox: &str, mails: &[String]) {
-    let stream = TcpStream::connect(IMAP).await.expect("connect IMAP");
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let mut line = String::new();
-    r.read_line(&mut line).await.unwrap();
-    let login = format!("l LOGIN \"{user}\" \"{password}\"\r\n");
-    run(&mut r, &mut w, login.as_bytes(), "l").await;
-    for (n, batch) in mails.chunks(500).enumerate() {
-        let tag = format!("a{n}");
-        let mut cmd = format!("{tag} APPEND \"{mailbox}\"").into_bytes();
-        for raw in batch {
-            cmd.extend_from_slice(format!(" {{{}+}}\r\n", raw.len()).as_bytes());
-            cmd.extend_from_slice(raw.as_bytes());
-        }
-        cmd.extend_from_slice(b"\r\n");
-        run(&mut r, &mut w, &cmd, &tag).await;
-    }
-    run(&mut r, &mut w, b"z LOGOUT\r\n", "z").await;
-}
-
-async fn run(
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    cmd: &[u8],
-    tag: &str,
-) {
-    w.write_all(cmd).await.unwrap();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(r.read_line(&mut line).await.unwrap() > 0, "IMAP closed");
-        if line.starts_with(&format!("{tag} ")) {
-            assert!(line.starts_with(&format!("{tag} OK")), "{line}");
-            break;
-        }
-    }
-}
 
 fn find_request(word: &str, cid: Option<&str>, range: &str, deep: bool) -> Element {
     let mut query = Element::new(f::QUERY)
@@ -138,6 +96,7 @@ async fn a_word_in_one_subject_among_5000_mails_is_found_with_its_properties() {
                   First line of the notes.\r\nSecond line.\r\n"
         .to_string();
     mails.insert(1234, target);
+    let mails: Vec<(String, Option<String>)> = mails.into_iter().map(|m| (m, None)).collect();
     let t = Instant::now();
     seed(&user, &pw, "INBOX", &mails).await;
     eprintln!("seeded 5000 mails in {:?}", t.elapsed());

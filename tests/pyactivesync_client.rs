@@ -9,28 +9,13 @@ async fn pyactivesync_provisions_and_lists_folders() {
     let gw = start_gateway().await;
     let (user, pw) = new_user("pyeas");
     imap(&user, &pw, &["CREATE Projects"]).await;
-    let host = gw
-        .base
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/pyactivesync/provision_and_folders.py"
-    );
-    let out = tokio::process::Command::new("python3")
-        .args([script, &host, &user, &pw, "PYEAS0001"])
-        .output()
-        .await
-        .expect("python3 must be installed");
-    assert!(
-        out.status.success(),
-        "pyactivesync failed (is it installed? `pip install pyactivesync`): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let host = gw.host();
+    let script = pyactivesync_script("provision_and_folders.py");
+    let text = pyactivesync(
+        &[&script, &host, &user, &pw, "PYEAS0001"],
+        "provision_and_folders",
+    )
+    .await;
     // A tiny look into the JSON without a JSON dependency: the folder names and types.
     for (name, kind) in [
         ("Inbox", 2),
@@ -65,28 +50,9 @@ async fn pyactivesync_syncs_changes_fetches_moves_and_manages_folders() {
          Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b1--\r\n"
     );
     append(&user, &pw, "INBOX", &with_attachment, None).await;
-    let host = gw
-        .base
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/pyactivesync/mail_ops.py"
-    );
-    let out = tokio::process::Command::new("python3")
-        .args([script, &host, &user, &pw, "PYEAS0002"])
-        .output()
-        .await
-        .expect("python3 must be installed");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pyactivesync failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let host = gw.host();
+    let script = pyactivesync_script("mail_ops.py");
+    let stdout = pyactivesync(&[&script, &host, &user, &pw, "PYEAS0002"], "mail_ops").await;
     for check in [
         "get_item_estimate",
         "sync_folder",

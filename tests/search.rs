@@ -15,51 +15,6 @@ use eas_gateway::wbxml::Element;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// Appends many mails over one IMAP connection with MULTIAPPEND (one command per 500 mails,
-/// LITERAL+, so nothing waits for continuations). `date` like `"01-Jan-2020 10:00:00 +0000"`.
-async fn seed(user: &str, password: &str, mailbox: &str, mails: &[(String, Option<String>)]) {
-    let stream = TcpStream::connect(IMAP).await.expect("connect IMAP");
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let mut line = String::new();
-    r.read_line(&mut line).await.unwrap();
-    let login = format!("l LOGIN \"{user}\" \"{password}\"\r\n");
-    run(&mut r, &mut w, login.as_bytes(), "l").await;
-    for (n, batch) in mails.chunks(500).enumerate() {
-        let tag = format!("a{n}");
-        let mut cmd = format!("{tag} APPEND \"{mailbox}\"").into_bytes();
-        for (raw, date) in batch {
-            if let Some(d) = date {
-                cmd.extend_from_slice(format!(" \"{d}\"").as_bytes());
-            }
-            cmd.extend_from_slice(format!(" {{{}+}}\r\n", raw.len()).as_bytes());
-            cmd.extend_from_slice(raw.as_bytes());
-        }
-        cmd.extend_from_slice(b"\r\n");
-        run(&mut r, &mut w, &cmd, &tag).await;
-    }
-    run(&mut r, &mut w, b"z LOGOUT\r\n", "z").await;
-}
-
-/// Sends one command and reads up to its tagged completion, which must be OK.
-async fn run(
-    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    cmd: &[u8],
-    tag: &str,
-) {
-    w.write_all(cmd).await.unwrap();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(r.read_line(&mut line).await.unwrap() > 0, "IMAP closed");
-        if line.starts_with(&format!("{tag} ")) {
-            assert!(line.starts_with(&format!("{tag} OK")), "{line}");
-            break;
-        }
-    }
-}
-
 async fn device(prefix: &str) -> (TestGateway, TestDevice, String, String) {
     let gw = start_gateway().await;
     let (user, pw) = new_user(prefix);
@@ -613,28 +568,9 @@ async fn pyactivesync_search_mailbox_and_find_mailbox() {
     )
     .await;
     append(&user, &pw, "INBOX", &mail("something else", "x"), None).await;
-    let host = gw
-        .base
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/pyactivesync/search_find.py"
-    );
-    let out = tokio::process::Command::new("python3")
-        .args([script, &host, &user, &pw, "PYEAS0005"])
-        .output()
-        .await
-        .expect("python3 must be installed");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pyactivesync failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let host = gw.host();
+    let script = pyactivesync_script("search_find.py");
+    let stdout = pyactivesync(&[&script, &host, &user, &pw, "PYEAS0005"], "search_find").await;
     for check in [
         "ok search_mailbox date",
         "ok search_mailbox free_text",

@@ -4,80 +4,33 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
 use common::*;
-use eas_gateway::backend::imap::ImapBackend;
-use eas_gateway::commands::Gateway;
-use eas_gateway::config::Config;
-use eas_gateway::http::{self, Server};
-use eas_gateway::state::sqlite::SqliteStore;
 use eas_gateway::wbxml::tags::compose_mail as cm;
 use eas_gateway::wbxml::Element;
-use tokio::net::TcpListener;
 
-/// A gateway like `start_gateway`, with this file's SMTP port and body limit.
+/// A gateway like `start_gateway`, with this file's SMTP port, body limit and timeouts.
 async fn gateway(smtp_port: u16, max_body_bytes: usize) -> TestGateway {
     gateway_on(smtp_port, max_body_bytes, None).await
 }
 
-/// The same, keeping its state in `state` (another gateway's state file: a restart).
+/// The same, keeping its state in another gateway's state file (a restart).
 async fn gateway_on(
     smtp_port: u16,
     max_body_bytes: usize,
-    state: Option<&std::path::Path>,
+    state_url: Option<String>,
 ) -> TestGateway {
-    let dir = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-tls_cert = "cert.pem"
-tls_key = "key.pem"
-max_body_bytes = {max_body_bytes}
-[imap]
-host = "127.0.0.1"
-port = 143
-security = "none"
-timeout_secs = 10
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-timeout_secs = 10
-[state]
-url = "sqlite://{db}"
-[identity]
-domain = "{DOMAIN}"
-"#,
-        db = state
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_else(|| dir.path().join("state.db"))
-            .display(),
-    );
-    let config = Arc::new(Config::from_toml(&toml, dir.path()).expect("test config"));
-    let store = SqliteStore::open_url(&config.state_url).expect("state store");
-    let backend = ImapBackend::new(config.imap.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = Arc::new(Server::new(Gateway::new(backend, store, config.clone())));
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        http::serve(listener, server, rx).await.expect("serve");
-    });
-    TestGateway {
-        base: format!("https://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
-        dir,
-        shutdown: tx,
-        config,
-    }
+    start_gateway_with(GatewayOptions {
+        smtp_port: Some(smtp_port),
+        max_body_bytes: Some(max_body_bytes),
+        timeout_secs: Some(10),
+        state_url,
+        ..Default::default()
+    })
+    .await
 }
 
 async fn device(gw: &TestGateway, prefix: &str, version: &'static str) -> TestDevice {
@@ -157,6 +110,16 @@ async fn find(
     }
 }
 
+/// The same in the device user's Sent folder.
+async fn sent_of(
+    d: &TestDevice,
+    subject: &str,
+    min: usize,
+    wait: Duration,
+) -> Vec<(String, Vec<u8>)> {
+    find(&d.user, &d.password, "Sent", subject, min, wait).await
+}
+
 fn parse_fetch(t: &str) -> (String, Vec<u8>) {
     let start = t.find(" FETCH (").expect("FETCH response");
     let flags = t[start..]
@@ -232,15 +195,7 @@ async fn sendmail_14_1_delivers_with_attachment_bcc_and_one_sent_copy() {
     assert_eq!(at_carol.len(), 1, "the Bcc recipient gets it");
     assert!(!header_names(&at_carol[0].1).contains(&"bcc".to_string()));
 
-    let sent = find(
-        &alice.user,
-        &alice.password,
-        "Sent",
-        &subject,
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
+    let sent = sent_of(&alice, &subject, 1, Duration::from_secs(5)).await;
     assert_eq!(sent.len(), 1, "exactly one Sent copy");
     assert!(
         sent[0].0.contains("\\Seen"),
@@ -280,15 +235,7 @@ async fn same_client_id_twice_answers_118_and_sends_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let again = find(&bob, &bob_pw, "INBOX", &subject, 3, Duration::ZERO).await;
     assert_eq!((got.len(), again.len()), (2, 2), "one mail per ClientId");
-    let sent = find(
-        &alice.user,
-        &alice.password,
-        "Sent",
-        &subject,
-        0,
-        Duration::ZERO,
-    )
-    .await;
+    let sent = sent_of(&alice, &subject, 0, Duration::ZERO).await;
     assert!(sent.is_empty(), "no Sent copy without SaveInSentItems");
 }
 
@@ -319,7 +266,7 @@ async fn same_client_id_after_a_restart_answers_118_and_sends_once() {
 
     // The gateway restarts on the same state file; the phone, which lost the answer, retries.
     first_gw.shutdown.send(true).unwrap();
-    let second_gw = gateway_on(587, 1 << 20, Some(&first_gw.dir.path().join("state.db"))).await;
+    let second_gw = gateway_on(587, 1 << 20, Some(first_gw.config.state_url.clone())).await;
     let mut again = TestDevice::new(&second_gw, &alice.user, &alice.password, "14.1");
     again.device_id = alice.device_id.clone();
     again.policy_key = alice.policy_key;
@@ -355,15 +302,7 @@ async fn sendmail_12_1_raw_mime_with_save_in_sent() {
     let at_bob = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
     assert_eq!(at_bob.len(), 1);
     assert!(String::from_utf8_lossy(&at_bob[0].1).contains("plain body\r\n"));
-    let sent = find(
-        &alice.user,
-        &alice.password,
-        "Sent",
-        &subject,
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
+    let sent = sent_of(&alice, &subject, 1, Duration::from_secs(5)).await;
     assert_eq!(sent.len(), 1);
     assert!(sent[0].0.contains("\\Seen"));
 
@@ -407,16 +346,9 @@ async fn refusals_before_smtp() {
     assert!(find(&bob, &bob_pw, "INBOX", &subject, 0, Duration::ZERO)
         .await
         .is_empty());
-    assert!(find(
-        &alice.user,
-        &alice.password,
-        "Sent",
-        &subject,
-        0,
-        Duration::ZERO
-    )
-    .await
-    .is_empty());
+    assert!(sent_of(&alice, &subject, 0, Duration::ZERO)
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -438,21 +370,14 @@ async fn smtp_down_answers_503_and_a_retry_then_sends() {
     let mime12 = message(&old.user, &bob, "", &subject, b"x");
     let r = old.post_raw(&url, mime12, "message/rfc822").await;
     assert_eq!(r.status, 503, "12.1 with SMTP down");
-    assert!(find(
-        &alice.user,
-        &alice.password,
-        "Sent",
-        &subject,
-        0,
-        Duration::ZERO
-    )
-    .await
-    .is_empty());
+    assert!(sent_of(&alice, &subject, 0, Duration::ZERO)
+        .await
+        .is_empty());
 
     // The same ClientId once SMTP is back (the gateway restarted on the same state file): it
     // was not sent, so the retry sends it.
     down.shutdown.send(true).unwrap();
-    let up = gateway_on(587, 1 << 20, Some(&down.dir.path().join("state.db"))).await;
+    let up = gateway_on(587, 1 << 20, Some(down.config.state_url.clone())).await;
     let mut again = TestDevice::new(&up, &alice.user, &alice.password, "14.1");
     again.device_id = alice.device_id.clone();
     again.provision().await;
@@ -512,15 +437,7 @@ async fn twenty_mb_attachment_goes_through() {
     let got = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 1);
     assert!(attachment_of(&got[0].1) == bytes, "20 MB attachment intact");
-    let sent = find(
-        &alice.user,
-        &alice.password,
-        "Sent",
-        &subject,
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
+    let sent = sent_of(&alice, &subject, 1, Duration::from_secs(5)).await;
     assert_eq!(sent.len(), 1);
 }
 
@@ -552,13 +469,7 @@ async fn pyactivesync_send_mail_is_delivered() {
     let (alice, alice_pw) = new_user("pyalice");
     let (bob, bob_pw) = new_user("pybob");
     let subject = unique("pyactivesync");
-    let host = gw
-        .base
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let host = gw.host();
     let script = r#"
 import os, sys, warnings
 for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
@@ -577,18 +488,11 @@ with pyactivesync.Client(server, user, password, device_id="PYSEND0001", verify_
     c.send_mail(m, save_in_sent_items=True)
 print("ok")
 "#;
-    let out = tokio::process::Command::new("python3")
-        .args(["-c", script, &host, &alice, &alice_pw, &bob, &subject])
-        .env_remove("REQUESTS_CA_BUNDLE")
-        .env_remove("CURL_CA_BUNDLE")
-        .output()
-        .await
-        .expect("python3 must be installed");
-    assert!(
-        out.status.success(),
-        "pyactivesync send_mail failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pyactivesync(
+        &["-c", script, &host, &alice, &alice_pw, &bob, &subject],
+        "send_mail",
+    )
+    .await;
     let got = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(attachment_of(&got[0].1), b"\x00\x01py");

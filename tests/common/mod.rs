@@ -65,6 +65,12 @@ pub struct GatewayOptions {
     pub state_url: Option<String>,
     /// Lines of the `[push]` section.
     pub push: &'static str,
+    /// Submission port (587 when unset).
+    pub smtp_port: Option<u16>,
+    /// `[server] max_body_bytes` (1 MiB when unset).
+    pub max_body_bytes: Option<usize>,
+    /// IMAP timeout (5 s when unset); when set, also the SMTP timeout.
+    pub timeout_secs: Option<u64>,
 }
 
 pub async fn start_gateway() -> TestGateway {
@@ -72,6 +78,14 @@ pub async fn start_gateway() -> TestGateway {
 }
 
 pub async fn start_gateway_with(opts: GatewayOptions) -> TestGateway {
+    start_gateway_server(opts, |_| {}).await.0
+}
+
+/// The same, with `configure` applied to the parsed config; also returns the server.
+pub async fn start_gateway_server(
+    opts: GatewayOptions,
+    configure: impl FnOnce(&mut Config),
+) -> (TestGateway, Arc<Server<ImapBackend, SqliteStore>>) {
     let dir = tempfile::tempdir().unwrap();
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
@@ -83,16 +97,17 @@ pub async fn start_gateway_with(opts: GatewayOptions) -> TestGateway {
 listen = "127.0.0.1:0"
 tls_cert = "cert.pem"
 tls_key = "key.pem"
-max_body_bytes = 1048576
+max_body_bytes = {max_body_bytes}
 [imap]
 host = "127.0.0.1"
 port = {imap_port}
 security = "none"
-timeout_secs = 5
+timeout_secs = {imap_timeout}
 [smtp]
 host = "127.0.0.1"
-port = 587
+port = {smtp_port}
 security = "none"
+{smtp_timeout}
 [state]
 url = "{db}"
 [identity]
@@ -105,6 +120,13 @@ domain = "{DOMAIN}"
 {push}
 "#,
         imap_port = opts.imap_port.unwrap_or(143),
+        max_body_bytes = opts.max_body_bytes.unwrap_or(1 << 20),
+        imap_timeout = opts.timeout_secs.unwrap_or(5),
+        smtp_port = opts.smtp_port.unwrap_or(587),
+        smtp_timeout = opts
+            .timeout_secs
+            .map(|t| format!("timeout_secs = {t}"))
+            .unwrap_or_default(),
         db = opts
             .state_url
             .clone()
@@ -113,22 +135,62 @@ domain = "{DOMAIN}"
         policy = opts.policy,
         push = opts.push,
     );
-    let config = Arc::new(Config::from_toml(&toml, dir.path()).expect("test config"));
+    let mut config = Config::from_toml(&toml, dir.path()).expect("test config");
+    configure(&mut config);
+    let config = Arc::new(config);
     let store = SqliteStore::open_url(&config.state_url).expect("state store");
     let backend = ImapBackend::new(config.imap.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = Arc::new(Server::new(Gateway::new(backend, store, config.clone())));
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let s = server.clone();
     tokio::spawn(async move {
-        http::serve(listener, server, rx).await.expect("serve");
+        http::serve(listener, s, rx).await.expect("serve");
     });
-    TestGateway {
+    let gw = TestGateway {
         base: format!("https://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
         dir,
         shutdown: tx,
         config,
+    };
+    (gw, server)
+}
+
+impl TestGateway {
+    /// `127.0.0.1:port`, the server argument of the pyactivesync scripts.
+    pub fn host(&self) -> String {
+        self.base
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
     }
+}
+
+/// Runs `python3 <args>` (a pyactivesync script) without the CA bundle variables; asserts it
+/// succeeded, showing its output otherwise, and returns its stdout.
+pub async fn pyactivesync(args: &[&str], what: &str) -> String {
+    let out = tokio::process::Command::new("python3")
+        .args(args)
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
+        .output()
+        .await
+        .expect("python3 must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pyactivesync {what} failed (is it installed? `pip install pyactivesync`):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The path of a script in tests/pyactivesync.
+pub fn pyactivesync_script(name: &str) -> String {
+    format!("{}/tests/pyactivesync/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 pub fn client() -> reqwest::Client {
@@ -139,6 +201,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A phone, as far as the tests need one.
+#[derive(Clone)]
 pub struct TestDevice {
     pub client: reqwest::Client,
     pub base: String,
@@ -305,6 +368,112 @@ pub async fn imap(user: &str, password: &str, commands: &[&str]) -> String {
         }
     }
     transcript
+}
+
+/// Appends many mails over one IMAP connection with MULTIAPPEND (one command per 500 mails,
+/// LITERAL+, so nothing waits for continuations). `date` like `"01-Jan-2020 10:00:00 +0000"`.
+pub async fn seed(user: &str, password: &str, mailbox: &str, mails: &[(String, Option<String>)]) {
+    let stream = TcpStream::connect(IMAP).await.expect("connect IMAP");
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    let login = format!("l LOGIN \"{user}\" \"{password}\"\r\n");
+    run_tagged(&mut r, &mut w, login.as_bytes(), "l").await;
+    for (n, batch) in mails.chunks(500).enumerate() {
+        let tag = format!("a{n}");
+        let mut cmd = format!("{tag} APPEND \"{mailbox}\"").into_bytes();
+        for (raw, date) in batch {
+            if let Some(d) = date {
+                cmd.extend_from_slice(format!(" \"{d}\"").as_bytes());
+            }
+            cmd.extend_from_slice(format!(" {{{}+}}\r\n", raw.len()).as_bytes());
+            cmd.extend_from_slice(raw.as_bytes());
+        }
+        cmd.extend_from_slice(b"\r\n");
+        run_tagged(&mut r, &mut w, &cmd, &tag).await;
+    }
+    run_tagged(&mut r, &mut w, b"z LOGOUT\r\n", "z").await;
+}
+
+/// Sends one command and reads up to its tagged completion, which must be OK.
+async fn run_tagged(
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    cmd: &[u8],
+    tag: &str,
+) {
+    w.write_all(cmd).await.unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).await.unwrap() > 0, "IMAP closed");
+        if line.starts_with(&format!("{tag} ")) {
+            assert!(line.starts_with(&format!("{tag} OK")), "{line}");
+            break;
+        }
+    }
+}
+
+/// The UIDs of the `* SEARCH` line of an IMAP transcript.
+pub fn uids_in(transcript: &str) -> Vec<u32> {
+    transcript
+        .lines()
+        .find(|l| l.starts_with("* SEARCH"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(2)
+                .filter_map(|u| u.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An ItemOperations Fetch of a mail (plain-text body).
+pub fn fetch_mail(cid: &str, sid: &str) -> Element {
+    use eas_gateway::wbxml::tags::{airsync as a, airsyncbase as b, item_operations as io};
+    Element::new(io::FETCH)
+        .text_child(io::STORE, "Mailbox")
+        .text_child(a::COLLECTION_ID, cid)
+        .text_child(a::SERVER_ID, sid)
+        .child(
+            Element::new(io::OPTIONS)
+                .child(Element::new(b::BODY_PREFERENCE).text_child(b::TYPE, "1")),
+        )
+}
+
+/// An ItemOperations Fetch of an attachment, whole or a byte range like `"0-99"`.
+pub fn fetch_file(reference: &str, range: Option<&str>) -> Element {
+    use eas_gateway::wbxml::tags::{airsyncbase as b, item_operations as io};
+    let mut f = Element::new(io::FETCH)
+        .text_child(io::STORE, "Mailbox")
+        .text_child(b::FILE_REFERENCE, reference);
+    if let Some(r) = range {
+        f.push(Element::new(io::OPTIONS).text_child(io::RANGE, r));
+    }
+    f
+}
+
+/// The operation results of an ItemOperations response, whose Status must be 1.
+pub fn io_results(resp: &Element) -> Vec<&Element> {
+    use eas_gateway::wbxml::tags::item_operations as io;
+    assert_eq!(resp.text_of(io::STATUS), Some("1"), "{resp:?}");
+    resp.first(io::RESPONSE)
+        .expect("Response")
+        .elements()
+        .collect()
+}
+
+/// The decoded inline Data of one ItemOperations Fetch result.
+pub fn io_data(fetch: &Element) -> Vec<u8> {
+    use eas_gateway::wbxml::tags::item_operations as io;
+    let text = fetch
+        .first(io::PROPERTIES)
+        .and_then(|p| p.text_of(io::DATA))
+        .expect("Data");
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64 Data")
 }
 
 /// A small plain-text mail.
