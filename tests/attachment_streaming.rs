@@ -9,7 +9,7 @@ use common::*;
 use eas_gateway::eas::item_operations::multipart;
 use eas_gateway::eas::query::{encode_base64, RequestLine};
 use eas_gateway::eas::ProtocolVersion;
-use eas_gateway::wbxml::tags::{airsync as a, airsyncbase as b, item_operations as io};
+use eas_gateway::wbxml::tags::{airsyncbase as b, item_operations as io};
 use eas_gateway::wbxml::{self, Element, Limits};
 
 /// Size of the large attachment: over 40 chunks of IMAP fetches.
@@ -108,27 +108,6 @@ async fn seen(user: &str, pw: &str, uid: u32) -> bool {
         .contains("\\Seen")
 }
 
-fn fetch_file(reference: &str, range: Option<&str>) -> Element {
-    let mut f = Element::new(io::FETCH)
-        .text_child(io::STORE, "Mailbox")
-        .text_child(b::FILE_REFERENCE, reference);
-    if let Some(r) = range {
-        f.push(Element::new(io::OPTIONS).text_child(io::RANGE, r));
-    }
-    f
-}
-
-fn fetch_mail(cid: &str, sid: &str) -> Element {
-    Element::new(io::FETCH)
-        .text_child(io::STORE, "Mailbox")
-        .text_child(a::COLLECTION_ID, cid)
-        .text_child(a::SERVER_ID, sid)
-        .child(
-            Element::new(io::OPTIONS)
-                .child(Element::new(b::BODY_PREFERENCE).text_child(b::TYPE, "1")),
-        )
-}
-
 fn request(ops: Vec<Element>) -> Element {
     let mut root = Element::new(io::ITEM_OPERATIONS);
     for op in ops {
@@ -172,24 +151,6 @@ fn decode(raw: &[u8]) -> Element {
     wbxml::decode(raw.to_vec().into(), &limits).expect("WBXML")
 }
 
-fn fetches(resp: &Element) -> Vec<&Element> {
-    assert_eq!(resp.text_of(io::STATUS), Some("1"), "{resp:?}");
-    resp.first(io::RESPONSE)
-        .expect("Response")
-        .elements()
-        .collect()
-}
-
-fn inline_data(fetch: &Element) -> Vec<u8> {
-    let text = fetch
-        .first(io::PROPERTIES)
-        .and_then(|p| p.text_of(io::DATA))
-        .expect("Data");
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .expect("base64 Data")
-}
-
 #[tokio::test]
 async fn large_attachment_inline_ranges_and_multipart() {
     let gw = start_gateway().await;
@@ -221,7 +182,7 @@ async fn large_attachment_inline_ranges_and_multipart() {
         "application/vnd.ms-sync.wbxml"
     );
     let resp = decode(&body);
-    let r = fetches(&resp);
+    let r = io_results(&resp);
     assert_eq!(r.len(), 4);
     for (i, f) in r.iter().enumerate() {
         assert_eq!(f.text_of(io::STATUS), Some("1"), "attachment {i}");
@@ -234,10 +195,7 @@ async fn large_attachment_inline_ranges_and_multipart() {
             props.text_of(io::TOTAL),
             Some(expected[i].data.len().to_string().as_str())
         );
-        assert!(
-            inline_data(f) == expected[i].data,
-            "bytes of attachment {i}"
-        );
+        assert!(io_data(f) == expected[i].data, "bytes of attachment {i}");
     }
     drop(resp);
 
@@ -259,7 +217,7 @@ async fn large_attachment_inline_ranges_and_multipart() {
         .collect();
     let (_, _, body) = post(&dev, &url, &request(ops), &v).await;
     let resp = decode(&body);
-    let r = fetches(&resp);
+    let r = io_results(&resp);
     for (i, (f, l)) in ranges.iter().enumerate() {
         let last = (*l).min(len - 1);
         assert_eq!(r[i].text_of(io::STATUS), Some("1"));
@@ -269,7 +227,7 @@ async fn large_attachment_inline_ranges_and_multipart() {
             Some(format!("{f}-{last}").as_str())
         );
         assert_eq!(props.text_of(io::TOTAL), Some(len.to_string().as_str()));
-        assert!(inline_data(r[i]) == big[*f..=last], "range {f}-{l}");
+        assert!(io_data(r[i]) == big[*f..=last], "range {f}-{l}");
     }
     assert_eq!(r[4].text_of(io::STATUS), Some("8"), "range past the end");
 
@@ -338,7 +296,7 @@ fn check_multipart(body: &[u8], big: &[u8], attached_mail: &[u8]) {
     assert_eq!(expect_offset, body.len());
     let parts = multipart::split(body).expect("parts");
     let resp = decode(parts[0]);
-    let r = fetches(&resp);
+    let r = io_results(&resp);
     // Part indexes replace Data: the mail body in airsyncbase:Body, attachments in Properties.
     let props = r[0].first(io::PROPERTIES).unwrap();
     let body_el = props.first(b::BODY).expect("Body");

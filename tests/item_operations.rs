@@ -45,19 +45,6 @@ async fn ready(gw: &TestGateway, prefix: &str) -> (TestDevice, String, String) {
     (dev, user, pw)
 }
 
-fn uids_in(transcript: &str) -> Vec<u32> {
-    transcript
-        .lines()
-        .find(|l| l.starts_with("* SEARCH"))
-        .map(|l| {
-            l.split_whitespace()
-                .skip(2)
-                .filter_map(|u| u.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn item_operations(dev: &TestDevice, ops: Vec<Element>) -> Element {
     let mut root = Element::new(io::ITEM_OPERATIONS);
     for op in ops {
@@ -66,45 +53,6 @@ async fn item_operations(dev: &TestDevice, ops: Vec<Element>) -> Element {
     let r = dev.post("ItemOperations", &root).await;
     assert_eq!(r.status, 200, "ItemOperations HTTP status");
     r.body.expect("ItemOperations body")
-}
-
-fn fetch_mail(cid: &str, sid: &str) -> Element {
-    Element::new(io::FETCH)
-        .text_child(io::STORE, "Mailbox")
-        .text_child(a::COLLECTION_ID, cid)
-        .text_child(a::SERVER_ID, sid)
-        .child(
-            Element::new(io::OPTIONS)
-                .child(Element::new(b::BODY_PREFERENCE).text_child(b::TYPE, "1")),
-        )
-}
-
-fn fetch_file(reference: &str, range: Option<&str>) -> Element {
-    let mut f = Element::new(io::FETCH)
-        .text_child(io::STORE, "Mailbox")
-        .text_child(b::FILE_REFERENCE, reference);
-    if let Some(r) = range {
-        f.push(Element::new(io::OPTIONS).text_child(io::RANGE, r));
-    }
-    f
-}
-
-fn results(resp: &Element) -> Vec<&Element> {
-    assert_eq!(resp.text_of(io::STATUS), Some("1"), "{resp:?}");
-    resp.first(io::RESPONSE)
-        .expect("Response")
-        .elements()
-        .collect()
-}
-
-fn data_of(fetch: &Element) -> Vec<u8> {
-    let text = fetch
-        .first(io::PROPERTIES)
-        .and_then(|p| p.text_of(io::DATA))
-        .expect("Data");
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .expect("base64 Data")
 }
 
 async fn unread(user: &str, pw: &str, mailbox: &str, uid: u32) -> bool {
@@ -134,7 +82,7 @@ async fn fetch_mail_and_attachment_without_marking_read() {
     let sid = format!("{inbox}:{uid}");
 
     let resp = item_operations(&dev, vec![fetch_mail(&inbox, &sid)]).await;
-    let r = results(&resp);
+    let r = io_results(&resp);
     assert_eq!(r.len(), 1);
     let fetch = r[0];
     assert_eq!(fetch.tag, io::FETCH);
@@ -162,7 +110,7 @@ async fn fetch_mail_and_attachment_without_marking_read() {
         .to_string();
     let want = attachment_bytes();
     let resp = item_operations(&dev, vec![fetch_file(&reference, None)]).await;
-    let fetch = results(&resp)[0];
+    let fetch = io_results(&resp)[0];
     assert_eq!(fetch.text_of(io::STATUS), Some("1"));
     assert_eq!(fetch.text_of(b::FILE_REFERENCE), Some(reference.as_str()));
     let props = fetch.first(io::PROPERTIES).expect("Properties");
@@ -170,7 +118,7 @@ async fn fetch_mail_and_attachment_without_marking_read() {
         props.text_of(b::CONTENT_TYPE),
         Some("application/octet-stream")
     );
-    assert_eq!(data_of(fetch), want);
+    assert_eq!(io_data(fetch), want);
 
     // Byte ranges, and a URL-encoded reference.
     let encoded = reference.replace(':', "%3a");
@@ -184,12 +132,12 @@ async fn fetch_mail_and_attachment_without_marking_read() {
         ],
     )
     .await;
-    let r = results(&resp);
-    assert_eq!(data_of(r[0]), want[..100].to_vec());
+    let r = io_results(&resp);
+    assert_eq!(io_data(r[0]), want[..100].to_vec());
     let p = r[0].first(io::PROPERTIES).unwrap();
     assert_eq!(p.text_of(io::RANGE), Some("0-99"));
     assert_eq!(p.text_of(io::TOTAL), Some("1000"));
-    assert_eq!(data_of(r[1]), want[900..].to_vec());
+    assert_eq!(io_data(r[1]), want[900..].to_vec());
     assert_eq!(
         r[1].first(io::PROPERTIES).unwrap().text_of(io::RANGE),
         Some("900-999")
@@ -228,7 +176,7 @@ async fn unknown_items_and_unsupported_operations() {
         ],
     )
     .await;
-    let r = results(&resp);
+    let r = io_results(&resp);
     let statuses: Vec<&str> = r
         .iter()
         .map(|e| e.text_of(io::STATUS).unwrap_or(""))
@@ -264,7 +212,7 @@ async fn empty_folder_contents_moves_to_trash_and_empties_trash() {
         vec![Element::new(io::EMPTY_FOLDER_CONTENTS).text_child(a::COLLECTION_ID, &old)],
     )
     .await;
-    let r = results(&resp);
+    let r = io_results(&resp);
     assert_eq!(r[0].tag, io::EMPTY_FOLDER_CONTENTS);
     assert_eq!(r[0].text_of(io::STATUS), Some("1"));
     assert_eq!(r[0].text_of(a::COLLECTION_ID), Some(old.as_str()));
@@ -300,7 +248,7 @@ async fn empty_folder_contents_moves_to_trash_and_empties_trash() {
         ],
     )
     .await;
-    let statuses: Vec<&str> = results(&resp)
+    let statuses: Vec<&str> = io_results(&resp)
         .iter()
         .map(|e| e.text_of(io::STATUS).unwrap_or(""))
         .collect();
@@ -462,7 +410,7 @@ async fn move_conversation_moves_every_mail_of_the_thread_once() {
         ],
     )
     .await;
-    let statuses: Vec<&str> = results(&resp)
+    let statuses: Vec<&str> = io_results(&resp)
         .iter()
         .map(|e| e.text_of(io::STATUS).unwrap_or(""))
         .collect();
@@ -470,7 +418,7 @@ async fn move_conversation_moves_every_mail_of_the_thread_once() {
     assert_eq!(subjects(&user, &pw, "Keep").await, Vec::<String>::new());
 
     let resp = item_operations(&dev, vec![move_op(&cid, &keep, true)]).await;
-    let r = results(&resp);
+    let r = io_results(&resp);
     assert_eq!(r[0].tag, io::MOVE);
     assert_eq!(r[0].text_of(io::STATUS), Some("1"));
     assert_eq!(
@@ -529,7 +477,7 @@ async fn move_conversation_moves_every_mail_of_the_thread_once() {
 
     // Moving it again: already there, Status 1, nothing moves.
     let resp = item_operations(&dev, vec![move_op(&cid, &keep, true)]).await;
-    assert_eq!(results(&resp)[0].text_of(io::STATUS), Some("1"));
+    assert_eq!(io_results(&resp)[0].text_of(io::STATUS), Some("1"));
     assert_eq!(
         subjects(&user, &pw, "Keep").await,
         vec!["t-a", "t-b", "t-c"]

@@ -66,19 +66,6 @@ async fn move_items(
         .collect()
 }
 
-fn uids_in(transcript: &str) -> Vec<u32> {
-    transcript
-        .lines()
-        .find(|l| l.starts_with("* SEARCH"))
-        .map(|l| {
-            l.split_whitespace()
-                .skip(2)
-                .filter_map(|u| u.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn moved_mail_is_on_imap_and_no_sync_repeats_it() {
     let gw = start_gateway().await;
