@@ -43,10 +43,11 @@ async fn deliver_original(user: &str, pw: &str, raw: &str) -> u32 {
         .expect("APPENDUID")
 }
 
-async fn flags_of(user: &str, pw: &str, uid: u32) -> String {
+/// The FETCH FLAGS line of the device user's INBOX mail `uid`.
+async fn flags_of(d: &TestDevice, uid: u32) -> String {
     let t = imap(
-        user,
-        pw,
+        &d.user,
+        &d.password,
         &["SELECT INBOX", &format!("UID FETCH {uid} FLAGS")],
     )
     .await;
@@ -107,6 +108,27 @@ async fn find(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The one mail with `subject` in the user's INBOX, waiting up to 20 s for the delivery.
+async fn received(user: &str, pw: &str, subject: &str) -> Vec<u8> {
+    let got = find(user, pw, "INBOX", subject, 1, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1);
+    got.into_iter().next().unwrap()
+}
+
+/// Asserts the device user's Sent folder holds one mail with `subject`.
+async fn one_sent_copy(d: &TestDevice, subject: &str) {
+    let sent = find(
+        &d.user,
+        &d.password,
+        "Sent",
+        subject,
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(sent.len(), 1);
 }
 
 fn smart(
@@ -174,17 +196,8 @@ async fn smart_reply_14_1_quotes_plain_and_html_and_sets_answered() {
     assert_eq!(r.status, 200);
     assert!(r.raw.is_empty(), "status {:?}", status_of(&r));
 
-    let got = find(
-        &bob,
-        &bob_pw,
-        "INBOX",
-        &format!("Re: {subject}"),
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(got.len(), 1);
-    let m = parse(&got[0]);
+    let got = received(&bob, &bob_pw, &format!("Re: {subject}")).await;
+    let m = parse(&got);
     let text = m.body_text(0).unwrap();
     assert!(text.starts_with("Sounds good."), "{text}");
     assert!(text.contains("> Viele Grüße aus München"), "{text}");
@@ -198,22 +211,13 @@ async fn smart_reply_14_1_quotes_plain_and_html_and_sets_answered() {
         .as_text()
         .is_some_and(|id| id.starts_with("orig-")));
 
-    let flags = flags_of(&alice.user, &alice.password, uid).await;
+    let flags = flags_of(&alice, uid).await;
     assert!(flags.contains("\\Answered"), "{flags}");
     assert!(
         !flags.contains("\\Seen"),
         "the original stays unread: {flags}"
     );
-    let sent = find(
-        &alice.user,
-        &alice.password,
-        "Sent",
-        &format!("Re: {subject}"),
-        1,
-        Duration::from_secs(5),
-    )
-    .await;
-    assert_eq!(sent.len(), 1);
+    one_sent_copy(&alice, &format!("Re: {subject}")).await;
 }
 
 #[tokio::test]
@@ -241,17 +245,8 @@ async fn smart_forward_14_1_carries_the_attachment_and_sets_forwarded() {
     );
     let r = alice.post("SmartForward", &req).await;
     assert!(r.raw.is_empty(), "status {:?}", status_of(&r));
-    let got = find(
-        &carol,
-        &carol_pw,
-        "INBOX",
-        &format!("Fwd: {subject}"),
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(got.len(), 1);
-    let m = parse(&got[0]);
+    let got = received(&carol, &carol_pw, &format!("Fwd: {subject}")).await;
+    let m = parse(&got);
     assert_eq!(m.attachment_count(), 1);
     let a = m.attachment(0).unwrap();
     use mail_parser::MimeHeaders;
@@ -261,7 +256,7 @@ async fn smart_forward_14_1_carries_the_attachment_and_sets_forwarded() {
         b"%PDF-1.4\n%\xc3\xa4\xc3\xbc\xc3\xb6\xc3\x9f\n"
     );
     assert!(m.body_text(0).unwrap().contains("numbers attached"));
-    let flags = flags_of(&alice.user, &alice.password, uid).await;
+    let flags = flags_of(&alice, uid).await;
     assert!(flags.contains("$Forwarded"), "{flags}");
     assert!(!flags.contains("\\Seen"), "{flags}");
 }
@@ -291,34 +286,11 @@ async fn smart_reply_12_1_raw_mime_with_query_parameters() {
         .await;
     assert_eq!(r.status, 200);
     assert!(r.raw.is_empty());
-    let got = find(
-        &bob,
-        &bob_pw,
-        "INBOX",
-        &format!("Re: {subject}"),
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(got.len(), 1);
-    let text = parse(&got[0]).body_text(0).unwrap().into_owned();
+    let got = received(&bob, &bob_pw, &format!("Re: {subject}")).await;
+    let text = parse(&got).body_text(0).unwrap().into_owned();
     assert!(text.contains("> first line\r\n> second line"), "{text}");
-    assert!(flags_of(&alice.user, &alice.password, uid)
-        .await
-        .contains("\\Answered"));
-    assert_eq!(
-        find(
-            &alice.user,
-            &alice.password,
-            "Sent",
-            &format!("Re: {subject}"),
-            1,
-            Duration::from_secs(5)
-        )
-        .await
-        .len(),
-        1
-    );
+    assert!(flags_of(&alice, uid).await.contains("\\Answered"));
+    one_sent_copy(&alice, &format!("Re: {subject}")).await;
 
     // An original that does not exist: HTTP 500, nothing sent.
     let url = format!(
@@ -363,24 +335,13 @@ async fn replace_mime_missing_original_and_long_id() {
     );
     let r = alice.post("SmartReply", &req).await;
     assert!(r.raw.is_empty(), "status {:?}", status_of(&r));
-    let got = find(
-        &bob,
-        &bob_pw,
-        "INBOX",
-        &format!("Re: {subject}"),
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(got.len(), 1);
-    let text = String::from_utf8_lossy(&got[0]).into_owned();
+    let got = received(&bob, &bob_pw, &format!("Re: {subject}")).await;
+    let text = String::from_utf8_lossy(&got).into_owned();
     assert!(
         text.contains("my own full text") && !text.contains("original text"),
         "{text}"
     );
-    assert!(flags_of(&alice.user, &alice.password, uid)
-        .await
-        .contains("\\Answered"));
+    assert!(flags_of(&alice, uid).await.contains("\\Answered"));
 
     // An original that vanished: 150.
     let req = smart(
