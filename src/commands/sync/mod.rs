@@ -599,9 +599,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         .await?;
     }
     let mut responses = applied.responses;
-    for sid in &applied.fetches {
-        responses.push(fetch_one(session, &mailbox, cid, sid, &body_options).await?);
-    }
+    responses.extend(fetch_items(session, &mailbox, cid, &applied.fetches, &body_options).await?);
 
     if commands.is_empty() && responses.is_empty() && !has_commands && !replay {
         // Nothing to tell: keep the key, but remember the newer mod-sequence so the next
@@ -640,7 +638,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     }))
 }
 
-/// Answers a Fetch command: the item's ApplicationData, or Status 8 when it is gone.
+/// Answers one Fetch command (see [`fetch_items`]).
 async fn fetch_one<M: MailSession>(
     session: &mut M,
     mailbox: &MailFolder,
@@ -648,24 +646,55 @@ async fn fetch_one<M: MailSession>(
     sid: &str,
     opts: &mime::BodyOptions,
 ) -> Result<ClientResponse, CommandError> {
-    let not_found = ClientResponse::Fetch {
-        server_id: sid.to_string(),
-        status: status::OBJECT_NOT_FOUND,
-        data: None,
-    };
-    let Some(uid) = parse_server_id(cid, sid) else {
-        return Ok(not_found);
-    };
-    let fetched = session.fetch_messages(&mailbox.name, &[uid]).await?;
-    let Some((meta, raw)) = fetched.into_iter().next() else {
-        return Ok(not_found);
+    let mut r = fetch_items(session, mailbox, cid, &[sid.to_string()], opts).await?;
+    Ok(r.remove(0))
+}
+
+/// Answers Fetch commands, in order: each item's ApplicationData, or Status 8 when it is gone.
+/// The mails are read in one IMAP command.
+async fn fetch_items<M: MailSession>(
+    session: &mut M,
+    mailbox: &MailFolder,
+    cid: &str,
+    sids: &[String],
+    opts: &mime::BodyOptions,
+) -> Result<Vec<ClientResponse>, CommandError> {
+    if sids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let uids: Vec<u32> = sids
+        .iter()
+        .filter_map(|sid| parse_server_id(cid, sid))
+        .collect();
+    let fetched: std::collections::HashMap<u32, (MessageMeta, bytes::Bytes)> = if uids.is_empty() {
+        Default::default()
+    } else {
+        session
+            .fetch_messages(&mailbox.name, &uids)
+            .await?
+            .into_iter()
+            .map(|(meta, raw)| (meta.uid, (meta, raw)))
+            .collect()
     };
     let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
-    Ok(ClientResponse::Fetch {
-        server_id: sid.to_string(),
-        status: status::SUCCESS,
-        data: Some(item_data(&raw, &meta, sid, in_drafts, opts)),
-    })
+    Ok(sids
+        .iter()
+        .map(|sid| {
+            let found = parse_server_id(cid, sid).and_then(|uid| fetched.get(&uid));
+            match found {
+                Some((meta, raw)) => ClientResponse::Fetch {
+                    server_id: sid.clone(),
+                    status: status::SUCCESS,
+                    data: Some(item_data(raw, meta, sid, in_drafts, opts)),
+                },
+                None => ClientResponse::Fetch {
+                    server_id: sid.clone(),
+                    status: status::OBJECT_NOT_FOUND,
+                    data: None,
+                },
+            }
+        })
+        .collect())
 }
 
 /// The Email ApplicationData of one stored mail, as Sync, ItemOperations, Search and Find send
