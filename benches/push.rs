@@ -14,28 +14,31 @@
 //!    with the gateway's IMAP connections, memory per waiting device, and Dovecot's own
 //!    memory (RSS summed over its processes) and process count.
 //!
-//! The gateway runs as its own process (the `eas-gateway` binary) so its memory is measured
-//! alone; each transport gets a fresh gateway process on the same state file. Run as root (for
-//! the users.d files, `ss -p` and raising the open-files limit):
+//! The gateway runs as its own process (the `eas-gateway` binary, or `EAS_BENCH_GATEWAY`; the
+//! dev stack from `EAS_DEV_IMAP` and `EAS_DEV_DIR` as in benches/sync.rs) so its memory is
+//! measured alone; each transport gets a fresh gateway process on the same state file. Run as
+//! root (for the users.d files, `ss -p` and raising the open-files limit):
 //! `cargo bench --bench push`; the figures in benches/README.md come from
 //! `PUSH_BENCH_DELIVERIES=100 PUSH_BENCH_PINGS=0 cargo bench --bench push` and
 //! `PUSH_BENCH_DELIVERIES=0 PUSH_BENCH_USERS=1000 PUSH_BENCH_PINGS=1000,10000
 //! PUSH_BENCH_TRANSPORTS=plain,tls cargo bench --bench push`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use eas_gateway::wbxml::tags::{airsync as a, folder_hierarchy as f, ping as p, provision as pv};
-use eas_gateway::wbxml::{self, Element, Limits};
+use eas_gateway::wbxml::tags::{airsync as a, ping as p};
+use eas_gateway::wbxml::{self, Element};
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const DOMAIN: &str = "example.test";
+use common::{dev_dir, new_user, GatewayOptions, GatewayProcess, Phone};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -53,29 +56,12 @@ fn env_list(name: &str, default: &str) -> Vec<String> {
         .collect()
 }
 
-fn dev_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var("EAS_DEV_DIR").unwrap_or_else(|_| "/var/lib/eas-gateway-dev".into()),
-    )
-}
-
 /// Wall-clock seconds (comparable with the timestamps in the logs).
 fn now_epoch() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn new_user(prefix: &str) -> (String, String) {
-    let n: u64 = rand::random();
-    let address = format!("{prefix}-{n:016x}@{DOMAIN}");
-    let password = format!("pw-{n:x}");
-    let users_d = dev_dir().join("dovecot/users.d");
-    let tmp = users_d.join(format!(".{address}.tmp"));
-    std::fs::write(&tmp, format!("{address}:{{PLAIN}}{password}::::::\n")).expect("users.d");
-    std::fs::rename(&tmp, users_d.join(&address)).expect("users.d rename");
-    (address, password)
 }
 
 /// Raises this process's open-files limit (inherited by the gateway it starts).
@@ -107,218 +93,55 @@ fn raise_nofile(n: u64) {
     }
 }
 
-struct Gateway {
-    child: Child,
-    base: String,
-    addr: String,
-    /// The self-signed certificate, when the gateway speaks TLS.
-    cert_der: Option<Vec<u8>>,
-    log: PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the gateway binary on the state file in `dir`, logging to `dir/<name>.log`.
-fn start_gateway(dir: &Path, name: &str, tls: bool) -> Gateway {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cert_der = None;
-    let mut tls_lines = String::new();
-    if tls {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
-        cert_der = Some(cert.cert.der().to_vec());
-        tls_lines = "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n".into();
-    }
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-{tls_lines}
-[imap]
-host = "127.0.0.1"
-port = 143
-security = "none"
-[smtp]
-host = "127.0.0.1"
-port = 587
-security = "none"
-[state]
-url = "sqlite://{db}"
-[identity]
-domain = "{DOMAIN}"
-"#,
-        db = dir.join("state.db").display()
-    );
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(&cfg, toml).unwrap();
-    let log = dir.join(format!("{name}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&cfg)
-        .env(
-            "EAS_LOG",
-            "warn,eas_gateway::push::watcher=debug,eas_gateway::commands::ping=debug",
-        )
-        .env("NO_COLOR", "1")
-        .stdout(std::fs::File::create(&log).expect("gateway log"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start eas-gateway");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let scheme = if tls { "https" } else { "http" };
-    Gateway {
-        child,
-        base: format!("{scheme}://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
-        addr: format!("127.0.0.1:{port}"),
-        cert_der,
-        log,
-    }
+fn start_gateway(dir: &Path, name: &str, tls: bool) -> GatewayProcess {
+    GatewayProcess::start(&GatewayOptions {
+        dir: Some(dir),
+        name,
+        tls,
+        log_filter: "warn,eas_gateway::push::watcher=debug,eas_gateway::commands::ping=debug"
+            .into(),
+        imap_timeout_secs: None,
+    })
+    .expect("start eas-gateway")
 }
 
-#[derive(Clone)]
-struct Device {
-    http: reqwest::Client,
-    base: String,
-    user: String,
-    password: String,
-    id: String,
-    policy_key: Option<u32>,
+/// A device of `user` on the gateway, sharing the bench's HTTP client.
+fn new_device(gw: &GatewayProcess, http: &reqwest::Client, user: &str, password: &str) -> Phone {
+    Phone::new(
+        http.clone(),
+        &gw.base,
+        user,
+        password,
+        format!("BENCH{:016X}", rand::random::<u64>()),
+    )
 }
 
-impl Device {
-    fn new(gw: &Gateway, http: &reqwest::Client, user: &str, password: &str) -> Device {
-        Device {
-            http: http.clone(),
-            base: gw.base.clone(),
-            user: user.into(),
-            password: password.into(),
-            id: format!("BENCH{:016X}", rand::random::<u64>()),
-            policy_key: None,
-        }
-    }
-
-    fn auth(&self) -> String {
-        let raw = format!("{}:{}", self.user, self.password);
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(raw)
-        )
-    }
-
-    fn url(&self, cmd: &str) -> String {
-        format!(
-            "{}?Cmd={cmd}&User={}&DeviceId={}&DeviceType=Bench",
-            self.base, self.user, self.id
-        )
-    }
-
-    async fn post(&self, cmd: &str, body: &Element) -> Option<Element> {
-        let mut req = self
-            .http
-            .post(self.url(cmd))
-            .header("Authorization", self.auth())
-            .header("MS-ASProtocolVersion", "16.1")
-            .header("Content-Type", "application/vnd.ms-sync.wbxml")
-            .body(wbxml::encode(body));
-        if let Some(k) = self.policy_key {
-            req = req.header("X-MS-PolicyKey", k.to_string());
-        }
-        let resp = req.send().await.expect("request");
-        assert_eq!(resp.status().as_u16(), 200, "{cmd}");
-        let raw = resp.bytes().await.expect("body");
-        if raw.is_empty() {
-            return None;
-        }
-        Some(wbxml::decode(raw, &Limits::default()).expect("WBXML"))
-    }
-
-    async fn provision(&mut self) {
-        let policy = |key: Option<u32>| {
-            let mut pol =
-                Element::new(pv::POLICY).text_child(pv::POLICY_TYPE, "MS-EAS-Provisioning-WBXML");
-            if let Some(k) = key {
-                pol = pol
-                    .text_child(pv::POLICY_KEY, k.to_string())
-                    .text_child(pv::STATUS, "1");
-            }
-            Element::new(pv::PROVISION).child(Element::new(pv::POLICIES).child(pol))
+/// Syncs until nothing is left; returns the key.
+async fn sync(d: &Phone, cid: &str, key: &str) -> String {
+    let mut key = key.to_string();
+    loop {
+        let req = Element::new(a::SYNC).child(
+            Element::new(a::COLLECTIONS).child(
+                Element::new(a::COLLECTION)
+                    .text_child(a::SYNC_KEY, key.clone())
+                    .text_child(a::COLLECTION_ID, cid)
+                    .text_child(a::WINDOW_SIZE, "100"),
+            ),
+        );
+        let Some(r) = d.post("Sync", &req).await.expect("Sync") else {
+            return key;
         };
-        let key_of = |e: &Element| -> u32 {
-            e.first(pv::POLICIES)
-                .and_then(|x| x.first(pv::POLICY))
-                .and_then(|x| x.text_of(pv::POLICY_KEY))
-                .and_then(|k| k.parse().ok())
-                .expect("PolicyKey")
-        };
-        let r = self.post("Provision", &policy(None)).await.expect("body");
-        let temp = key_of(&r);
-        self.policy_key = Some(temp);
-        let r = self
-            .post("Provision", &policy(Some(temp)))
-            .await
-            .expect("body");
-        self.policy_key = Some(key_of(&r));
-    }
-
-    async fn inbox_id(&self) -> String {
-        let r = self
-            .post(
-                "FolderSync",
-                &Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"),
-            )
-            .await
-            .expect("FolderSync body");
-        r.first(f::CHANGES)
-            .and_then(|c| {
-                c.all(f::ADD)
-                    .find(|x| x.text_of(f::TYPE) == Some("2"))
-                    .and_then(|x| x.text_of(f::SERVER_ID).map(String::from))
-            })
-            .expect("Inbox")
-    }
-
-    /// Syncs until nothing is left; returns the key.
-    async fn sync(&self, cid: &str, key: &str) -> String {
-        let mut key = key.to_string();
-        loop {
-            let req = Element::new(a::SYNC).child(
-                Element::new(a::COLLECTIONS).child(
-                    Element::new(a::COLLECTION)
-                        .text_child(a::SYNC_KEY, key.clone())
-                        .text_child(a::COLLECTION_ID, cid)
-                        .text_child(a::WINDOW_SIZE, "100"),
-                ),
-            );
-            let Some(r) = self.post("Sync", &req).await else {
-                return key;
-            };
-            let col = r
-                .first(a::COLLECTIONS)
-                .and_then(|c| c.first(a::COLLECTION))
-                .expect("collection");
-            let new_key = col.text_of(a::SYNC_KEY).expect("key").to_string();
-            let more = col.first(a::MORE_AVAILABLE).is_some();
-            let was_initial = key == "0";
-            key = new_key;
-            if !was_initial && !more {
-                return key;
-            }
+        let col = r
+            .first(a::COLLECTIONS)
+            .and_then(|c| c.first(a::COLLECTION))
+            .expect("collection");
+        let new_key = col.text_of(a::SYNC_KEY).expect("key").to_string();
+        let more = col.first(a::MORE_AVAILABLE).is_some();
+        let was_initial = key == "0";
+        key = new_key;
+        if !was_initial && !more {
+            return key;
         }
     }
 }
@@ -382,7 +205,7 @@ async fn raw_watcher(
     setup: &'static [&'static str],
     tx: tokio::sync::mpsc::UnboundedSender<f64>,
 ) {
-    let s = TcpStream::connect("127.0.0.1:143").await.expect("IMAP");
+    let s = TcpStream::connect(common::imap_addr()).await.expect("IMAP");
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     let mut line = String::new();
@@ -508,12 +331,12 @@ fn first_at_or_after(times: &[f64], t: f64) -> Option<f64> {
     times.iter().copied().find(|&x| x >= t)
 }
 
-async fn latency(gw: &Gateway, http: &reqwest::Client, deliveries: usize, quiet_ms: u64) {
-    let (user, pw) = new_user("pushbench");
-    let mut dev = Device::new(gw, http, &user, &pw);
-    dev.provision().await;
-    let inbox = dev.inbox_id().await;
-    let mut key = dev.sync(&inbox, "0").await;
+async fn latency(gw: &GatewayProcess, http: &reqwest::Client, deliveries: usize, quiet_ms: u64) {
+    let (user, pw) = new_user("pushbench").expect("users.d");
+    let mut dev = new_device(gw, http, &user, &pw);
+    dev.provision().await.expect("Provision");
+    let inbox = dev.inbox_id().await.expect("Inbox");
+    let mut key = sync(&dev, &inbox, "0").await;
     let (idle_tx, mut idle_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(raw_watcher(user.clone(), pw.clone(), IDLE_SETUP, idle_tx));
     let (notify_tx, mut notify_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -530,7 +353,7 @@ async fn latency(gw: &Gateway, http: &reqwest::Client, deliveries: usize, quiet_
         let d = dev.clone();
         let body = ping_body(&inbox, 300);
         let ping = tokio::spawn(async move {
-            let r = d.post("Ping", &body).await;
+            let r = d.post("Ping", &body).await.expect("Ping");
             (
                 now_epoch(),
                 r.and_then(|e| e.text_of(p::STATUS).map(String::from)),
@@ -547,7 +370,7 @@ async fn latency(gw: &Gateway, http: &reqwest::Client, deliveries: usize, quiet_
             println!("delivery {i}: Ping status {status:?}");
         }
         rows.push((sent, answered, idle_at, notify_at));
-        key = dev.sync(&inbox, &key).await;
+        key = sync(&dev, &inbox, &key).await;
         // Quiet time: Dovecot reports a change 500 ms after the first file event it sees, so
         // a delivery soon after the device's Sync (which touches INBOX's index) would be
         // reported early by the timer that Sync started. Phones get mail long after syncing.
@@ -697,20 +520,20 @@ fn imap_connections(pid: u32) -> usize {
 
 /// Provisioned devices with a synced Inbox: device `i` belongs to user `i % users`.
 async fn make_devices(
-    gw: &Gateway,
+    gw: &GatewayProcess,
     http: &reqwest::Client,
     users: &[(String, String)],
     from: usize,
     to: usize,
-) -> Vec<(Device, String)> {
+) -> Vec<(Phone, String)> {
     futures::stream::iter(from..to)
         .map(|i| {
             let (u, pw) = users[i % users.len()].clone();
-            let mut d = Device::new(gw, http, &u, &pw);
+            let mut d = new_device(gw, http, &u, &pw);
             async move {
-                d.provision().await;
-                let inbox = d.inbox_id().await;
-                d.sync(&inbox, "0").await;
+                d.provision().await.expect("Provision");
+                let inbox = d.inbox_id().await.expect("Inbox");
+                sync(&d, &inbox, "0").await;
                 (d, inbox)
             }
         })
@@ -759,15 +582,15 @@ async fn hold_ping(
     std::future::pending::<()>().await;
 }
 
-fn ping_request(d: &Device, inbox: &str, host: &str) -> Vec<u8> {
+fn ping_request(d: &Phone, inbox: &str, host: &str) -> Vec<u8> {
     let body = wbxml::encode(&ping_body(inbox, 3000));
     let mut out = format!(
         "POST /Microsoft-Server-ActiveSync?Cmd=Ping&User={}&DeviceId={}&DeviceType=Bench HTTP/1.1\r\n\
          Host: {host}\r\nAuthorization: {}\r\nMS-ASProtocolVersion: 16.1\r\nX-MS-PolicyKey: {}\r\n\
          Content-Type: application/vnd.ms-sync.wbxml\r\nContent-Length: {}\r\n\r\n",
         d.user,
-        d.id,
-        d.auth(),
+        d.device_id,
+        d.auth,
         d.policy_key.unwrap_or(0),
         body.len()
     )
@@ -798,8 +621,13 @@ fn snapshot(pid: u32) -> Snapshot {
 }
 
 /// Holds idle Pings at each level of `levels` (cumulative) on a gateway of `transport`.
-async fn idle_pings(gw: &Gateway, transport: &str, devices: &[(Device, String)], levels: &[usize]) {
-    let pid = gw.child.id();
+async fn idle_pings(
+    gw: &GatewayProcess,
+    transport: &str,
+    devices: &[(Phone, String)],
+    levels: &[usize],
+) {
+    let pid = gw.pid;
     let tls = gw.cert_der.as_ref().map(|der| {
         let mut roots = rustls::RootCertStore::empty();
         roots
@@ -938,7 +766,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    if std::net::TcpStream::connect("127.0.0.1:143").is_err() {
+    if std::net::TcpStream::connect(common::imap_addr()).is_err() {
         eprintln!("the dev mail stack is not running: deploy/dev/mailstack.sh start");
         return;
     }
@@ -968,7 +796,9 @@ fn main() {
             return;
         }
         let t = Instant::now();
-        let user_list: Vec<(String, String)> = (0..users).map(|_| new_user("idlebench")).collect();
+        let user_list: Vec<(String, String)> = (0..users)
+            .map(|_| new_user("idlebench").expect("users.d"))
+            .collect();
         let devices = make_devices(&setup_gw, &http, &user_list, 0, most).await;
         println!(
             "\nsetup: {most} devices over {users} users provisioned and synced in {:.1} s",

@@ -27,26 +27,26 @@
 //! target/release/eas-gateway), `EAS_BENCH_LOG` (the gateway's `EAS_LOG`, default `info`),
 //! `EAS_BENCH_KEEP=1` (keep each gateway's directory with its log and state).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use base64::Engine as _;
 use bytes::Bytes;
-use eas_gateway::wbxml::tags::{
-    airsync as a, airsyncbase as b, folder_hierarchy as f, provision as p,
-};
+use eas_gateway::wbxml::tags::{airsync as a, airsyncbase as b};
 use eas_gateway::wbxml::{self, Element, Limits};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-const DOMAIN: &str = "example.test";
+use common::{gateway_binary, imap_addr, new_user, GatewayOptions, GatewayProcess, Phone, DOMAIN};
+
 const WINDOW: u32 = 100;
 const TRUNCATION: u32 = 51_200;
 const CLIENTS: usize = 4;
@@ -73,14 +73,6 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // Settings
 
-fn imap_addr() -> String {
-    std::env::var("EAS_DEV_IMAP").unwrap_or_else(|_| "127.0.0.1:143".into())
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
 fn sizes() -> Result<Vec<usize>> {
     if let Ok(list) = std::env::var("EAS_BENCH_SIZES") {
         return list
@@ -98,12 +90,6 @@ fn no_change_secs() -> f64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5.0)
-}
-
-fn gateway_binary() -> PathBuf {
-    std::env::var_os("EAS_BENCH_GATEWAY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_eas-gateway")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,14 +192,14 @@ async fn initial_sync_case(n: usize) -> Result<(Row, Row)> {
     // One untimed pass over the mails, so Dovecot's index cache is equally warm for both.
     imap_fetch_all(&user, &pw, n).await?;
 
-    let gw = GatewayProcess::start(&format!("sync{n}"))?;
-    let mut phone = Phone::new(&gw.base, &user, &pw, 0);
+    let gw = start_gateway(&format!("sync{n}"))?;
+    let mut phone = new_phone(&gw, &user, &pw, 0);
     phone.provision().await?;
     let inbox = phone.inbox_id().await?;
     let rss_idle = gw.peak_rss_kib();
-    let cpu0 = CpuSample::take(gw.pid, &user);
-    let sync = phone.initial_sync(&inbox, n).await?;
-    let cpu_gw = CpuSample::take(gw.pid, &user).since(&cpu0);
+    let cpu0 = CpuSample::take(Some(gw.pid), &user);
+    let sync = initial_sync(&phone, &inbox, n).await?;
+    let cpu_gw = CpuSample::take(Some(gw.pid), &user).since(&cpu0);
     let rss = gw.peak_rss_kib();
     println!(
         "gateway: {} Sync requests, {:.2} s, {:.1} MB WBXML, peak RSS {} (before sync {})",
@@ -286,6 +272,8 @@ struct SyncRun {
     adds: usize,
     bytes: usize,
     secs: f64,
+    /// The key after the last page.
+    key: String,
 }
 
 struct FetchRun {
@@ -341,14 +329,14 @@ async fn no_change_case(secs: f64) -> Result<(Row, Row)> {
     let (user, pw) = new_user("bench-nochange")?;
     println!("\n== no-change Sync, {CLIENTS} phones of {user}, {secs} s");
     seed(&user, &pw, 20).await?;
-    let gw = GatewayProcess::start("nochange")?;
+    let gw = start_gateway("nochange")?;
     let mut phones = Vec::new();
     for i in 0..CLIENTS {
-        let mut phone = Phone::new(&gw.base, &user, &pw, i);
+        let mut phone = new_phone(&gw, &user, &pw, i);
         phone.provision().await?;
         let inbox = phone.inbox_id().await?;
-        let run = phone.initial_sync(&inbox, 20).await?;
-        let key = run_key(&phone, &inbox).await?;
+        let run = initial_sync(&phone, &inbox, 20).await?;
+        let key = run_key(&phone, &inbox, &run.key).await?;
         ensure!(run.adds == 20);
         phones.push((phone, inbox, key));
     }
@@ -374,7 +362,7 @@ async fn no_change_case(secs: f64) -> Result<(Row, Row)> {
             Ok::<u64, anyhow::Error>(n)
         }));
     }
-    let cpu0 = CpuSample::take(gw.pid, &user);
+    let cpu0 = CpuSample::take(Some(gw.pid), &user);
     barrier.wait().await;
     let started = Instant::now();
     let mut total = 0;
@@ -382,7 +370,7 @@ async fn no_change_case(secs: f64) -> Result<(Row, Row)> {
         total += t.await??;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_gw = CpuSample::take(gw.pid, &user).since(&cpu0);
+    let cpu_gw = CpuSample::take(Some(gw.pid), &user).since(&cpu0);
     let rss = gw.peak_rss_kib();
     let gw_rps = total as f64 / elapsed;
     println!(
@@ -469,141 +457,28 @@ async fn no_change_case(secs: f64) -> Result<(Row, Row)> {
 }
 
 /// The key after a complete initial sync, checked to give the empty answer.
-async fn run_key(phone: &Phone, inbox: &str) -> Result<String> {
-    let key = phone
-        .last_key
-        .lock()
-        .unwrap()
-        .clone()
-        .ok_or_else(|| anyhow!("no sync key"))?;
+async fn run_key(phone: &Phone, inbox: &str, key: &str) -> Result<String> {
     let (status, body) = phone
-        .post_bytes("Sync", Bytes::from(sync_body(inbox, &key)))
+        .post_bytes("Sync", Bytes::from(sync_body(inbox, key)))
         .await?;
     ensure!(
         status == 200 && body.is_empty(),
         "Sync after the initial sync is not the empty answer (HTTP {status}, {} bytes)",
         body.len()
     );
-    Ok(key)
+    Ok(key.to_string())
 }
 
-// ---------------------------------------------------------------------------------------------
-// The gateway process
-
-struct GatewayProcess {
-    child: Child,
-    pid: Option<u32>,
-    base: String,
-    dir: Option<tempfile::TempDir>,
-}
-
-impl GatewayProcess {
-    fn start(label: &str) -> Result<GatewayProcess> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("eas-bench-{label}-"))
-            .tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let (imap_host, imap_port) = imap_addr()
-            .rsplit_once(':')
-            .map(|(h, p)| (h.to_string(), p.to_string()))
-            .ok_or_else(|| anyhow!("EAS_DEV_IMAP must be host:port"))?;
-        let config = format!(
-            r#"[server]
-listen = "127.0.0.1:{port}"
-[imap]
-host = "{imap_host}"
-port = {imap_port}
-security = "none"
-timeout_secs = 120
-[smtp]
-host = "127.0.0.1"
-port = 587
-security = "none"
-[state]
-url = "sqlite://{db}"
-[identity]
-domain = "{DOMAIN}"
-"#,
-            db = dir.path().join("state.db").display()
-        );
-        let config_path = dir.path().join("eas-gateway.toml");
-        std::fs::write(&config_path, config)?;
-        let log = File::create(dir.path().join("gateway.log"))?;
-        let child = Command::new(gateway_binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env(
-                "EAS_LOG",
-                std::env::var("EAS_BENCH_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", gateway_binary().display()))?;
-        println!(
-            "gateway pid {} on port {port}, log {}",
-            child.id(),
-            dir.path().join("gateway.log").display()
-        );
-        let mut gw = GatewayProcess {
-            pid: Some(child.id()),
-            child,
-            base: format!("http://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
-            dir: Some(dir),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(gw);
-            }
-            if let Some(status) = gw.child.try_wait()? {
-                bail!("the gateway exited ({status}) at start:\n{}", gw.log_tail());
-            }
-            if Instant::now() > deadline {
-                bail!("the gateway did not listen within 15 s:\n{}", gw.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir
-            .as_ref()
-            .map(|d| d.path().join("gateway.log"))
-            .unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// VmHWM: the most resident memory the process ever had.
-    fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if env_flag("EAS_BENCH_KEEP") {
-            if let Some(dir) = self.dir.take() {
-                println!("kept gateway directory {}", dir.keep().display());
-            }
-        }
-    }
+/// A gateway process in a temporary directory, announced with its pid and log.
+fn start_gateway(label: &str) -> Result<GatewayProcess> {
+    let gw = GatewayProcess::start(&GatewayOptions::temporary(label))?;
+    println!(
+        "gateway pid {} on port {}, log {}",
+        gw.pid,
+        gw.addr.rsplit(':').next().unwrap_or_default(),
+        gw.log.display()
+    );
+    Ok(gw)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,20 +584,6 @@ fn clock_ticks() -> u64 {
 
 // ---------------------------------------------------------------------------------------------
 // Users and mails
-
-/// A fresh mail user through a per-user file in users.d (visible to Dovecot at once).
-fn new_user(prefix: &str) -> Result<(String, String)> {
-    let n: u64 = rand::random();
-    let address = format!("{prefix}-{n:016x}@{DOMAIN}");
-    let password = format!("pw-{n:x}");
-    let dir = std::env::var("EAS_DEV_DIR").unwrap_or_else(|_| "/var/lib/eas-gateway-dev".into());
-    let users_d = Path::new(&dir).join("dovecot/users.d");
-    let tmp = users_d.join(format!(".{address}.tmp"));
-    std::fs::write(&tmp, format!("{address}:{{PLAIN}}{password}::::::\n"))
-        .with_context(|| format!("writing {} (is the dev stack set up?)", tmp.display()))?;
-    std::fs::rename(&tmp, users_d.join(&address))?;
-    Ok((address, password))
-}
 
 struct Seeded {
     bytes: usize,
@@ -1118,16 +979,23 @@ fn literal_len(line: &[u8]) -> Option<usize> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A minimal EAS phone
+// The phone's Sync
 
-struct Phone {
-    http: reqwest::Client,
-    base: String,
-    user: String,
-    auth: String,
-    device_id: String,
-    policy_key: Option<u32>,
-    last_key: std::sync::Mutex<Option<String>>,
+/// Phone `n` of a case, on its own connection pool (one keep-alive connection).
+fn new_phone(gw: &GatewayProcess, user: &str, pw: &str, n: usize) -> Phone {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("HTTP client");
+    let mut phone = Phone::new(
+        http,
+        &gw.base,
+        user,
+        pw,
+        format!("BENCH{n:02}{:08X}", rand::random::<u32>()),
+    );
+    phone.device_type = "BenchPhone";
+    phone
 }
 
 fn options() -> Element {
@@ -1148,168 +1016,73 @@ fn sync_body(collection: &str, key: &str) -> Vec<u8> {
     wbxml::encode(&Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(col)))
 }
 
-impl Phone {
-    fn new(base: &str, user: &str, pw: &str, n: usize) -> Phone {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
-        Phone {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("HTTP client"),
-            base: base.to_string(),
-            user: user.to_string(),
-            auth: format!("Basic {auth}"),
-            device_id: format!("BENCH{n:02}{:08X}", rand::random::<u32>()),
-            policy_key: None,
-            last_key: std::sync::Mutex::new(None),
-        }
-    }
-
-    async fn post_bytes(&self, cmd: &str, body: Bytes) -> Result<(u16, Bytes)> {
-        let url = format!(
-            "{}?Cmd={cmd}&User={}&DeviceId={}&DeviceType=BenchPhone",
-            self.base, self.user, self.device_id
-        );
-        let mut req = self
-            .http
-            .post(url)
-            .header("Authorization", &self.auth)
-            .header("MS-ASProtocolVersion", "16.1")
-            .header("User-Agent", "eas-gateway-bench/1")
-            .header("Content-Type", "application/vnd.ms-sync.wbxml")
-            .body(body);
-        if let Some(k) = self.policy_key {
-            req = req.header("X-MS-PolicyKey", k.to_string());
-        }
-        let resp = req.send().await.with_context(|| format!("{cmd} request"))?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await?;
-        Ok((status, body))
-    }
-
-    async fn post(&self, cmd: &str, body: &Element) -> Result<Option<Element>> {
-        let (status, raw) = self
-            .post_bytes(cmd, Bytes::from(wbxml::encode(body)))
+/// Sync key 0, then pages until MoreAvailable is gone; checks that `expected` distinct mails
+/// arrived.
+async fn initial_sync(phone: &Phone, cid: &str, expected: usize) -> Result<SyncRun> {
+    let started = Instant::now();
+    let mut key = "0".to_string();
+    let mut seen = HashSet::with_capacity(expected);
+    let mut run = SyncRun {
+        requests: 0,
+        adds: 0,
+        bytes: 0,
+        secs: 0.0,
+        key: String::new(),
+    };
+    loop {
+        let (status, raw) = phone
+            .post_bytes("Sync", Bytes::from(sync_body(cid, &key)))
             .await?;
-        ensure!(status == 200, "{cmd}: HTTP {status}");
+        run.requests += 1;
+        run.bytes += raw.len();
+        ensure!(status == 200, "Sync: HTTP {status}");
         if raw.is_empty() {
-            return Ok(None);
+            break;
         }
-        Ok(Some(wbxml::decode(raw, &Limits::default())?))
-    }
-
-    async fn provision(&mut self) -> Result<()> {
-        let req = Element::new(p::PROVISION).child(Element::new(p::POLICIES).child(
-            Element::new(p::POLICY).text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML"),
-        ));
-        let temp = policy_key(self.post("Provision", &req).await?)?;
-        let ack = Element::new(p::PROVISION).child(
-            Element::new(p::POLICIES).child(
-                Element::new(p::POLICY)
-                    .text_child(p::POLICY_TYPE, "MS-EAS-Provisioning-WBXML")
-                    .text_child(p::POLICY_KEY, temp.to_string())
-                    .text_child(p::STATUS, "1"),
-            ),
-        );
-        self.policy_key = Some(temp);
-        self.policy_key = Some(policy_key(self.post("Provision", &ack).await?)?);
-        Ok(())
-    }
-
-    async fn inbox_id(&self) -> Result<String> {
-        let r = self
-            .post(
-                "FolderSync",
-                &Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"),
-            )
-            .await?
-            .ok_or_else(|| anyhow!("empty FolderSync answer"))?;
-        r.first(f::CHANGES)
-            .and_then(|c| {
-                c.all(f::ADD)
-                    .find(|a| a.text_of(f::TYPE) == Some("2"))
-                    .and_then(|a| a.text_of(f::SERVER_ID).map(String::from))
-            })
-            .ok_or_else(|| anyhow!("no Inbox (folder type 2) in FolderSync"))
-    }
-
-    /// Sync key 0, then pages until MoreAvailable is gone; checks that `expected` distinct mails
-    /// arrived. The final key is kept in `last_key`.
-    async fn initial_sync(&self, cid: &str, expected: usize) -> Result<SyncRun> {
-        let started = Instant::now();
-        let mut key = "0".to_string();
-        let mut seen = HashSet::with_capacity(expected);
-        let mut run = SyncRun {
-            requests: 0,
-            adds: 0,
-            bytes: 0,
-            secs: 0.0,
-        };
-        loop {
-            let (status, raw) = self
-                .post_bytes("Sync", Bytes::from(sync_body(cid, &key)))
-                .await?;
-            run.requests += 1;
-            run.bytes += raw.len();
-            ensure!(status == 200, "Sync: HTTP {status}");
-            if raw.is_empty() {
-                break;
-            }
-            let body = wbxml::decode(raw, &Limits::default())?;
-            let col = body
-                .first(a::COLLECTIONS)
-                .and_then(|c| c.first(a::COLLECTION))
-                .ok_or_else(|| anyhow!("Sync answer without a collection: {body:?}"))?;
-            ensure!(
-                col.text_of(a::STATUS) == Some("1"),
-                "Sync status {:?}",
-                col.text_of(a::STATUS)
-            );
-            key = col
-                .text_of(a::SYNC_KEY)
-                .ok_or_else(|| anyhow!("Sync answer without SyncKey"))?
-                .to_string();
-            let mut adds = 0;
-            if let Some(cmds) = col.first(a::COMMANDS) {
-                for add in cmds.all(a::ADD) {
-                    adds += 1;
-                    let sid = add.text_of(a::SERVER_ID).unwrap_or_default();
-                    ensure!(seen.insert(sid.to_string()), "mail {sid} sent twice");
-                    ensure!(
-                        add.first(a::APPLICATION_DATA)
-                            .and_then(|d| d.first(b::BODY))
-                            .is_some(),
-                        "Add {sid} without a Body"
-                    );
-                }
-            }
-            ensure!(
-                adds <= WINDOW as usize,
-                "{adds} Adds in a window of {WINDOW}"
-            );
-            run.adds += adds;
-            // Key 0 answers no items; every other answer says whether there is more.
-            if run.requests > 1 && col.first(a::MORE_AVAILABLE).is_none() {
-                break;
-            }
-        }
-        run.secs = started.elapsed().as_secs_f64();
+        let body = wbxml::decode(raw, &Limits::default())?;
+        let col = body
+            .first(a::COLLECTIONS)
+            .and_then(|c| c.first(a::COLLECTION))
+            .ok_or_else(|| anyhow!("Sync answer without a collection: {body:?}"))?;
         ensure!(
-            run.adds == expected,
-            "initial sync delivered {} mails, expected {expected}",
-            run.adds
+            col.text_of(a::STATUS) == Some("1"),
+            "Sync status {:?}",
+            col.text_of(a::STATUS)
         );
-        *self.last_key.lock().unwrap() = Some(key);
-        Ok(run)
+        key = col
+            .text_of(a::SYNC_KEY)
+            .ok_or_else(|| anyhow!("Sync answer without SyncKey"))?
+            .to_string();
+        let mut adds = 0;
+        if let Some(cmds) = col.first(a::COMMANDS) {
+            for add in cmds.all(a::ADD) {
+                adds += 1;
+                let sid = add.text_of(a::SERVER_ID).unwrap_or_default();
+                ensure!(seen.insert(sid.to_string()), "mail {sid} sent twice");
+                ensure!(
+                    add.first(a::APPLICATION_DATA)
+                        .and_then(|d| d.first(b::BODY))
+                        .is_some(),
+                    "Add {sid} without a Body"
+                );
+            }
+        }
+        ensure!(
+            adds <= WINDOW as usize,
+            "{adds} Adds in a window of {WINDOW}"
+        );
+        run.adds += adds;
+        // Key 0 answers no items; every other answer says whether there is more.
+        if run.requests > 1 && col.first(a::MORE_AVAILABLE).is_none() {
+            break;
+        }
     }
-}
-
-fn policy_key(resp: Option<Element>) -> Result<u32> {
-    resp.as_ref()
-        .and_then(|r| r.first(p::POLICIES))
-        .and_then(|ps| ps.first(p::POLICY))
-        .and_then(|pol| pol.text_of(p::POLICY_KEY))
-        .ok_or_else(|| anyhow!("no PolicyKey in the Provision answer"))?
-        .parse()
-        .context("PolicyKey")
+    run.secs = started.elapsed().as_secs_f64();
+    ensure!(
+        run.adds == expected,
+        "initial sync delivered {} mails, expected {expected}",
+        run.adds
+    );
+    run.key = key;
+    Ok(run)
 }
