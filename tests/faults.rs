@@ -176,7 +176,7 @@ async fn sigkill_between_and_during_pages_loses_and_duplicates_nothing() {
     // Now SIGKILL while pages are in flight, at several points of a request. Whatever answer
     // the phone did get moves it on; a lost one makes it repeat its key, as a phone does.
     for delay_ms in [0u64, 5, 15, 25, 35, 45, 55, 70, 90] {
-        let (dev2, inbox2, key2) = (clone_device(&dev), inbox.clone(), key.clone());
+        let (dev2, inbox2, key2) = (dev.clone(), inbox.clone(), key.clone());
         let request = tokio::spawn(async move { try_sync(&dev2, &inbox2, &key2).await });
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         sigkill(&mut child).await;
@@ -207,19 +207,6 @@ async fn sigkill_between_and_during_pages_loses_and_duplicates_nothing() {
     phone.check_complete();
     assert_nothing_read(&user, &pw).await;
     drop(child);
-}
-
-fn clone_device(dev: &TestDevice) -> TestDevice {
-    TestDevice {
-        client: dev.client.clone(),
-        base: dev.base.clone(),
-        user: dev.user.clone(),
-        password: dev.password.clone(),
-        device_id: dev.device_id.clone(),
-        device_type: dev.device_type.clone(),
-        version: dev.version,
-        policy_key: dev.policy_key,
-    }
 }
 
 /// A TCP relay in front of Dovecot that can cut every connection the moment the gateway sends

@@ -510,16 +510,7 @@ async fn a_hanging_sync_answers_when_mail_arrives_and_empty_when_nothing_does() 
     // A mail arrives while the request waits: it comes back with that mail.
     let waiting = {
         let req = hanging(60);
-        let d = TestDevice {
-            client: dev.client.clone(),
-            base: dev.base.clone(),
-            user: dev.user.clone(),
-            password: dev.password.clone(),
-            device_id: dev.device_id.clone(),
-            device_type: dev.device_type.clone(),
-            version: dev.version,
-            policy_key: dev.policy_key,
-        };
+        let d = dev.clone();
         tokio::spawn(async move { sync_result(&d.post("Sync", &req).await) })
     };
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;

@@ -8,15 +8,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use eas_gateway::backend::imap::ImapBackend;
-use eas_gateway::commands::Gateway;
-use eas_gateway::config::Config;
-use eas_gateway::http::{self, Server};
+use eas_gateway::http::Server;
 use eas_gateway::push::PushConfig;
 use eas_gateway::state::sqlite::SqliteStore;
 use eas_gateway::wbxml::tags::{airsync as a, email, ping as p};
 use eas_gateway::wbxml::Element;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 type TestServer = Arc<Server<ImapBackend, SqliteStore>>;
 
@@ -39,55 +37,12 @@ async fn start(push: PushConfig) -> (TestGateway, TestServer) {
 /// fresh one.
 async fn start_on(push: PushConfig, state: Option<&std::path::Path>) -> (TestGateway, TestServer) {
     require_stack();
-    let dir = tempfile::tempdir().unwrap();
-    let db = state
-        .map(|p| p.to_path_buf())
-        .unwrap_or_else(|| dir.path().join("state.db"));
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-tls_cert = "cert.pem"
-tls_key = "key.pem"
-[imap]
-host = "127.0.0.1"
-port = 143
-security = "none"
-timeout_secs = 5
-[smtp]
-host = "127.0.0.1"
-port = 587
-security = "none"
-[state]
-url = "sqlite://{db}"
-[identity]
-domain = "{DOMAIN}"
-"#,
-        db = db.display(),
-    );
-    let mut config = Config::from_toml(&toml, dir.path()).expect("test config");
-    config.push = push;
-    let config = Arc::new(config);
-    let store = SqliteStore::open_url(&config.state_url).expect("state store");
-    let backend = ImapBackend::new(config.imap.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = Arc::new(Server::new(Gateway::new(backend, store, config.clone())));
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let s = server.clone();
-    tokio::spawn(async move {
-        http::serve(listener, s, rx).await.expect("serve");
-    });
-    let gw = TestGateway {
-        base: format!("https://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
-        dir,
-        shutdown: tx,
-        config,
+    let opts = GatewayOptions {
+        max_body_bytes: Some(64 << 20),
+        state_url: state.map(|p| format!("sqlite://{}", p.display())),
+        ..Default::default()
     };
-    (gw, server)
+    start_gateway_server(opts, |c| c.push = push).await
 }
 
 async fn phone(gw: &TestGateway, user: &str, pw: &str) -> TestDevice {
@@ -192,7 +147,7 @@ async fn ping_in_background_with(
     body: Option<Element>,
 ) -> tokio::task::JoinHandle<PingAnswer> {
     let before = server.gateway.push.stats().waiters;
-    let dev = clone_device(dev);
+    let dev = dev.clone();
     let task = tokio::spawn(async move { ping(&dev, body).await });
     let started = Instant::now();
     while server.gateway.push.stats().waiters <= before
@@ -203,19 +158,6 @@ async fn ping_in_background_with(
     // The initial refresh (login, NOTIFY, STATUS) is a few milliseconds on loopback.
     tokio::time::sleep(Duration::from_millis(500)).await;
     task
-}
-
-fn clone_device(dev: &TestDevice) -> TestDevice {
-    TestDevice {
-        client: dev.client.clone(),
-        base: dev.base.clone(),
-        user: dev.user.clone(),
-        password: dev.password.clone(),
-        device_id: dev.device_id.clone(),
-        device_type: dev.device_type.clone(),
-        version: dev.version,
-        policy_key: dev.policy_key,
-    }
 }
 
 /// Delivers a mail through Postfix (port 25); returns the moment the end of data was sent.
@@ -492,7 +434,7 @@ async fn a_second_request_ends_the_first_ping() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     // A second Ping ends the first one too.
     let first = ping_in_background(&server, &dev, ping_request(Some(60), &[&inbox])).await;
-    let again = clone_device(&dev);
+    let again = dev.clone();
     let second =
         tokio::spawn(async move { ping(&again, Some(ping_request(Some(3), &[&inbox]))).await });
     let a = first.await.unwrap();

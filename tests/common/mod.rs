@@ -309,6 +309,18 @@ impl TestDevice {
     }
 }
 
+/// A provisioned device of a fresh user: (device, address, password).
+pub async fn provisioned(
+    gw: &TestGateway,
+    prefix: &str,
+    version: &'static str,
+) -> (TestDevice, String, String) {
+    let (user, pw) = new_user(prefix);
+    let mut dev = TestDevice::new(gw, &user, &pw, version);
+    dev.provision().await;
+    (dev, user, pw)
+}
+
 pub async fn read_reply(resp: reqwest::Response) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -427,6 +439,28 @@ pub fn uids_in(transcript: &str) -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// UIDs of the mails in `mailbox` whose Subject contains `subject`, waiting up to `wait` for at
+/// least `min` of them (delivery is asynchronous).
+pub async fn uids_with_subject(
+    user: &str,
+    pw: &str,
+    mailbox: &str,
+    subject: &str,
+    min: usize,
+    wait: Duration,
+) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let search = format!("UID SEARCH HEADER Subject \"{subject}\"");
+        let t = imap(user, pw, &[&format!("SELECT \"{mailbox}\""), &search]).await;
+        let uids = uids_in(&t);
+        if uids.len() >= min || std::time::Instant::now() > deadline {
+            return uids;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// An ItemOperations Fetch of a mail (plain-text body).
