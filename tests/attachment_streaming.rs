@@ -71,17 +71,6 @@ fn big_mail(big: &[u8]) -> String {
     )
 }
 
-async fn ready(
-    gw: &TestGateway,
-    prefix: &str,
-    version: &'static str,
-) -> (TestDevice, String, String) {
-    let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(gw, &user, &pw, version);
-    dev.provision().await;
-    (dev, user, pw)
-}
-
 fn last_uid(transcript: &str) -> u32 {
     transcript
         .lines()
@@ -154,7 +143,7 @@ fn decode(raw: &[u8]) -> Element {
 #[tokio::test]
 async fn large_attachment_inline_ranges_and_multipart() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "bigatt", "16.1").await;
+    let (dev, user, pw) = provisioned(&gw, "bigatt", "16.1").await;
     let big = big_bytes();
     let raw = big_mail(&big);
     append(&user, &pw, "INBOX", &raw, None).await;
@@ -319,7 +308,7 @@ fn check_multipart(body: &[u8], big: &[u8], attached_mail: &[u8]) {
 #[tokio::test]
 async fn get_attachment_streams_the_large_part() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "bigget", "12.1").await;
+    let (dev, user, pw) = provisioned(&gw, "bigget", "12.1").await;
     let big = big_bytes();
     append(&user, &pw, "INBOX", &big_mail(&big), None).await;
     let uid = last_uid(&imap(&user, &pw, &["SELECT INBOX", "UID SEARCH ALL"]).await);

@@ -75,17 +75,9 @@ async fn find(dev: &TestDevice, req: &Element) -> Answer {
     }
 }
 
-async fn device(prefix: &str) -> (TestGateway, TestDevice, String, String) {
-    let gw = start_gateway().await;
-    let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(&gw, &user, &pw, "16.1");
-    dev.provision().await;
-    (gw, dev, user, pw)
-}
-
 #[tokio::test]
 async fn a_word_in_one_subject_among_5000_mails_is_found_with_its_properties() {
-    let (_gw, dev, user, pw) = device("find5k").await;
+    let (_gw, dev, user, pw) = gateway_with_device("find5k").await;
     let mut mails: Vec<String> = (0..4999)
         .map(|i| mail(&format!("filler number {i}"), "nothing interesting here"))
         .collect();
@@ -161,7 +153,7 @@ async fn a_word_in_one_subject_among_5000_mails_is_found_with_its_properties() {
 
 #[tokio::test]
 async fn scope_ranges_and_statuses() {
-    let (_gw, dev, user, pw) = device("findscope").await;
+    let (_gw, dev, user, pw) = gateway_with_device("findscope").await;
     imap(&user, &pw, &["CREATE Work", "CREATE Work/Old"]).await;
     for (folder, day) in [("INBOX", "01"), ("Work", "02"), ("Work/Old", "03")] {
         for n in 0..4 {

@@ -7,17 +7,6 @@ use common::*;
 use eas_gateway::wbxml::tags::{airsync as a, get_item_estimate as g};
 use eas_gateway::wbxml::Element;
 
-async fn ready(
-    gw: &TestGateway,
-    prefix: &str,
-    version: &'static str,
-) -> (TestDevice, String, String) {
-    let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(gw, &user, &pw, version);
-    dev.provision().await;
-    (dev, user, pw)
-}
-
 /// (Status, CollectionId, Estimate) per Response.
 async fn estimate(
     dev: &TestDevice,
@@ -63,7 +52,7 @@ async fn estimate(
 #[tokio::test]
 async fn estimate_equals_what_the_next_sync_sends() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "gie", "16.1").await;
+    let (dev, user, pw) = provisioned(&gw, "gie", "16.1").await;
     for i in 0..3 {
         append(&user, &pw, "INBOX", &mail(&format!("m{i}"), "body"), None).await;
     }
@@ -113,7 +102,7 @@ async fn estimate_equals_what_the_next_sync_sends() {
 #[tokio::test]
 async fn filter_type_limits_the_estimate() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "giefilter", "14.1").await;
+    let (dev, user, pw) = provisioned(&gw, "giefilter", "14.1").await;
     append(
         &user,
         &pw,
@@ -143,7 +132,7 @@ async fn filter_type_limits_the_estimate() {
 #[tokio::test]
 async fn unknown_collections_and_keys() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "gieerr", "16.1").await;
+    let (dev, user, pw) = provisioned(&gw, "gieerr", "16.1").await;
     imap(&user, &pw, &["CREATE Projects"]).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let projects = folder_id(&dev, "Projects").await;

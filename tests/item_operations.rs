@@ -38,13 +38,6 @@ fn mail_with_attachment() -> String {
     )
 }
 
-async fn ready(gw: &TestGateway, prefix: &str) -> (TestDevice, String, String) {
-    let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(gw, &user, &pw, "16.1");
-    dev.provision().await;
-    (dev, user, pw)
-}
-
 async fn item_operations(dev: &TestDevice, ops: Vec<Element>) -> Element {
     let mut root = Element::new(io::ITEM_OPERATIONS);
     for op in ops {
@@ -75,7 +68,7 @@ async fn unread(user: &str, pw: &str, mailbox: &str, uid: u32) -> bool {
 #[tokio::test]
 async fn fetch_mail_and_attachment_without_marking_read() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "iofetch").await;
+    let (dev, user, pw) = provisioned(&gw, "iofetch", "16.1").await;
     append(&user, &pw, "INBOX", &mail_with_attachment(), None).await;
     let uid = uids_in(&imap(&user, &pw, &["SELECT INBOX", "UID SEARCH ALL"]).await)[0];
     let inbox = folder_id(&dev, "Inbox").await;
@@ -153,7 +146,7 @@ async fn fetch_mail_and_attachment_without_marking_read() {
 #[tokio::test]
 async fn unknown_items_and_unsupported_operations() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "ioerr").await;
+    let (dev, user, pw) = provisioned(&gw, "ioerr", "16.1").await;
     append(&user, &pw, "INBOX", &mail("plain", "no attachments"), None).await;
     let uid = uids_in(&imap(&user, &pw, &["SELECT INBOX", "UID SEARCH ALL"]).await)[0];
     let inbox = folder_id(&dev, "Inbox").await;
@@ -200,7 +193,7 @@ async fn unknown_items_and_unsupported_operations() {
 #[tokio::test]
 async fn empty_folder_contents_moves_to_trash_and_empties_trash() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "ioempty").await;
+    let (dev, user, pw) = provisioned(&gw, "ioempty", "16.1").await;
     imap(&user, &pw, &["CREATE Old", "CREATE Old/Sub"]).await;
     append(&user, &pw, "Old", &mail("a", "a"), None).await;
     append(&user, &pw, "Old", &mail("b", "b"), None).await;
@@ -335,7 +328,7 @@ fn move_op(conversation: &[u8], dst: &str, always: bool) -> Element {
 async fn move_conversation_moves_every_mail_of_the_thread_once() {
     use eas_gateway::wbxml::tags::email2;
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "iomove").await;
+    let (dev, user, pw) = provisioned(&gw, "iomove", "16.1").await;
     imap(&user, &pw, &["CREATE Projects", "CREATE Keep"]).await;
     let tag = format!("{:08x}", rand::random::<u32>());
     let root = format!("root-{tag}@example.org");

@@ -9,14 +9,6 @@ use common::*;
 use eas_gateway::wbxml::tags::{airsync as a, airsyncbase as b, email};
 use eas_gateway::wbxml::Element;
 
-async fn device(prefix: &str) -> (TestGateway, TestDevice, String, String) {
-    let gw = start_gateway().await;
-    let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(&gw, &user, &pw, "16.1");
-    dev.provision().await;
-    (gw, dev, user, pw)
-}
-
 async fn sync(dev: &TestDevice, cid: &str, key: &str, window: u32) -> SyncResult {
     sync_result(
         &dev.post("Sync", &sync_request(cid, key, window, None))
@@ -53,7 +45,7 @@ fn subject(data: &Element) -> String {
 
 #[tokio::test]
 async fn initial_sync_pages_newest_first_without_duplicates_and_leaves_mail_unread() {
-    let (_gw, dev, user, pw) = device("initial").await;
+    let (_gw, dev, user, pw) = gateway_with_device("initial").await;
     for i in 0..25 {
         append(
             &user,
@@ -84,7 +76,7 @@ async fn initial_sync_pages_newest_first_without_duplicates_and_leaves_mail_unre
 
 #[tokio::test]
 async fn device_changes_land_on_imap_and_are_not_echoed() {
-    let (_gw, dev, user, pw) = device("devchg").await;
+    let (_gw, dev, user, pw) = gateway_with_device("devchg").await;
     append(&user, &pw, "INBOX", &mail("read me", "x"), None).await;
     append(&user, &pw, "INBOX", &mail("flag me", "x"), None).await;
     let inbox = folder_id(&dev, "Inbox").await;
@@ -143,7 +135,7 @@ fn push_commands(req: &mut Element, commands: Element) {
 
 #[tokio::test]
 async fn server_changes_reach_the_device_once() {
-    let (_gw, dev, user, pw) = device("srvchg").await;
+    let (_gw, dev, user, pw) = gateway_with_device("srvchg").await;
     for s in ["one", "two", "three"] {
         append(&user, &pw, "INBOX", &mail(s, "x"), None).await;
     }
@@ -183,7 +175,7 @@ async fn server_changes_reach_the_device_once() {
 
 #[tokio::test]
 async fn device_delete_moves_the_mail_to_trash() {
-    let (_gw, dev, user, pw) = device("del").await;
+    let (_gw, dev, user, pw) = gateway_with_device("del").await;
     append(&user, &pw, "INBOX", &mail("bin me", "x"), None).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let (adds, key) = full_sync(&dev, &inbox, 50).await;
@@ -215,7 +207,7 @@ async fn device_delete_moves_the_mail_to_trash() {
 
 #[tokio::test]
 async fn a_lost_response_is_answered_again_from_the_previous_key() {
-    let (_gw, dev, user, pw) = device("lost").await;
+    let (_gw, dev, user, pw) = gateway_with_device("lost").await;
     for i in 0..6 {
         append(&user, &pw, "INBOX", &mail(&format!("m{i}"), "x"), None).await;
     }
@@ -250,7 +242,7 @@ async fn a_lost_response_is_answered_again_from_the_previous_key() {
 
 #[tokio::test]
 async fn bad_keys_and_unknown_folders_get_their_statuses() {
-    let (_gw, dev, _user, _pw) = device("badkey").await;
+    let (_gw, dev, _user, _pw) = gateway_with_device("badkey").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let r = sync(&dev, &inbox, "12345", 10).await;
     assert_eq!(r.status.as_deref(), Some("3"));
@@ -258,7 +250,7 @@ async fn bad_keys_and_unknown_folders_get_their_statuses() {
     let r = sync(&dev, "999999", "0", 10).await;
     assert_eq!(r.status.as_deref(), Some("12"));
     // An empty Sync with nothing cached before: Status 13.
-    let (_gw2, dev2, _u2, _p2) = device("empty").await;
+    let (_gw2, dev2, _u2, _p2) = gateway_with_device("empty").await;
     let url = format!("{}?{}", dev2.base, dev2.query("Sync"));
     let r = dev2
         .post_raw(&url, Vec::new(), "application/vnd.ms-sync.wbxml")
@@ -269,7 +261,7 @@ async fn bad_keys_and_unknown_folders_get_their_statuses() {
 
 #[tokio::test]
 async fn an_empty_request_reuses_the_cached_one() {
-    let (_gw, dev, user, pw) = device("cached").await;
+    let (_gw, dev, user, pw) = gateway_with_device("cached").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let (_, _key) = full_sync(&dev, &inbox, 50).await;
     append(&user, &pw, "INBOX", &mail("later", "x"), None).await;
@@ -284,7 +276,7 @@ async fn an_empty_request_reuses_the_cached_one() {
 
 #[tokio::test]
 async fn filter_type_limits_by_date_and_narrowing_soft_deletes() {
-    let (_gw, dev, user, pw) = device("filter").await;
+    let (_gw, dev, user, pw) = gateway_with_device("filter").await;
     append(
         &user,
         &pw,
@@ -334,7 +326,7 @@ async fn filter_type_limits_by_date_and_narrowing_soft_deletes() {
 
 #[tokio::test]
 async fn bodies_follow_the_body_preference() {
-    let (_gw, dev, user, pw) = device("body").await;
+    let (_gw, dev, user, pw) = gateway_with_device("body").await;
     let long = "Grüße aus Köln. ".repeat(400);
     append(&user, &pw, "INBOX", &mail("long", &long), None).await;
     let inbox = folder_id(&dev, "Inbox").await;
@@ -435,7 +427,7 @@ async fn a_thousand_mails_sync_exactly_once_across_a_gateway_restart() {
 
 #[tokio::test]
 async fn changes_between_pages_appear_once() {
-    let (_gw, dev, user, pw) = device("between").await;
+    let (_gw, dev, user, pw) = gateway_with_device("between").await;
     for i in 0..30 {
         append(&user, &pw, "INBOX", &mail(&format!("p{i:02}"), "x"), None).await;
     }
@@ -592,7 +584,7 @@ async fn adds_equal_the_whole_message_for_every_fixture() {
     use eas_gateway::mime::{application_data, ItemInfo};
     use eas_gateway::wbxml::encode;
 
-    let (_gw, dev, user, pw) = device("partial").await;
+    let (_gw, dev, user, pw) = gateway_with_device("partial").await;
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mime");
     let mut mails: Vec<Vec<u8>> = Vec::new();
     let mut names: Vec<_> = std::fs::read_dir(&dir)

@@ -7,13 +7,6 @@ use common::*;
 use eas_gateway::wbxml::tags::move_items as m;
 use eas_gateway::wbxml::Element;
 
-async fn ready(gw: &TestGateway, prefix: &str) -> (TestDevice, String, String) {
-    let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(gw, &user, &pw, "16.1");
-    dev.provision().await;
-    (dev, user, pw)
-}
-
 /// Syncs a collection from key 0 until nothing more comes; returns (key, ServerIds added).
 async fn sync_all(dev: &TestDevice, cid: &str) -> (String, Vec<String>) {
     let r = sync_result(&dev.post("Sync", &sync_request(cid, "0", 100, None)).await);
@@ -69,7 +62,7 @@ async fn move_items(
 #[tokio::test]
 async fn moved_mail_is_on_imap_and_no_sync_repeats_it() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "mv").await;
+    let (dev, user, pw) = provisioned(&gw, "mv", "16.1").await;
     imap(&user, &pw, &["CREATE Projects"]).await;
     append(&user, &pw, "INBOX", &mail("first", "one"), None).await;
     append(&user, &pw, "INBOX", &mail("second", "two"), None).await;
@@ -124,7 +117,7 @@ async fn moved_mail_is_on_imap_and_no_sync_repeats_it() {
 #[tokio::test]
 async fn moving_into_a_folder_the_device_never_synced_adds_it_there_later() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "mvnew").await;
+    let (dev, user, pw) = provisioned(&gw, "mvnew", "16.1").await;
     imap(&user, &pw, &["CREATE Later"]).await;
     append(&user, &pw, "INBOX", &mail("a", "a"), None).await;
     append(&user, &pw, "INBOX", &mail("b", "b"), None).await;
@@ -156,7 +149,7 @@ async fn moving_into_a_folder_the_device_never_synced_adds_it_there_later() {
 #[tokio::test]
 async fn invalid_moves_have_their_own_statuses() {
     let gw = start_gateway().await;
-    let (dev, user, pw) = ready(&gw, "mverr").await;
+    let (dev, user, pw) = provisioned(&gw, "mverr", "16.1").await;
     imap(&user, &pw, &["CREATE Projects"]).await;
     append(&user, &pw, "INBOX", &mail("x", "x"), None).await;
     let inbox = folder_id(&dev, "Inbox").await;

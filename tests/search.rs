@@ -15,14 +15,6 @@ use eas_gateway::wbxml::Element;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-async fn device(prefix: &str) -> (TestGateway, TestDevice, String, String) {
-    let gw = start_gateway().await;
-    let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(&gw, &user, &pw, "16.1");
-    dev.provision().await;
-    (gw, dev, user, pw)
-}
-
 fn free_text(word: &str) -> Element {
     Element::with_text(s::FREE_TEXT, word)
 }
@@ -118,7 +110,7 @@ fn filler(n: usize) -> Vec<(String, Option<String>)> {
 
 #[tokio::test]
 async fn a_word_in_one_subject_among_5000_mails_is_found() {
-    let (_gw, dev, user, pw) = device("search5k").await;
+    let (_gw, dev, user, pw) = gateway_with_device("search5k").await;
     let mut mails = filler(4999);
     mails.insert(
         2500,
@@ -176,7 +168,7 @@ async fn a_word_in_one_subject_among_5000_mails_is_found() {
 
 #[tokio::test]
 async fn a_date_only_search_returns_exactly_the_mails_in_the_range() {
-    let (_gw, dev, user, pw) = device("searchdate").await;
+    let (_gw, dev, user, pw) = gateway_with_device("searchdate").await;
     let mut mails = Vec::new();
     for day in 1..=10 {
         mails.push((
@@ -236,7 +228,7 @@ async fn a_date_only_search_returns_exactly_the_mails_in_the_range() {
 
 #[tokio::test]
 async fn deep_traversal_searches_every_folder() {
-    let (_gw, dev, user, pw) = device("searchdeep").await;
+    let (_gw, dev, user, pw) = gateway_with_device("searchdeep").await;
     imap(
         &user,
         &pw,
@@ -311,7 +303,7 @@ async fn deep_traversal_searches_every_folder() {
 
 #[tokio::test]
 async fn range_pages_are_disjoint_and_cover_the_whole_result() {
-    let (_gw, dev, user, pw) = device("searchpage").await;
+    let (_gw, dev, user, pw) = gateway_with_device("searchpage").await;
     let mut mails = Vec::new();
     for i in 0..25 {
         mails.push((
@@ -475,7 +467,7 @@ async fn a_long_id_fetches_the_right_mail_and_only_for_its_owner() {
 
 #[tokio::test]
 async fn malformed_and_unsupported_queries_get_their_status() {
-    let (_gw, dev, _user, _pw) = device("searchbad").await;
+    let (_gw, dev, _user, _pw) = gateway_with_device("searchbad").await;
     let store = |q: Element| {
         Element::new(s::SEARCH).child(
             Element::new(s::STORE)
@@ -587,7 +579,7 @@ async fn pyactivesync_search_mailbox_and_find_mailbox() {
 #[tokio::test]
 #[ignore]
 async fn measure_free_text_search_over_20000_mails() {
-    let (_gw, dev, user, pw) = device("search20k").await;
+    let (_gw, dev, user, pw) = gateway_with_device("search20k").await;
     let mut mails = filler(19_999);
     mails.insert(7_000, (mail("The aardwolf memo", "rare animal"), None));
     let t = Instant::now();

@@ -321,6 +321,14 @@ pub async fn provisioned(
     (dev, user, pw)
 }
 
+/// A fresh gateway and a provisioned 16.1 device of a fresh user: (gateway, device, address,
+/// password).
+pub async fn gateway_with_device(prefix: &str) -> (TestGateway, TestDevice, String, String) {
+    let gw = start_gateway().await;
+    let (dev, user, pw) = provisioned(&gw, prefix, "16.1").await;
+    (gw, dev, user, pw)
+}
+
 pub async fn read_reply(resp: reqwest::Response) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
