@@ -83,31 +83,13 @@ async fn find(
     min: usize,
     wait: Duration,
 ) -> Vec<(String, Vec<u8>)> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let search = format!("UID SEARCH HEADER Subject \"{subject}\"");
-        let t = imap(user, pw, &[&format!("SELECT \"{mailbox}\""), &search]).await;
-        let uids: Vec<u32> = t
-            .lines()
-            .find(|l| l.starts_with("* SEARCH"))
-            .map(|l| {
-                l.split_whitespace()
-                    .skip(2)
-                    .filter_map(|u| u.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if uids.len() >= min || Instant::now() > deadline {
-            let mut out = Vec::new();
-            for uid in uids {
-                let fetch = format!("UID FETCH {uid} (FLAGS BODY.PEEK[])");
-                let t = imap(user, pw, &[&format!("SELECT \"{mailbox}\""), &fetch]).await;
-                out.push(parse_fetch(&t));
-            }
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut out = Vec::new();
+    for uid in uids_with_subject(user, pw, mailbox, subject, min, wait).await {
+        let fetch = format!("UID FETCH {uid} (FLAGS BODY.PEEK[])");
+        let t = imap(user, pw, &[&format!("SELECT \"{mailbox}\""), &fetch]).await;
+        out.push(parse_fetch(&t));
     }
+    out
 }
 
 /// The same in the device user's Sent folder.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -66,48 +66,23 @@ async fn find(
     min: usize,
     wait: Duration,
 ) -> Vec<Vec<u8>> {
-    let deadline = Instant::now() + wait;
-    loop {
+    let mut out = Vec::new();
+    for uid in uids_with_subject(user, pw, mailbox, subject, min, wait).await {
         let t = imap(
             user,
             pw,
             &[
                 &format!("SELECT \"{mailbox}\""),
-                &format!("UID SEARCH HEADER Subject \"{subject}\""),
+                &format!("UID FETCH {uid} BODY.PEEK[]"),
             ],
         )
         .await;
-        let uids: Vec<u32> = t
-            .lines()
-            .find(|l| l.starts_with("* SEARCH"))
-            .map(|l| {
-                l.split_whitespace()
-                    .skip(2)
-                    .filter_map(|u| u.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if uids.len() >= min || Instant::now() > deadline {
-            let mut out = Vec::new();
-            for uid in uids {
-                let t = imap(
-                    user,
-                    pw,
-                    &[
-                        &format!("SELECT \"{mailbox}\""),
-                        &format!("UID FETCH {uid} BODY.PEEK[]"),
-                    ],
-                )
-                .await;
-                let open = t.find("BODY[] {").expect("literal") + "BODY[] {".len();
-                let close = open + t[open..].find('}').unwrap();
-                let n: usize = t[open..close].parse().unwrap();
-                out.push(t.as_bytes()[close + 3..close + 3 + n].to_vec());
-            }
-            return out;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        let open = t.find("BODY[] {").expect("literal") + "BODY[] {".len();
+        let close = open + t[open..].find('}').unwrap();
+        let n: usize = t[open..close].parse().unwrap();
+        out.push(t.as_bytes()[close + 3..close + 3 + n].to_vec());
     }
+    out
 }
 
 /// The one mail with `subject` in the user's INBOX, waiting up to 20 s for the delivery.

@@ -10,6 +10,11 @@ use eas_gateway::wbxml::Element;
 /// A 14.1 device holding the one mail of INBOX: (device, INBOX id, key, ServerId).
 async fn holding_one_mail(gw: &TestGateway, user: &str, pw: &str) -> (TestDevice, String, String) {
     append(user, pw, "INBOX", &mail("conflict", "body"), None).await;
+    synced_inbox(gw, user, pw).await
+}
+
+/// A 14.1 device after the initial Sync of an INBOX with one mail: (device, INBOX id, key).
+async fn synced_inbox(gw: &TestGateway, user: &str, pw: &str) -> (TestDevice, String, String) {
     let mut dev = TestDevice::new(gw, user, pw, "14.1");
     dev.provision().await;
     let inbox = folder_id(&dev, "Inbox").await;
@@ -166,23 +171,12 @@ async fn read_and_unflag_in_one_change_both_apply_without_a_conflict() {
         &["SELECT INBOX", "UID STORE 1 +FLAGS (\\Flagged)"],
     )
     .await;
-    let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
-    dev.provision().await;
-    let inbox = folder_id(&dev, "Inbox").await;
-    let r = sync_result(&dev.post("Sync", &sync_request(&inbox, "0", 10, None)).await);
-    let r = sync_result(
-        &dev.post(
-            "Sync",
-            &sync_request(&inbox, r.key.as_deref().unwrap(), 10, None),
-        )
-        .await,
-    );
-    assert_eq!(r.adds.len(), 1);
+    let (dev, inbox, key) = synced_inbox(&gw, &user, &pw).await;
     let sid = format!("{inbox}:1");
     let req = Element::new(a::SYNC).child(
         Element::new(a::COLLECTIONS).child(
             Element::new(a::COLLECTION)
-                .text_child(a::SYNC_KEY, r.key.unwrap())
+                .text_child(a::SYNC_KEY, key)
                 .text_child(a::COLLECTION_ID, inbox.clone())
                 .child(
                     Element::new(a::COMMANDS).child(
