@@ -53,8 +53,20 @@ struct Idle<S> {
     permit: OwnedSemaphorePermit,
 }
 
-/// The pool; cheap to share behind an `Arc`.
+/// The pool; a clone shares the same sessions (a handle for background tasks).
 pub struct SessionPool<B: MailBackend> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B: MailBackend> Clone for SessionPool<B> {
+    fn clone(&self) -> Self {
+        SessionPool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<B: MailBackend> {
     backend: B,
     config: PoolConfig,
     salt: [u8; 16],
@@ -62,9 +74,10 @@ pub struct SessionPool<B: MailBackend> {
     limits: DashMap<String, Arc<Semaphore>>,
 }
 
-/// A session on loan; it goes back to the pool when dropped, unless it broke.
-pub struct Pooled<'a, B: MailBackend> {
-    pool: &'a SessionPool<B>,
+/// A session on loan; it goes back to the pool when dropped, unless it broke. It owns a handle
+/// to the pool, so a background task can hold one.
+pub struct Pooled<B: MailBackend> {
+    pool: SessionPool<B>,
     key: [u8; 32],
     session: Option<B::Session>,
     permit: Option<OwnedSemaphorePermit>,
@@ -73,21 +86,23 @@ pub struct Pooled<'a, B: MailBackend> {
 impl<B: MailBackend> SessionPool<B> {
     pub fn new(backend: B, config: PoolConfig) -> SessionPool<B> {
         SessionPool {
-            backend,
-            config,
-            salt: rand::random(),
-            idle: Mutex::new(HashMap::new()),
-            limits: DashMap::new(),
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                salt: rand::random(),
+                idle: Mutex::new(HashMap::new()),
+                limits: DashMap::new(),
+            }),
         }
     }
 
     pub fn backend(&self) -> &B {
-        &self.backend
+        &self.inner.backend
     }
 
     fn key(&self, creds: &Credentials) -> [u8; 32] {
         let mut h = Sha256::new();
-        h.update(self.salt);
+        h.update(self.inner.salt);
         h.update(creds.login.as_bytes());
         h.update([0]);
         h.update(creds.password.expose().as_bytes());
@@ -95,7 +110,7 @@ impl<B: MailBackend> SessionPool<B> {
     }
 
     fn take_idle(&self, key: &[u8; 32]) -> Option<Idle<B::Session>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
         let s = list.pop();
         if list.is_empty() {
@@ -110,56 +125,98 @@ impl<B: MailBackend> SessionPool<B> {
         &self,
         creds: &Credentials,
         client_ip: Option<IpAddr>,
-    ) -> Result<Pooled<'_, B>, BackendError> {
+    ) -> Result<Pooled<B>, BackendError> {
         let key = self.key(creds);
         while let Some(mut idle) = self.take_idle(&key) {
             let age = idle.since.elapsed();
-            if age > self.config.idle_ttl {
+            if age > self.inner.config.idle_ttl {
                 tokio::spawn(idle.session.logout());
                 continue;
             }
-            if age > self.config.check_after && idle.session.noop().await.is_err() {
+            if age > self.inner.config.check_after && idle.session.noop().await.is_err() {
                 continue;
             }
             return Ok(Pooled {
-                pool: self,
+                pool: self.clone(),
                 key,
                 session: Some(idle.session),
                 permit: Some(idle.permit),
             });
         }
         let sem = self
+            .inner
             .limits
             .entry(creds.login.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_user)))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.max_per_user)))
             .clone();
-        let permit = match tokio::time::timeout(self.config.wait, sem.clone().acquire_owned()).await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(BackendError::Unavailable("session pool closed".into())),
-            Err(_) => {
-                // Every slot is busy or idle under other credentials: close an idle one of this
-                // user, if any, else report the server as busy.
-                return Err(BackendError::Unavailable(
-                    "too many concurrent requests for this user".into(),
-                ));
-            }
-        };
-        let session = self.backend.login(creds, client_ip).await?;
+        let permit =
+            match tokio::time::timeout(self.inner.config.wait, sem.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(BackendError::Unavailable("session pool closed".into())),
+                Err(_) => {
+                    // Every slot is busy or idle under other credentials: close an idle one of this
+                    // user, if any, else report the server as busy.
+                    return Err(BackendError::Unavailable(
+                        "too many concurrent requests for this user".into(),
+                    ));
+                }
+            };
+        let session = self.inner.backend.login(creds, client_ip).await?;
         Ok(Pooled {
-            pool: self,
+            pool: self.clone(),
             key,
             session: Some(session),
             permit: Some(permit),
         })
     }
 
+    /// Like [`SessionPool::get`], but for work that may be skipped: `None` instead of waiting
+    /// when every slot of the user is taken, and one slot always stays free for requests.
+    pub async fn try_get(
+        &self,
+        creds: &Credentials,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<Pooled<B>>, BackendError> {
+        let key = self.key(creds);
+        if let Some(idle) = self.take_idle(&key) {
+            if idle.since.elapsed() <= self.inner.config.check_after {
+                return Ok(Some(Pooled {
+                    pool: self.clone(),
+                    key,
+                    session: Some(idle.session),
+                    permit: Some(idle.permit),
+                }));
+            }
+            self.give_back(key, idle.session, idle.permit);
+        }
+        let sem = self
+            .inner
+            .limits
+            .entry(creds.login.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.max_per_user)))
+            .clone();
+        if sem.available_permits() < 2 {
+            return Ok(None);
+        }
+        let Ok(permit) = sem.try_acquire_owned() else {
+            return Ok(None);
+        };
+        let session = self.inner.backend.login(creds, client_ip).await?;
+        Ok(Some(Pooled {
+            pool: self.clone(),
+            key,
+            session: Some(session),
+            permit: Some(permit),
+        }))
+    }
+
     /// Keeps a session that was logged in elsewhere (by the authenticator).
     pub fn put(&self, creds: &Credentials, session: B::Session) {
         let sem = self
+            .inner
             .limits
             .entry(creds.login.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_per_user)))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.max_per_user)))
             .clone();
         match sem.try_acquire_owned() {
             Ok(permit) => self.give_back(self.key(creds), session, permit),
@@ -170,7 +227,7 @@ impl<B: MailBackend> SessionPool<B> {
     }
 
     fn give_back(&self, key: [u8; 32], session: B::Session, permit: OwnedSemaphorePermit) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.entry(key).or_default().push(Idle {
             since: Instant::now(),
             session,
@@ -181,8 +238,8 @@ impl<B: MailBackend> SessionPool<B> {
     /// Logs out sessions idle for longer than the TTL; call now and then.
     pub fn sweep(&self) {
         let expired: Vec<B::Session> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let ttl = self.config.idle_ttl;
+            let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let ttl = self.inner.config.idle_ttl;
             let mut out = Vec::new();
             for list in idle.values_mut() {
                 let (old, keep): (Vec<_>, Vec<_>) =
@@ -200,12 +257,12 @@ impl<B: MailBackend> SessionPool<B> {
 
     /// Number of idle sessions (for metrics and tests).
     pub fn idle_count(&self) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.values().map(Vec::len).sum()
     }
 }
 
-impl<B: MailBackend> Deref for Pooled<'_, B> {
+impl<B: MailBackend> Deref for Pooled<B> {
     type Target = B::Session;
     fn deref(&self) -> &B::Session {
         // Invariant: `session` is `Some` until drop.
@@ -213,13 +270,13 @@ impl<B: MailBackend> Deref for Pooled<'_, B> {
     }
 }
 
-impl<B: MailBackend> DerefMut for Pooled<'_, B> {
+impl<B: MailBackend> DerefMut for Pooled<B> {
     fn deref_mut(&mut self) -> &mut B::Session {
         self.session.as_mut().unwrap_or_else(|| unreachable!())
     }
 }
 
-impl<B: MailBackend> Drop for Pooled<'_, B> {
+impl<B: MailBackend> Drop for Pooled<B> {
     fn drop(&mut self) {
         let (Some(session), Some(permit)) = (self.session.take(), self.permit.take()) else {
             return;

@@ -51,6 +51,8 @@ pub struct Gateway<B: MailBackend, S> {
     pub collection_locks: dashmap::DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Folder UID listings kept between the pages of a paged Sync.
     pub sync_listings: sync::server_changes::Listings,
+    /// Next pages of paged Syncs, prepared in the background.
+    pub sync_prefetch: sync::prefetch::Prefetches,
     /// The Sync request last stored per (user, device), to skip storing it again unchanged.
     pub sync_requests: dashmap::DashMap<String, Vec<u8>>,
     /// Waiting Pings and hanging Syncs, and the per-user IMAP watchers behind them.
@@ -85,6 +87,7 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
             folders: folders::FolderCache::default(),
             collection_locks: dashmap::DashMap::new(),
             sync_listings: Default::default(),
+            sync_prefetch: Default::default(),
             sync_requests: dashmap::DashMap::new(),
         }
     }
@@ -94,6 +97,7 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
     pub fn sweep_locks(&self) {
         self.collection_locks
             .retain(|_, lock| Arc::strong_count(lock) > 1);
+        self.sync_prefetch.sweep();
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod client_changes;
 pub mod drafts;
+pub mod prefetch;
 pub mod server_changes;
 pub mod view;
 
@@ -350,6 +351,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
 
     if col.sync_key == "0" {
         gw.sync_listings.forget(user, device_id, cid);
+        gw.sync_prefetch.forget(user, device_id, cid);
         gw.store.reset_collection(user, device_id, cid).await?;
         let (uid_validity, flags) = match &mailbox {
             Some(m) => {
@@ -494,6 +496,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
 
     let mstate = session.select(&mailbox.name).await?;
     let mstate_uid_validity = mstate.uid_validity;
+    let mstate_modseq = mstate.highest_modseq;
     if mstate.uid_validity != held.uid_validity {
         debug!(
             collection_id = cid,
@@ -561,16 +564,38 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             data: mime::flag_change(&mail_flags(meta), ctx.version),
         });
     }
+    let page = |uids: &[u32]| prefetch::PageSpec {
+        mailbox: mailbox.name.clone(),
+        collection_id: cid.to_string(),
+        uid_validity: mstate_uid_validity,
+        uids: uids.to_vec(),
+        opts: body_options.clone(),
+    };
+    // Drafts have ServerIds of their own; folders without mod-sequences cannot prove a
+    // prepared page current.
+    let prefetchable = !in_drafts && mstate_modseq > 0;
     if !changes.adds.is_empty() {
-        let mut data = server_changes::add_data(
-            session,
-            &mailbox.name,
-            cid,
-            &changes.adds,
-            in_drafts,
-            &body_options,
-        )
-        .await?;
+        let prepared = if prefetchable {
+            gw.sync_prefetch
+                .take(user, device_id, &page(&changes.adds), mstate_modseq)
+                .await
+        } else {
+            None
+        };
+        let mut data = match prepared {
+            Some(d) => d,
+            None => {
+                server_changes::add_data(
+                    session,
+                    &mailbox.name,
+                    cid,
+                    &changes.adds,
+                    in_drafts,
+                    &body_options,
+                )
+                .await?
+            }
+        };
         for uid in &changes.adds {
             let Some((meta, data)) = data.remove(uid) else {
                 // Expunged between the search and the fetch: not sent, not in the view.
@@ -585,6 +610,16 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                 server_id: server_id(cid, *uid),
             });
         }
+    }
+    if prefetchable && !changes.next_adds.is_empty() {
+        gw.sync_prefetch.start(
+            &gw.sessions,
+            &ctx.user.credentials,
+            ctx.client_ip,
+            user,
+            device_id,
+            page(&changes.next_adds),
+        );
     }
     if in_drafts {
         drafts::server_commands(

@@ -34,6 +34,9 @@ pub struct Changes {
     pub adds: Vec<u32>,
     /// Changes that did not fit.
     pub pending: usize,
+    /// When everything that did not fit is adds: the UIDs the next page will add if the folder
+    /// stays as it is (newest first, at most `limit`).
+    pub next_adds: Vec<u32>,
     pub new_view: Option<View>,
 }
 
@@ -201,6 +204,9 @@ pub async fn compute<M: MailSession>(
     let n = take(adds_all.len());
     out.adds = adds_all[..n].to_vec();
     out.pending += adds_all.len() - n;
+    if out.pending == adds_all.len() - n {
+        out.next_adds = adds_all[n..].iter().take(limit).copied().collect();
+    }
 
     // The view the device will hold after this response.
     let mut uids = held.uids.clone();
@@ -262,7 +268,7 @@ pub async fn compute<M: MailSession>(
 
 /// The ApplicationData of each added mail, by UID. Mails are read without their attachments'
 /// bodies unless a body may be sent as MIME; one the partial form does not suit is read again
-/// whole.
+/// whole. The conversion runs on the blocking pool, split over the machine's cores.
 pub async fn add_data<M: MailSession>(
     session: &mut M,
     mailbox: &str,
@@ -288,28 +294,12 @@ pub async fn add_data<M: MailSession>(
     };
     let mut out = HashMap::with_capacity(fetched.len());
     let mut again = Vec::new();
-    for m in fetched {
-        let sid = server_id(cid, m.meta.uid);
-        let info = mime::ItemInfo {
-            file_reference_prefix: &sid,
-            internal_date: m.meta.internal_date,
-            in_drafts,
-        };
-        let flags = mail_flags(&m.meta);
-        let data = if m.omitted.is_empty() {
-            Some(mime::application_data(&m.raw, &flags, &info, opts))
-        } else {
-            let omitted = mime::OmittedParts {
-                parts: m.parts,
-                sizes: &m.omitted,
-            };
-            mime::application_data_partial(&m.raw, &omitted, &flags, &info, opts)
-        };
+    for (uid, data) in convert_all(fetched, cid, in_drafts, opts).await? {
         match data {
             Some(d) => {
-                out.insert(m.meta.uid, (m.meta, d));
+                out.insert(uid, d);
             }
-            None => again.push(m.meta.uid),
+            None => again.push(uid),
         }
     }
     if !again.is_empty() {
@@ -320,4 +310,66 @@ pub async fn add_data<M: MailSession>(
         }
     }
     Ok(out)
+}
+
+/// Fewest mails converted by one blocking task.
+const MIN_CONVERT_CHUNK: usize = 8;
+
+/// Converts fetched mails in parallel: (UID, data), data `None` when the mail must be read
+/// whole first.
+async fn convert_all(
+    fetched: Vec<FetchedMail>,
+    cid: &str,
+    in_drafts: bool,
+    opts: &mime::BodyOptions,
+) -> Result<Vec<(u32, Option<(MessageMeta, Element)>)>, BackendError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_task = fetched.len().div_ceil(threads).max(MIN_CONVERT_CHUNK);
+    let mut tasks = Vec::new();
+    let mut rest = fetched;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per_task.min(rest.len()));
+        let chunk = std::mem::replace(&mut rest, tail);
+        let cid = cid.to_string();
+        let opts = opts.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|m| (m.meta.uid, convert_one(m, &cid, in_drafts, &opts)))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.extend(
+            t.await
+                .map_err(|e| BackendError::Protocol(format!("mail conversion failed: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+fn convert_one(
+    m: FetchedMail,
+    cid: &str,
+    in_drafts: bool,
+    opts: &mime::BodyOptions,
+) -> Option<(MessageMeta, Element)> {
+    let sid = server_id(cid, m.meta.uid);
+    let info = mime::ItemInfo {
+        file_reference_prefix: &sid,
+        internal_date: m.meta.internal_date,
+        in_drafts,
+    };
+    let flags = mail_flags(&m.meta);
+    let data = if m.omitted.is_empty() {
+        Some(mime::application_data(&m.raw, &flags, &info, opts))
+    } else {
+        let omitted = mime::OmittedParts {
+            parts: m.parts,
+            sizes: &m.omitted,
+        };
+        mime::application_data_partial(&m.raw, &omitted, &flags, &info, opts)
+    };
+    data.map(|d| (m.meta, d))
 }
