@@ -187,7 +187,9 @@ impl<B: MailBackend> SessionPool<B> {
                     permit: Some(idle.permit),
                 }));
             }
-            self.give_back(key, idle.session, idle.permit);
+            // Too old to hand out unchecked: back to the pool as it was, for `get` to check.
+            let mut map = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key).or_default().push(idle);
         }
         let sem = self
             .inner
