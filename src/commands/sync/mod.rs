@@ -208,10 +208,16 @@ async fn run_collections<B: MailBackend, S: StateStore>(
 ) -> Result<Vec<CollectionResponse>, CommandError> {
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
+    for col in collections {
+        gw.sync_prefetch
+            .wait(user, device_id, &col.collection_id)
+            .await;
+    }
     let mut session = gw
         .sessions
         .get(&ctx.user.credentials, ctx.client_ip)
         .await?;
+    let mut next_pages = Vec::new();
     let mut budget = request
         .window_size
         .unwrap_or(MAX_WINDOW_SIZE)
@@ -224,10 +230,24 @@ async fn run_collections<B: MailBackend, S: StateStore>(
             .or_default()
             .clone();
         let _guard = lock.lock().await;
-        if let Some(r) = sync_collection(gw, ctx, &mut *session, col, budget).await? {
+        if let Some(r) =
+            sync_collection(gw, ctx, &mut *session, col, budget, &mut next_pages).await?
+        {
             budget = budget.saturating_sub(r.commands.len()).max(1);
             out.push(r);
         }
+    }
+    // The session goes back to the pool first, so the next pages are read on it.
+    drop(session);
+    for page in next_pages {
+        gw.sync_prefetch.start(
+            &gw.sessions,
+            &ctx.user.credentials,
+            ctx.client_ip,
+            user,
+            device_id,
+            page,
+        );
     }
     Ok(out)
 }
@@ -315,6 +335,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     session: &mut B::Session,
     col: &CollectionRequest,
     budget: usize,
+    next_pages: &mut Vec<prefetch::PageSpec>,
 ) -> Result<Option<CollectionResponse>, CommandError> {
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
@@ -612,14 +633,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         }
     }
     if prefetchable && !changes.next_adds.is_empty() {
-        gw.sync_prefetch.start(
-            &gw.sessions,
-            &ctx.user.credentials,
-            ctx.client_ip,
-            user,
-            device_id,
-            page(&changes.next_adds),
-        );
+        next_pages.push(page(&changes.next_adds));
     }
     if in_drafts {
         drafts::server_commands(

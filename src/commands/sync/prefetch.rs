@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -51,10 +52,15 @@ struct Ready {
     items: HashMap<u32, (MessageMeta, Element)>,
 }
 
+type Outcome = Result<Option<Ready>, BackendError>;
+
 struct Entry {
     spec: PageSpec,
     started: Instant,
-    task: JoinHandle<Result<Option<Ready>, BackendError>>,
+    task: JoinHandle<()>,
+    /// Set once the task has finished and put its outcome in `result`.
+    done: tokio::sync::watch::Receiver<bool>,
+    result: Arc<Mutex<Option<Outcome>>>,
 }
 
 /// Prepared next pages per (user, device, collection).
@@ -99,28 +105,13 @@ impl Prefetches {
         let pool = pool.clone();
         let creds = creds.clone();
         let s = spec.clone();
+        let (done_tx, done) = tokio::sync::watch::channel(false);
+        let result: Arc<Mutex<Option<Outcome>>> = Arc::default();
+        let slot = result.clone();
         let task = tokio::spawn(async move {
-            let Some(mut session) = pool.try_get(&creds, client_ip).await? else {
-                return Ok(None);
-            };
-            let st = session.select(&s.mailbox).await?;
-            if st.uid_validity != s.uid_validity || st.highest_modseq == 0 {
-                return Ok(None);
-            }
-            let items = add_data(
-                &mut *session,
-                &s.mailbox,
-                &s.collection_id,
-                &s.uids,
-                false,
-                &s.opts,
-            )
-            .await?;
-            Ok(Some(Ready {
-                highest_modseq: st.highest_modseq,
-                uid_validity: st.uid_validity,
-                items,
-            }))
+            let outcome = prepare(&pool, &creds, client_ip, &s).await;
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+            let _ = done_tx.send(true);
         });
         self.map.insert(
             k,
@@ -128,8 +119,24 @@ impl Prefetches {
                 spec,
                 started: Instant::now(),
                 task,
+                done,
+                result,
             },
         );
+    }
+
+    /// Waits until the page of `collection` (if one is in preparation) is ready, so that
+    /// its IMAP session is back in the pool before the caller takes one: the device's
+    /// requests and their prepared pages then use one IMAP session instead of two, which
+    /// spares the mail server from keeping two views of the folder up to date.
+    pub async fn wait(&self, user: &str, device: &str, collection: &str) {
+        let done = self
+            .map
+            .get(&key(user, device, collection))
+            .map(|e| e.done.clone());
+        if let Some(mut done) = done {
+            let _ = done.wait_for(|d| *d).await;
+        }
     }
 
     /// The prepared items for `spec`, when a page was prepared for exactly it and the folder
@@ -148,24 +155,30 @@ impl Prefetches {
             debug!(collection_id = %spec.collection_id, "prefetched page not the one asked for");
             return None;
         }
-        match entry.task.await {
-            Ok(Ok(Some(ready)))
+        let mut done = entry.done.clone();
+        if done.wait_for(|d| *d).await.is_err() {
+            debug!(collection_id = %spec.collection_id, "prefetch task ended");
+            return None;
+        }
+        let outcome = entry
+            .result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match outcome {
+            Some(Ok(Some(ready)))
                 if ready.highest_modseq == highest_modseq
                     && ready.uid_validity == spec.uid_validity =>
             {
                 Some(ready.items)
             }
-            Ok(Ok(Some(_))) => {
+            Some(Ok(Some(_))) => {
                 debug!(collection_id = %spec.collection_id, "folder changed since the prefetch");
                 None
             }
-            Ok(Ok(None)) => None,
-            Ok(Err(e)) => {
+            Some(Ok(None)) | None => None,
+            Some(Err(e)) => {
                 debug!(collection_id = %spec.collection_id, error = %e, "prefetch failed");
-                None
-            }
-            Err(e) => {
-                debug!(collection_id = %spec.collection_id, error = %e, "prefetch task ended");
                 None
             }
         }
@@ -197,4 +210,35 @@ impl Prefetches {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+}
+
+/// Reads and converts the mails of `spec` on a pooled session; `None` when no session was
+/// free or the folder is no longer the one the page was planned for.
+async fn prepare<B: MailBackend>(
+    pool: &SessionPool<B>,
+    creds: &Credentials,
+    client_ip: Option<IpAddr>,
+    spec: &PageSpec,
+) -> Outcome {
+    let Some(mut session) = pool.try_get(creds, client_ip).await? else {
+        return Ok(None);
+    };
+    let st = session.select(&spec.mailbox).await?;
+    if st.uid_validity != spec.uid_validity || st.highest_modseq == 0 {
+        return Ok(None);
+    }
+    let items = add_data(
+        &mut *session,
+        &spec.mailbox,
+        &spec.collection_id,
+        &spec.uids,
+        false,
+        &spec.opts,
+    )
+    .await?;
+    Ok(Some(Ready {
+        highest_modseq: st.highest_modseq,
+        uid_validity: st.uid_validity,
+        items,
+    }))
 }
