@@ -2,8 +2,9 @@
 //!
 //! When a Sync response leaves only Adds for later (`MoreAvailable`), the mails of the next
 //! page are already known: the next UIDs of the folder listing. A background task reads and
-//! converts them on a pooled session of its own, so the device's next request finds its page
-//! ready instead of waiting for the mail server and the conversion.
+//! converts them on a pooled session (normally the one the request has just given back), so
+//! the device's next request finds its page ready instead of waiting for the mail server and
+//! the conversion.
 //!
 //! Nothing here decides what a device is sent: the next request computes its changes as
 //! always and only takes the prepared items when they are exactly the ones it needs and still
@@ -28,8 +29,11 @@ use crate::wbxml::Element;
 
 use super::server_changes::add_data;
 
-/// Pages prepared or in preparation at once, over all devices; beyond it, no prefetch.
-const MAX_PAGES: usize = 64;
+/// Pages prepared or in preparation at once, over all devices; beyond it, no prefetch. With
+/// [`MAX_MAILS`], this bounds the memory prepared pages hold.
+const MAX_PAGES: usize = 16;
+/// Largest page prepared; larger windows are read when asked for.
+const MAX_MAILS: usize = 100;
 /// A page nobody asked for within this time is dropped.
 const TTL: Duration = Duration::from_secs(120);
 
@@ -99,7 +103,7 @@ impl Prefetches {
         if let Some((_, old)) = self.map.remove(&k) {
             old.task.abort();
         }
-        if spec.uids.is_empty() || self.map.len() >= MAX_PAGES {
+        if spec.uids.is_empty() || spec.uids.len() > MAX_MAILS || self.map.len() >= MAX_PAGES {
             return;
         }
         let pool = pool.clone();
