@@ -4,8 +4,10 @@
 //! Run with `deploy/dev/mailstack.sh start && cargo bench --bench sync` (see benches/README.md).
 //!
 //! 1. Initial sync of N seeded mails (HTML mails of a few KB, every fifth with a small PDF
-//!    attachment) by one phone: Sync key 0, then WindowSize 100 with BodyPreference Type 2
-//!    (HTML) TruncationSize 51,200 until MoreAvailable is gone. Reference: one IMAP connection
+//!    attachment) by two phones of the user, one after the other, each timed: Sync key 0,
+//!    then WindowSize 100 with BodyPreference Type 2 (HTML) TruncationSize 51,200 until
+//!    MoreAvailable is gone. The first phone finds Dovecot's cache cold for the gateway's
+//!    items, the second warm (as it is for the reference's). Reference: one IMAP connection
 //!    fetching `FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[TEXT]<0.51200>` in UID pages of 100.
 //!    N is 1,000 and 20,000 (`EAS_BENCH_SIZES=1000` or `EAS_BENCH_SIZES=500,2000` picks others;
 //!    an empty list runs only the no-change case).
