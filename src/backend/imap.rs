@@ -158,11 +158,6 @@ impl Command {
         self
     }
 
-    /// Append a literal of arbitrary bytes (after a space): a message for APPEND.
-    pub fn literal(self, data: Vec<u8>) -> Self {
-        self.literal_parts(vec![Bytes::from(data)])
-    }
-
     /// Append a literal made of these pieces in order (after a space).
     pub fn literal_parts(mut self, parts: Vec<Bytes>) -> Self {
         self.push_text(b" ");
@@ -192,6 +187,15 @@ impl Completed {
             Response::Data { name, items, .. } if name == wanted => Some(items.as_slice()),
             _ => None,
         })
+    }
+
+    /// OK, or the completion classified as a failure of command `what`.
+    pub fn ok(&self, what: &str) -> Result<(), BackendError> {
+        if self.done.status == Status::Ok {
+            Ok(())
+        } else {
+            Err(classify(&self.done, Phase::Command, what))
+        }
     }
 
     /// Capabilities announced in the completion code or in an untagged CAPABILITY.
@@ -515,11 +519,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
     /// Run one command and require OK; NO/BAD are classified as `Phase::Command`.
     pub async fn run_ok(&mut self, cmd: &Command) -> Result<Completed, BackendError> {
         let c = self.run(cmd).await?;
-        if c.done.status == Status::Ok {
-            Ok(c)
-        } else {
-            Err(classify(&c.done, Phase::Command, cmd.name))
-        }
+        c.ok(cmd.name)?;
+        Ok(c)
     }
 
     /// Send several commands at once and collect their completions in order.
@@ -1224,16 +1225,6 @@ impl MailSession for ImapSession {
 
     async fn expunge(&mut self, mailbox: &str, uids: &[u32]) -> Result<(), BackendError> {
         self.expunge_uids(mailbox, uids).await
-    }
-
-    async fn append(
-        &mut self,
-        mailbox: &str,
-        flags: &[String],
-        raw: Vec<u8>,
-    ) -> Result<Option<u32>, BackendError> {
-        self.append_message(mailbox, flags, vec![Bytes::from(raw)])
-            .await
     }
 
     async fn append_parts(

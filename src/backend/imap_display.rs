@@ -12,7 +12,8 @@
 
 use bytes::Bytes;
 
-use super::imap::{Command, Completed, ImapSession};
+use super::imap::{Command, ImapSession};
+use super::imap_mailbox::{fetch_attr, fetch_uid};
 use super::imap_parse::{Item, Status};
 use super::mailbox::MessageMeta;
 use super::BackendError;
@@ -44,6 +45,18 @@ pub struct FetchedMail {
     pub omitted: Vec<(usize, u64)>,
     /// Number of parts of that walk (0 for a whole message).
     pub parts: usize,
+}
+
+impl FetchedMail {
+    /// A mail read whole.
+    pub fn whole(meta: MessageMeta, raw: Bytes) -> FetchedMail {
+        FetchedMail {
+            meta,
+            raw,
+            omitted: Vec::new(),
+            parts: 0,
+        }
+    }
 }
 
 /// A `BODYSTRUCTURE`, as far as reading parts needs it.
@@ -193,15 +206,12 @@ impl Structure {
                 }
             }
         }
-        if !matches!(self, Structure::Multipart { .. }) || self.is_smime() {
-            return false;
-        }
-        if self.count() > MAX_PARTS {
-            return false;
-        }
         let Structure::Multipart { children, .. } = self else {
             return false;
         };
+        if self.is_smime() || self.count() > MAX_PARTS {
+            return false;
+        }
         let mut omitted = 0;
         children.iter().all(|c| walk(c, true, &mut omitted)) && omitted > 0
     }
@@ -218,12 +228,6 @@ fn param(params: &[Item], name: &str) -> Option<String> {
     None
 }
 
-/// The section items to ask for a mail read part by part, and how to reassemble it.
-struct PartPlan {
-    /// Fetch items, e.g. `BODY.PEEK[1.MIME]`, `BINARY.SIZE[2]`.
-    items: Vec<String>,
-}
-
 /// The section path of a child: `1`, `1.2`, ...
 fn child_path(parent: &str, i: usize) -> String {
     if parent.is_empty() {
@@ -233,7 +237,8 @@ fn child_path(parent: &str, i: usize) -> String {
     }
 }
 
-fn plan_items(s: &Structure) -> PartPlan {
+/// The fetch items of a mail read part by part, e.g. `BODY.PEEK[1.MIME]`, `BINARY.SIZE[2]`.
+fn plan_items(s: &Structure) -> Vec<String> {
     fn walk(s: &Structure, path: &str, items: &mut Vec<String>) {
         if let Structure::Multipart { children, .. } = s {
             for (i, c) in children.iter().enumerate() {
@@ -251,20 +256,7 @@ fn plan_items(s: &Structure) -> PartPlan {
     }
     let mut items = vec!["BODY.PEEK[HEADER]".to_string()];
     walk(s, "", &mut items);
-    PartPlan { items }
-}
-
-/// The sections of one FETCH response, by upper-case item name.
-fn sections(items: &[Item]) -> Vec<(String, &Item)> {
-    let Some(list) = items.first().and_then(Item::as_list) else {
-        return Vec::new();
-    };
-    list.chunks(2)
-        .filter_map(|kv| match kv {
-            [k, v] => Some((k.as_atom()?.to_ascii_uppercase(), v)),
-            _ => None,
-        })
-        .collect()
+    items
 }
 
 /// (part index, decoded size) of the parts left out, as in [`FetchedMail::omitted`].
@@ -272,17 +264,14 @@ type Omitted = Vec<(usize, u64)>;
 
 /// Puts a mail read part by part back together; `None` when a piece is missing or a size is
 /// not plausible.
-fn assemble(s: &Structure, secs: &[(String, &Item)]) -> Option<(Vec<u8>, Omitted)> {
-    fn get<'a>(secs: &'a [(String, &Item)], key: &str) -> Option<&'a Item> {
-        secs.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-    fn bytes<'a>(secs: &'a [(String, &Item)], key: &str) -> Option<&'a [u8]> {
-        get(secs, key)?.as_nstring()?
+fn assemble(s: &Structure, secs: &[Item]) -> Option<(Vec<u8>, Omitted)> {
+    fn bytes<'a>(secs: &'a [Item], key: &str) -> Option<&'a [u8]> {
+        fetch_attr(secs, key)?.as_nstring()?
     }
     fn walk(
         s: &Structure,
         path: &str,
-        secs: &[(String, &Item)],
+        secs: &[Item],
         out: &mut Vec<u8>,
         index: &mut usize,
         omitted: &mut Omitted,
@@ -304,7 +293,7 @@ fn assemble(s: &Structure, secs: &[(String, &Item)]) -> Option<(Vec<u8>, Omitted
             match c {
                 Structure::Multipart { .. } => walk(c, &p, secs, out, index, omitted)?,
                 leaf if leaf.omittable(path.is_empty()) => {
-                    let size = get(secs, &format!("BINARY.SIZE[{p}]"))?.as_u64()?;
+                    let size = fetch_attr(secs, &format!("BINARY.SIZE[{p}]"))?.as_u64()?;
                     if !leaf.plausible_size(size) {
                         return None;
                     }
@@ -361,7 +350,7 @@ impl ImapSession {
         let mut whole: Vec<(MessageMeta, u64)> = Vec::new();
         let mut partial: Vec<(MessageMeta, Structure)> = Vec::new();
         for c in &done {
-            check(c)?;
+            c.ok("UID FETCH")?;
             for items in c.data("FETCH") {
                 let Some((meta, prefix)) = super::imap_mailbox::parse_fetch(items) else {
                     continue;
@@ -369,20 +358,12 @@ impl ImapSession {
                 match prefix {
                     // Shorter than asked for: the whole mail.
                     Some(raw) if (raw.len() as u64) < PREFIX => {
-                        out.push(FetchedMail {
-                            meta,
-                            raw,
-                            omitted: Vec::new(),
-                            parts: 0,
-                        });
+                        out.push(FetchedMail::whole(meta, raw));
                         continue;
                     }
                     _ => {}
                 }
-                let structure = sections(items)
-                    .into_iter()
-                    .find(|(k, _)| k == "BODYSTRUCTURE")
-                    .and_then(|(_, v)| Structure::parse(v));
+                let structure = fetch_attr(items, "BODYSTRUCTURE").and_then(Structure::parse);
                 match structure {
                     Some(s) if s.partial_plan() => partial.push((meta, s)),
                     _ => {
@@ -423,7 +404,7 @@ impl ImapSession {
             cmds.push(Command::new("UID FETCH").raw(&format!(
                 " {} ({})",
                 meta.uid,
-                plan.items.join(" ")
+                plan.join(" ")
             )));
         }
         let done = self.pipeline(&cmds).await?;
@@ -431,7 +412,7 @@ impl ImapSession {
         // A server may run pipelined FETCHes side by side, so a response can arrive with
         // another command's completion: responses are matched by UID, not by command.
         for c in done.iter().take(whole_cmds) {
-            check(c)?;
+            c.ok("UID FETCH")?;
         }
         let mut by_uid: std::collections::HashMap<u32, &[Item]> = std::collections::HashMap::new();
         for c in &done {
@@ -447,12 +428,7 @@ impl ImapSession {
                 continue;
             };
             if let Some((_, Some(body))) = super::imap_mailbox::parse_fetch(items) {
-                out.push(FetchedMail {
-                    meta: meta.clone(),
-                    raw: body,
-                    omitted: Vec::new(),
-                    parts: 0,
-                });
+                out.push(FetchedMail::whole(meta.clone(), body));
             }
         }
         let mut retry: Vec<u32> = Vec::new();
@@ -460,7 +436,7 @@ impl ImapSession {
             let assembled = by_uid
                 .get(&meta.uid)
                 .filter(|_| c.done.status == Status::Ok)
-                .and_then(|items| assemble(s, &sections(items)));
+                .and_then(|items| assemble(s, items));
             match assembled {
                 Some((raw, omitted)) => out.push(FetchedMail {
                     meta: meta.clone(),
@@ -489,40 +465,14 @@ impl ImapSession {
             .fetch_full(mailbox, uids)
             .await?
             .into_iter()
-            .map(|(meta, raw)| FetchedMail {
-                meta,
-                raw,
-                omitted: Vec::new(),
-                parts: 0,
-            })
+            .map(|(meta, raw)| FetchedMail::whole(meta, raw))
             .collect())
     }
-}
-
-/// The UID of one FETCH response.
-fn fetch_uid(items: &[Item]) -> Option<u32> {
-    sections(items)
-        .into_iter()
-        .find(|(k, _)| k == "UID")
-        .and_then(|(_, v)| v.as_u64())
-        .and_then(|u| u32::try_from(u).ok())
 }
 
 fn whole_command(uids: &[u32]) -> Command {
     let set = UidSet::from_uids(uids.iter().copied());
     Command::new("UID FETCH").raw(&format!(" {set} (UID BODY.PEEK[])"))
-}
-
-fn check(c: &Completed) -> Result<(), BackendError> {
-    if c.done.status == Status::Ok {
-        Ok(())
-    } else {
-        Err(super::imap::classify(
-            &c.done,
-            super::imap::Phase::Command,
-            "UID FETCH",
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -543,13 +493,11 @@ mod tests {
     #[test]
     fn structure_and_plan() {
         let items = fetch_items(MIXED);
-        let secs = sections(&items);
-        let (_, v) = secs.iter().find(|(k, _)| k == "BODYSTRUCTURE").unwrap();
-        let s = Structure::parse(v).unwrap();
+        let s = Structure::parse(fetch_attr(&items, "BODYSTRUCTURE").unwrap()).unwrap();
         assert_eq!(s.count(), 3);
         assert!(s.partial_plan());
         assert_eq!(
-            plan_items(&s).items,
+            plan_items(&s),
             [
                 "BODY.PEEK[HEADER]",
                 "BODY.PEEK[1.MIME]",
@@ -577,7 +525,7 @@ mod tests {
             lit("Content-Type: application/pdf\r\n\r\n"),
         );
         let items = fetch_items(&line);
-        let (raw, omitted) = assemble(&s, &sections(&items)).unwrap();
+        let (raw, omitted) = assemble(&s, &items).unwrap();
         assert_eq!(omitted, [(2, 444)]);
         assert_eq!(
             String::from_utf8(raw).unwrap(),
@@ -589,10 +537,10 @@ mod tests {
         // A size the encoded part cannot have (as Dovecot 2.3 reports for nested parts)
         // gives no message either.
         let wrong = line.replace("BINARY.SIZE[2] 444", "BINARY.SIZE[2] 100");
-        assert!(assemble(&s, &sections(&fetch_items(&wrong))).is_none());
+        assert!(assemble(&s, &fetch_items(&wrong)).is_none());
         // A missing piece gives no message.
         let partial = format!("* 1 FETCH (UID 7 BODY[HEADER] {})\r\n", lit("A: b"));
-        assert!(assemble(&s, &sections(&fetch_items(&partial))).is_none());
+        assert!(assemble(&s, &fetch_items(&partial)).is_none());
     }
 
     #[test]

@@ -520,6 +520,27 @@ fn chunks(uids: &UidSet) -> Vec<String> {
         .collect()
 }
 
+/// The value of one attribute of a `* n FETCH (...)` response, by name (case-insensitive);
+/// a partial section answered with its origin (`BODY[1]<0>`) is found by its name without it.
+pub(crate) fn fetch_attr<'a>(items: &'a [Item], name: &str) -> Option<&'a Item> {
+    let list = items.first()?.as_list()?;
+    list.chunks(2).find_map(|kv| match kv {
+        [k, v] => {
+            let k = k.as_atom()?;
+            let k = k.split_once('<').map_or(k, |(base, _)| base);
+            k.eq_ignore_ascii_case(name).then_some(v)
+        }
+        _ => None,
+    })
+}
+
+/// The UID of one FETCH response.
+pub(crate) fn fetch_uid(items: &[Item]) -> Option<u32> {
+    fetch_attr(items, "UID")?
+        .as_u64()
+        .and_then(|u| u32::try_from(u).ok())
+}
+
 /// Reads one `* n FETCH (...)` item list: metadata and the body literal if present.
 pub(crate) fn parse_fetch(items: &[Item]) -> Option<(MessageMeta, Option<Bytes>)> {
     let list = items.first()?.as_list()?;

@@ -5,28 +5,22 @@
 
 use bytes::Bytes;
 
-use super::imap::{classify, Command, ImapSession, Phase};
-use super::imap_parse::{Item, Status};
+use super::imap::{Command, ImapSession};
+use super::imap_mailbox::{fetch_attr, fetch_uid};
+use super::imap_parse::Item;
 use super::{BackendError, MimePart};
 
 /// Most parts of one mail whose headers are fetched.
 const MAX_PARTS: usize = 1000;
 
 impl ImapSession {
-    async fn select_for_parts(&mut self, mailbox: &str) -> Result<(), BackendError> {
-        if self.selected() != Some(mailbox) {
-            self.select_mailbox(mailbox).await?;
-        }
-        Ok(())
-    }
-
     /// The MIME tree of one mail with each part's header; `None` when the mail is gone.
     pub async fn mime_tree(
         &mut self,
         mailbox: &str,
         uid: u32,
     ) -> Result<Option<MimePart>, BackendError> {
-        self.select_for_parts(mailbox).await?;
+        self.ensure_selected(mailbox).await?;
         let c = self
             .run_ok(&Command::new("UID FETCH").raw(&format!(" {uid} (UID BODYSTRUCTURE)")))
             .await?;
@@ -55,8 +49,7 @@ impl ImapSession {
         let Some(items) = c.data("FETCH").find(|items| fetch_uid(items) == Some(uid)) else {
             return Ok(None);
         };
-        let headers = items.first().and_then(Item::as_list).unwrap_or_default();
-        fill_headers(&mut root, headers);
+        fill_headers(&mut root, items);
         Ok(Some(root))
     }
 
@@ -67,7 +60,7 @@ impl ImapSession {
         uid: u32,
         section: &str,
     ) -> Result<Option<u64>, BackendError> {
-        self.select_for_parts(mailbox).await?;
+        self.ensure_selected(mailbox).await?;
         let c = self
             .run_ok(&Command::new("UID FETCH").raw(&format!(" {uid} (UID BINARY.SIZE[{section}])")))
             .await?;
@@ -89,41 +82,26 @@ impl ImapSession {
         offset: u64,
         len: u64,
     ) -> Result<Option<Bytes>, BackendError> {
-        self.select_for_parts(mailbox).await?;
+        self.ensure_selected(mailbox).await?;
         let (item, answer) = if binary {
             ("BINARY.PEEK", "BINARY")
         } else {
             ("BODY.PEEK", "BODY")
         };
         let c = self
-            .run(
+            .run_ok(
                 &Command::new("UID FETCH")
                     .raw(&format!(" {uid} (UID {item}[{section}]<{offset}.{len}>)")),
             )
             .await?;
-        if c.done.status != Status::Ok {
-            return Err(classify(&c.done, Phase::Command, "UID FETCH part"));
-        }
-        let prefix = format!("{answer}[{section}]");
-        for items in c.data("FETCH") {
-            if fetch_uid(items) != Some(uid) {
-                continue;
-            }
-            let Some(list) = items.first().and_then(Item::as_list) else {
-                continue;
-            };
-            let mut it = list.iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                let Some(k) = k.as_atom() else { continue };
-                if k.to_ascii_uppercase().starts_with(&prefix) {
-                    return Ok(Some(match v {
-                        Item::Str(s) => Bytes::copy_from_slice(s),
-                        _ => Bytes::new(),
-                    }));
-                }
-            }
-        }
-        Ok(None)
+        let key = format!("{answer}[{section}]");
+        let part = c.data("FETCH").find_map(|items| {
+            fetch_value(items, uid, &key).map(|v| match v {
+                Item::Str(s) => Bytes::copy_from_slice(s),
+                _ => Bytes::new(),
+            })
+        });
+        Ok(part)
     }
 }
 
@@ -136,29 +114,11 @@ fn header_section(section: &str) -> String {
     }
 }
 
-fn fetch_uid(items: &[Item]) -> Option<u32> {
-    let list = items.first()?.as_list()?;
-    let mut it = list.iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        if k.as_atom().is_some_and(|k| k.eq_ignore_ascii_case("UID")) {
-            return v.as_u64().and_then(|u| u32::try_from(u).ok());
-        }
-    }
-    None
-}
-
+/// An attribute of the FETCH response for `uid`.
 fn fetch_value<'a>(items: &'a [Item], uid: u32, key: &str) -> Option<&'a Item> {
-    if fetch_uid(items) != Some(uid) {
-        return None;
-    }
-    let list = items.first()?.as_list()?;
-    let mut it = list.iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        if k.as_atom().is_some_and(|k| k.eq_ignore_ascii_case(key)) {
-            return Some(v);
-        }
-    }
-    None
+    (fetch_uid(items) == Some(uid))
+        .then(|| fetch_attr(items, key))
+        .flatten()
 }
 
 fn text(item: Option<&Item>) -> String {
@@ -240,15 +200,10 @@ fn collect_sections(p: &MimePart, out: &mut Vec<String>) {
 
 fn fill_headers(root: &mut MimePart, fetched: &[Item]) {
     fn find(fetched: &[Item], key: &str) -> Bytes {
-        let mut it = fetched.iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            if k.as_atom().is_some_and(|k| k.eq_ignore_ascii_case(key)) {
-                if let Item::Str(s) = v {
-                    return Bytes::copy_from_slice(s);
-                }
-            }
+        match fetch_attr(fetched, key) {
+            Some(Item::Str(s)) => Bytes::copy_from_slice(s),
+            _ => Bytes::new(),
         }
-        Bytes::new()
     }
     fn walk(p: &mut MimePart, fetched: &[Item]) {
         p.header = find(fetched, &format!("BODY[{}.MIME]", p.section));

@@ -333,7 +333,9 @@ pub trait MailSession: Send + 'static {
         mailbox: &str,
         flags: &[String],
         raw: Vec<u8>,
-    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send;
+    ) -> impl Future<Output = Result<Option<u32>, BackendError>> + Send {
+        self.append_parts(mailbox, flags, vec![bytes::Bytes::from(raw)])
+    }
 
     /// Appends a message given as pieces in order (e.g. a new header and a body shared with
     /// another copy), without joining them in memory first.

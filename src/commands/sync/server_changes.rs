@@ -282,12 +282,7 @@ pub async fn add_data<M: MailSession>(
             .fetch_messages(mailbox, uids)
             .await?
             .into_iter()
-            .map(|(meta, raw)| FetchedMail {
-                meta,
-                raw,
-                omitted: Vec::new(),
-                parts: 0,
-            })
+            .map(|(meta, raw)| FetchedMail::whole(meta, raw))
             .collect()
     } else {
         session.fetch_for_display(mailbox, uids).await?
