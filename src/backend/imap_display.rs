@@ -13,14 +13,12 @@
 use bytes::Bytes;
 
 use super::imap::{Command, ImapSession};
-use super::imap_mailbox::{fetch_attr, fetch_uid};
+use super::imap_mailbox::{fetch_attr, fetch_uid, WHOLE_CHUNK};
 use super::imap_parse::{Item, Status};
 use super::mailbox::MessageMeta;
 use super::BackendError;
 use crate::uidset::UidSet;
 
-/// Most mails per whole-message `UID FETCH`.
-const WHOLE_CHUNK: usize = 50;
 /// Most bytes (by RFC822.SIZE) per whole-message `UID FETCH`.
 const WHOLE_CHUNK_BYTES: u64 = 8 << 20;
 /// Bytes of every mail read in the first round trip. A mail at least this large is read
@@ -331,13 +329,11 @@ impl ImapSession {
             return self.fetch_whole(mailbox, uids).await;
         }
         self.ensure_selected(mailbox).await?;
-        let condstore = self.has_capability("CONDSTORE");
         // 1. Metadata, structure and the first PREFIX bytes of every mail: all of most mails.
-        let mut items = String::from("UID FLAGS INTERNALDATE RFC822.SIZE");
-        if condstore {
-            items.push_str(" MODSEQ");
-        }
-        items.push_str(&format!(" BODYSTRUCTURE BODY.PEEK[]<0.{PREFIX}>"));
+        let items = format!(
+            "{} BODYSTRUCTURE BODY.PEEK[]<0.{PREFIX}>",
+            self.meta_items()
+        );
         let cmds: Vec<Command> = uids
             .chunks(WHOLE_CHUNK)
             .map(|chunk| {

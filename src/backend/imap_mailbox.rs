@@ -6,8 +6,7 @@
 
 use bytes::Bytes;
 
-use super::imap::{classify, Command, Completed, ImapSession, Phase};
-use super::imap_parse::Status;
+use super::imap::{Command, Completed, ImapSession};
 use super::imap_parse::{parse_status, Item};
 use super::mailbox::{MailboxState, MessageMeta};
 use super::{BackendError, FlagStore};
@@ -176,24 +175,20 @@ impl ImapSession {
     ) -> Result<Vec<MessageMeta>, BackendError> {
         self.ensure_selected(mailbox).await?;
         let condstore = self.has_capability("CONDSTORE");
-        let mut out = Vec::new();
-        for chunk in chunks(uids) {
-            let mut args = format!(" {chunk} (UID FLAGS INTERNALDATE RFC822.SIZE");
-            if condstore {
-                args.push_str(" MODSEQ");
-            }
-            args.push(')');
+        let items = self.meta_items();
+        let cmds = chunks(uids).into_iter().map(|chunk| {
+            let mut args = format!(" {chunk} ({items})");
             if let (Some(m), true) = (changed_since, condstore) {
                 args.push_str(&format!(" (CHANGEDSINCE {m})"));
             }
-            let c = self.run_ok(&Command::new("UID FETCH").raw(&args)).await?;
-            for items in c.data("FETCH") {
-                if let Some((meta, _)) = parse_fetch(items) {
-                    out.push(meta);
-                }
-            }
-        }
-        Ok(out)
+            Command::new("UID FETCH").raw(&args)
+        });
+        let done = self.fetch_pipeline(cmds.collect()).await?;
+        Ok(done
+            .iter()
+            .flat_map(|c| c.data("FETCH"))
+            .filter_map(|items| parse_fetch(items).map(|(meta, _)| meta))
+            .collect())
     }
 
     /// Whole messages (`BODY.PEEK[]`) with their metadata; missing UIDs are left out.
@@ -203,22 +198,20 @@ impl ImapSession {
         uids: &[u32],
     ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
         self.ensure_selected(mailbox).await?;
-        let mut out = Vec::with_capacity(uids.len());
-        for chunk in uids.chunks(50) {
+        let items = self.meta_items();
+        let cmds = uids.chunks(WHOLE_CHUNK).map(|chunk| {
             let set = UidSet::from_uids(chunk.iter().copied());
-            let mut args = format!(" {set} (UID FLAGS INTERNALDATE RFC822.SIZE");
-            if self.has_capability("CONDSTORE") {
-                args.push_str(" MODSEQ");
-            }
-            args.push_str(" BODY.PEEK[])");
-            let c = self.run_ok(&Command::new("UID FETCH").raw(&args)).await?;
-            for items in c.data("FETCH") {
-                if let Some((meta, Some(body))) = parse_fetch(items) {
-                    out.push((meta, body));
-                }
-            }
-        }
-        Ok(out)
+            Command::new("UID FETCH").raw(&format!(" {set} ({items} BODY.PEEK[])"))
+        });
+        let done = self.fetch_pipeline(cmds.collect()).await?;
+        Ok(done
+            .iter()
+            .flat_map(|c| c.data("FETCH"))
+            .filter_map(|items| match parse_fetch(items) {
+                Some((meta, Some(body))) => Some((meta, body)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The threading header fields (Message-ID, References, In-Reply-To, Subject, Date) of
@@ -229,20 +222,39 @@ impl ImapSession {
         uids: &UidSet,
     ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
         self.ensure_selected(mailbox).await?;
-        let mut out = Vec::new();
-        for chunk in chunks(uids) {
-            let args = format!(
+        let cmds = chunks(uids).into_iter().map(|chunk| {
+            Command::new("UID FETCH").raw(&format!(
                 " {chunk} (UID FLAGS INTERNALDATE \
                  BODY.PEEK[HEADER.FIELDS (MESSAGE-ID REFERENCES IN-REPLY-TO SUBJECT DATE)])"
-            );
-            let c = self.run_ok(&Command::new("UID FETCH").raw(&args)).await?;
-            for items in c.data("FETCH") {
-                if let Some((meta, Some(header))) = parse_fetch(items) {
-                    out.push((meta, header));
-                }
-            }
+            ))
+        });
+        let done = self.fetch_pipeline(cmds.collect()).await?;
+        Ok(done
+            .iter()
+            .flat_map(|c| c.data("FETCH"))
+            .filter_map(|items| match parse_fetch(items) {
+                Some((meta, Some(header))) => Some((meta, header)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The metadata items every mail read asks for.
+    pub(crate) fn meta_items(&self) -> &'static str {
+        if self.has_capability("CONDSTORE") {
+            "UID FLAGS INTERNALDATE RFC822.SIZE MODSEQ"
+        } else {
+            "UID FLAGS INTERNALDATE RFC822.SIZE"
         }
-        Ok(out)
+    }
+
+    /// FETCH commands sent in one pipeline; every one must succeed.
+    async fn fetch_pipeline(&mut self, cmds: Vec<Command>) -> Result<Vec<Completed>, BackendError> {
+        let done = self.pipeline(&cmds).await?;
+        for c in &done {
+            c.ok("UID FETCH")?;
+        }
+        Ok(done)
     }
 
     /// Adds and removes flags on one mail. `false` when the mail does not exist.
@@ -253,38 +265,12 @@ impl ImapSession {
         add: &[String],
         remove: &[String],
     ) -> Result<bool, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        // One round trip: the existence check and both STOREs are pipelined (a STORE of a
-        // missing UID is a no-op, and a non-silent STORE cannot tell: Dovecot sends no FETCH
-        // for flags that did not change).
-        let mut cmds = vec![self.search_command(&format!(" UID {uid}"))];
-        if !add.is_empty() {
-            cmds.push(
-                Command::new("UID STORE")
-                    .raw(&format!(" {uid} +FLAGS.SILENT ({})", flag_list(add))),
-            );
-        }
-        if !remove.is_empty() {
-            cmds.push(
-                Command::new("UID STORE")
-                    .raw(&format!(" {uid} -FLAGS.SILENT ({})", flag_list(remove))),
-            );
-        }
-        let done = self.pipeline(&cmds).await?;
-        if let Some(failed) = done.iter().find(|c| c.done.status != Status::Ok) {
-            return Err(classify(&failed.done, Phase::Command, "UID STORE"));
-        }
-        let exists = match done.first() {
-            Some(c) => !self.search_result(c)?.is_empty(),
-            None => false,
-        };
-        Ok(exists)
+        let r = self.store_flags(mailbox, uid, add, remove, None).await?;
+        Ok(r != FlagStore::Missing)
     }
 
     /// Like [`ImapSession::store_uid_flags`], but only while the mail's MODSEQ is at most
-    /// `modseq` (`UNCHANGEDSINCE`, RFC 7162 3.1.3). One round trip when only adding or only
-    /// removing; with both, the second STORE follows once the first succeeded (each STORE
-    /// raises the MODSEQ, so the second is unconditional).
+    /// `modseq` (`UNCHANGEDSINCE`, RFC 7162 3.1.3).
     pub async fn store_uid_flags_unchanged_since(
         &mut self,
         mailbox: &str,
@@ -293,31 +279,56 @@ impl ImapSession {
         remove: &[String],
         modseq: u64,
     ) -> Result<FlagStore, BackendError> {
+        self.store_flags(mailbox, uid, add, remove, Some(modseq))
+            .await
+    }
+
+    /// The existence check and the STOREs in one round trip: a STORE of a missing UID is a
+    /// no-op, and a non-silent STORE cannot tell (Dovecot sends no FETCH for flags that did not
+    /// change). With `unchanged_since` only the first STORE is conditional; when both adding
+    /// and removing, the second follows once the first succeeded (each STORE raises the
+    /// MODSEQ, so the second is unconditional).
+    async fn store_flags(
+        &mut self,
+        mailbox: &str,
+        uid: u32,
+        add: &[String],
+        remove: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagStore, BackendError> {
         self.ensure_selected(mailbox).await?;
-        let store = |sign: char, flags: &[String], conditional: bool| {
-            let cond = if conditional {
-                format!(" (UNCHANGEDSINCE {modseq})")
-            } else {
-                String::new()
-            };
+        let store = |sign: char, flags: &[String], cond: Option<u64>| {
+            let cond = cond
+                .map(|m| format!(" (UNCHANGEDSINCE {m})"))
+                .unwrap_or_default();
             Command::new("UID STORE").raw(&format!(
                 " {uid}{cond} {sign}FLAGS.SILENT ({})",
                 flag_list(flags)
             ))
         };
-        let (first, rest) = match (add.is_empty(), remove.is_empty()) {
-            (false, _) => (
-                store('+', add, true),
-                (!remove.is_empty()).then_some(('-', remove)),
-            ),
-            (true, false) => (store('-', remove, true), None),
-            (true, true) => return Ok(FlagStore::Stored),
-        };
-        let done = self
-            .pipeline(&[self.search_command(&format!(" UID {uid}")), first])
-            .await?;
-        if let Some(failed) = done.iter().find(|c| c.done.status != Status::Ok) {
-            return Err(classify(&failed.done, Phase::Command, "UID STORE"));
+        let mut first = vec![self.search_command(&format!(" UID {uid}"))];
+        let mut later = None;
+        match unchanged_since {
+            None => {
+                if !add.is_empty() {
+                    first.push(store('+', add, None));
+                }
+                if !remove.is_empty() {
+                    first.push(store('-', remove, None));
+                }
+            }
+            Some(m) => match (add.is_empty(), remove.is_empty()) {
+                (false, _) => {
+                    first.push(store('+', add, Some(m)));
+                    later = (!remove.is_empty()).then(|| store('-', remove, None));
+                }
+                (true, false) => first.push(store('-', remove, Some(m))),
+                (true, true) => return Ok(FlagStore::Stored),
+            },
+        }
+        let done = self.pipeline(&first).await?;
+        for c in &done {
+            c.ok("UID STORE")?;
         }
         let exists = match done.first() {
             Some(c) => !self.search_result(c)?.is_empty(),
@@ -326,14 +337,11 @@ impl ImapSession {
         if !exists {
             return Ok(FlagStore::Missing);
         }
-        if done.get(1).is_some_and(|c| c.done.has_code("MODIFIED")) {
+        if unchanged_since.is_some() && done.get(1).is_some_and(|c| c.done.has_code("MODIFIED")) {
             return Ok(FlagStore::Modified);
         }
-        if let Some((sign, flags)) = rest {
-            let c = self.pipeline(&[store(sign, flags, false)]).await?;
-            if let Some(failed) = c.iter().find(|c| c.done.status != Status::Ok) {
-                return Err(classify(&failed.done, Phase::Command, "UID STORE"));
-            }
+        if let Some(cmd) = later {
+            self.run_ok(&cmd).await?;
         }
         Ok(FlagStore::Stored)
     }
@@ -540,6 +548,9 @@ pub(crate) fn fetch_uid(items: &[Item]) -> Option<u32> {
         .as_u64()
         .and_then(|u| u32::try_from(u).ok())
 }
+
+/// Most mails per whole-message `UID FETCH`.
+pub(crate) const WHOLE_CHUNK: usize = 50;
 
 /// Reads one `* n FETCH (...)` item list: metadata and the body literal if present.
 pub(crate) fn parse_fetch(items: &[Item]) -> Option<(MessageMeta, Option<Bytes>)> {
