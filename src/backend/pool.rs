@@ -136,19 +136,9 @@ impl<B: MailBackend> SessionPool<B> {
             if age > self.inner.config.check_after && idle.session.noop().await.is_err() {
                 continue;
             }
-            return Ok(Pooled {
-                pool: self.clone(),
-                key,
-                session: Some(idle.session),
-                permit: Some(idle.permit),
-            });
+            return Ok(self.lend(key, idle.session, idle.permit));
         }
-        let sem = self
-            .inner
-            .limits
-            .entry(creds.login.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.max_per_user)))
-            .clone();
+        let sem = self.user_limit(&creds.login);
         let permit =
             match tokio::time::timeout(self.inner.config.wait, sem.clone().acquire_owned()).await {
                 Ok(Ok(p)) => p,
@@ -162,12 +152,7 @@ impl<B: MailBackend> SessionPool<B> {
                 }
             };
         let session = self.inner.backend.login(creds, client_ip).await?;
-        Ok(Pooled {
-            pool: self.clone(),
-            key,
-            session: Some(session),
-            permit: Some(permit),
-        })
+        Ok(self.lend(key, session, permit))
     }
 
     /// Like [`SessionPool::get`], but for work that may be skipped: `None` instead of waiting
@@ -180,23 +165,12 @@ impl<B: MailBackend> SessionPool<B> {
         let key = self.key(creds);
         if let Some(idle) = self.take_idle(&key) {
             if idle.since.elapsed() <= self.inner.config.check_after {
-                return Ok(Some(Pooled {
-                    pool: self.clone(),
-                    key,
-                    session: Some(idle.session),
-                    permit: Some(idle.permit),
-                }));
+                return Ok(Some(self.lend(key, idle.session, idle.permit)));
             }
             // Too old to hand out unchecked: back to the pool as it was, for `get` to check.
-            let mut map = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(key).or_default().push(idle);
+            self.park(key, idle);
         }
-        let sem = self
-            .inner
-            .limits
-            .entry(creds.login.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.max_per_user)))
-            .clone();
+        let sem = self.user_limit(&creds.login);
         if sem.available_permits() < 2 {
             return Ok(None);
         }
@@ -204,22 +178,12 @@ impl<B: MailBackend> SessionPool<B> {
             return Ok(None);
         };
         let session = self.inner.backend.login(creds, client_ip).await?;
-        Ok(Some(Pooled {
-            pool: self.clone(),
-            key,
-            session: Some(session),
-            permit: Some(permit),
-        }))
+        Ok(Some(self.lend(key, session, permit)))
     }
 
     /// Keeps a session that was logged in elsewhere (by the authenticator).
     pub fn put(&self, creds: &Credentials, session: B::Session) {
-        let sem = self
-            .inner
-            .limits
-            .entry(creds.login.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.max_per_user)))
-            .clone();
+        let sem = self.user_limit(&creds.login);
         match sem.try_acquire_owned() {
             Ok(permit) => self.give_back(self.key(creds), session, permit),
             Err(_) => {
@@ -229,12 +193,37 @@ impl<B: MailBackend> SessionPool<B> {
     }
 
     fn give_back(&self, key: [u8; 32], session: B::Session, permit: OwnedSemaphorePermit) {
-        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.entry(key).or_default().push(Idle {
-            since: Instant::now(),
-            session,
-            permit,
-        });
+        self.park(
+            key,
+            Idle {
+                since: Instant::now(),
+                session,
+                permit,
+            },
+        );
+    }
+
+    fn park(&self, key: [u8; 32], idle: Idle<B::Session>) {
+        let mut map = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_default().push(idle);
+    }
+
+    /// The semaphore bounding this user's sessions.
+    fn user_limit(&self, login: &str) -> Arc<Semaphore> {
+        self.inner
+            .limits
+            .entry(login.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.max_per_user)))
+            .clone()
+    }
+
+    fn lend(&self, key: [u8; 32], session: B::Session, permit: OwnedSemaphorePermit) -> Pooled<B> {
+        Pooled {
+            pool: self.clone(),
+            key,
+            session: Some(session),
+            permit: Some(permit),
+        }
     }
 
     /// Logs out sessions idle for longer than the TTL; call now and then.
