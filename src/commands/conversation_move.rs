@@ -23,7 +23,7 @@ use crate::eas::item_operations::status;
 use crate::eas::ProtocolVersion;
 use crate::mime;
 use crate::state::StateStore;
-use crate::wbxml::{Element, Node};
+use crate::wbxml::Element;
 
 use super::{folders, CommandError, Context, Gateway};
 
@@ -40,7 +40,10 @@ pub async fn move_conversation<B: MailBackend, S: StateStore>(
         tracing::debug!("ItemOperations Move before 14.0");
         return Ok(status::PROTOCOL_ERROR);
     }
-    let (Some(wanted), Some(dst_id)) = (conversation_id.map(id_bytes), dst_fld_id) else {
+    let (Some(wanted), Some(dst_id)) = (
+        conversation_id.map(|e| e.content_bytes().to_vec()),
+        dst_fld_id,
+    ) else {
         tracing::debug!("ItemOperations Move without ConversationId or DstFldId");
         return Ok(status::PROTOCOL_ERROR);
     };
@@ -111,19 +114,6 @@ pub async fn move_conversation<B: MailBackend, S: StateStore>(
         }
     }
     Ok(status::SUCCESS)
-}
-
-/// The ConversationId as sent: opaque bytes (as Sync sends it) or a string.
-fn id_bytes(e: &Element) -> Vec<u8> {
-    let mut out = Vec::new();
-    for n in &e.children {
-        match n {
-            Node::Opaque(b) => out.extend_from_slice(b),
-            Node::Text(t) => out.extend_from_slice(t.as_bytes()),
-            Node::Element(_) => {}
-        }
-    }
-    out
 }
 
 /// The UIDs of `mailbox` whose ConversationId is `wanted`.

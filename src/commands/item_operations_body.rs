@@ -19,7 +19,7 @@ use crate::backend::MailSession;
 use crate::eas::item_operations::{self as model, multipart, OperationResponse};
 use crate::wbxml::async_writer::AsyncWriter;
 use crate::wbxml::tags::{airsyncbase as b, item_operations as io_tags};
-use crate::wbxml::{Element, Node, Writer};
+use crate::wbxml::{Element, Node};
 
 use super::attachment_part::{self, AttachmentPart, ChunkSink, RawSink};
 use super::Outcome;
@@ -103,7 +103,7 @@ async fn write_inline<S: MailSession>(
     for (i, r) in results.iter().enumerate() {
         let el = model::operation_element(r);
         match pending.get(i).and_then(Option::as_ref) {
-            None => write_element(w.writer(), &el).map_err(wio)?,
+            None => w.writer().element(&el).map_err(wio)?,
             Some(p) => {
                 // Fetch > ... > Properties (last) > ContentType, Range, Total, then Data.
                 let (head, props) = match el.children.split_last() {
@@ -112,11 +112,11 @@ async fn write_inline<S: MailSession>(
                 };
                 w.writer().start(el.tag).map_err(wio)?;
                 for n in head {
-                    write_node(w.writer(), n).map_err(wio)?;
+                    w.writer().node(n).map_err(wio)?;
                 }
                 w.writer().start(props.tag).map_err(wio)?;
                 for n in &props.children {
-                    write_node(w.writer(), n).map_err(wio)?;
+                    w.writer().node(n).map_err(wio)?;
                 }
                 w.writer().start(io_tags::DATA).map_err(wio)?;
                 w.writer().start_text().map_err(wio)?;
@@ -143,28 +143,6 @@ async fn write_inline<S: MailSession>(
 }
 
 /// Writes an element tree (tags the codec cannot write are left out, as in `encode`).
-fn write_element(w: &mut Writer, e: &Element) -> Result<(), crate::wbxml::WriteError> {
-    if !e.tag.is_encodable() {
-        return Ok(());
-    }
-    if e.children.is_empty() {
-        return w.empty(e.tag);
-    }
-    w.start(e.tag)?;
-    for n in &e.children {
-        write_node(w, n)?;
-    }
-    w.end()
-}
-
-fn write_node(w: &mut Writer, n: &Node) -> Result<(), crate::wbxml::WriteError> {
-    match n {
-        Node::Element(c) => write_element(w, c),
-        Node::Text(t) => w.text(t),
-        Node::Opaque(o) => w.opaque(o),
-    }
-}
-
 /// Bytes fed to base64 per step: a multiple of 3, so only the last step pads.
 const B64_STEP: usize = 48 * 1024;
 
@@ -259,7 +237,7 @@ fn multipart_plan(
                 .position(|n| matches!(n, Node::Element(d) if d.tag == b::DATA))
             {
                 let data = match body.children.get(pos) {
-                    Some(Node::Element(d)) => element_bytes(d),
+                    Some(Node::Element(d)) => d.content_bytes(),
                     _ => Bytes::new(),
                 };
                 parts.push(Part::Memory(data));
@@ -325,17 +303,4 @@ fn multipart_response<S: MailSession>(session: S, plan: MultipartPlan) -> Outcom
         body: reader,
         status: Some(model::status::SUCCESS),
     }
-}
-
-/// The bytes of a `Data` element: its text or opaque content.
-fn element_bytes(e: &Element) -> Bytes {
-    let mut out = Vec::new();
-    for n in &e.children {
-        match n {
-            Node::Text(t) => out.extend_from_slice(t.as_bytes()),
-            Node::Opaque(o) => out.extend_from_slice(o),
-            Node::Element(_) => {}
-        }
-    }
-    Bytes::from(out)
 }

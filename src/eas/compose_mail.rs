@@ -13,7 +13,7 @@
 use bytes::Bytes;
 
 use crate::wbxml::tags::compose_mail as cm;
-use crate::wbxml::{Element, Node, Tag};
+use crate::wbxml::{Element, Tag};
 
 use super::{Command, ParseError, RequestLine};
 
@@ -141,7 +141,7 @@ impl ComposeRequest {
                 // An empty SaveInSentItems element means "save" (MS-ASCMD 2.2.3.155).
                 t if t == cm::SAVE_IN_SENT_ITEMS => req.save_in_sent = true,
                 t if t == cm::REPLACE_MIME => req.replace_mime = true,
-                t if t == cm::MIME => mime = Some(content_bytes(e)),
+                t if t == cm::MIME => mime = Some(e.content_bytes()),
                 t if t == cm::SOURCE => {
                     let mut s = Source::default();
                     for c in e.elements() {
@@ -183,22 +183,6 @@ fn short_text(e: &Element, what: &str, kind: ComposeKind) -> Result<String, Pars
         return Err(ParseError::new(kind.name(), format!("{what} is too long")));
     }
     Ok(t)
-}
-
-/// The content of Mime: opaque data (kept as a slice of the request) or text.
-pub(crate) fn content_bytes(e: &Element) -> Bytes {
-    if let Some(b) = e.opaque() {
-        return b.clone();
-    }
-    let mut out = Vec::new();
-    for n in &e.children {
-        match n {
-            Node::Text(t) => out.extend_from_slice(t.as_bytes()),
-            Node::Opaque(b) => out.extend_from_slice(b),
-            Node::Element(_) => {}
-        }
-    }
-    Bytes::from(out)
 }
 
 /// The common statuses (MS-ASCMD 2.2.2) these commands answer.

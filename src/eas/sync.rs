@@ -315,7 +315,7 @@ impl DraftData {
                 .unwrap_or(1);
             let content = body
                 .first(b::DATA)
-                .map(super::compose_mail::content_bytes)
+                .map(Element::content_bytes)
                 .unwrap_or_default();
             d.body = Some((body_type, content));
         }
@@ -334,7 +334,7 @@ impl DraftData {
                         is_inline: e.text_of(b::IS_INLINE).map(str::trim) == Some("1"),
                         content: e
                             .first(b::CONTENT)
-                            .map(super::compose_mail::content_bytes)
+                            .map(Element::content_bytes)
                             .unwrap_or_default(),
                     });
                 } else if e.tag == b::DELETE {

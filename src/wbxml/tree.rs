@@ -167,6 +167,23 @@ impl Element {
         }
     }
 
+    /// The text and opaque children joined, child elements skipped: the value of a field
+    /// that a client may send either as a string or as opaque data.
+    pub fn content_bytes(&self) -> Bytes {
+        if let Some(b) = self.opaque() {
+            return b.clone();
+        }
+        let mut out = Vec::new();
+        for n in &self.children {
+            match n {
+                Node::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Node::Opaque(b) => out.extend_from_slice(b),
+                Node::Element(_) => {}
+            }
+        }
+        Bytes::from(out)
+    }
+
     /// True if the element has no children.
     pub fn is_empty(&self) -> bool {
         self.children.is_empty()
@@ -216,7 +233,7 @@ enum Work<'a> {
     Opaque(&'a [u8]),
 }
 
-fn encode_into(root: &Element, w: &mut Writer) {
+pub(super) fn encode_into(root: &Element, w: &mut Writer) {
     let mut work = vec![Work::Open(root)];
     while let Some(item) = work.pop() {
         match item {

@@ -235,6 +235,27 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes a whole element tree; elements whose tag cannot be encoded are left out, as
+    /// [`super::encode`] does.
+    pub fn element(&mut self, e: &super::Element) -> Result<(), WriteError> {
+        if !e.tag.is_encodable() {
+            return Ok(());
+        }
+        self.check_tag(e.tag)?;
+        super::tree::encode_into(e, self);
+        self.root_started = true;
+        Ok(())
+    }
+
+    /// Writes one child node into the open element.
+    pub fn node(&mut self, n: &super::Node) -> Result<(), WriteError> {
+        match n {
+            super::Node::Element(e) => self.element(e),
+            super::Node::Text(t) => self.text(t),
+            super::Node::Opaque(o) => self.opaque(o),
+        }
+    }
+
     /// Writes `<tag>text</tag>`.
     pub fn text_element(&mut self, tag: Tag, text: &str) -> Result<(), WriteError> {
         self.start(tag)?;
