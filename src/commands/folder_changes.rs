@@ -47,7 +47,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     // One folder change at a time per device: each commits a snapshot derived from the last.
     let lock = gw
         .collection_locks
-        .entry(format!("{user}\u{0}{device_id}\u{0}\u{0}hierarchy"))
+        .entry(super::collection_key(user, device_id, "\u{0}hierarchy"))
         .or_default()
         .clone();
     let _guard = lock.lock().await;

@@ -101,6 +101,17 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
     }
 }
 
+/// The key of a per-device map entry.
+pub fn device_key(user: &str, device_id: &str) -> String {
+    format!("{user}\u{0}{device_id}")
+}
+
+/// The key of a per-(device, collection) map entry or lock: Sync and MoveItems lock the same
+/// collection through it.
+pub fn collection_key(user: &str, device_id: &str, collection: &str) -> String {
+    format!("{user}\u{0}{device_id}\u{0}{collection}")
+}
+
 /// The authenticated user.
 #[derive(Clone)]
 pub struct User {

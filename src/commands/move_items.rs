@@ -156,8 +156,8 @@ async fn move_group<B: MailBackend, S: StateStore>(
     let device_id = ctx.device_id();
     // The same keys as Sync, taken in a fixed order.
     let mut keys = [
-        format!("{user}\u{0}{device_id}\u{0}{}", g.src_cid),
-        format!("{user}\u{0}{device_id}\u{0}{}", g.dst_cid),
+        super::collection_key(user, device_id, g.src_cid),
+        super::collection_key(user, device_id, g.dst_cid),
     ];
     keys.sort();
     let first = gw

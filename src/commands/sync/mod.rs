@@ -89,7 +89,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let request = if request.collections.is_empty() || request.partial {
         let stored = gw.store.cached_sync_request(user, device_id).await?;
         if stored.is_none() {
-            gw.sync_requests.remove(&memo_key(user, device_id));
+            gw.sync_requests.remove(&super::device_key(user, device_id));
         }
         let cached = match stored {
             Some(bytes) => wbxml::decode(Bytes::from(bytes), &Limits::default())
@@ -110,7 +110,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     // Phones repeat the same request over and over: the store is written only when it differs
     // from the one this process stored last.
     let bytes = cache_bytes(&request);
-    let memo = memo_key(user, device_id);
+    let memo = super::device_key(user, device_id);
     if gw.sync_requests.get(&memo).is_none_or(|b| *b != bytes) {
         gw.store
             .set_cached_sync_request(user, device_id, Some(&bytes))
@@ -226,7 +226,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     for col in collections {
         let lock = gw
             .collection_locks
-            .entry(format!("{user}\u{0}{device_id}\u{0}{}", col.collection_id))
+            .entry(super::collection_key(user, device_id, &col.collection_id))
             .or_default()
             .clone();
         let _guard = lock.lock().await;
@@ -294,11 +294,6 @@ async fn merge_with_cache<B: MailBackend, S: StateStore>(
         merged.window_size = cached.window_size;
     }
     Ok(merged)
-}
-
-/// Key of [`Gateway::sync_requests`].
-fn memo_key(user: &str, device_id: &str) -> String {
-    format!("{user}\u{0}{device_id}")
 }
 
 /// The request as cached: without the device's commands, which must never be replayed.
@@ -755,12 +750,21 @@ pub fn item_data(
     in_drafts: bool,
     opts: &mime::BodyOptions,
 ) -> crate::wbxml::Element {
-    let info = mime::ItemInfo {
+    let info = item_info(meta, server_id, in_drafts);
+    mime::application_data(raw, &mail_flags(meta), &info, opts)
+}
+
+/// What the MIME layer needs to know of a stored mail besides its bytes.
+pub fn item_info<'a>(
+    meta: &MessageMeta,
+    server_id: &'a str,
+    in_drafts: bool,
+) -> mime::ItemInfo<'a> {
+    mime::ItemInfo {
         file_reference_prefix: server_id,
         internal_date: meta.internal_date,
         in_drafts,
-    };
-    mime::application_data(raw, &mail_flags(meta), &info, opts)
+    }
 }
 
 /// IMAP flags as the MIME layer wants them.

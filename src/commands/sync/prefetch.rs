@@ -28,6 +28,7 @@ use crate::mime::BodyOptions;
 use crate::wbxml::Element;
 
 use super::server_changes::add_data;
+use crate::commands::collection_key;
 
 /// Pages prepared or in preparation at once, over all devices; beyond it, no prefetch. With
 /// [`MAX_MAILS`], this bounds the memory prepared pages hold.
@@ -81,10 +82,6 @@ impl std::fmt::Debug for Prefetches {
     }
 }
 
-fn key(user: &str, device: &str, collection: &str) -> String {
-    format!("{user}\u{0}{device}\u{0}{collection}")
-}
-
 impl Prefetches {
     /// Starts preparing `spec` for the device's next request, replacing any earlier page of
     /// that collection. Skipped when too many pages are in preparation, or (inside the task)
@@ -99,7 +96,7 @@ impl Prefetches {
         spec: PageSpec,
     ) {
         self.sweep();
-        let k = key(user, device, &spec.collection_id);
+        let k = collection_key(user, device, &spec.collection_id);
         if let Some((_, old)) = self.map.remove(&k) {
             old.task.abort();
         }
@@ -136,7 +133,7 @@ impl Prefetches {
     pub async fn wait(&self, user: &str, device: &str, collection: &str) {
         let done = self
             .map
-            .get(&key(user, device, collection))
+            .get(&collection_key(user, device, collection))
             .map(|e| e.done.clone());
         if let Some(mut done) = done {
             let _ = done.wait_for(|d| *d).await;
@@ -153,7 +150,9 @@ impl Prefetches {
         spec: &PageSpec,
         highest_modseq: u64,
     ) -> Option<HashMap<u32, (MessageMeta, Element)>> {
-        let (_, entry) = self.map.remove(&key(user, device, &spec.collection_id))?;
+        let (_, entry) = self
+            .map
+            .remove(&collection_key(user, device, &spec.collection_id))?;
         if entry.spec != *spec || highest_modseq == 0 {
             entry.task.abort();
             debug!(collection_id = %spec.collection_id, "prefetched page not the one asked for");
@@ -190,7 +189,7 @@ impl Prefetches {
 
     /// Drops the page of one collection (its sync was reset).
     pub fn forget(&self, user: &str, device: &str, collection: &str) {
-        if let Some((_, e)) = self.map.remove(&key(user, device, collection)) {
+        if let Some((_, e)) = self.map.remove(&collection_key(user, device, collection)) {
             e.task.abort();
         }
     }

@@ -22,6 +22,7 @@ use crate::wbxml::Element;
 use super::client_changes::server_id;
 use super::mail_flags;
 use super::view::{flag_bits, View};
+use crate::commands::collection_key;
 
 /// The changes to send, already cut to the window size, and the view the device will hold
 /// once it has them.
@@ -74,10 +75,6 @@ struct Listing {
 }
 
 impl Listings {
-    fn key(user: &str, device: &str, collection: &str) -> String {
-        format!("{user}\u{0}{device}\u{0}{collection}")
-    }
-
     /// The kept listing when it is still the folder's: same window and same state.
     fn get(&self, key: &str, state: &MailboxState, window: Option<i64>) -> Option<UidSet> {
         let l = self.map.get(key)?;
@@ -90,7 +87,7 @@ impl Listings {
 
     /// Forgets the listing of one collection (its sync finished, or was reset).
     pub fn forget(&self, user: &str, device: &str, collection: &str) {
-        self.map.remove(&Self::key(user, device, collection));
+        self.map.remove(&collection_key(user, device, collection));
     }
 }
 
@@ -123,7 +120,7 @@ pub async fn compute<M: MailSession>(
 ) -> Result<Changes, BackendError> {
     let key = slot
         .as_ref()
-        .map(|s| Listings::key(s.user, s.device, s.collection));
+        .map(|s| collection_key(s.user, s.device, s.collection));
     let reused = match (&slot, &key) {
         // Only a device in the middle of a paged sync reuses a listing.
         (Some(s), Some(k)) if held.more_available => s.listings.get(k, &state, window),
@@ -298,10 +295,14 @@ pub async fn add_data<M: MailSession>(
         }
     }
     if !again.is_empty() {
-        for (meta, raw) in session.fetch_messages(mailbox, &again).await? {
-            let sid = server_id(cid, meta.uid);
-            let d = super::item_data(&raw, &meta, &sid, in_drafts, opts);
-            out.insert(meta.uid, (meta, d));
+        let whole = session.fetch_messages(mailbox, &again).await?;
+        let whole = whole
+            .into_iter()
+            .map(|(meta, raw)| FetchedMail::whole(meta, raw));
+        for (uid, data) in convert_all(whole.collect(), cid, in_drafts, opts).await? {
+            if let Some(d) = data {
+                out.insert(uid, d);
+            }
         }
     }
     Ok(out)
@@ -351,20 +352,15 @@ fn convert_one(
     opts: &mime::BodyOptions,
 ) -> Option<(MessageMeta, Element)> {
     let sid = server_id(cid, m.meta.uid);
-    let info = mime::ItemInfo {
-        file_reference_prefix: &sid,
-        internal_date: m.meta.internal_date,
-        in_drafts,
-    };
-    let flags = mail_flags(&m.meta);
     let data = if m.omitted.is_empty() {
-        Some(mime::application_data(&m.raw, &flags, &info, opts))
+        Some(super::item_data(&m.raw, &m.meta, &sid, in_drafts, opts))
     } else {
         let omitted = mime::OmittedParts {
             parts: m.parts,
             sizes: &m.omitted,
         };
-        mime::application_data_partial(&m.raw, &omitted, &flags, &info, opts)
+        let info = super::item_info(&m.meta, &sid, in_drafts);
+        mime::application_data_partial(&m.raw, &omitted, &mail_flags(&m.meta), &info, opts)
     };
     data.map(|d| (m.meta, d))
 }
