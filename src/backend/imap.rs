@@ -189,6 +189,17 @@ impl Completed {
         })
     }
 
+    /// Like [`Completed::data`], for taking values (e.g. literals) out of the responses.
+    pub fn data_mut<'a>(
+        &'a mut self,
+        wanted: &'a str,
+    ) -> impl Iterator<Item = &'a mut [Item]> + 'a {
+        self.untagged.iter_mut().filter_map(move |r| match r {
+            Response::Data { name, items, .. } if name == wanted => Some(items.as_mut_slice()),
+            _ => None,
+        })
+    }
+
     /// OK, or the completion classified as a failure of command `what`.
     pub fn ok(&self, what: &str) -> Result<(), BackendError> {
         if self.done.status == Status::Ok {

@@ -341,13 +341,13 @@ impl ImapSession {
                 Command::new("UID FETCH").raw(&format!(" {set} ({items})"))
             })
             .collect();
-        let done = self.pipeline(&cmds).await?;
+        let mut done = self.pipeline(&cmds).await?;
         let mut out: Vec<FetchedMail> = Vec::with_capacity(uids.len());
         let mut whole: Vec<(MessageMeta, u64)> = Vec::new();
         let mut partial: Vec<(MessageMeta, Structure)> = Vec::new();
-        for c in &done {
+        for c in &mut done {
             c.ok("UID FETCH")?;
-            for items in c.data("FETCH") {
+            for items in c.data_mut("FETCH") {
                 let Some((meta, prefix)) = super::imap_mailbox::parse_fetch(items) else {
                     continue;
                 };
@@ -403,23 +403,29 @@ impl ImapSession {
                 plan.join(" ")
             )));
         }
-        let done = self.pipeline(&cmds).await?;
+        let mut done = self.pipeline(&cmds).await?;
 
         // A server may run pipelined FETCHes side by side, so a response can arrive with
         // another command's completion: responses are matched by UID, not by command.
         for c in done.iter().take(whole_cmds) {
             c.ok("UID FETCH")?;
         }
-        let mut by_uid: std::collections::HashMap<u32, &[Item]> = std::collections::HashMap::new();
-        for c in &done {
-            for items in c.data("FETCH") {
+        let parts_ok: Vec<bool> = done
+            .iter()
+            .skip(whole_cmds)
+            .map(|c| c.done.status == Status::Ok)
+            .collect();
+        let mut by_uid: std::collections::HashMap<u32, &mut [Item]> =
+            std::collections::HashMap::new();
+        for c in &mut done {
+            for items in c.data_mut("FETCH") {
                 if let Some(uid) = fetch_uid(items) {
                     by_uid.insert(uid, items);
                 }
             }
         }
         for (meta, _) in &whole {
-            let Some(items) = by_uid.get(&meta.uid) else {
+            let Some(items) = by_uid.get_mut(&meta.uid) else {
                 // Expunged meanwhile.
                 continue;
             };
@@ -428,10 +434,10 @@ impl ImapSession {
             }
         }
         let mut retry: Vec<u32> = Vec::new();
-        for ((meta, s), c) in partial.iter().zip(done.iter().skip(whole_cmds)) {
+        for ((meta, s), ok) in partial.iter().zip(parts_ok) {
             let assembled = by_uid
                 .get(&meta.uid)
-                .filter(|_| c.done.status == Status::Ok)
+                .filter(|_| ok)
                 .and_then(|items| assemble(s, items));
             match assembled {
                 Some((raw, omitted)) => out.push(FetchedMail {

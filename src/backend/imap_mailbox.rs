@@ -183,10 +183,10 @@ impl ImapSession {
             }
             Command::new("UID FETCH").raw(&args)
         });
-        let done = self.fetch_pipeline(cmds.collect()).await?;
+        let mut done = self.fetch_pipeline(cmds.collect()).await?;
         Ok(done
-            .iter()
-            .flat_map(|c| c.data("FETCH"))
+            .iter_mut()
+            .flat_map(|c| c.data_mut("FETCH"))
             .filter_map(|items| parse_fetch(items).map(|(meta, _)| meta))
             .collect())
     }
@@ -203,10 +203,10 @@ impl ImapSession {
             let set = UidSet::from_uids(chunk.iter().copied());
             Command::new("UID FETCH").raw(&format!(" {set} ({items} BODY.PEEK[])"))
         });
-        let done = self.fetch_pipeline(cmds.collect()).await?;
+        let mut done = self.fetch_pipeline(cmds.collect()).await?;
         Ok(done
-            .iter()
-            .flat_map(|c| c.data("FETCH"))
+            .iter_mut()
+            .flat_map(|c| c.data_mut("FETCH"))
             .filter_map(|items| match parse_fetch(items) {
                 Some((meta, Some(body))) => Some((meta, body)),
                 _ => None,
@@ -228,10 +228,10 @@ impl ImapSession {
                  BODY.PEEK[HEADER.FIELDS (MESSAGE-ID REFERENCES IN-REPLY-TO SUBJECT DATE)])"
             ))
         });
-        let done = self.fetch_pipeline(cmds.collect()).await?;
+        let mut done = self.fetch_pipeline(cmds.collect()).await?;
         Ok(done
-            .iter()
-            .flat_map(|c| c.data("FETCH"))
+            .iter_mut()
+            .flat_map(|c| c.data_mut("FETCH"))
             .filter_map(|items| match parse_fetch(items) {
                 Some((meta, Some(header))) => Some((meta, header)),
                 _ => None,
@@ -533,12 +533,25 @@ fn chunks(uids: &UidSet) -> Vec<String> {
 pub(crate) fn fetch_attr<'a>(items: &'a [Item], name: &str) -> Option<&'a Item> {
     let list = items.first()?.as_list()?;
     list.chunks(2).find_map(|kv| match kv {
-        [k, v] => {
-            let k = k.as_atom()?;
-            let k = k.split_once('<').map_or(k, |(base, _)| base);
-            k.eq_ignore_ascii_case(name).then_some(v)
-        }
+        [k, v] if is_attr(k, name) => Some(v),
         _ => None,
+    })
+}
+
+/// The string value of an attribute (see [`fetch_attr`]), moved out of the response: a
+/// literal of megabytes is not copied.
+pub(crate) fn take_fetch_str(items: &mut [Item], name: &str) -> Option<Vec<u8>> {
+    let list = items.first_mut()?.as_list_mut()?;
+    list.chunks_mut(2).find_map(|kv| match kv {
+        [k, Item::Str(v)] if is_attr(k, name) => Some(std::mem::take(v)),
+        _ => None,
+    })
+}
+
+fn is_attr(key: &Item, name: &str) -> bool {
+    key.as_atom().is_some_and(|k| {
+        let k = k.split_once('<').map_or(k, |(base, _)| base);
+        k.eq_ignore_ascii_case(name)
     })
 }
 
@@ -552,15 +565,17 @@ pub(crate) fn fetch_uid(items: &[Item]) -> Option<u32> {
 /// Most mails per whole-message `UID FETCH`.
 pub(crate) const WHOLE_CHUNK: usize = 50;
 
-/// Reads one `* n FETCH (...)` item list: metadata and the body literal if present.
-pub(crate) fn parse_fetch(items: &[Item]) -> Option<(MessageMeta, Option<Bytes>)> {
-    let list = items.first()?.as_list()?;
+/// Reads one `* n FETCH (...)` item list: metadata and the body literal if present. The body
+/// is moved out of the response, not copied.
+pub(crate) fn parse_fetch(items: &mut [Item]) -> Option<(MessageMeta, Option<Bytes>)> {
+    let list = items.first_mut()?.as_list_mut()?;
     let mut meta = MessageMeta::default();
     let mut body = None;
-    let mut it = list.iter();
-    while let Some(key) = it.next() {
+    for kv in list.chunks_mut(2) {
+        let [key, value] = kv else {
+            return None;
+        };
         let key = key.as_atom()?.to_ascii_uppercase();
-        let value = it.next()?;
         match key.as_str() {
             "UID" => meta.uid = value.as_u64()? as u32,
             "FLAGS" => {
@@ -582,8 +597,8 @@ pub(crate) fn parse_fetch(items: &[Item]) -> Option<(MessageMeta, Option<Bytes>)
                     .unwrap_or(0)
             }
             k if k.starts_with("BODY[") => {
-                if let Some(Some(b)) = value.as_nstring() {
-                    body = Some(Bytes::copy_from_slice(b));
+                if let Item::Str(b) = value {
+                    body = Some(Bytes::from(std::mem::take(b)));
                 }
             }
             _ => {}

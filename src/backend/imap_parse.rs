@@ -90,6 +90,14 @@ impl Item {
         }
     }
 
+    /// The elements, if this is a list, for taking values out of it.
+    pub fn as_list_mut(&mut self) -> Option<&mut [Item]> {
+        match self {
+            Item::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
     /// A number (atom of decimal digits).
     pub fn as_u64(&self) -> Option<u64> {
         match self {

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::imap::{Command, ImapSession};
-use super::imap_mailbox::{fetch_attr, fetch_uid};
+use super::imap_mailbox::{fetch_attr, fetch_uid, take_fetch_str};
 use super::imap_parse::Item;
 use super::{BackendError, MimePart};
 
@@ -88,19 +88,17 @@ impl ImapSession {
         } else {
             ("BODY.PEEK", "BODY")
         };
-        let c = self
+        let mut c = self
             .run_ok(
                 &Command::new("UID FETCH")
                     .raw(&format!(" {uid} (UID {item}[{section}]<{offset}.{len}>)")),
             )
             .await?;
         let key = format!("{answer}[{section}]");
-        let part = c.data("FETCH").find_map(|items| {
-            fetch_value(items, uid, &key).map(|v| match v {
-                Item::Str(s) => Bytes::copy_from_slice(s),
-                _ => Bytes::new(),
-            })
-        });
+        let part = c
+            .data_mut("FETCH")
+            .find(|items| fetch_value(items, uid, &key).is_some())
+            .map(|items| Bytes::from(take_fetch_str(items, &key).unwrap_or_default()));
         Ok(part)
     }
 }
