@@ -24,6 +24,8 @@ pub enum Body {
         pipe: DuplexStream,
         /// Bytes still expected when the length was announced.
         remaining: Option<u64>,
+        /// The read buffer, kept while the pipe has nothing to read.
+        buf: Vec<u8>,
     },
 }
 
@@ -43,12 +45,18 @@ impl hyper::body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream { pipe, remaining } => {
+            Body::Stream {
+                pipe,
+                remaining,
+                buf,
+            } => {
                 if *remaining == Some(0) {
                     return Poll::Ready(None);
                 }
-                let mut buf = vec![0u8; FRAME];
-                let mut rb = ReadBuf::new(&mut buf);
+                if buf.len() < FRAME {
+                    buf.resize(FRAME, 0);
+                }
+                let mut rb = ReadBuf::new(buf);
                 match Pin::new(pipe).poll_read(cx, &mut rb) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
@@ -67,8 +75,16 @@ impl hyper::body::Body for Body {
                         if let Some(left) = remaining {
                             *left = left.saturating_sub(n as u64);
                         }
-                        buf.truncate(n);
-                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+                        // A full read hands the buffer over; a short one is copied, so a frame
+                        // does not hold 64 KiB for a few bytes.
+                        let data = if n >= FRAME / 2 {
+                            let mut full = std::mem::take(buf);
+                            full.truncate(n);
+                            Bytes::from(full)
+                        } else {
+                            Bytes::copy_from_slice(&buf[..n])
+                        };
+                        Poll::Ready(Some(Ok(Frame::data(data))))
                     }
                 }
             }
@@ -124,6 +140,7 @@ pub fn raw(content_type: &str, bytes: Bytes) -> Response<Body> {
 /// A body written while it is sent, with its media type and, when known, its length.
 pub fn stream(content_type: &str, length: Option<u64>, pipe: DuplexStream) -> Response<Body> {
     let mut r = Response::new(Body::Stream {
+        buf: Vec::new(),
         pipe,
         remaining: length,
     });
