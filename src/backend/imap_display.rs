@@ -15,8 +15,9 @@ use bytes::Bytes;
 use super::imap::{Command, ImapSession};
 use super::imap_mailbox::{fetch_attr, fetch_uid, WHOLE_CHUNK};
 use super::imap_parse::{Item, Status};
+use super::imap_parts::parse_bodystructure;
 use super::mailbox::MessageMeta;
-use super::BackendError;
+use super::{BackendError, MimePart};
 use crate::uidset::UidSet;
 
 /// Most bytes (by RFC822.SIZE) per whole-message `UID FETCH`.
@@ -57,203 +58,112 @@ impl FetchedMail {
     }
 }
 
-/// A `BODYSTRUCTURE`, as far as reading parts needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Structure {
-    Leaf {
-        /// `type/subtype`, lower case.
-        media: String,
-        /// Size of the (encoded) body in bytes.
-        size: u64,
-        /// Content-Transfer-Encoding, lower case.
-        encoding: String,
-    },
-    Multipart {
-        /// Subtype, lower case.
-        subtype: String,
-        boundary: Option<String>,
-        children: Vec<Structure>,
-    },
+/// Whether a part is a multipart (BODYSTRUCTURE gives every multipart at least one child).
+fn is_multipart(p: &MimePart) -> bool {
+    !p.children.is_empty()
 }
 
-impl Structure {
-    /// Reads a `BODYSTRUCTURE` value; `None` when it is not understood.
-    pub(crate) fn parse(item: &Item) -> Option<Structure> {
-        Self::parse_at(item, 0)
-    }
+/// Number of parts of the tree, the root included.
+fn count(p: &MimePart) -> usize {
+    1 + p.children.iter().map(count).sum::<usize>()
+}
 
-    fn parse_at(item: &Item, depth: usize) -> Option<Structure> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        let list = item.as_list()?;
-        if list.first()?.as_list().is_some() {
-            let mut children = Vec::new();
-            let mut rest = list.iter();
-            let mut subtype = None;
-            for it in rest.by_ref() {
-                if it.as_list().is_some() {
-                    children.push(Self::parse_at(it, depth + 1)?);
-                } else {
-                    subtype = it.as_astring();
-                    break;
-                }
-            }
-            let boundary = rest
-                .next()
-                .and_then(Item::as_list)
-                .and_then(|params| param(params, "boundary"));
-            return Some(Structure::Multipart {
-                subtype: subtype?.to_ascii_lowercase(),
-                boundary,
-                children,
-            });
-        }
-        let t = list.first()?.as_astring()?.to_ascii_lowercase();
-        let s = list.get(1)?.as_astring()?.to_ascii_lowercase();
-        let size = list.get(6).and_then(Item::as_u64).unwrap_or(0);
-        let encoding = list
-            .get(5)
-            .and_then(Item::as_astring)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        Some(Structure::Leaf {
-            media: format!("{t}/{s}"),
-            size,
-            encoding,
-        })
-    }
+/// True for a part whose body is left out: a non-text leaf that is not an attached message,
+/// directly below the top-level multipart (Dovecot 2.3 reports wrong `BINARY.SIZE`s for deeper
+/// parts), in base64 or unencoded (the encodings whose decoded size can be checked against the
+/// encoded one).
+fn omittable(p: &MimePart, top_level: bool) -> bool {
+    top_level
+        && !is_multipart(p)
+        && !p.content_type.starts_with("text/")
+        && !p.content_type.starts_with("message/")
+        && matches!(p.encoding.as_str(), "base64" | "7bit" | "8bit" | "binary")
+}
 
-    fn count(&self) -> usize {
-        match self {
-            Structure::Leaf { .. } => 1,
-            Structure::Multipart { children, .. } => {
-                1 + children.iter().map(Structure::count).sum::<usize>()
-            }
-        }
+/// Whether `decoded` bytes can be the content of this leaf (a server's `BINARY.SIZE` is only
+/// used when it is): unencoded, the same size; base64, 3 bytes per 4 characters with line
+/// breaks after at least 40 characters.
+fn plausible_size(p: &MimePart, decoded: u64) -> bool {
+    if is_multipart(p) {
+        return false;
     }
-
-    /// True for a part whose body is left out: a non-text leaf that is not an attached
-    /// message, directly below the top-level multipart (Dovecot 2.3 reports wrong
-    /// `BINARY.SIZE`s for deeper parts), in base64 or unencoded (the encodings whose decoded
-    /// size can be checked against the encoded one).
-    fn omittable(&self, top_level: bool) -> bool {
-        match self {
-            Structure::Leaf {
-                media, encoding, ..
-            } => {
-                top_level
-                    && !media.starts_with("text/")
-                    && !media.starts_with("message/")
-                    && matches!(encoding.as_str(), "base64" | "7bit" | "8bit" | "binary")
-            }
-            Structure::Multipart { .. } => false,
+    let size = p.size;
+    match p.encoding.as_str() {
+        "base64" => {
+            let max = (size / 4).saturating_mul(3).saturating_add(2);
+            let min = (size.saturating_mul(40) / 42 / 4)
+                .saturating_mul(3)
+                .saturating_sub(3);
+            (min..=max).contains(&decoded)
         }
-    }
-
-    /// Whether `decoded` bytes can be the content of this leaf (a server's `BINARY.SIZE` is
-    /// only used when it is): unencoded, the same size; base64, 3 bytes per 4 characters
-    /// with line breaks after at least 40 characters.
-    fn plausible_size(&self, decoded: u64) -> bool {
-        let Structure::Leaf { size, encoding, .. } = self else {
-            return false;
-        };
-        match encoding.as_str() {
-            "base64" => {
-                let max = (size / 4).saturating_mul(3).saturating_add(2);
-                let min = (size.saturating_mul(40) / 42 / 4)
-                    .saturating_mul(3)
-                    .saturating_sub(3);
-                (min..=max).contains(&decoded)
-            }
-            _ => decoded == *size,
-        }
-    }
-
-    /// S/MIME mails are read whole: their MIME form may be sent.
-    fn is_smime(&self) -> bool {
-        match self {
-            Structure::Multipart { subtype, .. } => subtype == "signed",
-            Structure::Leaf { media, .. } => {
-                media == "application/pkcs7-mime" || media == "application/x-pkcs7-mime"
-            }
-        }
-    }
-
-    /// Whether the mail can be read part by part: a multipart with omittable parts, every
-    /// multipart with a boundary, no attached message.
-    fn partial_plan(&self) -> bool {
-        fn walk(s: &Structure, top_level: bool, omitted: &mut u64) -> bool {
-            match s {
-                // Servers differ on whether an attached message's body ends with the line
-                // break before the next boundary (its size would differ by two): such mails
-                // are read whole.
-                Structure::Leaf { media, .. } if media.starts_with("message/") => false,
-                Structure::Leaf { size, .. } => {
-                    if s.omittable(top_level) {
-                        *omitted = omitted.saturating_add(*size);
-                    }
-                    true
-                }
-                Structure::Multipart {
-                    boundary, children, ..
-                } => {
-                    boundary.as_deref().is_some_and(|b| !b.is_empty())
-                        && !children.is_empty()
-                        && children.iter().all(|c| walk(c, false, omitted))
-                }
-            }
-        }
-        let Structure::Multipart { children, .. } = self else {
-            return false;
-        };
-        if self.is_smime() || self.count() > MAX_PARTS {
-            return false;
-        }
-        let mut omitted = 0;
-        children.iter().all(|c| walk(c, true, &mut omitted)) && omitted > 0
+        _ => decoded == size,
     }
 }
 
-/// A body parameter's value by name (case-insensitive).
-fn param(params: &[Item], name: &str) -> Option<String> {
-    let mut it = params.iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        if k.as_astring().is_some_and(|k| k.eq_ignore_ascii_case(name)) {
-            return v.as_astring();
-        }
-    }
-    None
+/// S/MIME mails are read whole: their MIME form may be sent.
+fn is_smime(p: &MimePart) -> bool {
+    matches!(
+        p.content_type.as_str(),
+        "multipart/signed" | "application/pkcs7-mime" | "application/x-pkcs7-mime"
+    )
 }
 
-/// The section path of a child: `1`, `1.2`, ...
-fn child_path(parent: &str, i: usize) -> String {
-    if parent.is_empty() {
-        (i + 1).to_string()
-    } else {
-        format!("{parent}.{}", i + 1)
+/// Whether the mail can be read part by part: a multipart with omittable parts, every part
+/// with a type and subtype, every multipart with a boundary, no attached message, at most
+/// [`MAX_DEPTH`] levels and [`MAX_PARTS`] parts.
+fn partial_plan(root: &MimePart) -> bool {
+    fn described(p: &MimePart) -> bool {
+        p.content_type
+            .split_once('/')
+            .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
     }
+    fn walk(p: &MimePart, top_level: bool, depth: usize, omitted: &mut u64) -> bool {
+        if depth > MAX_DEPTH || !described(p) {
+            return false;
+        }
+        if is_multipart(p) {
+            return !p.boundary.is_empty()
+                && p.children
+                    .iter()
+                    .all(|c| walk(c, false, depth + 1, omitted));
+        }
+        // Servers differ on whether an attached message's body ends with the line break
+        // before the next boundary (its size would differ by two): such mails are read whole.
+        if p.content_type.starts_with("message/") {
+            return false;
+        }
+        if omittable(p, top_level) {
+            *omitted = omitted.saturating_add(p.size);
+        }
+        true
+    }
+    if !is_multipart(root) || !described(root) || root.boundary.is_empty() {
+        return false;
+    }
+    if is_smime(root) || count(root) > MAX_PARTS {
+        return false;
+    }
+    let mut omitted = 0;
+    root.children.iter().all(|c| walk(c, true, 1, &mut omitted)) && omitted > 0
 }
 
 /// The fetch items of a mail read part by part, e.g. `BODY.PEEK[1.MIME]`, `BINARY.SIZE[2]`.
-fn plan_items(s: &Structure) -> Vec<String> {
-    fn walk(s: &Structure, path: &str, items: &mut Vec<String>) {
-        if let Structure::Multipart { children, .. } = s {
-            for (i, c) in children.iter().enumerate() {
-                let p = child_path(path, i);
-                items.push(format!("BODY.PEEK[{p}.MIME]"));
-                match c {
-                    Structure::Multipart { .. } => walk(c, &p, items),
-                    leaf if leaf.omittable(path.is_empty()) => {
-                        items.push(format!("BINARY.SIZE[{p}]"))
-                    }
-                    _ => items.push(format!("BODY.PEEK[{p}]")),
-                }
+fn plan_items(root: &MimePart) -> Vec<String> {
+    fn walk(p: &MimePart, top_level: bool, items: &mut Vec<String>) {
+        for c in &p.children {
+            let s = &c.section;
+            items.push(format!("BODY.PEEK[{s}.MIME]"));
+            if is_multipart(c) {
+                walk(c, false, items);
+            } else if omittable(c, top_level) {
+                items.push(format!("BINARY.SIZE[{s}]"));
+            } else {
+                items.push(format!("BODY.PEEK[{s}]"));
             }
         }
     }
     let mut items = vec!["BODY.PEEK[HEADER]".to_string()];
-    walk(s, "", &mut items);
+    walk(root, true, &mut items);
     items
 }
 
@@ -262,54 +172,51 @@ type Omitted = Vec<(usize, u64)>;
 
 /// Puts a mail read part by part back together; `None` when a piece is missing or a size is
 /// not plausible.
-fn assemble(s: &Structure, secs: &[Item]) -> Option<(Vec<u8>, Omitted)> {
+fn assemble(root: &MimePart, secs: &[Item]) -> Option<(Vec<u8>, Omitted)> {
     fn bytes<'a>(secs: &'a [Item], key: &str) -> Option<&'a [u8]> {
         fetch_attr(secs, key)?.as_nstring()?
     }
     fn walk(
-        s: &Structure,
-        path: &str,
+        p: &MimePart,
+        top_level: bool,
         secs: &[Item],
         out: &mut Vec<u8>,
         index: &mut usize,
         omitted: &mut Omitted,
     ) -> Option<()> {
-        let Structure::Multipart {
-            boundary, children, ..
-        } = s
-        else {
+        if !is_multipart(p) || p.boundary.is_empty() {
             return None;
-        };
-        let boundary = boundary.as_deref()?;
-        for (i, c) in children.iter().enumerate() {
-            let p = child_path(path, i);
+        }
+        let boundary = p.boundary.as_bytes();
+        for c in &p.children {
+            let s = &c.section;
             *index += 1;
             out.extend_from_slice(b"--");
-            out.extend_from_slice(boundary.as_bytes());
+            out.extend_from_slice(boundary);
             out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(bytes(secs, &format!("BODY[{p}.MIME]"))?);
-            match c {
-                Structure::Multipart { .. } => walk(c, &p, secs, out, index, omitted)?,
-                leaf if leaf.omittable(path.is_empty()) => {
-                    let size = fetch_attr(secs, &format!("BINARY.SIZE[{p}]"))?.as_u64()?;
-                    if !leaf.plausible_size(size) {
-                        return None;
-                    }
-                    omitted.push((*index, size));
+            out.extend_from_slice(bytes(secs, &format!("BODY[{s}.MIME]"))?);
+            if is_multipart(c) {
+                walk(c, false, secs, out, index, omitted)?;
+            } else if omittable(c, top_level) {
+                let size = fetch_attr(secs, &format!("BINARY.SIZE[{s}]"))?.as_u64()?;
+                if !plausible_size(c, size) {
+                    return None;
                 }
-                _ => out.extend_from_slice(bytes(secs, &format!("BODY[{p}]"))?),
+                omitted.push((*index, size));
+            } else {
+                out.extend_from_slice(bytes(secs, &format!("BODY[{s}]"))?);
             }
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"--");
-        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(boundary);
         out.extend_from_slice(b"--\r\n");
         Some(())
     }
     let mut out = bytes(secs, "BODY[HEADER]")?.to_vec();
     let mut omitted = Vec::new();
     let mut index = 0;
-    walk(s, "", secs, &mut out, &mut index, &mut omitted)?;
+    walk(root, true, secs, &mut out, &mut index, &mut omitted)?;
     Some((out, omitted))
 }
 
@@ -344,7 +251,7 @@ impl ImapSession {
         let mut done = self.pipeline(&cmds).await?;
         let mut out: Vec<FetchedMail> = Vec::with_capacity(uids.len());
         let mut whole: Vec<(MessageMeta, u64)> = Vec::new();
-        let mut partial: Vec<(MessageMeta, Structure)> = Vec::new();
+        let mut partial: Vec<(MessageMeta, MimePart)> = Vec::new();
         for c in &mut done {
             c.ok("UID FETCH")?;
             for items in c.data_mut("FETCH") {
@@ -359,9 +266,9 @@ impl ImapSession {
                     }
                     _ => {}
                 }
-                let structure = fetch_attr(items, "BODYSTRUCTURE").and_then(Structure::parse);
+                let structure = fetch_attr(items, "BODYSTRUCTURE").and_then(parse_bodystructure);
                 match structure {
-                    Some(s) if s.partial_plan() => partial.push((meta, s)),
+                    Some(s) if partial_plan(&s) => partial.push((meta, s)),
                     _ => {
                         let size = u64::from(meta.size);
                         whole.push((meta, size));
@@ -444,7 +351,7 @@ impl ImapSession {
                     meta: meta.clone(),
                     raw: Bytes::from(raw),
                     omitted,
-                    parts: s.count(),
+                    parts: count(s),
                 }),
                 // Refused (e.g. [UNKNOWN-CTE] for a part the server cannot decode), a piece
                 // missing, or expunged meanwhile: read whole, which settles all three.
@@ -495,9 +402,9 @@ mod tests {
     #[test]
     fn structure_and_plan() {
         let items = fetch_items(MIXED);
-        let s = Structure::parse(fetch_attr(&items, "BODYSTRUCTURE").unwrap()).unwrap();
-        assert_eq!(s.count(), 3);
-        assert!(s.partial_plan());
+        let s = parse_bodystructure(fetch_attr(&items, "BODYSTRUCTURE").unwrap()).unwrap();
+        assert_eq!(count(&s), 3);
+        assert!(partial_plan(&s));
         assert_eq!(
             plan_items(&s),
             [
@@ -516,7 +423,7 @@ mod tests {
 
     #[test]
     fn reassembled_message() {
-        let s = Structure::parse(&fetch_items(MIXED)[0].as_list().unwrap()[3]).unwrap();
+        let s = parse_bodystructure(&fetch_items(MIXED)[0].as_list().unwrap()[3]).unwrap();
         let header = "Content-Type: multipart/mixed; boundary=\"XyZ\"\r\nA: b\r\n\r\n";
         let line = format!(
             "* 1 FETCH (UID 7 BODY[HEADER] {} BODY[1.MIME] {} BODY[1] {} BODY[2.MIME] {} \
@@ -545,66 +452,56 @@ mod tests {
         assert!(assemble(&s, &fetch_items(&partial)).is_none());
     }
 
+    fn leaf(content_type: &str, size: u64, encoding: &str) -> MimePart {
+        MimePart {
+            content_type: content_type.into(),
+            size,
+            encoding: encoding.into(),
+            ..Default::default()
+        }
+    }
+
+    fn multipart(subtype: &str, boundary: &str, children: Vec<MimePart>) -> MimePart {
+        MimePart {
+            content_type: format!("multipart/{subtype}"),
+            boundary: boundary.into(),
+            children,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn only_top_level_attachments_are_left_out() {
-        let pdf = Structure::Leaf {
-            media: "application/pdf".into(),
-            size: 1000,
-            encoding: "base64".into(),
-        };
-        let nested = Structure::Multipart {
-            subtype: "mixed".into(),
-            boundary: Some("a".into()),
-            children: vec![Structure::Multipart {
-                subtype: "related".into(),
-                boundary: Some("b".into()),
-                children: vec![pdf.clone()],
-            }],
-        };
-        assert!(!nested.partial_plan());
-        let qp = Structure::Leaf {
-            media: "image/gif".into(),
-            size: 1000,
-            encoding: "quoted-printable".into(),
-        };
-        let top = |c: Structure| Structure::Multipart {
-            subtype: "mixed".into(),
-            boundary: Some("a".into()),
-            children: vec![c],
-        };
-        assert!(!top(qp).partial_plan());
-        assert!(top(pdf.clone()).partial_plan());
-        assert!(pdf.plausible_size(740));
-        assert!(!pdf.plausible_size(753));
-        assert!(!pdf.plausible_size(600));
+        let pdf = leaf("application/pdf", 1000, "base64");
+        let nested = multipart(
+            "mixed",
+            "a",
+            vec![multipart("related", "b", vec![pdf.clone()])],
+        );
+        assert!(!partial_plan(&nested));
+        let qp = leaf("image/gif", 1000, "quoted-printable");
+        let top = |c: MimePart| multipart("mixed", "a", vec![c]);
+        assert!(!partial_plan(&top(qp)));
+        assert!(partial_plan(&top(pdf.clone())));
+        assert!(plausible_size(&pdf, 740));
+        assert!(!plausible_size(&pdf, 753));
+        assert!(!plausible_size(&pdf, 600));
     }
 
     #[test]
     fn whole_for_simple_and_smime() {
-        let leaf = Item::List(vec![
+        let single = Item::List(vec![
             Item::Str(b"text".to_vec()),
             Item::Str(b"plain".to_vec()),
         ]);
-        assert!(!Structure::parse(&leaf).unwrap().partial_plan());
-        let signed = Structure::Multipart {
-            subtype: "signed".into(),
-            boundary: Some("b".into()),
-            children: vec![Structure::Leaf {
-                media: "application/pkcs7-signature".into(),
-                size: 100,
-                encoding: "base64".into(),
-            }],
-        };
-        assert!(!signed.partial_plan());
-        let alt_only = Structure::Multipart {
-            subtype: "alternative".into(),
-            boundary: Some("b".into()),
-            children: vec![Structure::Leaf {
-                media: "text/plain".into(),
-                size: 100,
-                encoding: "7bit".into(),
-            }],
-        };
-        assert!(!alt_only.partial_plan());
+        assert!(!partial_plan(&parse_bodystructure(&single).unwrap()));
+        let signed = multipart(
+            "signed",
+            "b",
+            vec![leaf("application/pkcs7-signature", 100, "base64")],
+        );
+        assert!(!partial_plan(&signed));
+        let alt_only = multipart("alternative", "b", vec![leaf("text/plain", 100, "7bit")]);
+        assert!(!partial_plan(&alt_only));
     }
 }

@@ -30,7 +30,7 @@ impl ImapSession {
         else {
             return Ok(None);
         };
-        let mut root = parse_structure(&structure, "", 0)
+        let mut root = parse_bodystructure(&structure)
             .ok_or_else(|| BackendError::Protocol("unparseable BODYSTRUCTURE".to_string()))?;
         let mut sections = Vec::new();
         collect_sections(&root, &mut sections);
@@ -124,6 +124,12 @@ fn text(item: Option<&Item>) -> String {
         .filter(|_| !item.is_some_and(Item::is_nil))
         .unwrap_or_default()
         .to_ascii_lowercase()
+}
+
+/// A `BODYSTRUCTURE` value as a part tree (sections numbered, headers not filled in); `None`
+/// when it is not a BODYSTRUCTURE or nests too deep.
+pub(crate) fn parse_bodystructure(item: &Item) -> Option<MimePart> {
+    parse_structure(item, "", 0)
 }
 
 /// One BODYSTRUCTURE node. `section` is the node's IMAP section ("" for a multipart top
