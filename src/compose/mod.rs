@@ -115,8 +115,9 @@ impl Outgoing {
         vec![Bytes::copy_from_slice(&self.head), self.body.clone()]
     }
 
-    /// The Sent Items copy in one buffer (for tests and small messages).
-    pub fn sent_copy(&self) -> Vec<u8> {
+    /// The Sent Items copy in one buffer.
+    #[cfg(test)]
+    fn sent_copy(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.head.len() + self.body.len());
         out.extend_from_slice(&self.head);
         out.extend_from_slice(&self.body);

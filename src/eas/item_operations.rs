@@ -203,8 +203,10 @@ pub fn mail_properties(application_data: Element) -> Element {
 }
 
 /// An attachment's properties: ContentType, Range and Total (when the data is not empty),
-/// and the bytes as base64 text in `Data`.
-pub fn attachment_properties(
+/// and the bytes as base64 text in `Data` (the gateway streams `Data`; this builds the
+/// whole element for the model's tests).
+#[cfg(test)]
+fn attachment_properties(
     content_type: &str,
     range: Option<(u64, u64)>,
     total: u64,

@@ -120,8 +120,9 @@ impl Authenticator {
             .retain(|_, w| now.duration_since(w.start) < window);
     }
 
-    /// (cached logins, IPs with failures, users with failures), for tests.
-    pub fn sizes(&self) -> (usize, usize, usize) {
+    /// (cached logins, IPs with failures, users with failures).
+    #[cfg(test)]
+    fn sizes(&self) -> (usize, usize, usize) {
         (
             self.cache.len(),
             self.failures_ip.len(),
