@@ -12,9 +12,6 @@ use crate::state::StateStore;
 use super::attachment_part::{self, AttachmentPart, Lookup, RawSink};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
-/// Size of the pipe between the IMAP reader and the HTTP response.
-const PIPE: usize = 256 * 1024;
-
 pub async fn handle<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
@@ -46,23 +43,21 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             return Err(e);
         }
     };
-    let (reader, writer) = tokio::io::duplex(PIPE);
-    let (content_type, length) = (part.content_type.clone(), part.size);
-    tokio::spawn(async move {
-        let mut sink = RawSink(writer);
-        let last = part.size.saturating_sub(1);
-        let result = attachment_part::stream(&mut session, &part, 0, last, &mut sink).await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, uid = part.uid, "attachment stream ended early");
-        }
-        session.logout().await;
-    });
-    Ok(Outcome::Stream {
+    let content_type = part.content_type.clone();
+    let length = part.size;
+    Ok(Outcome::streamed(
+        session,
         content_type,
-        length: Some(length),
-        body: reader,
-        status: None,
-    })
+        Some(length),
+        None,
+        "attachment stream",
+        move |mut session, writer| async move {
+            let mut sink = RawSink(writer);
+            let last = part.size.saturating_sub(1);
+            let r = attachment_part::stream(&mut session, &part, 0, last, &mut sink).await;
+            (session, r)
+        },
+    ))
 }
 
 async fn locate<B: MailBackend, S: StateStore>(

@@ -24,9 +24,6 @@ use crate::wbxml::{Element, Node};
 use super::attachment_part::{self, AttachmentPart, ChunkSink, RawSink};
 use super::Outcome;
 
-/// Size of the pipe between the IMAP reader and the HTTP response.
-const PIPE: usize = 256 * 1024;
-
 /// Attachment bytes still to be read for a Fetch: `first ..= last` of the part (nothing when
 /// the part is empty).
 #[derive(Debug, Clone)]
@@ -65,23 +62,21 @@ pub fn respond<S: MailSession>(
 }
 
 fn inline_response<S: MailSession>(
-    mut session: S,
+    session: S,
     results: Vec<OperationResponse>,
     pending: Vec<Option<PendingData>>,
 ) -> Outcome {
-    let (reader, pipe) = tokio::io::duplex(PIPE);
-    tokio::spawn(async move {
-        if let Err(e) = write_inline(&mut session, &results, &pending, pipe).await {
-            tracing::warn!(error = %e, "ItemOperations response ended early");
-        }
-        session.logout().await;
-    });
-    Outcome::Stream {
-        content_type: crate::http::response::WBXML.to_string(),
-        length: None,
-        body: reader,
-        status: Some(model::status::SUCCESS),
-    }
+    Outcome::streamed(
+        session,
+        crate::http::response::WBXML.to_string(),
+        None,
+        Some(model::status::SUCCESS),
+        "ItemOperations response",
+        move |mut session, pipe| async move {
+            let r = write_inline(&mut session, &results, &pending, pipe).await;
+            (session, r)
+        },
+    )
 }
 
 fn wio(e: crate::wbxml::WriteError) -> io::Error {
@@ -272,35 +267,37 @@ fn multipart_response<S: MailSession>(session: S, plan: MultipartPlan) -> Outcom
         parts,
         total,
     } = plan;
-    let (reader, mut pipe) = tokio::io::duplex(PIPE);
-    let mut session = session;
-    tokio::spawn(async move {
-        let result: io::Result<()> = async {
-            pipe.write_all(&head).await?;
-            pipe.write_all(&wbxml).await?;
-            let mut sink = RawSink(&mut pipe);
-            for p in &parts {
-                match p {
-                    Part::Memory(b) => sink.0.write_all(b).await?,
-                    Part::Attachment(a) if a.len() > 0 => {
-                        attachment_part::stream(&mut session, &a.part, a.first, a.last, &mut sink)
+    Outcome::streamed(
+        session,
+        multipart::CONTENT_TYPE.to_string(),
+        Some(total),
+        Some(model::status::SUCCESS),
+        "multipart ItemOperations response",
+        move |mut session, mut pipe| async move {
+            let result: io::Result<()> = async {
+                pipe.write_all(&head).await?;
+                pipe.write_all(&wbxml).await?;
+                let mut sink = RawSink(&mut pipe);
+                for p in &parts {
+                    match p {
+                        Part::Memory(b) => sink.0.write_all(b).await?,
+                        Part::Attachment(a) if a.len() > 0 => {
+                            attachment_part::stream(
+                                &mut session,
+                                &a.part,
+                                a.first,
+                                a.last,
+                                &mut sink,
+                            )
                             .await?
+                        }
+                        Part::Attachment(_) => {}
                     }
-                    Part::Attachment(_) => {}
                 }
+                pipe.flush().await
             }
-            pipe.flush().await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "multipart ItemOperations response ended early");
-        }
-        session.logout().await;
-    });
-    Outcome::Stream {
-        content_type: multipart::CONTENT_TYPE.to_string(),
-        length: Some(total),
-        body: reader,
-        status: Some(model::status::SUCCESS),
-    }
+            .await;
+            (session, result)
+        },
+    )
 }

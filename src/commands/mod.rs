@@ -162,6 +162,44 @@ pub enum Outcome {
     Http { status: u16, reason: &'static str },
 }
 
+impl Outcome {
+    /// A response that `write` produces on its own task while it is sent, through a pipe, so
+    /// a large attachment never sits in memory whole. `write` gets the mail session and
+    /// gives it back; it is logged out when the body is done. A write that fails is logged
+    /// (`what` names the response): the client sees the body end early.
+    pub fn streamed<M, F, Fut>(
+        session: M,
+        content_type: String,
+        length: Option<u64>,
+        status: Option<u32>,
+        what: &'static str,
+        write: F,
+    ) -> Outcome
+    where
+        M: crate::backend::MailSession + 'static,
+        F: FnOnce(M, tokio::io::DuplexStream) -> Fut,
+        Fut: std::future::Future<Output = (M, std::io::Result<()>)> + Send + 'static,
+    {
+        /// Bytes buffered between the IMAP reader and the HTTP response.
+        const PIPE: usize = 256 * 1024;
+        let (reader, writer) = tokio::io::duplex(PIPE);
+        let task = write(session, writer);
+        tokio::spawn(async move {
+            let (session, result) = task.await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "{what} ended early");
+            }
+            session.logout().await;
+        });
+        Outcome::Stream {
+            content_type,
+            length,
+            body: reader,
+            status,
+        }
+    }
+}
+
 /// Why a command could not produce a protocol answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
