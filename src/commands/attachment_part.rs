@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::backend::{BackendError, MailSession, MimePart};
-use crate::mime;
+use crate::mime::{self, TransferDecoder, TransferEncoding};
 use base64::Engine;
 
 /// Bytes fetched from IMAP per command.
@@ -45,24 +45,7 @@ enum ReadMode {
     /// The server decodes (`BINARY.PEEK`).
     Binary,
     /// The part as stored, decoded here.
-    Stored { encoding: Encoding },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Identity,
-    Base64,
-    QuotedPrintable,
-}
-
-impl Encoding {
-    fn of(cte: &str) -> Encoding {
-        match cte.trim().to_ascii_lowercase().as_str() {
-            "base64" => Encoding::Base64,
-            "quoted-printable" => Encoding::QuotedPrintable,
-            _ => Encoding::Identity,
-        }
-    }
+    Stored { encoding: TransferEncoding },
 }
 
 /// Where the bytes of a part go, chunk by chunk.
@@ -150,7 +133,7 @@ async fn find_part<S: MailSession>(
         content_type: att.content_type,
         size: 0,
         read: ReadMode::Stored {
-            encoding: Encoding::of(&part.encoding),
+            encoding: TransferEncoding::of(&part.encoding),
         },
     };
     if binary {
@@ -304,12 +287,12 @@ impl<S: MailSession> StoredSource for SessionSource<'_, S> {
 
 async fn decode_stored(
     source: &mut impl StoredSource,
-    encoding: Encoding,
+    encoding: TransferEncoding,
     skip: u64,
     want: u64,
     sink: &mut impl ChunkSink,
 ) -> io::Result<bool> {
-    let mut decoder = Decoder::new(encoding);
+    let mut decoder = TransferDecoder::new(encoding);
     let mut offset = 0u64;
     let mut position = 0u64; // decoded bytes seen
     let end = skip.saturating_add(want);
@@ -360,8 +343,8 @@ fn write_skeleton(p: &MimePart, out: &mut Vec<u8>) {
         return;
     }
     let marker = format!("{MARKER}{}\r\n\r\n", p.section);
-    match Encoding::of(&p.encoding) {
-        Encoding::Base64 => {
+    match TransferEncoding::of(&p.encoding) {
+        TransferEncoding::Base64 => {
             out.extend_from_slice(
                 base64::engine::general_purpose::STANDARD
                     .encode(marker.as_bytes())
@@ -393,86 +376,12 @@ fn find<'a>(p: &'a MimePart, section: &str) -> Option<&'a MimePart> {
     p.children.iter().find_map(|c| find(c, section))
 }
 
-/// Incremental transfer-encoding decoder, as lenient as the one for whole mails: base64
-/// skips anything outside the alphabet and stops at the first `=`; a malformed `=` in
-/// quoted-printable is kept.
-struct Decoder {
-    encoding: Encoding,
-    /// Base64: sextets not yet decoded; quoted-printable: an incomplete escape.
-    pending: Vec<u8>,
-    done: bool,
-}
-
-impl Decoder {
-    fn new(encoding: Encoding) -> Decoder {
-        Decoder {
-            encoding,
-            pending: Vec::new(),
-            done: false,
-        }
-    }
-
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        match self.encoding {
-            Encoding::Identity => out.extend_from_slice(input),
-            Encoding::Base64 => {
-                for &b in input {
-                    if self.done {
-                        return;
-                    }
-                    let v = match b {
-                        b'A'..=b'Z' => b - b'A',
-                        b'a'..=b'z' => b - b'a' + 26,
-                        b'0'..=b'9' => b - b'0' + 52,
-                        b'+' => 62,
-                        b'/' => 63,
-                        b'=' => {
-                            self.done = true;
-                            continue;
-                        }
-                        _ => continue,
-                    };
-                    self.pending.push(v);
-                    if let [a, b, c, d] = self.pending[..] {
-                        out.extend_from_slice(&[a << 2 | b >> 4, b << 4 | c >> 2, c << 6 | d]);
-                        self.pending.clear();
-                    }
-                }
-            }
-            Encoding::QuotedPrintable => {
-                let mut data = std::mem::take(&mut self.pending);
-                data.extend_from_slice(input);
-                let used = crate::mime::decode_qp(&data, out, false);
-                self.pending = data.get(used..).unwrap_or_default().to_vec();
-            }
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        match self.encoding {
-            Encoding::Identity => {}
-            Encoding::Base64 => {
-                match self.pending[..] {
-                    [a, b] => out.push(a << 2 | b >> 4),
-                    [a, b, c] => out.extend_from_slice(&[a << 2 | b >> 4, b << 4 | c >> 2]),
-                    _ => {}
-                }
-                self.pending.clear();
-            }
-            Encoding::QuotedPrintable => {
-                let data = std::mem::take(&mut self.pending);
-                crate::mime::decode_qp(&data, out, true);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn decode_in_pieces(enc: Encoding, input: &[u8], piece: usize) -> Vec<u8> {
-        let mut d = Decoder::new(enc);
+    fn decode_in_pieces(enc: TransferEncoding, input: &[u8], piece: usize) -> Vec<u8> {
+        let mut d = TransferDecoder::new(enc);
         let mut out = Vec::new();
         for c in input.chunks(piece) {
             d.feed(c, &mut out);
@@ -487,15 +396,18 @@ mod tests {
         let qp = b"a=3Db=\r\nc=\nd=ZZ=";
         for piece in 1..8 {
             assert_eq!(
-                decode_in_pieces(Encoding::Base64, b64, piece),
+                decode_in_pieces(TransferEncoding::Base64, b64, piece),
                 b"hello world"
             );
             assert_eq!(
-                decode_in_pieces(Encoding::QuotedPrintable, qp, piece),
+                decode_in_pieces(TransferEncoding::QuotedPrintable, qp, piece),
                 b"a=bcd=ZZ="
             );
         }
-        assert_eq!(decode_in_pieces(Encoding::Base64, b"aGVsbG8", 3), b"hello");
+        assert_eq!(
+            decode_in_pieces(TransferEncoding::Base64, b"aGVsbG8", 3),
+            b"hello"
+        );
     }
 
     /// Stored bytes handed out a few at a time, as a server may answer a partial fetch.
@@ -535,7 +447,7 @@ mod tests {
         ] {
             let mut sink = Collect(Vec::new());
             let mut source = Pieces(wrapped.clone());
-            let done = decode_stored(&mut source, Encoding::Base64, skip, want, &mut sink)
+            let done = decode_stored(&mut source, TransferEncoding::Base64, skip, want, &mut sink)
                 .await
                 .unwrap();
             assert!(done);

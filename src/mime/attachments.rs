@@ -21,12 +21,10 @@
 //! extension for well-known types. `EstimatedDataSize` is the decoded size,
 //! which is what [`attachment`] returns.
 
-use base64::engine::general_purpose::GeneralPurposeConfig;
-use base64::engine::{DecodePaddingMode, GeneralPurpose};
-use base64::Engine;
 use mail_parser::{Encoding, HeaderName, HeaderValue, MessagePart, MimeHeaders, PartType};
 
 use super::headers::{clean_line, header_in, html_body_ids, text_body_ids, Parsed};
+use super::transfer::TransferEncoding;
 use super::Attachment;
 
 /// `airsyncbase:Method` of an ordinary attachment.
@@ -248,73 +246,13 @@ fn sanitize_name(name: &str) -> String {
 /// Base64 as found in mail: anything outside the alphabet is skipped, the
 /// first `=` ends the data, missing padding and trailing bits are accepted.
 fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
-    let mut clean: Vec<u8> = input
-        .iter()
-        .copied()
-        .take_while(|&b| b != b'=')
-        .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
-        .collect();
-    if clean.len() % 4 == 1 {
-        clean.pop();
-    }
-    let engine = GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        GeneralPurposeConfig::new()
-            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
-            .with_decode_allow_trailing_bits(true),
-    );
-    engine.decode(&clean).ok()
+    Some(super::transfer::decode(TransferEncoding::Base64, input))
 }
 
 /// Quoted-printable (RFC 2045 6.7): `=XX` bytes, `=` soft line breaks;
 /// a malformed `=` is kept as it is.
 fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    decode_qp(input, &mut out, true);
-    out
-}
-
-/// Decodes quoted-printable; returns how many input bytes were used. Without `last`, an
-/// escape cut by the end of `input` is left for the next call.
-pub fn decode_qp(input: &[u8], out: &mut Vec<u8>, last: bool) -> usize {
-    fn hex(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            b'A'..=b'F' => Some(b - b'A' + 10),
-            _ => None,
-        }
-    }
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        if b != b'=' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        if !last && i + 2 >= input.len() {
-            return i;
-        }
-        match (input.get(i + 1).copied(), input.get(i + 2).copied()) {
-            (Some(b'\r'), Some(b'\n')) => i += 3,
-            (Some(b'\n'), _) => i += 2,
-            (Some(h), Some(l)) => match (hex(h), hex(l)) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'=');
-                    i += 1;
-                }
-            },
-            _ => {
-                out.push(b'=');
-                i += 1;
-            }
-        }
-    }
-    i
+    super::transfer::decode(TransferEncoding::QuotedPrintable, input)
 }
 
 /// Count of attachments (for [`Summary::has_attachments`](super::Summary)).

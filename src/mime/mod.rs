@@ -38,15 +38,16 @@ mod attachments;
 mod body;
 mod email;
 mod headers;
+mod transfer;
 
 use crate::eas::ProtocolVersion;
 use crate::wbxml::Element;
 
-pub use attachments::decode_qp;
 pub use email::{
     application_data, application_data_partial, categories, conversation_id_of, flag_change,
     summary, CONTENT_CLASS_MESSAGE, FLAG_TYPE_FOLLOW_UP, INTERNET_CPID_UTF8,
 };
+pub use transfer::{TransferDecoder, TransferEncoding};
 
 /// Plain text size sent when the client sent no `BodyPreference` at all
 /// (EAS 12.0+ clients normally do): the body goes out as plain text, cut at
