@@ -957,31 +957,54 @@ fn op_record_draft_version(
         version.message_id,
         client_key
     ])?;
-    let stored = tx
-        .prepare_cached(
-            "SELECT uid, item, message_id FROM draft_versions
-             WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3 AND uid = ?4",
-        )?
-        .query_row(
-            params![user, collection_id, uid_validity, version.uid],
-            draft_row,
-        )?;
+    let stored = op_draft_query(
+        &tx,
+        user,
+        collection_id,
+        uid_validity,
+        "uid = ?4",
+        &version.uid,
+    )?
+    .pop()
+    .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     tx.commit()?;
     Ok(stored)
 }
 
+/// The recorded versions in `user`'s Drafts collection `collection_id` under `uid_validity`
+/// that `filter` (SQL on the parameter `?4`, which is `arg`) picks, in UID order.
 fn op_draft_query(
-    conn: &mut Connection,
-    sql: &str,
-    args: &[&dyn rusqlite::ToSql],
+    conn: &Connection,
+    user: &str,
+    collection_id: &str,
+    uid_validity: u32,
+    filter: &str,
+    arg: &dyn rusqlite::ToSql,
 ) -> Result<Vec<DraftVersion>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(args, draft_row)?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(r?);
+    let sql = format!(
+        "SELECT uid, item, message_id FROM draft_versions
+         WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3 AND {filter}
+         ORDER BY uid"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![user, collection_id, uid_validity, arg], draft_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+impl SqliteStore {
+    /// [`op_draft_query`] on the store's connection.
+    async fn draft_query(
+        &self,
+        user: &str,
+        collection_id: &str,
+        uid_validity: u32,
+        filter: &'static str,
+        arg: impl rusqlite::ToSql + Send + 'static,
+    ) -> Result<Vec<DraftVersion>, StoreError> {
+        let (user, collection_id) = (user.to_owned(), collection_id.to_owned());
+        self.call(move |c| op_draft_query(c, &user, &collection_id, uid_validity, filter, &arg))
+            .await
     }
-    Ok(out)
 }
 
 // ---- trait impl ---------------------------------------------------------------
@@ -1331,22 +1354,19 @@ impl StateStore for SqliteStore {
         uid_validity: u32,
         uids: &[u32],
     ) -> Result<Vec<DraftVersion>, StoreError> {
-        let (user, collection_id, uids) =
-            (user.to_owned(), collection_id.to_owned(), uids.to_vec());
-        self.call(move |c| {
-            let mut out = Vec::new();
-            for uid in uids {
-                out.extend(op_draft_query(
-                    c,
-                    "SELECT uid, item, message_id FROM draft_versions
-                     WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3
-                       AND uid = ?4",
-                    &[&user, &collection_id, &uid_validity, &uid],
-                )?);
-            }
-            out.sort_by_key(|v| v.uid);
-            Ok(out)
-        })
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One query for all: the UIDs go in as a JSON array.
+        let list: Vec<String> = uids.iter().map(u32::to_string).collect();
+        let json = format!("[{}]", list.join(","));
+        self.draft_query(
+            user,
+            collection_id,
+            uid_validity,
+            "uid IN (SELECT value FROM json_each(?4))",
+            json,
+        )
         .await
     }
 
@@ -1357,17 +1377,8 @@ impl StateStore for SqliteStore {
         uid_validity: u32,
         item: u32,
     ) -> Result<Vec<DraftVersion>, StoreError> {
-        let (user, collection_id) = (user.to_owned(), collection_id.to_owned());
-        self.call(move |c| {
-            op_draft_query(
-                c,
-                "SELECT uid, item, message_id FROM draft_versions
-                 WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3 AND item = ?4
-                 ORDER BY uid",
-                &[&user, &collection_id, &uid_validity, &item],
-            )
-        })
-        .await
+        self.draft_query(user, collection_id, uid_validity, "item = ?4", item)
+            .await
     }
 
     async fn draft_versions_by_message_id(
@@ -1377,21 +1388,13 @@ impl StateStore for SqliteStore {
         uid_validity: u32,
         message_id: &str,
     ) -> Result<Vec<DraftVersion>, StoreError> {
-        let (user, collection_id, message_id) = (
-            user.to_owned(),
-            collection_id.to_owned(),
+        self.draft_query(
+            user,
+            collection_id,
+            uid_validity,
+            "message_id = ?4",
             message_id.to_owned(),
-        );
-        self.call(move |c| {
-            op_draft_query(
-                c,
-                "SELECT uid, item, message_id FROM draft_versions
-                 WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3
-                   AND message_id = ?4
-                 ORDER BY uid",
-                &[&user, &collection_id, &uid_validity, &message_id],
-            )
-        })
+        )
         .await
     }
 
@@ -1402,24 +1405,17 @@ impl StateStore for SqliteStore {
         uid_validity: u32,
         client_key: &str,
     ) -> Result<Option<DraftVersion>, StoreError> {
-        let (user, collection_id, client_key) = (
-            user.to_owned(),
-            collection_id.to_owned(),
-            client_key.to_owned(),
-        );
-        self.call(move |c| {
-            Ok(op_draft_query(
-                c,
-                "SELECT uid, item, message_id FROM draft_versions
-                 WHERE user_name = ?1 AND collection_id = ?2 AND uid_validity = ?3
-                   AND client_key = ?4
-                 ORDER BY uid LIMIT 1",
-                &[&user, &collection_id, &uid_validity, &client_key],
-            )?
+        Ok(self
+            .draft_query(
+                user,
+                collection_id,
+                uid_validity,
+                "client_key = ?4",
+                client_key.to_owned(),
+            )
+            .await?
             .into_iter()
             .next())
-        })
-        .await
     }
 
     async fn forget_draft(
