@@ -163,56 +163,79 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
     }
 
     let (key, ttl) = retry_key(ctx, &req);
-    let expires = ctx.now.saturating_add(ttl.as_secs() as i64);
-    let claim = match gw.store.claim_send(user, &key, ctx.now, expires).await {
-        Ok(c) => c,
-        Err(e) => {
-            // Nothing was sent and nothing recorded: the phone retries later.
-            warn!(user, command = kind.name(), error = %e, "cannot record the send; not sent");
-            return Err(CommandError::Unavailable(
-                "the send retry record cannot be written".into(),
-            ));
-        }
-    };
-    match claim {
-        SendClaim::New => {}
-        SendClaim::InFlight => {
-            info!(
-                user,
-                command = kind.name(),
-                "the same message is being sent by another request: retry later"
-            );
-            return Err(CommandError::Unavailable(
-                "the same message is still being sent".into(),
-            ));
-        }
-        SendClaim::Done => {
-            info!(
-                user,
-                command = kind.name(),
-                client_id = req.client_id.as_deref().unwrap_or(""),
-                "message already sent (a retry): not sent again"
-            );
-            return Ok(if req.wbxml {
-                failure(kind, true, status::MESSAGE_PREVIOUSLY_SENT, 200, "")
-            } else {
-                Outcome::Empty
-            });
-        }
+    if !claim(gw, ctx, &key, ttl, kind.name(), "message").await? {
+        info!(
+            user,
+            command = kind.name(),
+            client_id = req.client_id.as_deref().unwrap_or(""),
+            "message already sent (a retry): not sent again"
+        );
+        return Ok(if req.wbxml {
+            failure(kind, true, status::MESSAGE_PREVIOUSLY_SENT, 200, "")
+        } else {
+            Outcome::Empty
+        });
     }
 
     let result = send_claimed(gw, ctx, &req).await;
-    let sent = match &result {
-        Ok(Ok(())) => true,
-        Ok(Err(f)) => f.maybe_sent,
-        Err(_) => false,
-    };
-    settle(gw, user, &key, sent).await;
+    settle_after(gw, user, &key, &result).await;
     match result {
         Ok(Ok(())) => Ok(Outcome::Empty),
         Ok(Err(f)) => Ok(failure(kind, req.wbxml, f.status, f.http, f.reason)),
         Err(e) => Err(e),
     }
+}
+
+/// Claims the retry record `key` for `ttl` before `what` (a message, a draft) is sent by
+/// `command`: `true` when this request now owns it and sends, `false` when it was sent
+/// already. The same send still in flight, or a store that cannot record the claim, answers
+/// "retry later" (HTTP 503): nothing was sent.
+pub(crate) async fn claim<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    key: &str,
+    ttl: Duration,
+    command: &'static str,
+    what: &str,
+) -> Result<bool, CommandError> {
+    let user = ctx.user.address.as_str();
+    let expires = ctx.now.saturating_add(ttl.as_secs() as i64);
+    match gw.store.claim_send(user, key, ctx.now, expires).await {
+        Ok(SendClaim::New) => Ok(true),
+        Ok(SendClaim::Done) => Ok(false),
+        Ok(SendClaim::InFlight) => {
+            info!(
+                user,
+                command, "the same {what} is being sent by another request: retry later"
+            );
+            Err(CommandError::Unavailable(format!(
+                "the same {what} is still being sent"
+            )))
+        }
+        Err(e) => {
+            // Nothing was sent and nothing recorded: the phone retries later.
+            warn!(user, command, error = %e, "cannot record the send; {what} not sent");
+            Err(CommandError::Unavailable(
+                "the send retry record cannot be written".into(),
+            ))
+        }
+    }
+}
+
+/// Settles the claimed retry record `key` by the outcome of the send: kept when the mail left
+/// or may have, forgotten when nothing was sent (see [`settle`]).
+pub(crate) async fn settle_after<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    user: &str,
+    key: &str,
+    result: &Result<Result<(), Failed>, CommandError>,
+) {
+    let sent = match result {
+        Ok(Ok(())) => true,
+        Ok(Err(f)) => f.maybe_sent,
+        Err(_) => false,
+    };
+    settle(gw, user, key, sent).await;
 }
 
 /// Marks the claimed retry record `key` as sent, or forgets it when nothing was sent. A busy

@@ -33,7 +33,7 @@ use crate::eas::sync::{
     status, ClientCommand, ClientResponse, DraftData, ServerCommand, SyncOptions,
 };
 use crate::eas::ProtocolVersion;
-use crate::state::{DraftVersion, SendClaim, StateStore};
+use crate::state::{DraftVersion, StateStore};
 use crate::uidset::UidSet;
 use crate::wbxml::tags::{airsync as a, airsyncbase as b};
 use crate::wbxml::Element;
@@ -426,26 +426,14 @@ async fn claim<B: MailBackend, S: StateStore>(
     ctx: &Context,
     key: &str,
 ) -> Result<bool, CommandError> {
-    let user = ctx.user.address.as_str();
-    let expires = ctx
-        .now
-        .saturating_add(send_mail::CLIENT_ID_TTL.as_secs() as i64);
-    match gw.store.claim_send(user, key, ctx.now, expires).await {
-        Ok(SendClaim::New) => Ok(true),
-        Ok(SendClaim::Done) => {
-            info!(user, "draft already sent (a retry): not sent again");
-            Ok(false)
-        }
-        Ok(SendClaim::InFlight) => Err(CommandError::Unavailable(
-            "the same draft is still being sent".into(),
-        )),
-        Err(e) => {
-            warn!(user, error = %e, "cannot record the send; draft not sent");
-            Err(CommandError::Unavailable(
-                "the send retry record cannot be written".into(),
-            ))
-        }
+    let claimed = send_mail::claim(gw, ctx, key, send_mail::CLIENT_ID_TTL, "Sync", "draft").await?;
+    if !claimed {
+        info!(
+            user = ctx.user.address.as_str(),
+            "draft already sent (a retry): not sent again"
+        );
     }
+    Ok(claimed)
 }
 
 /// Submits a claimed draft; the Sync per-item status.
@@ -458,12 +446,7 @@ async fn submit<B: MailBackend, S: StateStore>(
 ) -> Result<u32, CommandError> {
     let user = ctx.user.address.as_str();
     let r = send_mail::send_draft(gw, ctx, session, Bytes::from(raw)).await;
-    let sent = match &r {
-        Ok(Ok(())) => true,
-        Ok(Err(f)) => f.maybe_sent,
-        Err(_) => false,
-    };
-    send_mail::settle(gw, user, key, sent).await;
+    send_mail::settle_after(gw, user, key, &r).await;
     match r? {
         Ok(()) => Ok(status::SUCCESS),
         Err(f) => {
