@@ -118,6 +118,51 @@ impl Conflict<'_> {
             },
         )
     }
+
+    /// Applies the flag edits of the device's Change `server_id` (Read, Flag) to `uid` under
+    /// the Conflict rule and notes the outcome in `out`: the mail touched, or the Change's
+    /// Status 7 / 8. `conflicted` is what [`Conflict::changed_on_server`] found for the
+    /// request's changed mails; `None` checks `uid` alone here. A Change with no flag edit does
+    /// nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn change_flags<M: MailSession>(
+        &self,
+        session: &mut M,
+        mailbox: &str,
+        server_id: &str,
+        uid: u32,
+        data: &Element,
+        conflicted: Option<&UidSet>,
+        out: &mut Applied,
+    ) -> Result<(), BackendError> {
+        let (add, remove) = flag_edits(data);
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let changed = match conflicted {
+            Some(c) => c.contains(uid),
+            None => self
+                .changed_on_server(session, mailbox, &UidSet::from_uids([uid]))
+                .await?
+                .contains(uid),
+        };
+        match self
+            .edit(session, mailbox, uid, &add, &remove, changed)
+            .await?
+        {
+            Edit::Stored => out.touched.insert(uid),
+            // Client wins over a server change: the device still gets the mail's flags.
+            Edit::StoredOverServer => {}
+            // The server wins: not applied; its flags reach the device as a Change.
+            Edit::Refused => out
+                .responses
+                .push(change_response(server_id, status::CONFLICT)),
+            Edit::Missing => out
+                .responses
+                .push(change_response(server_id, status::OBJECT_NOT_FOUND)),
+        }
+        Ok(())
+    }
 }
 
 /// Parses `<collection>:<uid>`; the collection must be this one.
@@ -168,32 +213,17 @@ pub async fn apply<M: MailSession>(
                         .push(change_response(server_id, status::OBJECT_NOT_FOUND));
                     continue;
                 };
-                let (add, remove) = flag_edits(data);
-                if add.is_empty() && remove.is_empty() {
-                    continue;
-                }
-                let edit = conflict
-                    .edit(
+                conflict
+                    .change_flags(
                         session,
                         mailbox,
+                        server_id,
                         uid,
-                        &add,
-                        &remove,
-                        conflicted.contains(uid),
+                        data,
+                        Some(&conflicted),
+                        &mut out,
                     )
                     .await?;
-                match edit {
-                    Edit::Stored => out.touched.insert(uid),
-                    // Client wins over a server change: the device still gets the mail's flags.
-                    Edit::StoredOverServer => {}
-                    // The server wins: not applied; its flags reach the device as a Change.
-                    Edit::Refused => out
-                        .responses
-                        .push(change_response(server_id, status::CONFLICT)),
-                    Edit::Missing => out
-                        .responses
-                        .push(change_response(server_id, status::OBJECT_NOT_FOUND)),
-                }
             }
             ClientCommand::Delete { server_id } => {
                 let Some(uid) = parse_server_id(collection_id, server_id) else {

@@ -39,7 +39,7 @@ use crate::wbxml::tags::{airsync as a, airsyncbase as b};
 use crate::wbxml::Element;
 
 use super::client_changes::{
-    change_response, flag_edits, parse_server_id, server_id, Applied, Conflict, Edit,
+    change_response, flag_edits, parse_server_id, server_id, Applied, Conflict,
 };
 use crate::commands::{send_mail, CommandError, Context, Gateway};
 
@@ -298,32 +298,10 @@ async fn change<B: MailBackend, S: StateStore>(
     let send = send && ctx.version >= ProtocolVersion::V16_0;
 
     if !content && !send {
-        let (add, remove) = flag_edits(data);
-        if add.is_empty() && remove.is_empty() {
-            return Ok(None);
-        }
-        let conflicted = conflict
-            .changed_on_server(session, folder.mailbox, &UidSet::from_uids([current]))
+        conflict
+            .change_flags(session, folder.mailbox, sid, current, data, None, out)
             .await?;
-        let edit = conflict
-            .edit(
-                session,
-                folder.mailbox,
-                current,
-                &add,
-                &remove,
-                conflicted.contains(current),
-            )
-            .await?;
-        return Ok(match edit {
-            Edit::Stored => {
-                out.touched.insert(current);
-                None
-            }
-            Edit::StoredOverServer => None,
-            Edit::Refused => Some(change_response(sid, status::CONFLICT)),
-            Edit::Missing => Some(change_response(sid, status::OBJECT_NOT_FOUND)),
-        });
+        return Ok(None);
     }
 
     let send_key = format!("draft-send\n{}\n{sid}", ctx.device_id());
