@@ -515,13 +515,6 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
         };
         parse_server_id(cid, sid)
     };
-    let all: Vec<u32> = commands.iter().filter_map(uid_of).collect();
-    let mut item_of: HashMap<u32, u32> = store
-        .draft_versions(user, cid, uid_validity, &all)
-        .await?
-        .into_iter()
-        .map(|v| (v.uid, v.item))
-        .collect();
     let deleted: HashSet<u32> = commands
         .iter()
         .filter(|c| {
@@ -532,8 +525,17 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
         })
         .filter_map(uid_of)
         .collect();
+    let all: Vec<u32> = commands.iter().filter_map(uid_of).collect();
+    let recorded = store.draft_versions(user, cid, uid_validity, &all).await?;
+    let mut item_of: HashMap<u32, u32> = recorded.iter().map(|v| (v.uid, v.item)).collect();
+    // The recorded versions that leave in this response, with their Message-IDs.
+    let mut leaving: Vec<DraftVersion> = recorded
+        .into_iter()
+        .filter(|v| deleted.contains(&v.uid))
+        .collect();
     // New mails with no recorded version: recognise a new version of a known draft by its
-    // Message-ID, and record every one so later versions can be recognised.
+    // Message-ID (the newest leaving version with the same one), and record every one so
+    // later versions can be recognised.
     let unknown: Vec<u32> = commands
         .iter()
         .filter(|c| matches!(c, ServerCommand::Add { .. }))
@@ -550,15 +552,15 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
     }
     for (uid, message_id) in found {
         let message_id = message_id.map(|id| format!("<{id}>"));
-        let mut item = uid;
-        if let Some(id) = &message_id {
-            let same = store
-                .draft_versions_by_message_id(user, cid, uid_validity, id)
-                .await?;
-            if let Some(v) = same.iter().rev().find(|v| deleted.contains(&v.uid)) {
-                item = v.item;
-            }
-        }
+        let item = message_id
+            .as_ref()
+            .and_then(|id| {
+                leaving
+                    .iter()
+                    .filter(|v| v.message_id.as_ref() == Some(id))
+                    .max_by_key(|v| v.uid)
+            })
+            .map_or(uid, |v| v.item);
         let v = store
             .record_draft_version(
                 user,
@@ -573,6 +575,9 @@ pub(super) async fn server_commands<M: MailSession, S: StateStore>(
             )
             .await?;
         item_of.insert(uid, v.item);
+        if deleted.contains(&uid) {
+            leaving.push(v);
+        }
     }
     let item = |uid: u32| item_of.get(&uid).copied().unwrap_or(uid);
     let deleted_items: HashSet<u32> = deleted.iter().map(|u| item(*u)).collect();
