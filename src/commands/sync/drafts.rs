@@ -466,11 +466,14 @@ pub async fn current_uid<M: MailSession, S: StateStore>(
     mailbox: &str,
     item: u32,
 ) -> Result<u32, CommandError> {
-    let uid_validity = session.select(mailbox).await?.uid_validity;
-    let recorded = store
-        .draft_item_versions(user, cid, uid_validity, item)
-        .await?;
-    Ok(recorded.iter().map(|v| v.uid).max().unwrap_or(item))
+    let folder = Folder {
+        store,
+        user,
+        cid,
+        uid_validity: session.select(mailbox).await?.uid_validity,
+        mailbox,
+    };
+    Ok(folder.versions(item).await?.0)
 }
 
 /// 16.0 ApplicationData answering the device's new attachments: ClientId -> FileReference.
