@@ -51,18 +51,14 @@ impl Phone {
     }
 
     async fn sync_with_key(&self, key: &str, commands: Vec<Element>) -> SyncResult {
-        let mut c = Element::new(a::COLLECTION)
-            .text_child(a::SYNC_KEY, key)
-            .text_child(a::COLLECTION_ID, self.drafts.clone())
-            .text_child(a::WINDOW_SIZE, "50");
+        let mut req = sync_request(&self.drafts, key, 50, None);
         if !commands.is_empty() {
             let mut cmds = Element::new(a::COMMANDS);
             for cmd in commands {
                 cmds.push(cmd);
             }
-            c.push(cmds);
+            push_commands(&mut req, cmds);
         }
-        let req = Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(c));
         sync_result(&self.dev.post("Sync", &req).await)
     }
 }
@@ -627,10 +623,7 @@ async fn before_16_an_add_is_refused_and_adds_outside_drafts_too() {
     let mut old = TestDevice::new(&gw, &user, &pw, "14.1");
     old.provision().await;
     let drafts = folder_id(&old, "Drafts").await;
-    let r = sync_result(
-        &old.post("Sync", &sync_request(&drafts, "0", 10, None))
-            .await,
-    );
+    let r = sync(&old, &drafts, "0", 10).await;
     let key = r.key.unwrap();
     let mime = draft_mime(&user, "bob@example.test", "old", "<o@example.test>", b"o");
     let req = Element::new(a::SYNC).child(

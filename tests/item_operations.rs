@@ -268,26 +268,6 @@ fn thread_mail(subject: &str, id: &str, parent: Option<&str>) -> String {
     )
 }
 
-/// Every mail of the folder (ServerId, ApplicationData) after a full sync from key 0, and the
-/// last key.
-async fn sync_all(dev: &TestDevice, cid: &str) -> (String, Vec<(String, Element)>) {
-    let r = sync_result(&dev.post("Sync", &sync_request(cid, "0", 100, None)).await);
-    let mut key = r.key.expect("key after 0");
-    let mut adds = Vec::new();
-    loop {
-        let r = sync_result(&dev.post("Sync", &sync_request(cid, &key, 100, None)).await);
-        if r.empty {
-            return (key, adds);
-        }
-        assert_eq!(r.status.as_deref(), Some("1"));
-        adds.extend(r.adds);
-        key = r.key.expect("key");
-        if !r.more {
-            return (key, adds);
-        }
-    }
-}
-
 fn subjects_in(transcript: &str) -> Vec<String> {
     let mut out: Vec<String> = transcript
         .lines()
@@ -370,7 +350,7 @@ async fn move_conversation_moves_every_mail_of_the_thread_once() {
     let keep = folder_id(&dev, "Keep").await;
 
     // The phone holds the Inbox and the destination; the ConversationId is the one Sync gives.
-    let (inbox_key, adds) = sync_all(&dev, &inbox).await;
+    let (adds, inbox_key) = full_sync(&dev, &inbox, 100).await;
     assert_eq!(adds.len(), 3);
     let conversation = |subject: &str| {
         adds.iter()
@@ -388,7 +368,7 @@ async fn move_conversation_moves_every_mail_of_the_thread_once() {
         .filter(|(_, d)| d.text_of(eas_gateway::wbxml::tags::email::SUBJECT) != Some("other"))
         .map(|(id, _)| id.clone())
         .collect();
-    let (keep_key, none) = sync_all(&dev, &keep).await;
+    let (none, keep_key) = full_sync(&dev, &keep, 100).await;
     assert!(none.is_empty());
 
     // Statuses: no MoveAlways, unknown destination, unknown conversation, the virtual Outbox.
@@ -433,25 +413,16 @@ async fn move_conversation_moves_every_mail_of_the_thread_once() {
 
     // On the phone: one Delete per moved mail in the Inbox, one Add per mail in the
     // destination, and nothing more after that.
-    let r = sync_result(
-        &dev.post("Sync", &sync_request(&inbox, &inbox_key, 100, None))
-            .await,
-    );
+    let r = sync(&dev, &inbox, &inbox_key, 100).await;
     let mut deletes = r.deletes.clone();
     deletes.sort();
     let mut want = moved_ids.clone();
     want.sort();
     assert_eq!(deletes, want);
     assert!(r.adds.is_empty() && r.changes.is_empty());
-    let again = sync_result(
-        &dev.post("Sync", &sync_request(&inbox, &r.key.unwrap(), 100, None))
-            .await,
-    );
+    let again = sync(&dev, &inbox, &r.key.unwrap(), 100).await;
     assert!(again.empty, "{again:?}");
-    let r = sync_result(
-        &dev.post("Sync", &sync_request(&keep, &keep_key, 100, None))
-            .await,
-    );
+    let r = sync(&dev, &keep, &keep_key, 100).await;
     assert_eq!(r.adds.len(), 3);
     assert!(r.deletes.is_empty());
     for (_, d) in &r.adds {
@@ -462,10 +433,7 @@ async fn move_conversation_moves_every_mail_of_the_thread_once() {
             Some(cid.clone())
         );
     }
-    let again = sync_result(
-        &dev.post("Sync", &sync_request(&keep, &r.key.unwrap(), 100, None))
-            .await,
-    );
+    let again = sync(&dev, &keep, &r.key.unwrap(), 100).await;
     assert!(again.empty, "{again:?}");
 
     // Moving it again: already there, Status 1, nothing moves.

@@ -9,36 +9,6 @@ use common::*;
 use eas_gateway::wbxml::tags::{airsync as a, airsyncbase as b, email};
 use eas_gateway::wbxml::Element;
 
-async fn sync(dev: &TestDevice, cid: &str, key: &str, window: u32) -> SyncResult {
-    sync_result(
-        &dev.post("Sync", &sync_request(cid, key, window, None))
-            .await,
-    )
-}
-
-/// Key 0, then pages until nothing more is available; returns (adds, final key).
-async fn full_sync(dev: &TestDevice, cid: &str, window: u32) -> (Vec<(String, Element)>, String) {
-    let first = sync(dev, cid, "0", window).await;
-    assert_eq!(first.status.as_deref(), Some("1"));
-    assert!(first.adds.is_empty(), "key 0 answers no items");
-    let mut key = first.key.unwrap();
-    let mut adds = Vec::new();
-    loop {
-        let r = sync(dev, cid, &key, window).await;
-        if r.empty {
-            break;
-        }
-        assert_eq!(r.status.as_deref(), Some("1"));
-        assert!(r.adds.len() <= window as usize);
-        adds.extend(r.adds);
-        key = r.key.unwrap();
-        if !r.more {
-            break;
-        }
-    }
-    (adds, key)
-}
-
 fn subject(data: &Element) -> String {
     data.text_of(email::SUBJECT).unwrap_or("").to_string()
 }
@@ -121,16 +91,6 @@ async fn device_changes_land_on_imap_and_are_not_echoed() {
     );
     // And the next Sync has nothing to say.
     assert!(sync(&dev, &inbox, &key2, 50).await.empty);
-}
-
-fn push_commands(req: &mut Element, commands: Element) {
-    let col = req
-        .first(a::COLLECTIONS)
-        .and_then(|c| c.first(a::COLLECTION))
-        .cloned()
-        .unwrap();
-    let col = col.child(commands);
-    *req = Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(col));
 }
 
 #[tokio::test]
@@ -404,18 +364,9 @@ async fn a_thousand_mails_sync_exactly_once_across_a_gateway_restart() {
     // The response to the next page is lost once: the phone repeats its key.
     let lost = sync(&dev, &inbox, &key, 100).await;
     assert_eq!(lost.adds.len(), 100);
-    loop {
-        let r = sync(&dev, &inbox, &key, 100).await;
-        if r.empty {
-            break;
-        }
-        seen.extend(r.adds.iter().map(|(s, _)| s.clone()));
-        subjects.extend(r.adds.iter().map(|(_, d)| subject(d)));
-        key = r.key.unwrap();
-        if !r.more {
-            break;
-        }
-    }
+    let (rest, _) = sync_pages(&dev, &inbox, key, 100).await;
+    seen.extend(server_ids(&rest));
+    subjects.extend(rest.iter().map(|(_, d)| subject(d)));
     let distinct: HashSet<&String> = seen.iter().collect();
     assert_eq!(seen.len(), 1000, "every mail once");
     assert_eq!(distinct.len(), 1000);

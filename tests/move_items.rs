@@ -7,25 +7,6 @@ use common::*;
 use eas_gateway::wbxml::tags::move_items as m;
 use eas_gateway::wbxml::Element;
 
-/// Syncs a collection from key 0 until nothing more comes; returns (key, ServerIds added).
-async fn sync_all(dev: &TestDevice, cid: &str) -> (String, Vec<String>) {
-    let r = sync_result(&dev.post("Sync", &sync_request(cid, "0", 100, None)).await);
-    let mut key = r.key.expect("key after 0");
-    let mut ids = Vec::new();
-    loop {
-        let r = sync_result(&dev.post("Sync", &sync_request(cid, &key, 100, None)).await);
-        if r.empty {
-            return (key, ids);
-        }
-        assert_eq!(r.status.as_deref(), Some("1"));
-        ids.extend(r.adds.into_iter().map(|(id, _)| id));
-        key = r.key.expect("key");
-        if !r.more {
-            return (key, ids);
-        }
-    }
-}
-
 fn move_request(moves: &[(&str, &str, &str)]) -> Element {
     let mut root = Element::new(m::MOVE_ITEMS);
     for (src, sf, df) in moves {
@@ -69,12 +50,12 @@ async fn moved_mail_is_on_imap_and_no_sync_repeats_it() {
     let inbox = folder_id(&dev, "Inbox").await;
     let projects = folder_id(&dev, "Projects").await;
 
-    let (inbox_key, inbox_ids) = sync_all(&dev, &inbox).await;
-    assert_eq!(inbox_ids.len(), 2);
-    let (projects_key, projects_ids) = sync_all(&dev, &projects).await;
-    assert!(projects_ids.is_empty());
+    let (inbox_adds, inbox_key) = full_sync(&dev, &inbox, 100).await;
+    assert_eq!(inbox_adds.len(), 2);
+    let (projects_adds, projects_key) = full_sync(&dev, &projects, 100).await;
+    assert!(projects_adds.is_empty());
 
-    let moved = inbox_ids[0].clone();
+    let moved = inbox_adds[0].0.clone();
     let res = move_items(&dev, &[(&moved, &inbox, &projects)]).await;
     assert_eq!(res.len(), 1);
     assert_eq!(res[0].0, moved);
@@ -92,23 +73,14 @@ async fn moved_mail_is_on_imap_and_no_sync_repeats_it() {
     assert_eq!(uids_in(&t), vec![dst_uid.parse::<u32>().unwrap()], "{t}");
 
     // The device already did the move: no Delete from INBOX, no Add (or Change) in Projects.
-    let r = sync_result(
-        &dev.post("Sync", &sync_request(&inbox, &inbox_key, 100, None))
-            .await,
-    );
+    let r = sync(&dev, &inbox, &inbox_key, 100).await;
     assert!(r.empty, "INBOX Sync after MoveItems: {r:?}");
-    let r = sync_result(
-        &dev.post("Sync", &sync_request(&projects, &projects_key, 100, None))
-            .await,
-    );
+    let r = sync(&dev, &projects, &projects_key, 100).await;
     assert!(r.empty, "Projects Sync after MoveItems: {r:?}");
 
     // The views still work: a new mail in Projects is the only Add.
     append(&user, &pw, "Projects", &mail("third", "three"), None).await;
-    let r = sync_result(
-        &dev.post("Sync", &sync_request(&projects, &projects_key, 100, None))
-            .await,
-    );
+    let r = sync(&dev, &projects, &projects_key, 100).await;
     assert_eq!(r.adds.len(), 1, "{r:?}");
     assert_ne!(r.adds[0].0, dst);
     assert!(r.deletes.is_empty() && r.changes.is_empty(), "{r:?}");
@@ -123,7 +95,8 @@ async fn moving_into_a_folder_the_device_never_synced_adds_it_there_later() {
     append(&user, &pw, "INBOX", &mail("b", "b"), None).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let later = folder_id(&dev, "Later").await;
-    let (inbox_key, ids) = sync_all(&dev, &inbox).await;
+    let (adds, inbox_key) = full_sync(&dev, &inbox, 100).await;
+    let ids = server_ids(&adds);
 
     // Two moves in one request, both to the same folder.
     let res = move_items(
@@ -132,14 +105,11 @@ async fn moving_into_a_folder_the_device_never_synced_adds_it_there_later() {
     )
     .await;
     assert!(res.iter().all(|r| r.1 == "3" && r.2.is_some()), "{res:?}");
-    let r = sync_result(
-        &dev.post("Sync", &sync_request(&inbox, &inbox_key, 100, None))
-            .await,
-    );
+    let r = sync(&dev, &inbox, &inbox_key, 100).await;
     assert!(r.empty, "{r:?}");
     // First sync of the destination: both mails arrive, under the ids MoveItems named.
-    let (_, later_ids) = sync_all(&dev, &later).await;
-    let mut got = later_ids.clone();
+    let (later_adds, _) = full_sync(&dev, &later, 100).await;
+    let mut got = server_ids(&later_adds);
     got.sort();
     let mut want: Vec<String> = res.iter().filter_map(|r| r.2.clone()).collect();
     want.sort();
@@ -154,8 +124,8 @@ async fn invalid_moves_have_their_own_statuses() {
     append(&user, &pw, "INBOX", &mail("x", "x"), None).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let projects = folder_id(&dev, "Projects").await;
-    let (_, ids) = sync_all(&dev, &inbox).await;
-    let id = ids[0].as_str();
+    let (adds, _) = full_sync(&dev, &inbox, 100).await;
+    let id = adds[0].0.as_str();
     let missing = format!("{inbox}:999999");
     let res = move_items(
         &dev,

@@ -51,29 +51,6 @@ async fn phone(gw: &TestGateway, user: &str, pw: &str) -> TestDevice {
     dev
 }
 
-async fn sync(dev: &TestDevice, cid: &str, key: &str) -> SyncResult {
-    sync_result(&dev.post("Sync", &sync_request(cid, key, 100, None)).await)
-}
-
-/// Key 0, then until nothing more; returns the device's key and the ServerIds it holds.
-async fn full_sync(dev: &TestDevice, cid: &str) -> (String, Vec<String>) {
-    let first = sync(dev, cid, "0").await;
-    assert_eq!(first.status.as_deref(), Some("1"), "{first:?}");
-    let mut key = first.key.unwrap();
-    let mut ids = Vec::new();
-    loop {
-        let r = sync(dev, cid, &key).await;
-        if r.empty {
-            return (key, ids);
-        }
-        ids.extend(r.adds.iter().map(|(s, _)| s.clone()));
-        key = r.key.unwrap();
-        if !r.more {
-            return (key, ids);
-        }
-    }
-}
-
 fn ping_request(heartbeat: Option<u32>, folders: &[&str]) -> Element {
     let mut e = Element::new(p::PING);
     if let Some(h) = heartbeat {
@@ -206,7 +183,7 @@ async fn delivered_mail_wakes_a_waiting_ping() {
     let (user, pw) = new_user("push");
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
-    let (key, _) = full_sync(&dev, &inbox).await;
+    let (_, key) = full_sync(&dev, &inbox, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&inbox])).await;
     let sent = deliver(&user, "push me").await;
     let answer = task.await.unwrap();
@@ -217,7 +194,7 @@ async fn delivered_mail_wakes_a_waiting_ping() {
         answer.at.duration_since(sent).as_millis()
     );
     // The Sync the device makes next brings the mail.
-    let r = sync(&dev, &inbox, &key).await;
+    let r = sync(&dev, &inbox, &key, 100).await;
     assert_eq!(r.adds.len(), 1, "{r:?}");
 }
 
@@ -227,7 +204,7 @@ async fn heartbeat_expires_with_status_1_and_bounds_answer_5() {
     let (user, pw) = new_user("hb");
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     let t = Instant::now();
     let a = ping(&dev, Some(ping_request(Some(2), &[&inbox]))).await;
     assert_eq!(a.status, "1", "{a:?}");
@@ -277,7 +254,7 @@ async fn empty_ping_reuses_the_last_parameters() {
     let (user, pw) = new_user("empty");
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     let t = Instant::now();
     assert_eq!(
         ping(&dev, Some(ping_request(Some(2), &[&inbox])))
@@ -314,8 +291,8 @@ async fn empty_ping_after_a_restart_reuses_the_stored_parameters() {
     let mut dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let archive = folder_id(&dev, "Archive").await;
-    full_sync(&dev, &inbox).await;
-    full_sync(&dev, &archive).await;
+    full_sync(&dev, &inbox, 100).await;
+    full_sync(&dev, &archive, 100).await;
     // A complete Ping, answered by a change.
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&inbox, &archive])).await;
     append(&user, &pw, "Archive", &mail("before restart", "x"), None).await;
@@ -324,7 +301,7 @@ async fn empty_ping_after_a_restart_reuses_the_stored_parameters() {
         (a.status.as_str(), a.folders.clone()),
         ("2", vec![archive.clone()])
     );
-    full_sync(&dev, &archive).await;
+    full_sync(&dev, &archive, 100).await;
 
     // The gateway stops; a new one runs on the same state file.
     server.gateway.push.shutdown();
@@ -342,7 +319,7 @@ async fn empty_ping_after_a_restart_reuses_the_stored_parameters() {
         (a.status.as_str(), a.folders.clone()),
         ("2", vec![inbox.clone()])
     );
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     // ... and so does a new mail in the second folder.
     let task = ping_in_background_with(&server2, &dev, None).await;
     append(&user, &pw, "Archive", &mail("after restart", "x"), None).await;
@@ -356,7 +333,7 @@ async fn mail_between_sync_and_ping_answers_at_once() {
     let (user, pw) = new_user("between");
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     append(&user, &pw, "INBOX", &mail("in between", "x"), None).await;
     let t = Instant::now();
     let a = ping(&dev, Some(ping_request(Some(30), &[&inbox]))).await;
@@ -373,25 +350,19 @@ async fn own_read_change_wakes_only_the_other_device() {
     let b_dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&a_dev, "Inbox").await;
     assert_eq!(folder_id(&b_dev, "Inbox").await, inbox);
-    let (key_a, ids) = full_sync(&a_dev, &inbox).await;
-    full_sync(&b_dev, &inbox).await;
-    assert_eq!(ids.len(), 1);
+    let (adds, key_a) = full_sync(&a_dev, &inbox, 100).await;
+    full_sync(&b_dev, &inbox, 100).await;
+    assert_eq!(adds.len(), 1);
 
     // B waits; A marks the mail read.
     let b_wait = ping_in_background(&server, &b_dev, ping_request(Some(30), &[&inbox])).await;
     let change = Element::new(a::COMMANDS).child(
         Element::new(a::CHANGE)
-            .text_child(a::SERVER_ID, ids[0].clone())
+            .text_child(a::SERVER_ID, adds[0].0.clone())
             .child(Element::new(a::APPLICATION_DATA).text_child(email::READ, "1")),
     );
     let mut req = sync_request(&inbox, &key_a, 100, None);
-    let col = req
-        .first(a::COLLECTIONS)
-        .and_then(|c| c.first(a::COLLECTION))
-        .cloned()
-        .unwrap()
-        .child(change);
-    req = Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(col));
+    push_commands(&mut req, change);
     let r = sync_result(&a_dev.post("Sync", &req).await);
     assert_eq!(r.status.as_deref(), Some("1"));
 
@@ -412,7 +383,7 @@ async fn a_flag_set_over_imap_wakes_a_ping() {
     append(&user, &pw, "INBOX", &mail("flag me", "x"), None).await;
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&inbox])).await;
     imap(&user, &pw, &["SELECT INBOX", "STORE 1 +FLAGS (\\Flagged)"]).await;
     let a = task.await.unwrap();
@@ -425,7 +396,7 @@ async fn a_second_request_ends_the_first_ping() {
     let (user, pw) = new_user("second");
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     let first = ping_in_background(&server, &dev, ping_request(Some(60), &[&inbox])).await;
     let t = Instant::now();
     dev.folder_sync("0").await;
@@ -450,7 +421,7 @@ async fn folders_never_synced_are_ignored() {
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let drafts = folder_id(&dev, "Drafts").await;
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     // Only never-synced folders: no 3, no 7, just the heartbeat.
     append(&user, &pw, "Drafts", &mail("draft", "x"), None).await;
     let a = ping(&dev, Some(ping_request(Some(2), &[&drafts]))).await;
@@ -469,7 +440,7 @@ async fn a_deleted_watched_folder_answers_7() {
     imap(&user, &pw, &["CREATE Projects"]).await;
     let dev = phone(&gw, &user, &pw).await;
     let projects = folder_id(&dev, "Projects").await;
-    full_sync(&dev, &projects).await;
+    full_sync(&dev, &projects, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&projects])).await;
     imap(&user, &pw, &["DELETE Projects"]).await;
     let a = task.await.unwrap();
@@ -482,7 +453,7 @@ async fn shutdown_answers_waiting_pings_at_once() {
     let (user, pw) = new_user("shutdown");
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(Some(60), &[&inbox])).await;
     let t = Instant::now();
     server.gateway.push.shutdown();
@@ -503,8 +474,8 @@ async fn without_notify_idle_and_polling_still_push() {
     let dev = phone(&gw, &user, &pw).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let archive = folder_id(&dev, "Archive").await;
-    full_sync(&dev, &inbox).await;
-    full_sync(&dev, &archive).await;
+    full_sync(&dev, &inbox, 100).await;
+    full_sync(&dev, &archive, 100).await;
     // INBOX: IDLE reports it.
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&inbox, &archive])).await;
     let sent = deliver(&user, "idle").await;
@@ -517,7 +488,7 @@ async fn without_notify_idle_and_polling_still_push() {
         "without NOTIFY, INBOX: {} ms",
         a.at.duration_since(sent).as_millis()
     );
-    full_sync(&dev, &inbox).await;
+    full_sync(&dev, &inbox, 100).await;
     // Another folder: the poll finds it.
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&inbox, &archive])).await;
     let t = Instant::now();

@@ -61,43 +61,6 @@ fn max_userip_connections() -> usize {
         .expect("numeric mail_max_userip_connections")
 }
 
-async fn sync(dev: &TestDevice, cid: &str, key: &str, commands: Option<Element>) -> SyncResult {
-    let mut req = sync_request(cid, key, 100, None);
-    if let Some(c) = commands {
-        let col = req
-            .first(a::COLLECTIONS)
-            .and_then(|c| c.first(a::COLLECTION))
-            .cloned()
-            .unwrap()
-            .child(c);
-        req = Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(col));
-    }
-    let r = sync_result(&dev.post("Sync", &req).await);
-    assert!(
-        r.empty || r.status.as_deref() == Some("1"),
-        "Sync of {cid}: {r:?}"
-    );
-    r
-}
-
-/// Syncs until nothing more; returns the new key and the ServerIds added.
-async fn sync_all(dev: &TestDevice, cid: &str, key: &str) -> (String, Vec<String>) {
-    let mut key = key.to_string();
-    let mut ids = Vec::new();
-    loop {
-        let r = sync(dev, cid, &key, None).await;
-        if r.empty {
-            return (key, ids);
-        }
-        ids.extend(r.adds.iter().map(|(s, _)| s.clone()));
-        let initial = key == "0";
-        key = r.key.expect("SyncKey");
-        if !initial && !r.more {
-            return (key, ids);
-        }
-    }
-}
-
 fn ping_body(folders: &[String]) -> Element {
     let mut fs = Element::new(p::FOLDERS);
     for id in folders {
@@ -133,10 +96,16 @@ async fn run_phone(mut phone: Phone, folders: Vec<String>, n: usize) -> Vec<Stri
                         .text_child(email::READ, if round % 2 == 0 { "1" } else { "0" }),
                 ),
         );
-        let r = sync(&phone.dev, cid, &phone.keys[cid], Some(change)).await;
+        let mut req = sync_request(cid, &phone.keys[cid], 100, None);
+        push_commands(&mut req, change);
+        let r = sync_result(&phone.dev.post("Sync", &req).await);
+        assert!(
+            r.empty || r.status.as_deref() == Some("1"),
+            "Sync of {cid}: {r:?}"
+        );
         let mut key = r.key.expect("SyncKey after a change");
         if r.more {
-            key = sync_all(&phone.dev, cid, &key).await.0;
+            key = sync_pages(&phone.dev, cid, key, 100).await.1;
         }
         phone.keys.insert(cid.clone(), key);
 
@@ -155,7 +124,7 @@ async fn run_phone(mut phone: Phone, folders: Vec<String>, n: usize) -> Vec<Stri
             .unwrap_or_default();
         statuses.push(status);
         for cid in changed {
-            let (key, _) = sync_all(&phone.dev, &cid, &phone.keys[&cid]).await;
+            let (_, key) = sync_pages(&phone.dev, &cid, phone.keys[&cid].clone(), 100).await;
             phone.keys.insert(cid, key);
         }
     }
@@ -208,10 +177,10 @@ async fn three_devices_on_twenty_folders_stay_within_the_pool_and_one_watcher() 
         let mut keys = HashMap::new();
         let mut items = HashMap::new();
         for cid in &ids {
-            let (key, got) = sync_all(&dev, cid, "0").await;
+            let (got, key) = full_sync(&dev, cid, 100).await;
             assert_eq!(got.len(), 1, "one item in {cid}");
             keys.insert(cid.clone(), key);
-            items.insert(cid.clone(), got[0].clone());
+            items.insert(cid.clone(), got[0].0.clone());
         }
         phones.push(Phone { dev, keys, items });
     }

@@ -18,14 +18,8 @@ async fn synced_inbox(gw: &TestGateway, user: &str, pw: &str) -> (TestDevice, St
     let mut dev = TestDevice::new(gw, user, pw, "14.1");
     dev.provision().await;
     let inbox = folder_id(&dev, "Inbox").await;
-    let r = sync_result(&dev.post("Sync", &sync_request(&inbox, "0", 10, None)).await);
-    let r = sync_result(
-        &dev.post(
-            "Sync",
-            &sync_request(&inbox, r.key.as_deref().unwrap(), 10, None),
-        )
-        .await,
-    );
+    let r = sync(&dev, &inbox, "0", 10).await;
+    let r = sync(&dev, &inbox, r.key.as_deref().unwrap(), 10).await;
     assert_eq!(r.adds.len(), 1);
     (dev, inbox, r.key.unwrap())
 }

@@ -17,13 +17,8 @@ async fn several_fetches_in_one_sync_are_answered_in_order() {
     let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
     dev.provision().await;
     let inbox = folder_id(&dev, "Inbox").await;
-    let key = sync_result(&dev.post("Sync", &sync_request(&inbox, "0", 10, None)).await)
-        .key
-        .unwrap();
-    let r = sync_result(
-        &dev.post("Sync", &sync_request(&inbox, &key, 10, None))
-            .await,
-    );
+    let key = sync(&dev, &inbox, "0", 10).await.key.unwrap();
+    let r = sync(&dev, &inbox, &key, 10).await;
     let by_subject = |s: &str| {
         r.adds
             .iter()
@@ -41,10 +36,7 @@ async fn several_fetches_in_one_sync_are_answered_in_order() {
         cmds.push(Element::new(a::FETCH).text_child(a::SERVER_ID, sid.clone()));
     }
     let mut req = sync_request(&inbox, r.key.as_deref().unwrap(), 10, None);
-    req.first_mut(a::COLLECTIONS)
-        .and_then(|c| c.first_mut(a::COLLECTION))
-        .unwrap()
-        .push(cmds);
+    push_commands(&mut req, cmds);
     let got = sync_result(&dev.post("Sync", &req).await);
     let fetches: Vec<&Element> = got
         .responses

@@ -561,6 +561,65 @@ pub fn sync_request(collection: &str, key: &str, window: u32, options: Option<El
     Element::new(a::SYNC).child(Element::new(a::COLLECTIONS).child(c))
 }
 
+/// Adds `commands` (an AirSync Commands element) to the collection of a one-collection Sync
+/// request.
+pub fn push_commands(req: &mut Element, commands: Element) {
+    use eas_gateway::wbxml::tags::airsync as a;
+    req.first_mut(a::COLLECTIONS)
+        .and_then(|c| c.first_mut(a::COLLECTION))
+        .expect("a Sync request with one collection")
+        .push(commands);
+}
+
+/// One Sync of one collection, without options or commands.
+pub async fn sync(dev: &TestDevice, cid: &str, key: &str, window: u32) -> SyncResult {
+    sync_result(
+        &dev.post("Sync", &sync_request(cid, key, window, None))
+            .await,
+    )
+}
+
+/// Key 0, then pages until nothing more is available; returns (adds, final key).
+pub async fn full_sync(
+    dev: &TestDevice,
+    cid: &str,
+    window: u32,
+) -> (Vec<(String, Element)>, String) {
+    let first = sync(dev, cid, "0", window).await;
+    assert_eq!(first.status.as_deref(), Some("1"), "{first:?}");
+    assert!(first.adds.is_empty(), "key 0 answers no items");
+    sync_pages(dev, cid, first.key.expect("key after 0"), window).await
+}
+
+/// Pages from `key` until nothing more is available; returns (adds, final key).
+pub async fn sync_pages(
+    dev: &TestDevice,
+    cid: &str,
+    mut key: String,
+    window: u32,
+) -> (Vec<(String, Element)>, String) {
+    let mut adds = Vec::new();
+    loop {
+        let r = sync(dev, cid, &key, window).await;
+        if r.empty {
+            break;
+        }
+        assert_eq!(r.status.as_deref(), Some("1"), "Sync of {cid}: {r:?}");
+        assert!(r.adds.len() <= window as usize);
+        adds.extend(r.adds);
+        key = r.key.expect("key");
+        if !r.more {
+            break;
+        }
+    }
+    (adds, key)
+}
+
+/// The ServerIds of Sync adds.
+pub fn server_ids(adds: &[(String, Element)]) -> Vec<String> {
+    adds.iter().map(|(sid, _)| sid.clone()).collect()
+}
+
 /// What one collection of a Sync response says.
 #[derive(Debug, Default)]
 pub struct SyncResult {
