@@ -5,8 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,44 +27,6 @@ async fn seed(user: &str, pw: &str) {
         .collect();
     let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
     imap(user, pw, &refs).await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The real binary on plain HTTP, with its state in `dir`.
-async fn start_binary(dir: &Path, port: u16) -> tokio::process::Child {
-    let config = dir.join("gw.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = 143\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = 587\n[state]\nurl = \"sqlite://{}\"\n\
-             [identity]\ndomain = \"{DOMAIN}\"\n",
-            dir.join("state.db").display()
-        ),
-    )
-    .unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the gateway binary");
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the gateway did not start listening");
 }
 
 async fn sigkill(child: &mut tokio::process::Child) {
@@ -149,16 +109,7 @@ async fn sigkill_between_and_during_pages_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = start_binary(dir.path(), port).await;
-    let mut dev = TestDevice {
-        client: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
-        user: user.clone(),
-        password: pw.clone(),
-        device_id: format!("KILL{:08X}", rand::random::<u32>()),
-        device_type: "TestPhone".into(),
-        version: "14.1",
-        policy_key: None,
-    };
+    let mut dev = TestDevice::plain_http(port, &user, &pw, "14.1");
     dev.provision().await;
     let inbox = folder_id(&dev, "Inbox").await;
     let mut key = try_sync(&dev, &inbox, "0").await.unwrap().key.unwrap();

@@ -335,10 +335,7 @@ async fn refusals_before_smtp() {
 
 #[tokio::test]
 async fn smtp_down_answers_503_and_a_retry_then_sends() {
-    let unused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let unused = free_port();
     let down = gateway(unused, 1 << 20).await;
     let alice = device(&down, "alice", "14.1").await;
     let (bob, bob_pw) = new_user("bob");

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -14,60 +13,13 @@ use eas_gateway::wbxml::Element;
 async fn sigterm_answers_a_waiting_ping_and_exits() {
     let (user, pw) = new_user("sigterm");
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let config = dir.path().join("gw.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = 143\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = 587\n[state]\nurl = \"sqlite://{}\"\n\
-             [identity]\ndomain = \"{DOMAIN}\"\n",
-            dir.path().join("state.db").display()
-        ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the gateway binary");
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the gateway did not start listening");
-
-    let mut dev = TestDevice {
-        client: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}/Microsoft-Server-ActiveSync"),
-        user: user.clone(),
-        password: pw.clone(),
-        device_id: "SIGTERM0001".into(),
-        device_type: "TestPhone".into(),
-        version: "14.1",
-        policy_key: None,
-    };
+    let port = free_port();
+    let mut child = start_binary(dir.path(), port).await;
+    let mut dev = TestDevice::plain_http(port, &user, &pw, "14.1");
     dev.provision().await;
     let inbox = folder_id(&dev, "Inbox").await;
-    let key0 = sync_result(&dev.post("Sync", &sync_request(&inbox, "0", 10, None)).await);
-    let key = key0.key.unwrap();
-    let _ = sync_result(
-        &dev.post("Sync", &sync_request(&inbox, &key, 10, None))
-            .await,
-    );
+    let key = sync(&dev, &inbox, "0", 10).await.key.unwrap();
+    sync(&dev, &inbox, &key, 10).await;
     let ping = Element::new(p::PING)
         .text_child(p::HEARTBEAT_INTERVAL, "900")
         .child(

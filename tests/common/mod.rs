@@ -2,7 +2,8 @@
 //! stack (`deploy/dev/mailstack.sh start`), and a small EAS client to talk to it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +158,46 @@ domain = "{DOMAIN}"
     (gw, server)
 }
 
+/// A port free on 127.0.0.1 when asked (nothing listens on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary serving plain HTTP on `port`, with its config and state in `dir`; returns
+/// once it accepts connections. Killed when dropped.
+pub async fn start_binary(dir: &Path, port: u16) -> tokio::process::Child {
+    let config = dir.join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = 143\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = 587\n[state]\nurl = \"sqlite://{}\"\n\
+             [identity]\ndomain = \"{DOMAIN}\"\n",
+            dir.join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the gateway binary");
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway did not start listening");
+}
+
 impl TestGateway {
     /// `127.0.0.1:port`, the server argument of the pyactivesync scripts.
     pub fn host(&self) -> String {
@@ -222,10 +263,26 @@ pub struct Reply {
 
 impl TestDevice {
     pub fn new(gw: &TestGateway, user: &str, password: &str, version: &'static str) -> TestDevice {
+        TestDevice::at(client(), gw.base.clone(), user, password, version)
+    }
+
+    /// A device of `user` talking plain HTTP to the gateway binary on `port` (`start_binary`).
+    pub fn plain_http(port: u16, user: &str, password: &str, version: &'static str) -> TestDevice {
+        let base = format!("http://127.0.0.1:{port}/Microsoft-Server-ActiveSync");
+        TestDevice::at(reqwest::Client::new(), base, user, password, version)
+    }
+
+    fn at(
+        client: reqwest::Client,
+        base: String,
+        user: &str,
+        password: &str,
+        version: &'static str,
+    ) -> TestDevice {
         let n: u32 = rand::random();
         TestDevice {
-            client: client(),
-            base: gw.base.clone(),
+            client,
+            base,
             user: user.to_string(),
             password: password.to_string(),
             device_id: format!("TESTDEV{n:08X}"),
