@@ -26,8 +26,7 @@ struct Phone {
 }
 
 async fn phone(gw: &TestGateway, user: &str, pw: &str) -> Phone {
-    let mut dev = TestDevice::new(gw, user, pw, "16.1");
-    dev.provision().await;
+    let dev = device_of(gw, user, pw, "16.1").await;
     let drafts = folder_id(&dev, "Drafts").await;
     let mut p = Phone {
         dev,
@@ -620,8 +619,7 @@ async fn send_from_drafts_delivers_keeps_a_sent_copy_and_no_draft() {
 async fn before_16_an_add_is_refused_and_adds_outside_drafts_too() {
     let gw = start_gateway().await;
     let (user, pw) = new_user("odrafts");
-    let mut old = TestDevice::new(&gw, &user, &pw, "14.1");
-    old.provision().await;
+    let old = device_of(&gw, &user, &pw, "14.1").await;
     let drafts = folder_id(&old, "Drafts").await;
     let r = sync(&old, &drafts, "0", 10).await;
     let key = r.key.unwrap();

@@ -227,8 +227,7 @@ async fn an_imap_connection_cut_mid_page_answers_503_and_the_next_sync_recovers(
         ..Default::default()
     })
     .await;
-    let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
-    dev.provision().await;
+    let dev = device_of(&gw, &user, &pw, "14.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let mut key = try_sync(&dev, &inbox, "0").await.unwrap().key.unwrap();
     let mut phone = Phone::default();

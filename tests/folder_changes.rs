@@ -10,8 +10,7 @@ use eas_gateway::wbxml::Element;
 
 async fn ready(gw: &TestGateway, prefix: &str) -> (TestDevice, String, String, String) {
     let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(gw, &user, &pw, "16.1");
-    dev.provision().await;
+    let dev = device_of(gw, &user, &pw, "16.1").await;
     let r = dev.folder_sync("0").await;
     let key = r.text_of(f::SYNC_KEY).expect("key").to_string();
     (dev, user, pw, key)
@@ -140,8 +139,7 @@ async fn create_rename_move_delete_round_trip() {
     let r = dev.folder_sync(&key4).await;
     assert_eq!(change_count(&r), 0, "{r:?}");
     // Another device sees the same ids under the new names.
-    let mut other = TestDevice::new(&gw, &user, &pw, "14.1");
-    other.provision().await;
+    let other = device_of(&gw, &user, &pw, "14.1").await;
     let all = other.folder_sync("0").await;
     assert_eq!(id_of(&all, "Reports 2026"), id);
     assert_eq!(id_of(&all, "Entwürfe"), sub);

@@ -44,8 +44,7 @@ fn deletes(resp: &Element) -> Vec<String> {
 
 async fn ready_device(gw: &TestGateway, prefix: &str) -> (TestDevice, String, String) {
     let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(gw, &user, &pw, "16.1");
-    dev.provision().await;
+    let dev = device_of(gw, &user, &pw, "16.1").await;
     (dev, user, pw)
 }
 
@@ -146,8 +145,7 @@ async fn key_zero_returns_the_same_ids_and_a_replayed_key_is_answered_again() {
     let key1 = first.text_of(f::SYNC_KEY).unwrap().to_string();
 
     // Another device of the same user sees the same ids.
-    let mut other = TestDevice::new(&gw, &user, &pw, "14.1");
-    other.provision().await;
+    let other = device_of(&gw, &user, &pw, "14.1").await;
     let ids_other: HashMap<String, String> = changes(&other.folder_sync("0").await, f::ADD)
         .into_iter()
         .map(|x| (x.name, x.id))

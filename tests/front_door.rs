@@ -321,8 +321,7 @@ async fn settings_user_information_has_the_shape_of_the_version() {
     let gw = start_gateway().await;
     let (user, pw) = new_user("settings");
     for version in ["14.0", "16.1"] {
-        let mut dev = TestDevice::new(&gw, &user, &pw, version);
-        dev.provision().await;
+        let dev = device_of(&gw, &user, &pw, version).await;
         let req = Element::new(s::SETTINGS)
             .child(Element::new(s::USER_INFORMATION).child(Element::new(s::GET)))
             .child(

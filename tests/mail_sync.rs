@@ -340,8 +340,7 @@ async fn a_thousand_mails_sync_exactly_once_across_a_gateway_restart() {
     let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
     imap(&user, &pw, &refs).await;
 
-    let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
-    dev.provision().await;
+    let mut dev = device_of(&gw, &user, &pw, "14.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let mut key = sync(&dev, &inbox, "0", 100).await.key.unwrap();
     let mut seen: Vec<String> = Vec::new();
@@ -436,8 +435,7 @@ async fn a_hanging_sync_answers_when_mail_arrives_and_empty_when_nothing_does() 
     })
     .await;
     let (user, pw) = new_user("hang");
-    let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
-    dev.provision().await;
+    let dev = device_of(&gw, &user, &pw, "14.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let (_, key) = full_sync(&dev, &inbox, 50).await;
     let hanging = |secs: u32| {
@@ -490,8 +488,7 @@ async fn get_attachment_returns_the_bytes_of_a_12_x_file_reference() {
          Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
     );
     append(&user, &pw, "INBOX", &raw, None).await;
-    let mut dev = TestDevice::new(&gw, &user, &pw, "12.1");
-    dev.provision().await;
+    let dev = device_of(&gw, &user, &pw, "12.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let (adds, _) = full_sync(&dev, &inbox, 10).await;
     let reference = adds[0]

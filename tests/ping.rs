@@ -45,12 +45,6 @@ async fn start_on(push: PushConfig, state: Option<&std::path::Path>) -> (TestGat
     start_gateway_server(opts, |c| c.push = push).await
 }
 
-async fn phone(gw: &TestGateway, user: &str, pw: &str) -> TestDevice {
-    let mut dev = TestDevice::new(gw, user, pw, "16.1");
-    dev.provision().await;
-    dev
-}
-
 fn ping_request(heartbeat: Option<u32>, folders: &[&str]) -> Element {
     let mut e = Element::new(p::PING);
     if let Some(h) = heartbeat {
@@ -181,7 +175,7 @@ async fn deliver(to: &str, subject: &str) -> Instant {
 async fn delivered_mail_wakes_a_waiting_ping() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("push");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let (_, key) = full_sync(&dev, &inbox, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&inbox])).await;
@@ -202,7 +196,7 @@ async fn delivered_mail_wakes_a_waiting_ping() {
 async fn heartbeat_expires_with_status_1_and_bounds_answer_5() {
     let (gw, _server) = start(push_config()).await;
     let (user, pw) = new_user("hb");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
     let t = Instant::now();
@@ -227,7 +221,7 @@ async fn heartbeat_expires_with_status_1_and_bounds_answer_5() {
 async fn too_many_unknown_and_missing_folders() {
     let (gw, _server) = start(push_config()).await;
     let (user, pw) = new_user("pingerr");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     // Nothing cached yet: an empty Ping lacks its parameters.
     let a = ping(&dev, None).await;
     assert_eq!(a.status, "3", "{a:?}");
@@ -252,7 +246,7 @@ async fn too_many_unknown_and_missing_folders() {
 async fn empty_ping_reuses_the_last_parameters() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("empty");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
     let t = Instant::now();
@@ -288,7 +282,7 @@ async fn empty_ping_reuses_the_last_parameters() {
 async fn empty_ping_after_a_restart_reuses_the_stored_parameters() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("restart");
-    let mut dev = phone(&gw, &user, &pw).await;
+    let mut dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let archive = folder_id(&dev, "Archive").await;
     full_sync(&dev, &inbox, 100).await;
@@ -331,7 +325,7 @@ async fn empty_ping_after_a_restart_reuses_the_stored_parameters() {
 async fn mail_between_sync_and_ping_answers_at_once() {
     let (gw, _server) = start(push_config()).await;
     let (user, pw) = new_user("between");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
     append(&user, &pw, "INBOX", &mail("in between", "x"), None).await;
@@ -346,8 +340,8 @@ async fn own_read_change_wakes_only_the_other_device() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("owndev");
     append(&user, &pw, "INBOX", &mail("read me", "x"), None).await;
-    let a_dev = phone(&gw, &user, &pw).await;
-    let b_dev = phone(&gw, &user, &pw).await;
+    let a_dev = device_of(&gw, &user, &pw, "16.1").await;
+    let b_dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&a_dev, "Inbox").await;
     assert_eq!(folder_id(&b_dev, "Inbox").await, inbox);
     let (adds, key_a) = full_sync(&a_dev, &inbox, 100).await;
@@ -381,7 +375,7 @@ async fn a_flag_set_over_imap_wakes_a_ping() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("flag");
     append(&user, &pw, "INBOX", &mail("flag me", "x"), None).await;
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&inbox])).await;
@@ -394,7 +388,7 @@ async fn a_flag_set_over_imap_wakes_a_ping() {
 async fn a_second_request_ends_the_first_ping() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("second");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
     let first = ping_in_background(&server, &dev, ping_request(Some(60), &[&inbox])).await;
@@ -418,7 +412,7 @@ async fn a_second_request_ends_the_first_ping() {
 async fn folders_never_synced_are_ignored() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("neversynced");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let drafts = folder_id(&dev, "Drafts").await;
     full_sync(&dev, &inbox, 100).await;
@@ -438,7 +432,7 @@ async fn a_deleted_watched_folder_answers_7() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("delfolder");
     imap(&user, &pw, &["CREATE Projects"]).await;
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let projects = folder_id(&dev, "Projects").await;
     full_sync(&dev, &projects, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(Some(30), &[&projects])).await;
@@ -451,7 +445,7 @@ async fn a_deleted_watched_folder_answers_7() {
 async fn shutdown_answers_waiting_pings_at_once() {
     let (gw, server) = start(push_config()).await;
     let (user, pw) = new_user("shutdown");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(Some(60), &[&inbox])).await;
@@ -471,7 +465,7 @@ async fn without_notify_idle_and_polling_still_push() {
     };
     let (gw, server) = start(cfg).await;
     let (user, pw) = new_user("poll");
-    let dev = phone(&gw, &user, &pw).await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let archive = folder_id(&dev, "Archive").await;
     full_sync(&dev, &inbox, 100).await;

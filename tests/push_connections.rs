@@ -155,8 +155,7 @@ async fn three_devices_on_twenty_folders_stay_within_the_pool_and_one_watcher() 
     let mut phones = Vec::new();
     let mut folder_ids: Vec<String> = Vec::new();
     for _ in 0..DEVICES {
-        let mut dev = TestDevice::new(&gw, &user, &pw, "16.1");
-        dev.provision().await;
+        let dev = device_of(&gw, &user, &pw, "16.1").await;
         let tree = dev.folder_sync("0").await;
         let ids: Vec<String> = names
             .iter()

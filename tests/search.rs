@@ -382,8 +382,7 @@ async fn fetch_status_and_subject(dev: &TestDevice, long_id: &str) -> (String, O
 async fn a_long_id_fetches_the_right_mail_and_only_for_its_owner() {
     let gw = start_gateway().await;
     let (user, pw) = new_user("searchlong");
-    let mut dev = TestDevice::new(&gw, &user, &pw, "16.1");
-    dev.provision().await;
+    let dev = device_of(&gw, &user, &pw, "16.1").await;
     imap(&user, &pw, &["CREATE Receipts"]).await;
     append(&user, &pw, "INBOX", &mail("okapi one", "first body"), None).await;
     append(
@@ -444,8 +443,7 @@ async fn a_long_id_fetches_the_right_mail_and_only_for_its_owner() {
     let (other, other_pw) = new_user("searchlong2");
     imap(&other, &other_pw, &["CREATE Receipts"]).await;
     append(&other, &other_pw, "Receipts", &mail("private", "x"), None).await;
-    let mut dev2 = TestDevice::new(&gw, &other, &other_pw, "16.1");
-    dev2.provision().await;
+    let dev2 = device_of(&gw, &other, &other_pw, "16.1").await;
     folder_id(&dev2, "Receipts").await;
     let (st, got) = fetch_status_and_subject(&dev2, &long_id).await;
     match st.as_str() {

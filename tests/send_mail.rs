@@ -33,13 +33,6 @@ async fn gateway_on(
     .await
 }
 
-async fn device(gw: &TestGateway, prefix: &str, version: &'static str) -> TestDevice {
-    let (user, pw) = new_user(prefix);
-    let mut d = TestDevice::new(gw, &user, &pw, version);
-    d.provision().await;
-    d
-}
-
 fn unique(label: &str) -> String {
     format!("{label} {:016x}", rand::random::<u64>())
 }
@@ -135,7 +128,7 @@ fn attachment_of(raw: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn sendmail_14_1_delivers_with_attachment_bcc_and_one_sent_copy() {
     let gw = gateway(587, 4 << 20).await;
-    let alice = device(&gw, "alice", "14.1").await;
+    let alice = provisioned(&gw, "alice", "14.1").await.0;
     let (bob, bob_pw) = new_user("bob");
     let (carol, carol_pw) = new_user("carol");
     let subject = unique("SendMail 14.1");
@@ -194,7 +187,7 @@ async fn sendmail_14_1_delivers_with_attachment_bcc_and_one_sent_copy() {
 #[tokio::test]
 async fn same_client_id_twice_answers_118_and_sends_once() {
     let gw = gateway(587, 1 << 20).await;
-    let alice = device(&gw, "alice", "14.1").await;
+    let alice = provisioned(&gw, "alice", "14.1").await.0;
     let (bob, bob_pw) = new_user("bob");
     let subject = unique("retry");
     let mime = message(&alice.user, &bob, "", &subject, b"x");
@@ -224,7 +217,7 @@ async fn same_client_id_twice_answers_118_and_sends_once() {
 #[tokio::test]
 async fn same_client_id_after_a_restart_answers_118_and_sends_once() {
     let first_gw = gateway(587, 1 << 20).await;
-    let alice = device(&first_gw, "alice", "14.1").await;
+    let alice = provisioned(&first_gw, "alice", "14.1").await.0;
     let (bob, bob_pw) = new_user("bob");
     let subject = unique("restart retry");
     let mime = message(&alice.user, &bob, "", &subject, b"x");
@@ -267,7 +260,7 @@ async fn same_client_id_after_a_restart_answers_118_and_sends_once() {
 #[tokio::test]
 async fn sendmail_12_1_raw_mime_with_save_in_sent() {
     let gw = gateway(587, 1 << 20).await;
-    let alice = device(&gw, "alice", "12.1").await;
+    let alice = provisioned(&gw, "alice", "12.1").await.0;
     let (bob, bob_pw) = new_user("bob");
     let subject = unique("SendMail 12.1");
     // Bare LF line ends, no Message-ID, no Date: the gateway fixes all three.
@@ -301,7 +294,7 @@ async fn sendmail_12_1_raw_mime_with_save_in_sent() {
 #[tokio::test]
 async fn refusals_before_smtp() {
     let gw = gateway(587, 1 << 20).await;
-    let alice = device(&gw, "alice", "14.1").await;
+    let alice = provisioned(&gw, "alice", "14.1").await.0;
     let (bob, bob_pw) = new_user("bob");
     let subject = unique("forged");
     let forged = message("someone-else@example.test", &bob, "", &subject, b"x");
@@ -319,7 +312,7 @@ async fn refusals_before_smtp() {
         .await;
     assert_eq!(status_of(&r).as_deref(), Some("119"), "no recipient");
 
-    let old = device(&gw, "alice12", "12.1").await;
+    let old = provisioned(&gw, "alice12", "12.1").await.0;
     let url = format!("{}?{}", old.base, old.query("SendMail"));
     let r = old.post_raw(&url, forged.clone(), "message/rfc822").await;
     assert_eq!(r.status, 500, "12.x: From of another user");
@@ -337,14 +330,14 @@ async fn refusals_before_smtp() {
 async fn smtp_down_answers_503_and_a_retry_then_sends() {
     let unused = free_port();
     let down = gateway(unused, 1 << 20).await;
-    let alice = device(&down, "alice", "14.1").await;
+    let alice = provisioned(&down, "alice", "14.1").await.0;
     let (bob, bob_pw) = new_user("bob");
     let subject = unique("outage");
     let mime = message(&alice.user, &bob, "", &subject, b"x");
     let r = alice.post("SendMail", &send_mail("o-1", true, &mime)).await;
     assert_eq!(r.status, 503, "14.1 with SMTP down");
     assert!(r.headers.get("retry-after").is_some());
-    let old = device(&down, "alice12", "12.1").await;
+    let old = provisioned(&down, "alice12", "12.1").await.0;
     let url = format!("{}?{}", old.base, old.query("SendMail"));
     let mime12 = message(&old.user, &bob, "", &subject, b"x");
     let r = old.post_raw(&url, mime12, "message/rfc822").await;
@@ -389,7 +382,7 @@ fn peak_rss_mib() -> u64 {
 #[tokio::test]
 async fn twenty_mb_attachment_goes_through() {
     let gw = gateway(587, 64 << 20).await;
-    let alice = device(&gw, "alice", "14.1").await;
+    let alice = provisioned(&gw, "alice", "14.1").await.0;
     let (bob, bob_pw) = new_user("bob");
     let subject = unique("big");
     let bytes: Vec<u8> = (0..20u32 << 20)
@@ -425,7 +418,7 @@ async fn too_large_for_the_mail_limit_is_status_122() {
     // The limit is checked on the MIME, before anything is sent; the HTTP limit must be larger.
     let limit = eas_gateway::commands::send_mail::MAX_MESSAGE_BYTES;
     let gw = gateway(587, limit + (2 << 20)).await;
-    let alice = device(&gw, "alice", "14.1").await;
+    let alice = provisioned(&gw, "alice", "14.1").await.0;
     let mut mime = format!(
         "From: {}\r\nTo: x@example.test\r\nSubject: huge\r\n\r\n",
         alice.user
@@ -436,7 +429,7 @@ async fn too_large_for_the_mail_limit_is_status_122() {
         .post("SendMail", &send_mail("huge-1", false, &mime))
         .await;
     assert_eq!(status_of(&r).as_deref(), Some("122"));
-    let old = device(&gw, "alice12", "12.1").await;
+    let old = provisioned(&gw, "alice12", "12.1").await.0;
     let url = format!("{}?{}", old.base, old.query("SendMail"));
     let r = old.post_raw(&url, mime, "message/rfc822").await;
     assert_eq!(r.status, 413);

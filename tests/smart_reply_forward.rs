@@ -17,9 +17,7 @@ fn unique(label: &str) -> String {
 
 /// A provisioned device after FolderSync; returns it and the INBOX's collection id.
 async fn ready(gw: &TestGateway, version: &'static str) -> (TestDevice, String) {
-    let (user, pw) = new_user("smart");
-    let mut d = TestDevice::new(gw, &user, &pw, version);
-    d.provision().await;
+    let d = provisioned(gw, "smart", version).await.0;
     let fs = d.folder_sync("0").await;
     let inbox = fs
         .first(fh::CHANGES)

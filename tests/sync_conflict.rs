@@ -15,8 +15,7 @@ async fn holding_one_mail(gw: &TestGateway, user: &str, pw: &str) -> (TestDevice
 
 /// A 14.1 device after the initial Sync of an INBOX with one mail: (device, INBOX id, key).
 async fn synced_inbox(gw: &TestGateway, user: &str, pw: &str) -> (TestDevice, String, String) {
-    let mut dev = TestDevice::new(gw, user, pw, "14.1");
-    dev.provision().await;
+    let dev = device_of(gw, user, pw, "14.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let r = sync(&dev, &inbox, "0", 10).await;
     let r = sync(&dev, &inbox, r.key.as_deref().unwrap(), 10).await;

@@ -14,8 +14,7 @@ async fn several_fetches_in_one_sync_are_answered_in_order() {
     for s in ["fetch one", "fetch two", "fetch three"] {
         append(&user, &pw, "INBOX", &mail(s, "body"), None).await;
     }
-    let mut dev = TestDevice::new(&gw, &user, &pw, "14.1");
-    dev.provision().await;
+    let dev = device_of(&gw, &user, &pw, "14.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let key = sync(&dev, &inbox, "0", 10).await.key.unwrap();
     let r = sync(&dev, &inbox, &key, 10).await;

@@ -366,6 +366,18 @@ impl TestDevice {
     }
 }
 
+/// A provisioned device of an existing user.
+pub async fn device_of(
+    gw: &TestGateway,
+    user: &str,
+    password: &str,
+    version: &'static str,
+) -> TestDevice {
+    let mut dev = TestDevice::new(gw, user, password, version);
+    dev.provision().await;
+    dev
+}
+
 /// A provisioned device of a fresh user: (device, address, password).
 pub async fn provisioned(
     gw: &TestGateway,
@@ -373,8 +385,7 @@ pub async fn provisioned(
     version: &'static str,
 ) -> (TestDevice, String, String) {
     let (user, pw) = new_user(prefix);
-    let mut dev = TestDevice::new(gw, &user, &pw, version);
-    dev.provision().await;
+    let dev = device_of(gw, &user, &pw, version).await;
     (dev, user, pw)
 }
 
