@@ -14,10 +14,6 @@ use eas_gateway::wbxml::tags::{
 };
 use eas_gateway::wbxml::Element;
 
-fn unique(label: &str) -> String {
-    format!("{label} {:016x}", rand::random::<u64>())
-}
-
 /// A provisioned 16.1 device with its Drafts folder synced to a first key.
 struct Phone {
     dev: TestDevice,
@@ -147,12 +143,6 @@ async fn mailbox(user: &str, pw: &str, name: &str) -> Vec<Stored> {
         rest = &item[close + 3 + n..];
     }
     out
-}
-
-fn parsed(raw: &[u8]) -> mail_parser::Message<'_> {
-    mail_parser::MessageParser::default()
-        .parse(raw)
-        .expect("parsable")
 }
 
 fn subject_of(raw: &[u8]) -> String {

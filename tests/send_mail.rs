@@ -33,23 +33,12 @@ async fn gateway_on(
     .await
 }
 
-fn unique(label: &str) -> String {
-    format!("{label} {:016x}", rand::random::<u64>())
-}
-
 fn send_mail(client_id: &str, save: bool, mime: &[u8]) -> Element {
     let mut root = Element::new(cm::SEND_MAIL).text_child(cm::CLIENT_ID, client_id);
     if save {
         root.push(Element::new(cm::SAVE_IN_SENT_ITEMS));
     }
     root.opaque_child(cm::MIME, Bytes::copy_from_slice(mime))
-}
-
-fn status_of(r: &Reply) -> Option<String> {
-    r.body
-        .as_ref()
-        .and_then(|b| b.text_of(cm::STATUS))
-        .map(str::to_string)
 }
 
 /// A message with one attachment.
@@ -66,25 +55,6 @@ fn message(from: &str, to: &str, extra: &str, subject: &str, attachment: &[u8]) 
     .into_bytes()
 }
 
-/// Mails in `mailbox` whose Subject contains `subject`: (FLAGS text, raw message). Waits up to
-/// `wait` for at least `min` of them (delivery is asynchronous).
-async fn find(
-    user: &str,
-    pw: &str,
-    mailbox: &str,
-    subject: &str,
-    min: usize,
-    wait: Duration,
-) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for uid in uids_with_subject(user, pw, mailbox, subject, min, wait).await {
-        let fetch = format!("UID FETCH {uid} (FLAGS BODY.PEEK[])");
-        let t = imap(user, pw, &[&format!("SELECT \"{mailbox}\""), &fetch]).await;
-        out.push(parse_fetch(&t));
-    }
-    out
-}
-
 /// The same in the device user's Sent folder.
 async fn sent_of(
     d: &TestDevice,
@@ -92,21 +62,7 @@ async fn sent_of(
     min: usize,
     wait: Duration,
 ) -> Vec<(String, Vec<u8>)> {
-    find(&d.user, &d.password, "Sent", subject, min, wait).await
-}
-
-fn parse_fetch(t: &str) -> (String, Vec<u8>) {
-    let start = t.find(" FETCH (").expect("FETCH response");
-    let flags = t[start..]
-        .split_once("FLAGS (")
-        .and_then(|(_, r)| r.split_once(')'))
-        .map(|(f, _)| f.to_string())
-        .unwrap_or_default();
-    let open = start + t[start..].find("BODY[] {").expect("literal") + "BODY[] {".len();
-    let close = open + t[open..].find('}').unwrap();
-    let n: usize = t[open..close].parse().unwrap();
-    let body = &t.as_bytes()[close + 3..close + 3 + n];
-    (flags, body.to_vec())
+    mails_with_subject(&d.user, &d.password, "Sent", subject, min, wait).await
 }
 
 fn header_names(raw: &[u8]) -> Vec<String> {
@@ -119,10 +75,11 @@ fn header_names(raw: &[u8]) -> Vec<String> {
 }
 
 fn attachment_of(raw: &[u8]) -> Vec<u8> {
-    let m = mail_parser::MessageParser::default()
-        .parse(raw)
-        .expect("parsable");
-    m.attachment(0).expect("an attachment").contents().to_vec()
+    parsed(raw)
+        .attachment(0)
+        .expect("an attachment")
+        .contents()
+        .to_vec()
 }
 
 #[tokio::test]
@@ -144,7 +101,8 @@ async fn sendmail_14_1_delivers_with_attachment_bcc_and_one_sent_copy() {
     assert_eq!(r.status, 200);
     assert!(r.raw.is_empty(), "success has no body: {:?}", r.body);
 
-    let at_bob = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
+    let at_bob =
+        mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
     assert_eq!(at_bob.len(), 1, "delivered once to bob");
     assert_eq!(
         attachment_of(&at_bob[0].1),
@@ -158,7 +116,7 @@ async fn sendmail_14_1_delivers_with_attachment_bcc_and_one_sent_copy() {
     );
     assert!(names.contains(&"message-id".to_string()) && names.contains(&"date".to_string()));
 
-    let at_carol = find(
+    let at_carol = mails_with_subject(
         &carol,
         &carol_pw,
         "INBOX",
@@ -200,15 +158,16 @@ async fn same_client_id_twice_answers_118_and_sends_once() {
         .post("SendMail", &send_mail("same-id", false, &mime))
         .await;
     assert_eq!(second.status, 200);
-    assert_eq!(status_of(&second).as_deref(), Some("118"));
+    assert_eq!(compose_status(&second).as_deref(), Some("118"));
     // Another ClientId is another message.
     let third = alice
         .post("SendMail", &send_mail("other-id", false, &mime))
         .await;
     assert!(third.raw.is_empty());
-    let got = find(&bob, &bob_pw, "INBOX", &subject, 2, Duration::from_secs(20)).await;
+    let got =
+        mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 2, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let again = find(&bob, &bob_pw, "INBOX", &subject, 3, Duration::ZERO).await;
+    let again = mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 3, Duration::ZERO).await;
     assert_eq!((got.len(), again.len()), (2, 2), "one mail per ClientId");
     let sent = sent_of(&alice, &subject, 0, Duration::ZERO).await;
     assert!(sent.is_empty(), "no Sent copy without SaveInSentItems");
@@ -225,7 +184,7 @@ async fn same_client_id_after_a_restart_answers_118_and_sends_once() {
         .post("SendMail", &send_mail("kept-id", false, &mime))
         .await;
     assert_eq!(first.status, 200);
-    assert!(first.raw.is_empty(), "{:?}", status_of(&first));
+    assert!(first.raw.is_empty(), "{:?}", compose_status(&first));
 
     // The record is in the state file, not in this process.
     let db = rusqlite::Connection::open(first_gw.dir.path().join("state.db")).unwrap();
@@ -249,11 +208,12 @@ async fn same_client_id_after_a_restart_answers_118_and_sends_once() {
         .post("SendMail", &send_mail("kept-id", false, &mime))
         .await;
     assert_eq!(second.status, 200);
-    assert_eq!(status_of(&second).as_deref(), Some("118"));
+    assert_eq!(compose_status(&second).as_deref(), Some("118"));
 
-    let got = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
+    let got =
+        mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let again = find(&bob, &bob_pw, "INBOX", &subject, 2, Duration::ZERO).await;
+    let again = mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 2, Duration::ZERO).await;
     assert_eq!((got.len(), again.len()), (1, 1), "bob has the mail once");
 }
 
@@ -274,7 +234,8 @@ async fn sendmail_12_1_raw_mime_with_save_in_sent() {
         .await;
     assert_eq!(r.status, 200);
     assert!(r.raw.is_empty());
-    let at_bob = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
+    let at_bob =
+        mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
     assert_eq!(at_bob.len(), 1);
     assert!(String::from_utf8_lossy(&at_bob[0].1).contains("plain body\r\n"));
     let sent = sent_of(&alice, &subject, 1, Duration::from_secs(5)).await;
@@ -287,7 +248,7 @@ async fn sendmail_12_1_raw_mime_with_save_in_sent() {
         .await;
     assert_eq!(r.status, 200);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let at_bob = find(&bob, &bob_pw, "INBOX", &subject, 2, Duration::ZERO).await;
+    let at_bob = mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 2, Duration::ZERO).await;
     assert_eq!(at_bob.len(), 1, "a 12.x retry is not sent twice");
 }
 
@@ -302,7 +263,7 @@ async fn refusals_before_smtp() {
         .post("SendMail", &send_mail("f-1", true, &forged))
         .await;
     assert_eq!(
-        status_of(&r).as_deref(),
+        compose_status(&r).as_deref(),
         Some("130"),
         "From of another user"
     );
@@ -310,7 +271,7 @@ async fn refusals_before_smtp() {
     let r = alice
         .post("SendMail", &send_mail("f-2", false, nobody.as_bytes()))
         .await;
-    assert_eq!(status_of(&r).as_deref(), Some("119"), "no recipient");
+    assert_eq!(compose_status(&r).as_deref(), Some("119"), "no recipient");
 
     let old = provisioned(&gw, "alice12", "12.1").await.0;
     let url = format!("{}?{}", old.base, old.query("SendMail"));
@@ -318,9 +279,11 @@ async fn refusals_before_smtp() {
     assert_eq!(r.status, 500, "12.x: From of another user");
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(find(&bob, &bob_pw, "INBOX", &subject, 0, Duration::ZERO)
-        .await
-        .is_empty());
+    assert!(
+        mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 0, Duration::ZERO)
+            .await
+            .is_empty()
+    );
     assert!(sent_of(&alice, &subject, 0, Duration::ZERO)
         .await
         .is_empty());
@@ -357,9 +320,9 @@ async fn smtp_down_answers_503_and_a_retry_then_sends() {
         .post("SendMail", &send_mail("o-1", false, &mime))
         .await;
     assert_eq!(r.status, 200);
-    assert!(r.raw.is_empty(), "{:?}", status_of(&r));
+    assert!(r.raw.is_empty(), "{:?}", compose_status(&r));
     assert_eq!(
-        find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20))
+        mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20))
             .await
             .len(),
         1
@@ -399,14 +362,15 @@ async fn twenty_mb_attachment_goes_through() {
         .await;
     let elapsed = started.elapsed();
     assert_eq!(r.status, 200);
-    assert!(r.raw.is_empty(), "{:?}", status_of(&r));
+    assert!(r.raw.is_empty(), "{:?}", compose_status(&r));
     eprintln!(
         "20 MB attachment: SendMail answered in {:.2} s; peak RSS of the test process {} MiB (before the request {} MiB)",
         elapsed.as_secs_f64(),
         peak_rss_mib(),
         before
     );
-    let got = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(60)).await;
+    let got =
+        mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 1);
     assert!(attachment_of(&got[0].1) == bytes, "20 MB attachment intact");
     let sent = sent_of(&alice, &subject, 1, Duration::from_secs(5)).await;
@@ -428,7 +392,7 @@ async fn too_large_for_the_mail_limit_is_status_122() {
     let r = alice
         .post("SendMail", &send_mail("huge-1", false, &mime))
         .await;
-    assert_eq!(status_of(&r).as_deref(), Some("122"));
+    assert_eq!(compose_status(&r).as_deref(), Some("122"));
     let old = provisioned(&gw, "alice12", "12.1").await.0;
     let url = format!("{}?{}", old.base, old.query("SendMail"));
     let r = old.post_raw(&url, mime, "message/rfc822").await;
@@ -465,10 +429,11 @@ print("ok")
         "send_mail",
     )
     .await;
-    let got = find(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
+    let got =
+        mails_with_subject(&bob, &bob_pw, "INBOX", &subject, 1, Duration::from_secs(20)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(attachment_of(&got[0].1), b"\x00\x01py");
-    let sent = find(
+    let sent = mails_with_subject(
         &alice,
         &alice_pw,
         "Sent",

@@ -11,10 +11,6 @@ use common::*;
 use eas_gateway::wbxml::tags::{compose_mail as cm, folder_hierarchy as fh};
 use eas_gateway::wbxml::Element;
 
-fn unique(label: &str) -> String {
-    format!("{label} {:016x}", rand::random::<u64>())
-}
-
 /// A provisioned device after FolderSync; returns it and the INBOX's collection id.
 async fn ready(gw: &TestGateway, version: &'static str) -> (TestDevice, String) {
     let d = provisioned(gw, "smart", version).await.0;
@@ -55,44 +51,16 @@ async fn flags_of(d: &TestDevice, uid: u32) -> String {
         .to_string()
 }
 
-/// Raw mails in `mailbox` with `subject`, waiting up to `wait` for at least `min`.
-async fn find(
-    user: &str,
-    pw: &str,
-    mailbox: &str,
-    subject: &str,
-    min: usize,
-    wait: Duration,
-) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for uid in uids_with_subject(user, pw, mailbox, subject, min, wait).await {
-        let t = imap(
-            user,
-            pw,
-            &[
-                &format!("SELECT \"{mailbox}\""),
-                &format!("UID FETCH {uid} BODY.PEEK[]"),
-            ],
-        )
-        .await;
-        let open = t.find("BODY[] {").expect("literal") + "BODY[] {".len();
-        let close = open + t[open..].find('}').unwrap();
-        let n: usize = t[open..close].parse().unwrap();
-        out.push(t.as_bytes()[close + 3..close + 3 + n].to_vec());
-    }
-    out
-}
-
 /// The one mail with `subject` in the user's INBOX, waiting up to 20 s for the delivery.
 async fn received(user: &str, pw: &str, subject: &str) -> Vec<u8> {
-    let got = find(user, pw, "INBOX", subject, 1, Duration::from_secs(20)).await;
+    let got = mails_with_subject(user, pw, "INBOX", subject, 1, Duration::from_secs(20)).await;
     assert_eq!(got.len(), 1);
-    got.into_iter().next().unwrap()
+    got.into_iter().next().unwrap().1
 }
 
 /// Asserts the device user's Sent folder holds one mail with `subject`.
 async fn one_sent_copy(d: &TestDevice, subject: &str) {
-    let sent = find(
+    let sent = mails_with_subject(
         &d.user,
         &d.password,
         "Sent",
@@ -126,19 +94,6 @@ fn smart(
     e.opaque_child(cm::MIME, Bytes::copy_from_slice(mime.as_bytes()))
 }
 
-fn status_of(r: &Reply) -> Option<String> {
-    r.body
-        .as_ref()
-        .and_then(|b| b.text_of(cm::STATUS))
-        .map(str::to_string)
-}
-
-fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
-    mail_parser::MessageParser::default()
-        .parse(raw)
-        .expect("parsable")
-}
-
 const ALTERNATIVE_LATIN1: &str = "Content-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n--alt\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nViele Gr=FC=DFe aus M=FCnchen\r\n--alt\r\nContent-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<html><body><p>Viele <b>Gr=FC=DFe</b></p></body></html>\r\n--alt--\r\n";
 
 #[tokio::test]
@@ -167,10 +122,10 @@ async fn smart_reply_14_1_quotes_plain_and_html_and_sets_answered() {
     );
     let r = alice.post("SmartReply", &req).await;
     assert_eq!(r.status, 200);
-    assert!(r.raw.is_empty(), "status {:?}", status_of(&r));
+    assert!(r.raw.is_empty(), "status {:?}", compose_status(&r));
 
     let got = received(&bob, &bob_pw, &format!("Re: {subject}")).await;
-    let m = parse(&got);
+    let m = parsed(&got);
     let text = m.body_text(0).unwrap();
     assert!(text.starts_with("Sounds good."), "{text}");
     assert!(text.contains("> Viele Grüße aus München"), "{text}");
@@ -217,9 +172,9 @@ async fn smart_forward_14_1_carries_the_attachment_and_sets_forwarded() {
         &fwd,
     );
     let r = alice.post("SmartForward", &req).await;
-    assert!(r.raw.is_empty(), "status {:?}", status_of(&r));
+    assert!(r.raw.is_empty(), "status {:?}", compose_status(&r));
     let got = received(&carol, &carol_pw, &format!("Fwd: {subject}")).await;
-    let m = parse(&got);
+    let m = parsed(&got);
     assert_eq!(m.attachment_count(), 1);
     let a = m.attachment(0).unwrap();
     use mail_parser::MimeHeaders;
@@ -260,7 +215,7 @@ async fn smart_reply_12_1_raw_mime_with_query_parameters() {
     assert_eq!(r.status, 200);
     assert!(r.raw.is_empty());
     let got = received(&bob, &bob_pw, &format!("Re: {subject}")).await;
-    let text = parse(&got).body_text(0).unwrap().into_owned();
+    let text = parsed(&got).body_text(0).unwrap().into_owned();
     assert!(text.contains("> first line\r\n> second line"), "{text}");
     assert!(flags_of(&alice, uid).await.contains("\\Answered"));
     one_sent_copy(&alice, &format!("Re: {subject}")).await;
@@ -307,7 +262,7 @@ async fn replace_mime_missing_original_and_long_id() {
         &whole,
     );
     let r = alice.post("SmartReply", &req).await;
-    assert!(r.raw.is_empty(), "status {:?}", status_of(&r));
+    assert!(r.raw.is_empty(), "status {:?}", compose_status(&r));
     let got = received(&bob, &bob_pw, &format!("Re: {subject}")).await;
     let text = String::from_utf8_lossy(&got).into_owned();
     assert!(
@@ -326,7 +281,7 @@ async fn replace_mime_missing_original_and_long_id() {
         &whole,
     );
     let r = alice.post("SmartForward", &req).await;
-    assert_eq!(status_of(&r).as_deref(), Some("150"));
+    assert_eq!(compose_status(&r).as_deref(), Some("150"));
 
     // A LongId that names no Search result: 150.
     let req = Element::new(cm::SMART_FORWARD)
@@ -334,5 +289,5 @@ async fn replace_mime_missing_original_and_long_id() {
         .child(Element::new(cm::SOURCE).text_child(cm::LONG_ID, "RgAAAAD"))
         .opaque_child(cm::MIME, Bytes::copy_from_slice(whole.as_bytes()));
     let r = alice.post("SmartForward", &req).await;
-    assert_eq!(status_of(&r).as_deref(), Some("150"));
+    assert_eq!(compose_status(&r).as_deref(), Some("150"));
 }

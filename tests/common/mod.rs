@@ -539,6 +539,61 @@ pub async fn uids_with_subject(
     }
 }
 
+/// `label` with a random suffix, for subjects no other test uses.
+pub fn unique(label: &str) -> String {
+    format!("{label} {:016x}", rand::random::<u64>())
+}
+
+/// The Status of a ComposeMail response (SendMail, SmartReply, SmartForward).
+pub fn compose_status(r: &Reply) -> Option<String> {
+    use eas_gateway::wbxml::tags::compose_mail as cm;
+    r.body
+        .as_ref()
+        .and_then(|b| b.text_of(cm::STATUS))
+        .map(str::to_string)
+}
+
+/// A raw message, parsed.
+pub fn parsed(raw: &[u8]) -> mail_parser::Message<'_> {
+    mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("parsable")
+}
+
+/// Mails in `mailbox` whose Subject contains `subject`: (FLAGS text, raw message). Waits up to
+/// `wait` for at least `min` of them (delivery is asynchronous).
+pub async fn mails_with_subject(
+    user: &str,
+    pw: &str,
+    mailbox: &str,
+    subject: &str,
+    min: usize,
+    wait: Duration,
+) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for uid in uids_with_subject(user, pw, mailbox, subject, min, wait).await {
+        let fetch = format!("UID FETCH {uid} (FLAGS BODY.PEEK[])");
+        let t = imap(user, pw, &[&format!("SELECT \"{mailbox}\""), &fetch]).await;
+        out.push(parse_fetch(&t));
+    }
+    out
+}
+
+/// (FLAGS text, raw message) of the FETCH (FLAGS BODY[]) in an IMAP transcript.
+fn parse_fetch(t: &str) -> (String, Vec<u8>) {
+    let start = t.find(" FETCH (").expect("FETCH response");
+    let flags = t[start..]
+        .split_once("FLAGS (")
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(f, _)| f.to_string())
+        .unwrap_or_default();
+    let open = start + t[start..].find("BODY[] {").expect("literal") + "BODY[] {".len();
+    let close = open + t[open..].find('}').unwrap();
+    let n: usize = t[open..close].parse().unwrap();
+    let body = &t.as_bytes()[close + 3..close + 3 + n];
+    (flags, body.to_vec())
+}
+
 /// An ItemOperations Fetch of a mail (plain-text body).
 pub fn fetch_mail(cid: &str, sid: &str) -> Element {
     use eas_gateway::wbxml::tags::{airsync as a, airsyncbase as b, item_operations as io};
