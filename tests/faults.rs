@@ -18,15 +18,11 @@ use tokio::net::{TcpListener, TcpStream};
 const MAILS: usize = 1000;
 
 /// Seeds `MAILS` small mails into INBOX in one IMAP session.
-async fn seed(user: &str, pw: &str) {
-    let cmds: Vec<String> = (0..MAILS)
-        .map(|i| {
-            let m = mail(&format!("fault {i:04}"), "body");
-            format!("APPEND INBOX {{{}+}}\r\n{m}", m.len())
-        })
+async fn seed_inbox(user: &str, pw: &str) {
+    let mails: Vec<(String, Option<String>)> = (0..MAILS)
+        .map(|i| (mail(&format!("fault {i:04}"), "body"), None))
         .collect();
-    let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-    imap(user, pw, &refs).await;
+    seed(user, pw, "INBOX", &mails).await;
 }
 
 async fn sigkill(child: &mut tokio::process::Child) {
@@ -105,7 +101,7 @@ async fn assert_nothing_read(user: &str, pw: &str) {
 #[tokio::test]
 async fn sigkill_between_and_during_pages_loses_and_duplicates_nothing() {
     let (user, pw) = new_user("sigkill");
-    seed(&user, &pw).await;
+    seed_inbox(&user, &pw).await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = start_binary(dir.path(), port).await;
@@ -220,7 +216,7 @@ impl CuttingProxy {
 #[tokio::test]
 async fn an_imap_connection_cut_mid_page_answers_503_and_the_next_sync_recovers() {
     let (user, pw) = new_user("imapcut");
-    seed(&user, &pw).await;
+    seed_inbox(&user, &pw).await;
     let proxy = CuttingProxy::start(b"FETCH").await;
     let gw = start_gateway_with(GatewayOptions {
         imap_port: Some(proxy.port),

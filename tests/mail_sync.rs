@@ -330,15 +330,10 @@ async fn a_thousand_mails_sync_exactly_once_across_a_gateway_restart() {
     let gw = start_gateway().await;
     let (user, pw) = new_user("thousand");
     // Seed 1,000 mails in one IMAP session.
-    let mails: Vec<String> = (0..1000)
-        .map(|i| mail(&format!("bulk {i:04}"), "body"))
+    let mails: Vec<(String, Option<String>)> = (0..1000)
+        .map(|i| (mail(&format!("bulk {i:04}"), "body"), None))
         .collect();
-    let cmds: Vec<String> = mails
-        .iter()
-        .map(|m| format!("APPEND INBOX {{{}+}}\r\n{m}", m.len()))
-        .collect();
-    let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-    imap(&user, &pw, &refs).await;
+    seed(&user, &pw, "INBOX", &mails).await;
 
     let mut dev = device_of(&gw, &user, &pw, "14.1").await;
     let inbox = folder_id(&dev, "Inbox").await;

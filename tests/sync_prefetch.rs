@@ -21,16 +21,10 @@ async fn settle() {
 async fn imap_changes_after_the_next_page_was_prepared_still_reach_the_phone() {
     let (gw, server) = start_gateway_server(GatewayOptions::default(), |_| {}).await;
     let (dev, user, pw) = provisioned(&gw, "prefetch", "16.1").await;
-    for i in 1..=30 {
-        append(
-            &user,
-            &pw,
-            "INBOX",
-            &mail(&format!("mail {i:02}"), "x"),
-            None,
-        )
-        .await;
-    }
+    let mails: Vec<(String, Option<String>)> = (1..=30)
+        .map(|i| (mail(&format!("mail {i:02}"), "x"), None))
+        .collect();
+    seed(&user, &pw, "INBOX", &mails).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let first = sync(&dev, &inbox, "0", 10).await;
     let mut key = first.key.unwrap();
@@ -101,16 +95,10 @@ async fn imap_changes_after_the_next_page_was_prepared_still_reach_the_phone() {
 async fn a_new_mail_or_a_repeated_key_after_the_prepared_page_is_handled_exactly_once() {
     let (gw, _server) = start_gateway_server(GatewayOptions::default(), |_| {}).await;
     let (dev, user, pw) = provisioned(&gw, "prefetch2", "16.1").await;
-    for i in 1..=20 {
-        append(
-            &user,
-            &pw,
-            "INBOX",
-            &mail(&format!("mail {i:02}"), "x"),
-            None,
-        )
-        .await;
-    }
+    let mails: Vec<(String, Option<String>)> = (1..=20)
+        .map(|i| (mail(&format!("mail {i:02}"), "x"), None))
+        .collect();
+    seed(&user, &pw, "INBOX", &mails).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let mut key = sync(&dev, &inbox, "0", 8).await.key.unwrap();
     let p1 = sync(&dev, &inbox, &key, 8).await;
