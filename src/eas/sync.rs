@@ -421,40 +421,37 @@ impl CollectionResponse {
 
     /// Children in schema order: SyncKey, CollectionId, Status, MoreAvailable, Commands,
     /// Responses (MS-ASCMD 2.2.3.29.2).
-    pub fn to_element(&self) -> Element {
+    pub fn into_element(self) -> Element {
         let mut c = Element::new(a::COLLECTION);
         // An invalid key is answered with key 0 (MS-ASCMD 3.2.5.1.1.1).
-        let key = match (&self.sync_key, self.status) {
-            (Some(k), _) => Some(k.clone()),
+        let key = match (self.sync_key, self.status) {
+            (Some(k), _) => Some(k),
             (None, status::INVALID_SYNC_KEY) => Some("0".to_string()),
             (None, _) => None,
         };
         if let Some(k) = key {
             c.push(Element::with_text(a::SYNC_KEY, k));
         }
-        c.push(Element::with_text(
-            a::COLLECTION_ID,
-            self.collection_id.clone(),
-        ));
+        c.push(Element::with_text(a::COLLECTION_ID, self.collection_id));
         c.push(Element::with_text(a::STATUS, self.status.to_string()));
         if self.more_available {
             c.push(Element::new(a::MORE_AVAILABLE));
         }
         if !self.commands.is_empty() {
             let mut cmds = Element::new(a::COMMANDS);
-            for cmd in &self.commands {
+            for cmd in self.commands {
                 cmds.push(match cmd {
                     ServerCommand::Add { server_id, data } => Element::new(a::ADD)
-                        .text_child(a::SERVER_ID, server_id.clone())
-                        .child(data.clone()),
+                        .text_child(a::SERVER_ID, server_id)
+                        .child(data),
                     ServerCommand::Change { server_id, data } => Element::new(a::CHANGE)
-                        .text_child(a::SERVER_ID, server_id.clone())
-                        .child(data.clone()),
+                        .text_child(a::SERVER_ID, server_id)
+                        .child(data),
                     ServerCommand::Delete { server_id } => {
-                        Element::new(a::DELETE).text_child(a::SERVER_ID, server_id.clone())
+                        Element::new(a::DELETE).text_child(a::SERVER_ID, server_id)
                     }
                     ServerCommand::SoftDelete { server_id } => {
-                        Element::new(a::SOFT_DELETE).text_child(a::SERVER_ID, server_id.clone())
+                        Element::new(a::SOFT_DELETE).text_child(a::SERVER_ID, server_id)
                     }
                 });
             }
@@ -462,7 +459,7 @@ impl CollectionResponse {
         }
         if !self.responses.is_empty() {
             let mut rs = Element::new(a::RESPONSES);
-            for r in &self.responses {
+            for r in self.responses {
                 rs.push(match r {
                     ClientResponse::Change {
                         server_id,
@@ -470,15 +467,15 @@ impl CollectionResponse {
                         data,
                     } => {
                         let mut e = Element::new(a::CHANGE)
-                            .text_child(a::SERVER_ID, server_id.clone())
+                            .text_child(a::SERVER_ID, server_id)
                             .text_child(a::STATUS, status.to_string());
                         if let Some(d) = data {
-                            e.push(d.clone());
+                            e.push(d);
                         }
                         e
                     }
                     ClientResponse::Delete { server_id, status } => Element::new(a::DELETE)
-                        .text_child(a::SERVER_ID, server_id.clone())
+                        .text_child(a::SERVER_ID, server_id)
                         .text_child(a::STATUS, status.to_string()),
                     ClientResponse::Fetch {
                         server_id,
@@ -486,10 +483,10 @@ impl CollectionResponse {
                         data,
                     } => {
                         let mut f = Element::new(a::FETCH)
-                            .text_child(a::SERVER_ID, server_id.clone())
+                            .text_child(a::SERVER_ID, server_id)
                             .text_child(a::STATUS, status.to_string());
                         if let Some(d) = data {
-                            f.push(d.clone());
+                            f.push(d);
                         }
                         f
                     }
@@ -499,14 +496,13 @@ impl CollectionResponse {
                         status,
                         data,
                     } => {
-                        let mut e =
-                            Element::new(a::ADD).text_child(a::CLIENT_ID, client_id.clone());
+                        let mut e = Element::new(a::ADD).text_child(a::CLIENT_ID, client_id);
                         if let Some(s) = server_id {
-                            e.push(Element::with_text(a::SERVER_ID, s.clone()));
+                            e.push(Element::with_text(a::SERVER_ID, s));
                         }
                         let mut e = e.text_child(a::STATUS, status.to_string());
                         if let Some(d) = data {
-                            e.push(d.clone());
+                            e.push(d);
                         }
                         e
                     }
@@ -519,10 +515,10 @@ impl CollectionResponse {
 }
 
 /// A whole Sync response body.
-pub fn response(collections: &[CollectionResponse]) -> Element {
+pub fn response(collections: Vec<CollectionResponse>) -> Element {
     let mut cols = Element::new(a::COLLECTIONS);
     for c in collections {
-        cols.push(c.to_element());
+        cols.push(c.into_element());
     }
     Element::new(a::SYNC).child(cols)
 }
@@ -582,7 +578,7 @@ mod tests {
 
     #[test]
     fn invalid_key_response_carries_key_zero() {
-        let e = CollectionResponse::error("5", status::INVALID_SYNC_KEY).to_element();
+        let e = CollectionResponse::error("5", status::INVALID_SYNC_KEY).into_element();
         assert_eq!(e.text_of(a::SYNC_KEY), Some("0"));
         assert_eq!(e.text_of(a::STATUS), Some("3"));
     }

@@ -10,7 +10,10 @@ use super::headers::{
     self, conversation_id, conversation_index, display_list, format_date, format_list,
     prune_for_version, Parsed,
 };
-use super::{BodyOptions, ItemInfo, MailFlags, OmittedParts, Summary, BODY_TYPE_MIME};
+use super::slim;
+use super::{
+    BodyOptions, ItemInfo, MailFlags, OmittedParts, Summary, BODY_TYPE_HTML, BODY_TYPE_MIME,
+};
 use crate::eas::ProtocolVersion;
 use crate::wbxml::tags::{airsync, airsyncbase, email, email2};
 use crate::wbxml::Element;
@@ -47,6 +50,29 @@ pub fn application_data(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Element {
+    // Parsing without the bodies the item does not show gives the same item, faster.
+    if let Some(s) = slim::slim(raw, opts) {
+        let omitted = OmittedParts {
+            parts: s.parts,
+            sizes: &s.omitted,
+            texts: &s.texts,
+        };
+        if let Some(e) = application_data_partial(&s.raw, &omitted, flags, info, opts) {
+            return e;
+        }
+    }
+    build(&headers::parse(raw), &[], flags, info, opts)
+}
+
+/// [`application_data`] from the whole message, never slimmed: the reference the slimmed
+/// path is checked against.
+#[cfg(test)]
+pub(crate) fn application_data_whole(
+    raw: &[u8],
+    flags: &MailFlags,
+    info: &ItemInfo<'_>,
+    opts: &BodyOptions,
+) -> Element {
     build(&headers::parse(raw), &[], flags, info, opts)
 }
 
@@ -71,13 +97,31 @@ pub fn application_data_partial(
 ) -> Option<Element> {
     let p = headers::parse(raw);
     let m = p.msg.as_ref()?;
-    if m.parts.len() != omitted.parts || body::choose(&p, opts).body_type == BODY_TYPE_MIME {
+    let choice = body::choose(&p, opts);
+    if m.parts.len() != omitted.parts || choice.body_type == BODY_TYPE_MIME {
         return None;
     }
     for (i, _) in omitted.sizes {
         match m.parts.get(*i).map(|x| &x.body) {
             Some(PartType::Binary(b)) | Some(PartType::InlineBinary(b)) if b.is_empty() => {}
             _ => return None,
+        }
+    }
+    if !omitted.texts.is_empty() {
+        // Only an HTML body without a preview may do without plain-text alternatives, and
+        // only when none of them is part of that HTML body.
+        if choice.body_type != BODY_TYPE_HTML || choice.preview.unwrap_or(0) > 0 || !p.has_html() {
+            return None;
+        }
+        let html = headers::html_body_ids(m);
+        for &i in omitted.texts {
+            match m.parts.get(i).map(|x| &x.body) {
+                Some(PartType::Text(t)) if t.is_empty() => {}
+                _ => return None,
+            }
+            if u32::try_from(i).map_or(true, |i| html.contains(&i)) {
+                return None;
+            }
         }
     }
     Some(build(&p, omitted.sizes, flags, info, opts))

@@ -38,6 +38,7 @@ mod attachments;
 mod body;
 mod email;
 mod headers;
+mod slim;
 mod transfer;
 
 use crate::eas::ProtocolVersion;
@@ -144,6 +145,9 @@ pub struct OmittedParts<'a> {
     pub parts: usize,
     /// (index in that walk, decoded size in bytes) of each part left out.
     pub sizes: &'a [(usize, u64)],
+    /// Index of each plain-text alternative whose body is empty in the bytes given because
+    /// the item's HTML body does not show it.
+    pub texts: &'a [usize],
 }
 
 /// IMAP flags and keywords of a message.

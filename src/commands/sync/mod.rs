@@ -120,7 +120,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
 
     let out = run_collections(gw, ctx, &request, &request.collections).await?;
     if !out.is_empty() {
-        return Ok(reply(&out));
+        return Ok(reply(out));
     }
     // Hanging Sync: nothing to say yet, so wait for a change (no session, no lock held).
     let wait = request
@@ -178,7 +178,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             if out.is_empty() {
                 return Ok(Outcome::Empty);
             }
-            Ok(reply(&out))
+            Ok(reply(out))
         }
         WaitResult::FolderGone(ids) => {
             folders::forget(&gw.folders, user);
@@ -186,13 +186,13 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 .iter()
                 .map(|id| CollectionResponse::error(id, status::FOLDER_HIERARCHY_CHANGED))
                 .collect();
-            Ok(reply(&out))
+            Ok(reply(out))
         }
         WaitResult::Timeout | WaitResult::Superseded | WaitResult::Shutdown => Ok(Outcome::Empty),
     }
 }
 
-fn reply(out: &[CollectionResponse]) -> Outcome {
+fn reply(out: Vec<CollectionResponse>) -> Outcome {
     Outcome::Wbxml {
         status: out.iter().map(|c| c.status).max(),
         body: model::response(out),

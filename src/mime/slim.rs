@@ -1,0 +1,529 @@
+//! Preparing a message for the parser: leaving out the part bodies its item will not show,
+//! and decoding the base64 of its text parts.
+//!
+//! `mail-parser` decodes the body of every part it parses, one byte at a time. An Email item
+//! shows the header fields, one body and the names and sizes of the attachments, not their
+//! bytes; with an HTML body and no preview it does not show the plain-text alternative either.
+//! Decoding those bodies costs more than building the rest of the item. [`slim`] copies the
+//! message with these changes:
+//! - a non-text leaf (image, PDF, ...) at any depth loses its body. Its decoded size is counted
+//!   without decoding, by the rules of `mail-parser`'s decoder, so the item lists the size the
+//!   whole message gives;
+//! - a `text/plain` child of a `multipart/alternative` that also has a `text/html` or
+//!   `multipart/related` child loses its body when the item's body is HTML without a preview;
+//! - a text part in base64 (in its plain form) is decoded in place by the `base64` crate, and
+//!   its `Content-Transfer-Encoding` says `binary`: the parser then converts the same bytes to
+//!   the same text, without decoding them itself.
+//!
+//! Every other byte is copied as it is, so the copy parses into the same parts, in the same
+//! order, with the same header fields and the same shown text. The caller parses the copy,
+//! checks that it has that shape (see `email::application_data_partial`), and otherwise parses
+//! the whole message. `mime::slim::tests` builds items both ways and compares them, over the
+//! test messages and random MIME trees.
+//!
+//! The split is cautious: when in doubt it gives `None` and the whole message is parsed. Doubts
+//! are: an occurrence of a boundary that is not a delimiter line of its own (`mail-parser`
+//! finds boundaries anywhere in a line), a multipart without a boundary, without a close
+//! delimiter or with an empty part, an attached message (`mail-parser` parses into it), a
+//! digest, S/MIME, a part whose header block does not end in an empty line, more than
+//! [`MAX_PARTS`] parts or [`MAX_DEPTH`] levels, and a body `mail-parser` would fail to decode
+//! (it then keeps such a part as text, with other consequences).
+
+use std::sync::OnceLock;
+
+use base64::Engine;
+use mail_parser::{ContentType, GetHeader, Header, HeaderName, HeaderValue, MessageParser};
+use memchr::memmem;
+
+use super::{BodyOptions, BODY_TYPE_HTML, BODY_TYPE_MIME, BODY_TYPE_PLAIN};
+
+/// Deepest multipart nesting split; deeper messages are parsed whole.
+const MAX_DEPTH: usize = 16;
+/// Most parts split; messages with more are parsed whole.
+const MAX_PARTS: usize = 200;
+
+/// A message prepared for the parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Slimmed {
+    /// The message with the bodies it does not show empty and its base64 texts decoded.
+    pub raw: Vec<u8>,
+    /// Number of parts (a depth-first, pre-order walk, the root included).
+    pub parts: usize,
+    /// (part index, decoded size) of each non-text part whose body was left out.
+    pub omitted: Vec<(usize, u64)>,
+    /// Index of each plain-text alternative whose body was left out.
+    pub texts: Vec<usize>,
+}
+
+/// The message without the bodies an item with `opts` does not show, and with its text parts
+/// in base64 decoded in place; `None` when nothing would change, or when the message is not
+/// plain enough to split with certainty.
+pub(crate) fn slim(raw: &[u8], opts: &BodyOptions) -> Option<Slimmed> {
+    if opts.may_send_mime() || !header_mentions_base64_or_multipart(raw) {
+        return None;
+    }
+    let (headers, body) = part_headers(raw, 0, raw.len())?;
+    let mut w = Walk {
+        raw,
+        drop_plain: html_without_preview(opts),
+        index: 0,
+        edits: Vec::new(),
+        omitted: Vec::new(),
+        texts: Vec::new(),
+        boundaries: Vec::new(),
+    };
+    let root = Child {
+        headers,
+        start: 0,
+        body,
+        end: raw.len(),
+    };
+    match root.kind()? {
+        Kind::Multipart {
+            boundary,
+            alternative,
+        } => {
+            let signed = content_type(&root.headers).and_then(|c| c.subtype()) == Some("signed");
+            if signed {
+                return None;
+            }
+            w.multipart(body, raw.len(), boundary.as_bytes(), alternative, 1)?;
+        }
+        Kind::Plain | Kind::Html | Kind::OtherText => w.decode_text(&root),
+        Kind::Leaf => {}
+    }
+    if w.edits.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    for (s, e, with) in &w.edits {
+        out.extend_from_slice(raw.get(at..*s)?);
+        out.extend_from_slice(with);
+        at = *e;
+    }
+    out.extend_from_slice(raw.get(at..)?);
+    Some(Slimmed {
+        raw: out,
+        parts: w.index + 1,
+        omitted: w.omitted,
+        texts: w.texts,
+    })
+}
+
+/// True when the body an item gets is HTML without a preview, for any message that is not
+/// S/MIME (those are never split): the plain-text alternative is then not shown.
+fn html_without_preview(opts: &BodyOptions) -> bool {
+    let first = opts.preferences.iter().find(|p| match p.body_type {
+        BODY_TYPE_PLAIN | BODY_TYPE_HTML => true,
+        BODY_TYPE_MIME => opts.mime_support != 1,
+        _ => false,
+    });
+    first.is_some_and(|p| p.body_type == BODY_TYPE_HTML && p.preview.unwrap_or(0) == 0)
+}
+
+/// A quick look at the top-level header block: a message without "multipart" or "base64" in
+/// it has nothing to change.
+fn header_mentions_base64_or_multipart(raw: &[u8]) -> bool {
+    let end = memmem::find(raw, b"\n\r\n")
+        .or_else(|| memmem::find(raw, b"\n\n"))
+        .unwrap_or(raw.len());
+    raw[..end]
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"base64") || w.eq_ignore_ascii_case(b"multip"))
+}
+
+/// The header fields of the part at `raw[start..end]` (as `mail-parser` reads them) and where
+/// its body starts. `None` when the header block does not end in an empty line.
+fn part_headers(raw: &[u8], start: usize, end: usize) -> Option<(Vec<Header<'_>>, usize)> {
+    let part = raw.get(start..end)?;
+    // The first empty line ends the header block.
+    let mut line = 0;
+    let body = loop {
+        let rest = part.get(line..)?;
+        let nl = memchr::memchr(b'\n', rest)?;
+        let content = &rest[..nl];
+        if content.is_empty() || content == b"\r" {
+            break line + nl + 1;
+        }
+        if content.iter().all(u8::is_ascii_whitespace) {
+            // A line of blanks: `mail-parser` reads it as a continuation, or (first in the
+            // part) as the end of an empty header block.
+            return None;
+        }
+        line += nl + 1;
+    };
+    if line == 0 {
+        return Some((Vec::new(), start + body));
+    }
+    let headers = parser()
+        .parse_headers(&part[..body])
+        .and_then(|m| m.parts.into_iter().next())
+        .map(|p| p.headers)
+        .unwrap_or_default();
+    Some((headers, start + body))
+}
+
+/// A parser of Content-Type and Content-Transfer-Encoding (as `mail-parser`'s default parser
+/// reads them); other fields are kept raw.
+fn parser() -> &'static MessageParser {
+    static PARSER: OnceLock<MessageParser> = OnceLock::new();
+    PARSER.get_or_init(|| {
+        MessageParser::new()
+            .header_content_type(HeaderName::ContentType)
+            .header_text(HeaderName::ContentTransferEncoding)
+    })
+}
+
+fn content_type<'a, 'x>(headers: &'a Vec<Header<'x>>) -> Option<&'a ContentType<'x>> {
+    headers
+        .header_value(&HeaderName::ContentType)
+        .and_then(|c| c.as_content_type())
+}
+
+/// The transfer encoding `mail-parser` decodes a part with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Base64,
+    QuotedPrintable,
+    None,
+}
+
+fn encoding(headers: &Vec<Header<'_>>) -> Encoding {
+    match headers.header_value(&HeaderName::ContentTransferEncoding) {
+        Some(HeaderValue::Text(e)) if e.eq_ignore_ascii_case("base64") => Encoding::Base64,
+        Some(HeaderValue::Text(e)) if e.eq_ignore_ascii_case("quoted-printable") => {
+            Encoding::QuotedPrintable
+        }
+        _ => Encoding::None,
+    }
+}
+
+/// What a part is, as far as leaving out its body goes (`mail-parser`'s classification).
+enum Kind<'h> {
+    Multipart {
+        boundary: &'h str,
+        alternative: bool,
+    },
+    Plain,
+    Html,
+    /// Any other text part: always kept.
+    OtherText,
+    /// Images, PDFs, ...: the body can be left out.
+    Leaf,
+}
+
+/// One part: its header fields, where it starts, where its body starts and ends.
+struct Child<'x> {
+    headers: Vec<Header<'x>>,
+    start: usize,
+    body: usize,
+    end: usize,
+}
+
+impl Child<'_> {
+    /// `None` for parts that are never split (attached messages, digests, a multipart
+    /// without a boundary).
+    fn kind(&self) -> Option<Kind<'_>> {
+        let Some(ct) = content_type(&self.headers) else {
+            return Some(Kind::Plain);
+        };
+        Some(match ct.ctype() {
+            "multipart" => {
+                if ct.subtype() == Some("digest") {
+                    return None;
+                }
+                Kind::Multipart {
+                    boundary: ct.attribute("boundary")?,
+                    alternative: ct.subtype() == Some("alternative"),
+                }
+            }
+            "text" => match ct.subtype() {
+                Some("plain") => Kind::Plain,
+                Some("html") => Kind::Html,
+                _ => Kind::OtherText,
+            },
+            "message" if matches!(ct.subtype(), Some("rfc822") | Some("global")) => return None,
+            _ => Kind::Leaf,
+        })
+    }
+
+    fn is_html_or_related(&self) -> bool {
+        match content_type(&self.headers) {
+            Some(ct) => match ct.ctype() {
+                "text" => ct.subtype() == Some("html"),
+                "multipart" => ct.subtype() == Some("related"),
+                _ => false,
+            },
+            None => false,
+        }
+    }
+}
+
+struct Walk<'a> {
+    raw: &'a [u8],
+    drop_plain: bool,
+    /// Index of the last part visited.
+    index: usize,
+    /// Byte ranges to replace and their replacements, in message order.
+    edits: Vec<(usize, usize, Vec<u8>)>,
+    omitted: Vec<(usize, u64)>,
+    texts: Vec<usize>,
+    /// `--boundary` of every enclosing multipart.
+    boundaries: Vec<Vec<u8>>,
+}
+
+impl<'a> Walk<'a> {
+    /// Splits the body `raw[start..end]` of a multipart and walks its children.
+    fn multipart(
+        &mut self,
+        start: usize,
+        end: usize,
+        boundary: &[u8],
+        alternative: bool,
+        depth: usize,
+    ) -> Option<()> {
+        if depth > MAX_DEPTH || boundary.is_empty() {
+            return None;
+        }
+        let raw = self.raw;
+        let region = raw.get(start..end)?;
+        let mut delim = Vec::with_capacity(boundary.len() + 2);
+        delim.extend_from_slice(b"--");
+        delim.extend_from_slice(boundary);
+        let found: Vec<usize> = memmem::find_iter(region, &delim).collect();
+        self.boundaries.push(delim);
+        let delim_len = boundary.len() + 2;
+        // (line start, next line start) of every delimiter line; the last one closes.
+        let mut lines: Vec<(usize, usize)> = Vec::new();
+        let mut closed = false;
+        for pos in found {
+            let at = start + pos;
+            if closed || (at > start && raw[at - 1] != b'\n') {
+                return None;
+            }
+            let mut i = at + delim_len;
+            if raw.get(i..end)?.starts_with(b"--") {
+                closed = true;
+                i += 2;
+            }
+            loop {
+                if i >= end {
+                    break;
+                }
+                match raw[i] {
+                    b'\n' => {
+                        i += 1;
+                        break;
+                    }
+                    b' ' | b'\t' | b'\r' => i += 1,
+                    _ => return None,
+                }
+            }
+            lines.push((at, i));
+        }
+        if !closed || lines.len() < 2 {
+            return None;
+        }
+        let mut children = Vec::with_capacity(lines.len() - 1);
+        for pair in lines.windows(2) {
+            let (child_start, next) = (pair[0].1, pair[1].0);
+            // The line break before a delimiter belongs to the delimiter.
+            let mut child_end = next.checked_sub(1)?;
+            if child_end > child_start && raw[child_end - 1] == b'\r' {
+                child_end -= 1;
+            }
+            if next <= child_start {
+                return None;
+            }
+            // The header block may end with the line break before the delimiter.
+            let (headers, body) = part_headers(raw, child_start, next)?;
+            children.push(Child {
+                headers,
+                start: child_start,
+                body: body.min(child_end),
+                end: child_end,
+            });
+        }
+        let has_html = alternative && children.iter().any(Child::is_html_or_related);
+        for c in &children {
+            self.index += 1;
+            if self.index >= MAX_PARTS {
+                return None;
+            }
+            match c.kind()? {
+                Kind::Multipart {
+                    boundary,
+                    alternative,
+                } => self.multipart(c.body, c.end, boundary.as_bytes(), alternative, depth + 1)?,
+                Kind::Leaf if c.body < c.end => {
+                    let body = &raw[c.body..c.end];
+                    let size = match encoding(&c.headers) {
+                        Encoding::Base64 => base64_size(body),
+                        Encoding::QuotedPrintable => None,
+                        Encoding::None => Some(body.len() as u64),
+                    };
+                    if let Some(size) = size {
+                        self.edits.push((c.body, c.end, Vec::new()));
+                        self.omitted.push((self.index, size));
+                    }
+                }
+                Kind::Plain if has_html && self.drop_plain && c.body < c.end => {
+                    let body = &raw[c.body..c.end];
+                    let decodes = match encoding(&c.headers) {
+                        Encoding::Base64 => base64_size(body).is_some(),
+                        Encoding::QuotedPrintable => quoted_printable_decodes(body),
+                        Encoding::None => true,
+                    };
+                    if decodes {
+                        self.edits.push((c.body, c.end, Vec::new()));
+                        self.texts.push(self.index);
+                    } else {
+                        self.decode_text(c);
+                    }
+                }
+                Kind::Plain | Kind::Html | Kind::OtherText => self.decode_text(c),
+                _ => {}
+            }
+        }
+        self.boundaries.pop();
+        Some(())
+    }
+
+    /// Decodes a text part in base64 in place, its Content-Transfer-Encoding becoming one
+    /// `mail-parser` reads unencoded. The parsed text is the same (the same bytes go through
+    /// the same charset conversion), at a fraction of the parser's cost. Only done when the
+    /// base64 is in its plain form and the decoded bytes hold no enclosing boundary.
+    fn decode_text(&mut self, c: &Child<'_>) {
+        if c.body >= c.end || encoding(&c.headers) != Encoding::Base64 {
+            return;
+        }
+        let Some(field) = c
+            .headers
+            .iter()
+            .rev()
+            .find(|h| h.name == HeaderName::ContentTransferEncoding)
+        else {
+            return;
+        };
+        let (from, to) = (
+            c.start + field.offset_start as usize,
+            c.start + field.offset_end as usize,
+        );
+        let Some(word) = self
+            .raw
+            .get(from..to)
+            .and_then(|v| v.windows(6).position(|w| w.eq_ignore_ascii_case(b"base64")))
+        else {
+            return;
+        };
+        let Some(decoded) = decode_plain_base64(&self.raw[c.body..c.end]) else {
+            return;
+        };
+        if decoded.is_empty()
+            || self
+                .boundaries
+                .iter()
+                .any(|b| memmem::find(&decoded, b).is_some())
+        {
+            return;
+        }
+        self.edits
+            .push((from + word, from + word + 6, b"binary".to_vec()));
+        self.edits.push((c.body, c.end, decoded));
+    }
+}
+
+/// The bytes of a base64 body in its plain form (groups of four characters, `=` only as the
+/// padding of the last group, blanks and line breaks anywhere), which `mail-parser` decodes to
+/// the same bytes; `None` for any other form.
+fn decode_plain_base64(body: &[u8]) -> Option<Vec<u8>> {
+    let mut clean = Vec::with_capacity(body.len());
+    for &b in body {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => clean.push(b),
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => return None,
+        }
+    }
+    if clean.len() % 4 != 0 {
+        return None;
+    }
+    if let Some(p) = clean.iter().position(|&b| b == b'=') {
+        if p + 2 < clean.len() || clean[p..].iter().any(|&b| b != b'=') {
+            return None;
+        }
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&clean)
+        .ok()
+}
+
+/// The size `mail-parser` decodes a base64 body to, or `None` when it would reject it. Each
+/// `=` ends a group: 1 or 2 characters give one byte, 3 give two; at the end of the body an
+/// unfinished group gives nothing. Blanks and line breaks are skipped; anything else (a `-`
+/// included) is not counted on.
+fn base64_size(body: &[u8]) -> Option<u64> {
+    const PAD: [u64; 4] = [0, 1, 1, 2];
+    let mut total = 0u64;
+    let mut group = 0u64;
+    for &b in body {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => group += 1,
+            b'=' => {
+                total += group / 4 * 3 + PAD[(group % 4) as usize];
+                group = 0;
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => return None,
+        }
+    }
+    Some(total + group / 4 * 3)
+}
+
+/// Whether `mail-parser` decodes this quoted-printable body without giving up: it gives up on
+/// a `=` that follows a `=` or a `=` and one hex digit (blanks and line breaks in between do
+/// not change that).
+fn quoted_printable_decodes(body: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'=', &body[i..]) {
+        let mut j = i + off + 1;
+        // After "=": blanks keep it pending, a line break ends it (soft break).
+        loop {
+            match body.get(j) {
+                None => return true,
+                Some(b'=') => return false,
+                Some(b'\n') => {
+                    j += 1;
+                    break;
+                }
+                Some(c) if c.is_ascii_hexdigit() => {
+                    j += 1;
+                    // After "=X": line breaks keep it pending, anything but "=" ends it.
+                    loop {
+                        match body.get(j) {
+                            None => return true,
+                            Some(b'=') => return false,
+                            Some(b'\n') | Some(b'\r') => j += 1,
+                            Some(_) => {
+                                j += 1;
+                                break;
+                            }
+                        }
+                    }
+                    break;
+                }
+                Some(c) if c.is_ascii_whitespace() => j += 1,
+                Some(_) => {
+                    j += 1;
+                    break;
+                }
+            }
+        }
+        i = j;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;
