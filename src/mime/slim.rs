@@ -434,47 +434,88 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// The bytes of a base64 body in its plain form (groups of four characters, `=` only as the
-/// padding of the last group, blanks and line breaks anywhere), which `mail-parser` decodes to
-/// the same bytes; `None` for any other form.
-fn decode_plain_base64(body: &[u8]) -> Option<Vec<u8>> {
-    let mut clean = Vec::with_capacity(body.len());
-    for &b in body {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => clean.push(b),
-            b' ' | b'\t' | b'\r' | b'\n' => {}
-            _ => return None,
-        }
-    }
-    if clean.len() % 4 != 0 {
-        return None;
-    }
-    if let Some(p) = clean.iter().position(|&b| b == b'=') {
-        if p + 2 < clean.len() || clean[p..].iter().any(|&b| b != b'=') {
-            return None;
-        }
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(&clean)
-        .ok()
+/// The lines of a body without their line breaks.
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let line = match memchr::memchr(b'\n', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                &r[..i]
+            }
+            None => {
+                rest = None;
+                r
+            }
+        };
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    })
 }
 
-/// The size `mail-parser` decodes a base64 body to, or `None` when it would reject it. Each
-/// `=` ends a group: 1 or 2 characters give one byte, 3 give two; at the end of the body an
-/// unfinished group gives nothing. Blanks and line breaks are skipped; anything else (a `-`
-/// included) is not counted on.
+/// The bytes of a base64 body in its plain form (lines of whole groups of four characters,
+/// `=` only as the padding of the last group), which `mail-parser` decodes to the same bytes;
+/// `None` for any other form.
+fn decode_plain_base64(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() / 4 * 3);
+    let mut ended = false;
+    for line in lines(body) {
+        if line.is_empty() {
+            continue;
+        }
+        if ended || line.len() % 4 != 0 {
+            return None;
+        }
+        ended = line.ends_with(b"=");
+        base64::engine::general_purpose::STANDARD
+            .decode_vec(line, &mut out)
+            .ok()?;
+    }
+    Some(out)
+}
+
+/// A base64 character (branch-free, so that a line is checked many bytes at a time).
+fn is_base64(b: u8) -> bool {
+    let lower = b | 0x20;
+    (lower.wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10) | (b == b'+') | (b == b'/')
+}
+
+/// The size `mail-parser` decodes a base64 body to, or `None` when it would reject it. Lines
+/// of whole groups with `=` padding only at their end are counted line by line; any other
+/// form character by character.
 fn base64_size(body: &[u8]) -> Option<u64> {
+    let mut total = 0u64;
+    for line in lines(body) {
+        let pad = line
+            .iter()
+            .rev()
+            .take(2)
+            .take_while(|&&b| b == b'=')
+            .count();
+        let data = &line[..line.len() - pad];
+        if line.len() % 4 != 0 || !data.iter().fold(true, |ok, &b| ok & is_base64(b)) {
+            return base64_size_by_character(body);
+        }
+        total += (line.len() / 4 * 3 - pad) as u64;
+    }
+    Some(total)
+}
+
+/// [`base64_size`] of any form: each `=` ends a group (1 or 2 characters give one byte, 3 give
+/// two); at the end of the body an unfinished group gives nothing. Blanks and line breaks are
+/// skipped; anything else (a `-` included) is not counted on.
+fn base64_size_by_character(body: &[u8]) -> Option<u64> {
     const PAD: [u64; 4] = [0, 1, 1, 2];
     let mut total = 0u64;
     let mut group = 0u64;
     for &b in body {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => group += 1,
             b'=' => {
                 total += group / 4 * 3 + PAD[(group % 4) as usize];
                 group = 0;
             }
             b' ' | b'\t' | b'\r' | b'\n' => {}
+            b if is_base64(b) => group += 1,
             _ => return None,
         }
     }

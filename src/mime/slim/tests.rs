@@ -435,3 +435,53 @@ proptest! {
         same_items(raw.as_bytes());
     }
 }
+
+/// A measurement, not a check of speed: `SLIM_MAILDIR=<a Maildir/cur> cargo test --release
+/// --lib measure_conversion -- --ignored --nocapture` converts every mail of the folder both
+/// ways (asserting equal items) and prints the time per mail of each way, of the slimming
+/// alone, and of a plain `mail-parser` parse of the whole mail.
+#[test]
+#[ignore]
+fn measure_conversion() {
+    let Ok(dir) = std::env::var("SLIM_MAILDIR") else {
+        eprintln!("SLIM_MAILDIR not set");
+        return;
+    };
+    let mails: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    let o = html();
+    for m in &mails {
+        assert_eq!(
+            application_data(m, &flags(), &info(), &o),
+            application_data_whole(m, &flags(), &info(), &o)
+        );
+    }
+    let per_mail = |f: &dyn Fn(&[u8])| {
+        let t = std::time::Instant::now();
+        for m in &mails {
+            f(m);
+        }
+        t.elapsed().as_secs_f64() * 1e6 / mails.len() as f64
+    };
+    for _ in 0..3 {
+        let whole = per_mail(&|m| {
+            std::hint::black_box(application_data_whole(m, &flags(), &info(), &o));
+        });
+        let fast = per_mail(&|m| {
+            std::hint::black_box(application_data(m, &flags(), &info(), &o));
+        });
+        let slimming = per_mail(&|m| {
+            std::hint::black_box(slim(m, &o));
+        });
+        let parse = per_mail(&|m| {
+            std::hint::black_box(mail_parser::MessageParser::new().parse(m));
+        });
+        eprintln!(
+            "{} mails: item from the whole mail {whole:.1} us, slimmed {fast:.1} us \
+             (slimming alone {slimming:.1} us); mail-parser parse of the whole mail {parse:.1} us",
+            mails.len()
+        );
+    }
+}
