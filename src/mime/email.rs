@@ -56,6 +56,7 @@ pub fn application_data(
             parts: s.parts,
             sizes: &s.omitted,
             texts: &s.texts,
+            decoded: &s.decoded,
         };
         if let Some(e) = application_data_partial(&s.raw, &omitted, flags, info, opts) {
             return e;
@@ -106,6 +107,13 @@ pub fn application_data_partial(
             Some(PartType::Binary(b)) | Some(PartType::InlineBinary(b)) if b.is_empty() => {}
             _ => return None,
         }
+    }
+    if !omitted.decoded.is_empty()
+        && attachments::list(&p)
+            .iter()
+            .any(|a| omitted.decoded.contains(&a.part_index))
+    {
+        return None;
     }
     if !omitted.texts.is_empty() {
         // Only an HTML body without a preview may do without plain-text alternatives, and

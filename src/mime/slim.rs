@@ -53,13 +53,16 @@ pub(crate) struct Slimmed {
     pub omitted: Vec<(usize, u64)>,
     /// Index of each plain-text alternative whose body was left out.
     pub texts: Vec<usize>,
+    /// Index of each text part decoded in place from quoted-printable (by the parser's rules,
+    /// which differ from those an attachment's bytes are read with).
+    pub decoded: Vec<usize>,
 }
 
 /// The message without the bodies an item with `opts` does not show, and with its text parts
 /// in base64 decoded in place; `None` when nothing would change, or when the message is not
 /// plain enough to split with certainty.
 pub(crate) fn slim(raw: &[u8], opts: &BodyOptions) -> Option<Slimmed> {
-    if opts.may_send_mime() || !header_mentions_base64_or_multipart(raw) {
+    if opts.may_send_mime() || !header_mentions_encoding_or_multipart(raw) {
         return None;
     }
     let (headers, body) = part_headers(raw, 0, raw.len())?;
@@ -70,6 +73,7 @@ pub(crate) fn slim(raw: &[u8], opts: &BodyOptions) -> Option<Slimmed> {
         edits: Vec::new(),
         omitted: Vec::new(),
         texts: Vec::new(),
+        decoded: Vec::new(),
         boundaries: Vec::new(),
     };
     let root = Child {
@@ -108,6 +112,7 @@ pub(crate) fn slim(raw: &[u8], opts: &BodyOptions) -> Option<Slimmed> {
         parts: w.index + 1,
         omitted: w.omitted,
         texts: w.texts,
+        decoded: w.decoded,
     })
 }
 
@@ -122,15 +127,17 @@ fn html_without_preview(opts: &BodyOptions) -> bool {
     first.is_some_and(|p| p.body_type == BODY_TYPE_HTML && p.preview.unwrap_or(0) == 0)
 }
 
-/// A quick look at the top-level header block: a message without "multipart" or "base64" in
-/// it has nothing to change.
-fn header_mentions_base64_or_multipart(raw: &[u8]) -> bool {
+/// A quick look at the top-level header block: a message without "multipart", "base64" or
+/// "quoted-printable" in it has nothing to change.
+fn header_mentions_encoding_or_multipart(raw: &[u8]) -> bool {
     let end = memmem::find(raw, b"\n\r\n")
         .or_else(|| memmem::find(raw, b"\n\n"))
         .unwrap_or(raw.len());
-    raw[..end]
-        .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"base64") || w.eq_ignore_ascii_case(b"multip"))
+    raw[..end].windows(6).any(|w| {
+        w.eq_ignore_ascii_case(b"base64")
+            || w.eq_ignore_ascii_case(b"multip")
+            || w.eq_ignore_ascii_case(b"quoted")
+    })
 }
 
 /// The header fields of the part at `raw[start..end]` (as `mail-parser` reads them) and where
@@ -269,6 +276,7 @@ struct Walk<'a> {
     edits: Vec<(usize, usize, Vec<u8>)>,
     omitted: Vec<(usize, u64)>,
     texts: Vec<usize>,
+    decoded: Vec<usize>,
     /// `--boundary` of every enclosing multipart.
     boundaries: Vec<Vec<u8>>,
 }
@@ -395,7 +403,8 @@ impl<'a> Walk<'a> {
     /// the same charset conversion), at a fraction of the parser's cost. Only done when the
     /// base64 is in its plain form and the decoded bytes hold no enclosing boundary.
     fn decode_text(&mut self, c: &Child<'_>) {
-        if c.body >= c.end || encoding(&c.headers) != Encoding::Base64 {
+        let enc = encoding(&c.headers);
+        if c.body >= c.end || enc == Encoding::None {
             return;
         }
         let Some(field) = c
@@ -410,14 +419,25 @@ impl<'a> Walk<'a> {
             c.start + field.offset_start as usize,
             c.start + field.offset_end as usize,
         );
-        let Some(word) = self
-            .raw
-            .get(from..to)
-            .and_then(|v| v.windows(6).position(|w| w.eq_ignore_ascii_case(b"base64")))
-        else {
+        let word: &[u8] = match enc {
+            Encoding::Base64 => b"base64",
+            _ => b"quoted-printable",
+        };
+        let Some(at) = self.raw.get(from..to).and_then(|v| {
+            v.windows(word.len())
+                .position(|w| w.eq_ignore_ascii_case(word))
+        }) else {
             return;
         };
-        let Some(decoded) = decode_plain_base64(&self.raw[c.body..c.end]) else {
+        let decoded = match enc {
+            Encoding::Base64 => decode_plain_base64(&self.raw[c.body..c.end]),
+            _ => {
+                // The parser decodes up to the delimiter of the innermost multipart.
+                let boundary = self.boundaries.last().map_or(&b""[..], |d| &d[2..]);
+                decode_quoted_printable(&self.raw[c.body..], c.end - c.body, boundary)
+            }
+        };
+        let Some(decoded) = decoded else {
             return;
         };
         if decoded.is_empty()
@@ -429,8 +449,11 @@ impl<'a> Walk<'a> {
             return;
         }
         self.edits
-            .push((from + word, from + word + 6, b"binary".to_vec()));
+            .push((from + at, from + at + word.len(), b"binary".to_vec()));
         self.edits.push((c.body, c.end, decoded));
+        if enc == Encoding::QuotedPrintable {
+            self.decoded.push(self.index);
+        }
     }
 }
 
@@ -522,10 +545,137 @@ fn base64_size_by_character(body: &[u8]) -> Option<u64> {
     Some(total + group / 4 * 3)
 }
 
-/// Whether `mail-parser` decodes this quoted-printable body without giving up: it gives up on
-/// a `=` that follows a `=` or a `=` and one hex digit (blanks and line breaks in between do
-/// not change that).
+/// What `mail-parser` decodes a quoted-printable body to: `data` runs from the start of the
+/// body to the end of the message, and decoding stops at `--boundary` (at the end when
+/// `boundary` is empty). The parser's own rules, quirks included, so that the decoded text can
+/// stand in for the encoded one: `\r` is dropped and every line break becomes CRLF once a CR
+/// has been seen (LF before); blanks before a line break go; `=` before a line break (blanks
+/// between) joins the lines; an `=` and a non-hex character stay as they are; the line break
+/// before the delimiter goes, and with it as many bytes as that line break and a `-` take.
+/// `None` where the parser gives up (an `=` after `=` or after `=` and one hex digit, no
+/// delimiter) or where its arithmetic would overflow. `data[..plain]` holds no delimiter, so
+/// runs of ordinary characters there are copied at once.
+fn decode_quoted_printable(data: &[u8], plain: usize, boundary: &[u8]) -> Option<Vec<u8>> {
+    #[derive(PartialEq)]
+    enum State {
+        None,
+        Eq,
+        Hex1,
+    }
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let mut buf = Vec::with_capacity(data.len());
+    let mut state = State::None;
+    let mut hex1 = 0u8;
+    let (mut last, mut before_last) = (0u8, 0u8);
+    let mut ws = 0usize;
+    let mut crlf: &[u8] = b"\n";
+    let mut i = 0;
+    while let Some(&ch) = data.get(i) {
+        if state == State::None && i < plain {
+            let end = memchr::memchr3(b'=', b'\n', b'\r', &data[i..plain]).map_or(plain, |k| i + k);
+            if end > i {
+                let run = &data[i..end];
+                buf.extend_from_slice(run);
+                let blanks = run
+                    .iter()
+                    .rev()
+                    .take_while(|b| b.is_ascii_whitespace())
+                    .count();
+                ws = if blanks == run.len() {
+                    ws + blanks
+                } else {
+                    blanks
+                };
+                before_last = if run.len() >= 2 {
+                    run[run.len() - 2]
+                } else {
+                    last
+                };
+                last = run[run.len() - 1];
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+        match ch {
+            b'=' => {
+                if state != State::None {
+                    return None;
+                }
+                state = State::Eq;
+            }
+            b'\n' => {
+                if state == State::Eq {
+                    state = State::None;
+                } else {
+                    buf.truncate(buf.len().checked_sub(ws)?);
+                    buf.extend_from_slice(crlf);
+                }
+                ws = 0;
+            }
+            b'\r' => crlf = b"\r\n",
+            b'-' if !boundary.is_empty() && last == b'-' && data[i..].starts_with(boundary) => {
+                let cut = if before_last == b'\n' {
+                    crlf.len() + 1
+                } else {
+                    1
+                };
+                buf.truncate(buf.len().checked_sub(cut)?);
+                return Some(buf);
+            }
+            _ => match state {
+                State::None => {
+                    if ch.is_ascii_whitespace() {
+                        ws += 1;
+                    } else {
+                        ws = 0;
+                    }
+                    buf.push(ch);
+                }
+                State::Eq => {
+                    if let Some(h) = hex(ch) {
+                        hex1 = h;
+                        state = State::Hex1;
+                    } else if !ch.is_ascii_whitespace() {
+                        state = State::None;
+                        buf.extend_from_slice(&[b'=', ch]);
+                        ws = 0;
+                    }
+                }
+                State::Hex1 => {
+                    state = State::None;
+                    match hex(ch) {
+                        Some(h) => buf.push((hex1 << 4) | h),
+                        None => buf.extend_from_slice(&[b'=', last, ch]),
+                    }
+                    ws = 0;
+                }
+            },
+        }
+        before_last = last;
+        last = ch;
+    }
+    boundary.is_empty().then_some(buf)
+}
+
+/// Whether `mail-parser` decodes this quoted-printable body without giving up (without
+/// decoding it): it gives up on a `=` that follows a `=` or a `=` and one hex digit (blanks and
+/// line breaks in between do not change that). Its cut before the delimiter cannot go below
+/// zero either: each character that is not a hex digit, `=` or a blank leaves at least one
+/// byte, and the body needs three.
 fn quoted_printable_decodes(body: &[u8]) -> bool {
+    let lasting = body
+        .iter()
+        .filter(|&&b| !b.is_ascii_hexdigit() && b != b'=' && !b.is_ascii_whitespace())
+        .take(3)
+        .count();
+    lasting == 3 && quoted_printable_accepts(body)
+}
+
+/// The giving-up part of [`quoted_printable_decodes`].
+fn quoted_printable_accepts(body: &[u8]) -> bool {
     let mut i = 0;
     while let Some(off) = memchr::memchr(b'=', &body[i..]) {
         let mut j = i + off + 1;

@@ -359,6 +359,7 @@ fn convert_one(
             parts: m.parts,
             sizes: &m.omitted,
             texts: &[],
+            decoded: &[],
         };
         let info = super::item_info(&m.meta, &sid, in_drafts);
         mime::application_data_partial(&m.raw, &omitted, &mail_flags(&m.meta), &info, opts)

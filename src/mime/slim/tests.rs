@@ -267,10 +267,19 @@ fn fixtures_give_the_same_item() {
             }
         }
     }
-    // attachments.eml has an attached message, so it is parsed whole; shift_jis.eml is one
-    // text part in base64, decoded in place.
+    // attachments.eml has an attached message, so it is parsed whole; latin1.eml and
+    // plain.eml are one text part in quoted-printable, shift_jis.eml one in base64, each
+    // decoded in place.
     slimmed.sort();
-    assert_eq!(slimmed, ["alternative.eml", "shift_jis.eml"]);
+    assert_eq!(
+        slimmed,
+        [
+            "alternative.eml",
+            "latin1.eml",
+            "plain.eml",
+            "shift_jis.eml"
+        ]
+    );
 }
 
 #[test]
@@ -316,12 +325,42 @@ fn base64_sizes_follow_the_parser() {
 
 #[test]
 fn quoted_printable_acceptance() {
-    assert!(quoted_printable_decodes(b"a=3Db=\r\nc = d"));
+    assert!(quoted_printable_decodes(b"x=3Dy=\r\nz = w"));
     assert!(quoted_printable_decodes(b"=ZZ and =\r\n"));
-    assert!(!quoted_printable_decodes(b"a==b"));
-    assert!(!quoted_printable_decodes(b"=A="));
-    assert!(!quoted_printable_decodes(b"=  ="));
-    assert!(!quoted_printable_decodes(b"=A\r\n="));
+    assert!(!quoted_printable_decodes(b"a==bcd"));
+    assert!(!quoted_printable_decodes(b"xyz=A="));
+    assert!(!quoted_printable_decodes(b"xyz=  ="));
+    assert!(!quoted_printable_decodes(b"xyz=A\r\n="));
+    // Too short to be sure the parser's final cut stays above zero.
+    assert!(!quoted_printable_decodes(b"="));
+    assert!(!quoted_printable_decodes(b"ab=\r\n"));
+}
+
+#[test]
+fn quoted_printable_decoding_follows_the_parser() {
+    // Every end of the run-copying part must give what the per-character rules give.
+    let dec = |s: &[u8], b: &[u8]| {
+        let all = decode_quoted_printable(s, 0, b);
+        let end = if b.is_empty() {
+            s.len()
+        } else {
+            memmem::find(s, b).map_or(0, |i| i.saturating_sub(4))
+        };
+        for plain in 0..=end {
+            assert_eq!(decode_quoted_printable(s, plain, b), all, "{plain}");
+        }
+        all.map(|v| String::from_utf8_lossy(&v).into_owned())
+    };
+    assert_eq!(
+        dec(b"Gr=C3=BC=C3=9Fe  \r\nx=\r\ny\r\n--B--\r\n", b"B").unwrap(),
+        "Grüße\r\nxy"
+    );
+    assert_eq!(dec(b"a =ZZ b\n--B\n", b"B").unwrap(), "a =ZZ b");
+    // The parser's cut after a soft break before the delimiter takes real text.
+    assert_eq!(dec(b"abcdef=\r\n--B--", b"B").unwrap(), "abcd");
+    assert_eq!(dec(b"no delimiter", b"B"), None);
+    assert_eq!(dec(b"to the end  ", b"").unwrap(), "to the end  ");
+    assert_eq!(dec(b"a==b\r\n--B", b"B"), None);
 }
 
 // Random MIME trees: whatever the split decides, the item is the whole message's.
@@ -366,6 +405,12 @@ fn leaf() -> impl Strategy<Value = Tree> {
             "a=3Db =\r\nc",
             "a==b",
             "<p>Gr=C3=BC=C3=9Fe</p>",
+            "trailing blanks  \r\nand =\r\nsoft",
+            "ends in a soft break=",
+            "=A",
+            "=",
+            "x=\t\r\ny =4",
+            "=0D=0A--b0 =3D",
             "plain words\r\nand lines",
             "Subject: inner\r\n\r\nbody",
             "-- b0 --",
@@ -447,9 +492,19 @@ fn measure_conversion() {
         eprintln!("SLIM_MAILDIR not set");
         return;
     };
+    // Maildir files end their lines in LF; IMAP sends them with CRLF.
     let mails: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .map(|m| {
+            if m.contains(&b'\r') {
+                m
+            } else {
+                String::from_utf8_lossy(&m)
+                    .replace('\n', "\r\n")
+                    .into_bytes()
+            }
+        })
         .collect();
     let o = html();
     for m in &mails {
