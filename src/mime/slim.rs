@@ -1,5 +1,5 @@
 //! Preparing a message for the parser: leaving out the part bodies its item will not show,
-//! and decoding the base64 of its text parts.
+//! and decoding its text parts in place.
 //!
 //! `mail-parser` decodes the body of every part it parses, one byte at a time. An Email item
 //! shows the header fields, one body and the names and sizes of the attachments, not their
@@ -11,9 +11,12 @@
 //!   whole message gives;
 //! - a `text/plain` child of a `multipart/alternative` that also has a `text/html` or
 //!   `multipart/related` child loses its body when the item's body is HTML without a preview;
-//! - a text part in base64 (in its plain form) is decoded in place by the `base64` crate, and
-//!   its `Content-Transfer-Encoding` says `binary`: the parser then converts the same bytes to
-//!   the same text, without decoding them itself.
+//! - a text part in base64 (in its plain form) is decoded in place by the `base64` crate, one
+//!   in quoted-printable by the parser's own rules (copying runs of ordinary characters at
+//!   once), and its `Content-Transfer-Encoding` then says `binary`: the parser converts the
+//!   same bytes to the same text, without decoding them itself. A part decoded from
+//!   quoted-printable must not turn out to be an attachment (an attachment's bytes are read
+//!   from the original by other rules), else the whole message is parsed.
 //!
 //! Every other byte is copied as it is, so the copy parses into the same parts, in the same
 //! order, with the same header fields and the same shown text. The caller parses the copy,
@@ -45,7 +48,7 @@ const MAX_PARTS: usize = 200;
 /// A message prepared for the parser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Slimmed {
-    /// The message with the bodies it does not show empty and its base64 texts decoded.
+    /// The message with the bodies it does not show empty and its texts decoded.
     pub raw: Vec<u8>,
     /// Number of parts (a depth-first, pre-order walk, the root included).
     pub parts: usize,
@@ -59,7 +62,7 @@ pub(crate) struct Slimmed {
 }
 
 /// The message without the bodies an item with `opts` does not show, and with its text parts
-/// in base64 decoded in place; `None` when nothing would change, or when the message is not
+/// decoded in place; `None` when nothing would change, or when the message is not
 /// plain enough to split with certainty.
 pub(crate) fn slim(raw: &[u8], opts: &BodyOptions) -> Option<Slimmed> {
     if opts.may_send_mime() || !header_mentions_encoding_or_multipart(raw) {
