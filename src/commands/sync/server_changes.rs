@@ -263,9 +263,14 @@ pub async fn compute<M: MailSession>(
     Ok(out)
 }
 
+/// Pages of at least this many mails are read in two halves: the first half is converted
+/// while the mail server reads the second.
+const SPLIT_FETCH: usize = 40;
+
 /// The ApplicationData of each added mail, by UID. Mails are read without their attachments'
 /// bodies unless a body may be sent as MIME; one the partial form does not suit is read again
-/// whole. The conversion runs on the blocking pool, split over the machine's cores.
+/// whole. The conversion runs on the blocking pool, split over the machine's cores, and starts
+/// as soon as the first mails have arrived.
 pub async fn add_data<M: MailSession>(
     session: &mut M,
     mailbox: &str,
@@ -274,19 +279,31 @@ pub async fn add_data<M: MailSession>(
     in_drafts: bool,
     opts: &mime::BodyOptions,
 ) -> Result<HashMap<u32, (MessageMeta, Element)>, BackendError> {
-    let fetched: Vec<FetchedMail> = if opts.may_send_mime() {
-        session
+    let mut pending = Vec::new();
+    if opts.may_send_mime() {
+        let whole = session
             .fetch_messages(mailbox, uids)
             .await?
             .into_iter()
             .map(|(meta, raw)| FetchedMail::whole(meta, raw))
-            .collect()
+            .collect();
+        pending.extend(convert_start(whole, cid, in_drafts, opts));
     } else {
-        session.fetch_for_display(mailbox, uids).await?
-    };
-    let mut out = HashMap::with_capacity(fetched.len());
+        let halves = if uids.len() >= SPLIT_FETCH {
+            uids.split_at(uids.len() / 2)
+        } else {
+            (uids, &[][..])
+        };
+        for half in [halves.0, halves.1] {
+            if !half.is_empty() {
+                let fetched = session.fetch_for_display(mailbox, half).await?;
+                pending.extend(convert_start(fetched, cid, in_drafts, opts));
+            }
+        }
+    }
+    let mut out = HashMap::with_capacity(uids.len());
     let mut again = Vec::new();
-    for (uid, data) in convert_all(fetched, cid, in_drafts, opts).await? {
+    for (uid, data) in convert_finish(pending).await? {
         match data {
             Some(d) => {
                 out.insert(uid, d);
@@ -298,8 +315,9 @@ pub async fn add_data<M: MailSession>(
         let whole = session.fetch_messages(mailbox, &again).await?;
         let whole = whole
             .into_iter()
-            .map(|(meta, raw)| FetchedMail::whole(meta, raw));
-        for (uid, data) in convert_all(whole.collect(), cid, in_drafts, opts).await? {
+            .map(|(meta, raw)| FetchedMail::whole(meta, raw))
+            .collect();
+        for (uid, data) in convert_finish(convert_start(whole, cid, in_drafts, opts)).await? {
             if let Some(d) = data {
                 out.insert(uid, d);
             }
@@ -311,14 +329,17 @@ pub async fn add_data<M: MailSession>(
 /// Fewest mails converted by one blocking task.
 const MIN_CONVERT_CHUNK: usize = 8;
 
-/// Converts fetched mails in parallel: (UID, data), data `None` when the mail must be read
-/// whole first.
-async fn convert_all(
+/// A conversion running on the blocking pool: (UID, data), data `None` when the mail must be
+/// read whole first.
+type Conversion = tokio::task::JoinHandle<Vec<(u32, Option<(MessageMeta, Element)>)>>;
+
+/// Starts converting fetched mails, split over the machine's cores.
+fn convert_start(
     fetched: Vec<FetchedMail>,
     cid: &str,
     in_drafts: bool,
     opts: &mime::BodyOptions,
-) -> Result<Vec<(u32, Option<(MessageMeta, Element)>)>, BackendError> {
+) -> Vec<Conversion> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_task = fetched.len().div_ceil(threads).max(MIN_CONVERT_CHUNK);
     let mut tasks = Vec::new();
@@ -335,6 +356,13 @@ async fn convert_all(
                 .collect::<Vec<_>>()
         }));
     }
+    tasks
+}
+
+/// The results of conversions started by [`convert_start`].
+async fn convert_finish(
+    tasks: Vec<Conversion>,
+) -> Result<Vec<(u32, Option<(MessageMeta, Element)>)>, BackendError> {
     let mut out = Vec::new();
     for t in tasks {
         out.extend(
