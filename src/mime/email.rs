@@ -51,18 +51,35 @@ pub fn application_data(
     opts: &BodyOptions,
 ) -> Element {
     // Parsing without the bodies the item does not show gives the same item, faster.
-    if let Some(s) = slim::slim(raw, opts) {
+    let slimmed = with_scratch(|buf| {
+        let s = slim::slim(raw, opts, buf)?;
         let omitted = OmittedParts {
             parts: s.parts,
             sizes: &s.omitted,
             texts: &s.texts,
             decoded: &s.decoded,
         };
-        if let Some(e) = application_data_partial(&s.raw, &omitted, flags, info, opts) {
-            return e;
-        }
+        application_data_partial(buf, &omitted, flags, info, opts)
+    });
+    slimmed.unwrap_or_else(|| build(&headers::parse(raw), &[], flags, info, opts))
+}
+
+/// Runs `f` with this thread's buffer for prepared messages, so that converting a page of
+/// mails does not allocate one per mail. A buffer grown past 1 MiB is not kept.
+fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> Option<T>) -> Option<T> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    build(&headers::parse(raw), &[], flags, info, opts)
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let out = f(&mut buf);
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            out
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// [`application_data`] from the whole message, never slimmed: the reference the slimmed

@@ -45,11 +45,10 @@ const MAX_DEPTH: usize = 16;
 /// Most parts split; messages with more are parsed whole.
 const MAX_PARTS: usize = 200;
 
-/// A message prepared for the parser.
+/// What was changed in a message prepared for the parser (the prepared bytes are in the
+/// buffer given to [`slim`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Slimmed {
-    /// The message with the bodies it does not show empty and its texts decoded.
-    pub raw: Vec<u8>,
     /// Number of parts (a depth-first, pre-order walk, the root included).
     pub parts: usize,
     /// (part index, decoded size) of each non-text part whose body was left out.
@@ -61,19 +60,22 @@ pub(crate) struct Slimmed {
     pub decoded: Vec<usize>,
 }
 
-/// The message without the bodies an item with `opts` does not show, and with its text parts
-/// decoded in place; `None` when nothing would change, or when the message is not
-/// plain enough to split with certainty.
-pub(crate) fn slim(raw: &[u8], opts: &BodyOptions) -> Option<Slimmed> {
+/// Writes to `out` the message without the bodies an item with `opts` does not show, and with
+/// its text parts decoded in place; `None` (and `out` undefined) when nothing would change, or
+/// when the message is not plain enough to split with certainty.
+pub(crate) fn slim(raw: &[u8], opts: &BodyOptions, out: &mut Vec<u8>) -> Option<Slimmed> {
     if opts.may_send_mime() || !header_mentions_encoding_or_multipart(raw) {
         return None;
     }
     let (headers, body) = part_headers(raw, 0, raw.len())?;
+    out.clear();
+    out.reserve(raw.len());
     let mut w = Walk {
         raw,
         drop_plain: html_without_preview(opts),
         index: 0,
-        edits: Vec::new(),
+        out,
+        copied: 0,
         omitted: Vec::new(),
         texts: Vec::new(),
         decoded: Vec::new(),
@@ -99,19 +101,11 @@ pub(crate) fn slim(raw: &[u8], opts: &BodyOptions) -> Option<Slimmed> {
         Kind::Plain | Kind::Html | Kind::OtherText => w.decode_text(&root),
         Kind::Leaf => {}
     }
-    if w.edits.is_empty() {
+    if w.copied == 0 {
         return None;
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut at = 0;
-    for (s, e, with) in &w.edits {
-        out.extend_from_slice(raw.get(at..*s)?);
-        out.extend_from_slice(with);
-        at = *e;
-    }
-    out.extend_from_slice(raw.get(at..)?);
+    w.out.extend_from_slice(raw.get(w.copied..)?);
     Some(Slimmed {
-        raw: out,
         parts: w.index + 1,
         omitted: w.omitted,
         texts: w.texts,
@@ -275,8 +269,9 @@ struct Walk<'a> {
     drop_plain: bool,
     /// Index of the last part visited.
     index: usize,
-    /// Byte ranges to replace and their replacements, in message order.
-    edits: Vec<(usize, usize, Vec<u8>)>,
+    /// The prepared message so far: `raw[..copied]` with its changes.
+    out: &'a mut Vec<u8>,
+    copied: usize,
     omitted: Vec<(usize, u64)>,
     texts: Vec<usize>,
     decoded: Vec<usize>,
@@ -285,6 +280,12 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
+    /// Leaves out `raw[start..end]`.
+    fn cut(&mut self, start: usize, end: usize) {
+        self.out.extend_from_slice(&self.raw[self.copied..start]);
+        self.copied = end;
+    }
+
     /// Splits the body `raw[start..end]` of a multipart and walks its children.
     fn multipart(
         &mut self,
@@ -375,7 +376,7 @@ impl<'a> Walk<'a> {
                         Encoding::None => Some(body.len() as u64),
                     };
                     if let Some(size) = size {
-                        self.edits.push((c.body, c.end, Vec::new()));
+                        self.cut(c.body, c.end);
                         self.omitted.push((self.index, size));
                     }
                 }
@@ -387,7 +388,7 @@ impl<'a> Walk<'a> {
                         Encoding::None => true,
                     };
                     if decodes {
-                        self.edits.push((c.body, c.end, Vec::new()));
+                        self.cut(c.body, c.end);
                         self.texts.push(self.index);
                     } else {
                         self.decode_text(c);
@@ -432,28 +433,35 @@ impl<'a> Walk<'a> {
         }) else {
             return;
         };
+        // Written in place; undone when the text cannot stand in for the encoded one.
+        let raw = self.raw;
+        let mark = self.out.len();
+        let word_at = from + at;
+        self.out.extend_from_slice(&raw[self.copied..word_at]);
+        self.out.extend_from_slice(b"binary");
+        self.out
+            .extend_from_slice(&raw[word_at + word.len()..c.body]);
+        let text_at = self.out.len();
         let decoded = match enc {
-            Encoding::Base64 => decode_plain_base64(&self.raw[c.body..c.end]),
+            Encoding::Base64 => decode_plain_base64(&raw[c.body..c.end], self.out),
             _ => {
                 // The parser decodes up to the delimiter of the innermost multipart.
                 let boundary = self.boundaries.last().map_or(&b""[..], |d| &d[2..]);
-                decode_quoted_printable(&self.raw[c.body..], c.end - c.body, boundary)
+                decode_quoted_printable(&raw[c.body..], c.end - c.body, boundary, self.out)
             }
         };
-        let Some(decoded) = decoded else {
-            return;
-        };
-        if decoded.is_empty()
+        let text = &self.out[text_at..];
+        if !decoded
+            || text.is_empty()
             || self
                 .boundaries
                 .iter()
-                .any(|b| memmem::find(&decoded, b).is_some())
+                .any(|b| memmem::find(text, b).is_some())
         {
+            self.out.truncate(mark);
             return;
         }
-        self.edits
-            .push((from + at, from + at + word.len(), b"binary".to_vec()));
-        self.edits.push((c.body, c.end, decoded));
+        self.copied = c.end;
         if enc == Encoding::QuotedPrintable {
             self.decoded.push(self.index);
         }
@@ -479,25 +487,27 @@ fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The bytes of a base64 body in its plain form (lines of whole groups of four characters,
-/// `=` only as the padding of the last group), which `mail-parser` decodes to the same bytes;
-/// `None` for any other form.
-fn decode_plain_base64(body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(body.len() / 4 * 3);
+/// Appends to `out` the bytes of a base64 body in its plain form (lines of whole groups of
+/// four characters, `=` only as the padding of the last group), which `mail-parser` decodes to
+/// the same bytes; false (and some bytes appended) for any other form.
+fn decode_plain_base64(body: &[u8], out: &mut Vec<u8>) -> bool {
     let mut ended = false;
     for line in lines(body) {
         if line.is_empty() {
             continue;
         }
         if ended || line.len() % 4 != 0 {
-            return None;
+            return false;
         }
         ended = line.ends_with(b"=");
-        base64::engine::general_purpose::STANDARD
-            .decode_vec(line, &mut out)
-            .ok()?;
+        if base64::engine::general_purpose::STANDARD
+            .decode_vec(line, out)
+            .is_err()
+        {
+            return false;
+        }
     }
-    Some(out)
+    true
 }
 
 /// A base64 character (branch-free, so that a line is checked many bytes at a time).
@@ -555,10 +565,24 @@ fn base64_size_by_character(body: &[u8]) -> Option<u64> {
 /// has been seen (LF before); blanks before a line break go; `=` before a line break (blanks
 /// between) joins the lines; an `=` and a non-hex character stay as they are; the line break
 /// before the delimiter goes, and with it as many bytes as that line break and a `-` take.
-/// `None` where the parser gives up (an `=` after `=` or after `=` and one hex digit, no
-/// delimiter) or where its arithmetic would overflow. `data[..plain]` holds no delimiter, so
-/// runs of ordinary characters there are copied at once.
-fn decode_quoted_printable(data: &[u8], plain: usize, boundary: &[u8]) -> Option<Vec<u8>> {
+/// Appended to `out`; false where the parser gives up (an `=` after `=` or after `=` and one
+/// hex digit, no delimiter) or where its arithmetic would overflow. `data[..plain]` holds no
+/// delimiter, so runs of ordinary characters there are copied at once.
+fn decode_quoted_printable(data: &[u8], plain: usize, boundary: &[u8], out: &mut Vec<u8>) -> bool {
+    let base = out.len();
+    match decode_quoted_printable_into(data, plain, boundary, out, base) {
+        Some(()) => true,
+        None => false,
+    }
+}
+
+fn decode_quoted_printable_into(
+    data: &[u8],
+    plain: usize,
+    boundary: &[u8],
+    buf: &mut Vec<u8>,
+    base: usize,
+) -> Option<()> {
     #[derive(PartialEq)]
     enum State {
         None,
@@ -568,7 +592,6 @@ fn decode_quoted_printable(data: &[u8], plain: usize, boundary: &[u8]) -> Option
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }
-    let mut buf = Vec::with_capacity(data.len());
     let mut state = State::None;
     let mut hex1 = 0u8;
     let (mut last, mut before_last) = (0u8, 0u8);
@@ -613,7 +636,7 @@ fn decode_quoted_printable(data: &[u8], plain: usize, boundary: &[u8]) -> Option
                 if state == State::Eq {
                     state = State::None;
                 } else {
-                    buf.truncate(buf.len().checked_sub(ws)?);
+                    buf.truncate(base.max(buf.len().checked_sub(ws)?));
                     buf.extend_from_slice(crlf);
                 }
                 ws = 0;
@@ -625,8 +648,11 @@ fn decode_quoted_printable(data: &[u8], plain: usize, boundary: &[u8]) -> Option
                 } else {
                     1
                 };
-                buf.truncate(buf.len().checked_sub(cut)?);
-                return Some(buf);
+                if buf.len() - base < cut {
+                    return None;
+                }
+                buf.truncate(buf.len() - cut);
+                return Some(());
             }
             _ => match state {
                 State::None => {
@@ -660,7 +686,7 @@ fn decode_quoted_printable(data: &[u8], plain: usize, boundary: &[u8]) -> Option
         before_last = last;
         last = ch;
     }
-    boundary.is_empty().then_some(buf)
+    boundary.is_empty().then_some(())
 }
 
 /// Whether `mail-parser` decodes this quoted-printable body without giving up (without
