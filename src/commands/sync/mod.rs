@@ -239,6 +239,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     }
     // The session goes back to the pool first, so the next pages are read on it.
     drop(session);
+    let preparing = !next_pages.is_empty();
     for page in next_pages {
         gw.sync_prefetch.start(
             &gw.sessions,
@@ -248,6 +249,12 @@ async fn run_collections<B: MailBackend, S: StateStore>(
             device_id,
             page,
         );
+    }
+    if preparing {
+        // A task spawned by a running task waits in its worker's "next task" slot, which
+        // no other worker takes, until the spawning task yields: without this, the next page
+        // would start only after this response is encoded and written.
+        tokio::task::yield_now().await;
     }
     Ok(out)
 }
