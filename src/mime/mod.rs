@@ -3,6 +3,9 @@
 //! Pure functions, no I/O. Parsing is done by `mail-parser`, which decodes
 //! transfer encodings, RFC 2047 words, RFC 2231 parameters and converts every
 //! text part to UTF-8; everything here builds [`Element`] trees from it.
+//! [`application_data`] first prepares the message for the parser (`slim.rs`:
+//! bodies the item does not show left out, text parts decoded in place), which
+//! gives the same item at a fraction of the parser's cost.
 //!
 //! | function | result |
 //! |---|---|
