@@ -727,3 +727,107 @@ async fn a_changed_draft_moves_by_its_server_id() {
     assert_eq!(moved.len(), 1);
     assert_eq!(subject_of(&moved[0].raw), s2, "the newest version moved");
 }
+
+#[tokio::test]
+async fn an_edited_drafts_attachment_is_fetched_by_the_reference_its_item_shows() {
+    let gw = start_gateway().await;
+    let (user, pw) = new_user("editedatt");
+    let mut p = phone(&gw, &user, &pw).await;
+    let bytes: Vec<u8> = (0..3000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let data = app_data()
+        .text_child(email::TO, "bob@example.test")
+        .text_child(email::SUBJECT, unique("draft with a file"))
+        .child(
+            Element::new(b::BODY)
+                .text_child(b::TYPE, "1")
+                .text_child(b::DATA, "See the file."),
+        )
+        .child(
+            Element::new(b::ATTACHMENTS).child(
+                Element::new(b::ADD)
+                    .text_child(b::CLIENT_ID, "att-1")
+                    .text_child(b::METHOD, "1")
+                    .text_child(b::DISPLAY_NAME, "file.bin")
+                    .opaque_child(b::CONTENT, Bytes::from(bytes.clone())),
+            ),
+        );
+    let r = p.sync(vec![add("e1", data, false)]).await;
+    let sid = add_response(&r, "e1").0.expect("ServerId");
+    // Editing the draft replaces its mail: the first version is expunged.
+    let r = p
+        .sync(vec![change(
+            &sid,
+            app_data().text_child(email::SUBJECT, unique("draft renamed")),
+            false,
+        )])
+        .await;
+    assert!(nothing(&r), "{r:?}");
+    assert_eq!(mailbox(&user, &pw, "Drafts").await.len(), 1);
+
+    // The item, fetched by its ServerId, lists the attachment under a FileReference.
+    let fetch_item = Element::new(io::ITEM_OPERATIONS).child(
+        Element::new(io::FETCH)
+            .text_child(io::STORE, "Mailbox")
+            .text_child(a::COLLECTION_ID, p.drafts.clone())
+            .text_child(a::SERVER_ID, sid.clone()),
+    );
+    let reply = p.dev.post("ItemOperations", &fetch_item).await;
+    let reference = reply
+        .body
+        .as_ref()
+        .and_then(|b| b.first(io::RESPONSE))
+        .and_then(|r| r.first(io::FETCH))
+        .and_then(|f| f.first(io::PROPERTIES))
+        .and_then(|p| p.first(b::ATTACHMENTS))
+        .and_then(|a| a.first(b::ATTACHMENT))
+        .and_then(|a| a.text_of(b::FILE_REFERENCE))
+        .expect("the item's attachment")
+        .to_string();
+
+    // That reference reads the file, through ItemOperations and GetAttachment.
+    let fetch_file = Element::new(io::ITEM_OPERATIONS).child(
+        Element::new(io::FETCH)
+            .text_child(io::STORE, "Mailbox")
+            .text_child(b::FILE_REFERENCE, reference.clone()),
+    );
+    let reply = p.dev.post("ItemOperations", &fetch_file).await;
+    let fetch = reply
+        .body
+        .as_ref()
+        .and_then(|b| b.first(io::RESPONSE))
+        .and_then(|r| r.first(io::FETCH))
+        .cloned()
+        .expect("Fetch");
+    assert_eq!(fetch.text_of(io::STATUS), Some("1"), "{fetch:?}");
+    let data = fetch
+        .first(io::PROPERTIES)
+        .and_then(|p| p.text_of(io::DATA))
+        .expect("Data");
+    use base64::Engine;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+        bytes
+    );
+
+    let old = device_of(&gw, &user, &pw, "12.1").await;
+    let url = format!(
+        "{}?Cmd=GetAttachment&AttachmentName={}&User={user}&DeviceId={}&DeviceType={}",
+        old.base,
+        reference.replace(':', "%3a"),
+        old.device_id,
+        old.device_type
+    );
+    let mut req = old
+        .client
+        .post(&url)
+        .header("Authorization", old.auth())
+        .header("MS-ASProtocolVersion", "12.1");
+    if let Some(k) = old.policy_key {
+        req = req.header("X-MS-PolicyKey", k.to_string());
+    }
+    let resp = req.send().await.expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.bytes().await.expect("body")[..], bytes[..]);
+}

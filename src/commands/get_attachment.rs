@@ -5,7 +5,7 @@
 //! [`attachment_part`](super::attachment_part)); the Content-Length is the part's decoded size.
 //! Reading never marks the mail read (`BINARY.PEEK` / `BODY.PEEK`).
 
-use crate::backend::{BackendError, MailBackend, MailSession};
+use crate::backend::{BackendError, MailBackend, MailSession, SpecialUse};
 use crate::eas::item_operations::parse_file_reference;
 use crate::state::StateStore;
 
@@ -71,6 +71,12 @@ async fn locate<B: MailBackend, S: StateStore>(
     let resolved = folders::resolve(&gw.store, &gw.folders, session, user, cid).await?;
     let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
         return Ok(None);
+    };
+    let uid = if mailbox.special_use == Some(SpecialUse::Drafts) {
+        // A draft's items name its first version; its newest version holds the attachments.
+        super::sync::drafts::current_uid(&gw.store, session, user, cid, &mailbox.name, uid).await?
+    } else {
+        uid
     };
     match attachment_part::locate(session, &mailbox.name, uid, index).await {
         Ok(Lookup::Found(p)) => Ok(Some(p)),

@@ -228,6 +228,12 @@ async fn fetch_attachment<B: MailBackend, S: StateStore>(
     let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
         return failed(status::OBJECT_NOT_FOUND);
     };
+    let uid = if mailbox.special_use == Some(SpecialUse::Drafts) {
+        // A draft's items name its first version; its newest version holds the attachments.
+        super::sync::drafts::current_uid(&gw.store, session, user, &cid, &mailbox.name, uid).await?
+    } else {
+        uid
+    };
     let part = match attachment_part::locate(session, &mailbox.name, uid, index).await {
         Ok(Lookup::Found(p)) => p,
         Ok(Lookup::NoMail) | Err(BackendError::NotFound(_)) => {
