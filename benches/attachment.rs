@@ -29,7 +29,9 @@ use eas_gateway::wbxml::{self, Element};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use common::{gateway_binary, imap_addr, new_user, GatewayOptions, GatewayProcess, Phone};
+use common::{
+    gateway_binary, imap_addr, new_user, GatewayOptions, GatewayProcess, Phone, UserCleanup,
+};
 
 fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
@@ -61,6 +63,7 @@ async fn run() -> Result<()> {
     println!("attachment bench: gateway {}", gateway_binary().display());
     let size = attachment_bytes();
     let (user, pw) = new_user("benchatt")?;
+    let _cleanup = UserCleanup::new(&user);
     let uid = append_big_mail(&user, &pw, size).await?;
     println!("mail with a {size}-byte attachment appended (UID {uid})");
     println!(

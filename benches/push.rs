@@ -38,7 +38,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use common::{dev_dir, new_user, GatewayOptions, GatewayProcess, Phone};
+use common::{dev_dir, new_user, GatewayOptions, GatewayProcess, Phone, UserCleanup};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -333,6 +333,7 @@ fn first_at_or_after(times: &[f64], t: f64) -> Option<f64> {
 
 async fn latency(gw: &GatewayProcess, http: &reqwest::Client, deliveries: usize, quiet_ms: u64) {
     let (user, pw) = new_user("pushbench").expect("users.d");
+    let _cleanup = UserCleanup::new(&user);
     let mut dev = new_device(gw, http, &user, &pw);
     dev.provision().await.expect("Provision");
     let inbox = dev.inbox_id().await.expect("Inbox");
@@ -799,6 +800,8 @@ fn main() {
         let user_list: Vec<(String, String)> = (0..users)
             .map(|_| new_user("idlebench").expect("users.d"))
             .collect();
+        let _cleanup: Vec<UserCleanup> =
+            user_list.iter().map(|(u, _)| UserCleanup::new(u)).collect();
         let devices = make_devices(&setup_gw, &http, &user_list, 0, most).await;
         println!(
             "\nsetup: {most} devices over {users} users provisioned and synced in {:.1} s",

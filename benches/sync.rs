@@ -47,7 +47,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWrit
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use common::{gateway_binary, imap_addr, new_user, GatewayOptions, GatewayProcess, Phone, DOMAIN};
+use common::{
+    gateway_binary, imap_addr, new_user, GatewayOptions, GatewayProcess, Phone, UserCleanup, DOMAIN,
+};
 
 const WINDOW: u32 = 100;
 const TRUNCATION: u32 = 51_200;
@@ -182,6 +184,7 @@ fn machine() -> String {
 
 async fn initial_sync_case(n: usize) -> Result<Vec<Row>> {
     let (user, pw) = new_user(&format!("bench-sync{n}"))?;
+    let _cleanup = UserCleanup::new(&user);
     println!("\n== initial sync of {n} mails ({user})");
     let seeded = seed(&user, &pw, n).await?;
     println!(
@@ -368,6 +371,7 @@ async fn imap_fetch_all(user: &str, pw: &str, n: usize) -> Result<FetchRun> {
 
 async fn no_change_case(secs: f64) -> Result<(Row, Row)> {
     let (user, pw) = new_user("bench-nochange")?;
+    let _cleanup = UserCleanup::new(&user);
     println!("\n== no-change Sync, {CLIENTS} phones of {user}, {secs} s");
     seed(&user, &pw, 20).await?;
     let gw = start_gateway("nochange")?;

@@ -61,6 +61,29 @@ pub fn new_user(prefix: &str) -> Result<(String, String)> {
     Ok((address, password))
 }
 
+/// Removes a bench user (its users.d file and its mail) when dropped, unless `EAS_BENCH_KEEP`
+/// is set: every run makes fresh users, and a 20,000-mail mailbox takes about 150 MB.
+pub struct UserCleanup(String);
+
+impl UserCleanup {
+    pub fn new(address: &str) -> UserCleanup {
+        UserCleanup(address.to_string())
+    }
+}
+
+impl Drop for UserCleanup {
+    fn drop(&mut self) {
+        if env_flag("EAS_BENCH_KEEP") {
+            return;
+        }
+        let Some((local, domain)) = self.0.split_once('@') else {
+            return;
+        };
+        let _ = std::fs::remove_file(dev_dir().join("dovecot/users.d").join(&self.0));
+        let _ = std::fs::remove_dir_all(dev_dir().join("mail").join(domain).join(local));
+    }
+}
+
 /// How to start a gateway process.
 pub struct GatewayOptions<'a> {
     /// Directory for the config, log and state file; `None` makes a temporary one (removed
