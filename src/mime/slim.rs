@@ -402,10 +402,11 @@ impl<'a> Walk<'a> {
         Some(())
     }
 
-    /// Decodes a text part in base64 in place, its Content-Transfer-Encoding becoming one
-    /// `mail-parser` reads unencoded. The parsed text is the same (the same bytes go through
-    /// the same charset conversion), at a fraction of the parser's cost. Only done when the
-    /// base64 is in its plain form and the decoded bytes hold no enclosing boundary.
+    /// Decodes a text part in base64 or quoted-printable in place, its
+    /// Content-Transfer-Encoding becoming one `mail-parser` reads unencoded. The parsed text is
+    /// the same (the same bytes go through the same charset conversion), at a fraction of the
+    /// parser's cost. Only done when the base64 is in its plain form or the quoted-printable
+    /// decodes by the parser's rules, and the decoded bytes hold no enclosing boundary.
     fn decode_text(&mut self, c: &Child<'_>) {
         let enc = encoding(&c.headers);
         if c.body >= c.end || enc == Encoding::None {
