@@ -313,19 +313,7 @@ async fn get_attachment_streams_the_large_part() {
     append(&user, &pw, "INBOX", &big_mail(&big), None).await;
     let uid = last_uid(&imap(&user, &pw, &["SELECT INBOX", "UID SEARCH ALL"]).await);
     let inbox = folder_id(&dev, "Inbox").await;
-    let url = format!(
-        "{}?Cmd=GetAttachment&AttachmentName={inbox}%3a{uid}%3a1&User={user}&DeviceId={}&DeviceType={}",
-        dev.base, dev.device_id, dev.device_type
-    );
-    let mut req = dev
-        .client
-        .post(&url)
-        .header("Authorization", dev.auth())
-        .header("MS-ASProtocolVersion", "12.1");
-    if let Some(k) = dev.policy_key {
-        req = req.header("X-MS-PolicyKey", k.to_string());
-    }
-    let resp = req.send().await.expect("request");
+    let resp = dev.get_attachment(&format!("{inbox}:{uid}:1")).await;
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(
         resp.headers().get("content-type").unwrap(),
@@ -343,16 +331,8 @@ async fn get_attachment_streams_the_large_part() {
     assert!(got[..] == big[..], "GetAttachment bytes");
 
     // An index the mail does not have.
-    let url = url.replace(&format!("{uid}%3a1"), &format!("{uid}%3a9"));
-    let mut req = dev
-        .client
-        .post(&url)
-        .header("Authorization", dev.auth())
-        .header("MS-ASProtocolVersion", "12.1");
-    if let Some(k) = dev.policy_key {
-        req = req.header("X-MS-PolicyKey", k.to_string());
-    }
-    assert_eq!(req.send().await.unwrap().status().as_u16(), 404);
+    let missing = dev.get_attachment(&format!("{inbox}:{uid}:9")).await;
+    assert_eq!(missing.status().as_u16(), 404);
     assert!(
         !seen(&user, &pw, uid).await,
         "GetAttachment marked the mail read"

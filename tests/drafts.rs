@@ -85,6 +85,17 @@ fn app_data() -> Element {
 }
 
 /// The per-item response of an Add: (ServerId, Status, ApplicationData).
+/// Attachments adding one file (16.0 drafts).
+fn new_file(client_id: &str, name: &str, bytes: &[u8]) -> Element {
+    Element::new(b::ATTACHMENTS).child(
+        Element::new(b::ADD)
+            .text_child(b::CLIENT_ID, client_id)
+            .text_child(b::METHOD, "1")
+            .text_child(b::DISPLAY_NAME, name)
+            .opaque_child(b::CONTENT, Bytes::from(bytes.to_vec())),
+    )
+}
+
 fn add_response(r: &SyncResult, client_id: &str) -> (Option<String>, String, Option<Element>) {
     let rs = r.responses.as_ref().expect("Responses");
     let e = rs
@@ -322,15 +333,7 @@ async fn field_draft_with_attachments_add_change_delete_attachment() {
                 .text_child(b::TYPE, "1")
                 .text_child(b::DATA, "Hello from the draft."),
         )
-        .child(
-            Element::new(b::ATTACHMENTS).child(
-                Element::new(b::ADD)
-                    .text_child(b::CLIENT_ID, "att-1")
-                    .text_child(b::METHOD, "1")
-                    .text_child(b::DISPLAY_NAME, "numbers.bin")
-                    .opaque_child(b::CONTENT, Bytes::from(bytes.clone())),
-            ),
-        );
+        .child(new_file("att-1", "numbers.bin", &bytes));
     let r = p.sync(vec![add("f1", data, false)]).await;
     let (sid, st, resp_data) = add_response(&r, "f1");
     assert_eq!(st, "1");
@@ -408,15 +411,7 @@ async fn field_draft_with_attachments_add_change_delete_attachment() {
     let r = p
         .sync(vec![change(
             &sid,
-            app_data().child(
-                Element::new(b::ATTACHMENTS).child(
-                    Element::new(b::ADD)
-                        .text_child(b::CLIENT_ID, "att-2")
-                        .text_child(b::METHOD, "1")
-                        .text_child(b::DISPLAY_NAME, "more.bin")
-                        .opaque_child(b::CONTENT, Bytes::from(more.clone())),
-                ),
-            ),
+            app_data().child(new_file("att-2", "more.bin", &more)),
             false,
         )])
         .await;
@@ -434,27 +429,15 @@ async fn field_draft_with_attachments_add_change_delete_attachment() {
         .and_then(|a| a.first(b::ATTACHMENT))
         .expect("Attachment");
     assert_eq!(att.text_of(b::CLIENT_ID), Some("att-2"));
-    let reference = att.text_of(b::FILE_REFERENCE).unwrap().to_string();
-    let fetch = Element::new(io::ITEM_OPERATIONS).child(
-        Element::new(io::FETCH)
-            .text_child(io::STORE, "Mailbox")
-            .text_child(b::FILE_REFERENCE, reference),
-    );
-    let reply = p.dev.post("ItemOperations", &fetch).await;
-    let body = reply.body.expect("ItemOperations body");
-    let data = body
-        .first(io::RESPONSE)
-        .and_then(|r| r.first(io::FETCH))
-        .and_then(|f| f.first(io::PROPERTIES))
-        .and_then(|p| p.text_of(io::DATA))
-        .expect("Data");
-    use base64::Engine;
-    assert_eq!(
-        base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .unwrap(),
-        more
-    );
+    let reference = att.text_of(b::FILE_REFERENCE).unwrap();
+    let fetch = Element::new(io::ITEM_OPERATIONS).child(fetch_file(reference, None));
+    let body = p
+        .dev
+        .post("ItemOperations", &fetch)
+        .await
+        .body
+        .expect("body");
+    assert_eq!(io_data(io_results(&body)[0]), more);
     let stored = mailbox(&user, &pw, "Drafts").await;
     assert_eq!(stored.len(), 1);
     assert_eq!(attachment_of(&stored[0].raw), Some(more));
@@ -742,15 +725,7 @@ async fn an_edited_drafts_attachment_is_fetched_by_the_reference_its_item_shows(
                 .text_child(b::TYPE, "1")
                 .text_child(b::DATA, "See the file."),
         )
-        .child(
-            Element::new(b::ATTACHMENTS).child(
-                Element::new(b::ADD)
-                    .text_child(b::CLIENT_ID, "att-1")
-                    .text_child(b::METHOD, "1")
-                    .text_child(b::DISPLAY_NAME, "file.bin")
-                    .opaque_child(b::CONTENT, Bytes::from(bytes.clone())),
-            ),
-        );
+        .child(new_file("att-1", "file.bin", &bytes));
     let r = p.sync(vec![add("e1", data, false)]).await;
     let sid = add_response(&r, "e1").0.expect("ServerId");
     // Editing the draft replaces its mail: the first version is expunged.
@@ -765,19 +740,15 @@ async fn an_edited_drafts_attachment_is_fetched_by_the_reference_its_item_shows(
     assert_eq!(mailbox(&user, &pw, "Drafts").await.len(), 1);
 
     // The item, fetched by its ServerId, lists the attachment under a FileReference.
-    let fetch_item = Element::new(io::ITEM_OPERATIONS).child(
-        Element::new(io::FETCH)
-            .text_child(io::STORE, "Mailbox")
-            .text_child(a::COLLECTION_ID, p.drafts.clone())
-            .text_child(a::SERVER_ID, sid.clone()),
-    );
-    let reply = p.dev.post("ItemOperations", &fetch_item).await;
-    let reference = reply
+    let fetch_item = Element::new(io::ITEM_OPERATIONS).child(fetch_mail(&p.drafts, &sid));
+    let body = p
+        .dev
+        .post("ItemOperations", &fetch_item)
+        .await
         .body
-        .as_ref()
-        .and_then(|b| b.first(io::RESPONSE))
-        .and_then(|r| r.first(io::FETCH))
-        .and_then(|f| f.first(io::PROPERTIES))
+        .expect("body");
+    let reference = io_results(&body)[0]
+        .first(io::PROPERTIES)
         .and_then(|p| p.first(b::ATTACHMENTS))
         .and_then(|a| a.first(b::ATTACHMENT))
         .and_then(|a| a.text_of(b::FILE_REFERENCE))
@@ -785,49 +756,19 @@ async fn an_edited_drafts_attachment_is_fetched_by_the_reference_its_item_shows(
         .to_string();
 
     // That reference reads the file, through ItemOperations and GetAttachment.
-    let fetch_file = Element::new(io::ITEM_OPERATIONS).child(
-        Element::new(io::FETCH)
-            .text_child(io::STORE, "Mailbox")
-            .text_child(b::FILE_REFERENCE, reference.clone()),
-    );
-    let reply = p.dev.post("ItemOperations", &fetch_file).await;
-    let fetch = reply
+    let fetch = Element::new(io::ITEM_OPERATIONS).child(fetch_file(&reference, None));
+    let body = p
+        .dev
+        .post("ItemOperations", &fetch)
+        .await
         .body
-        .as_ref()
-        .and_then(|b| b.first(io::RESPONSE))
-        .and_then(|r| r.first(io::FETCH))
-        .cloned()
-        .expect("Fetch");
-    assert_eq!(fetch.text_of(io::STATUS), Some("1"), "{fetch:?}");
-    let data = fetch
-        .first(io::PROPERTIES)
-        .and_then(|p| p.text_of(io::DATA))
-        .expect("Data");
-    use base64::Engine;
-    assert_eq!(
-        base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .unwrap(),
-        bytes
-    );
+        .expect("body");
+    let result = io_results(&body)[0];
+    assert_eq!(result.text_of(io::STATUS), Some("1"), "{result:?}");
+    assert_eq!(io_data(result), bytes);
 
     let old = device_of(&gw, &user, &pw, "12.1").await;
-    let url = format!(
-        "{}?Cmd=GetAttachment&AttachmentName={}&User={user}&DeviceId={}&DeviceType={}",
-        old.base,
-        reference.replace(':', "%3a"),
-        old.device_id,
-        old.device_type
-    );
-    let mut req = old
-        .client
-        .post(&url)
-        .header("Authorization", old.auth())
-        .header("MS-ASProtocolVersion", "12.1");
-    if let Some(k) = old.policy_key {
-        req = req.header("X-MS-PolicyKey", k.to_string());
-    }
-    let resp = req.send().await.expect("request");
+    let resp = old.get_attachment(&reference).await;
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.bytes().await.expect("body")[..], bytes[..]);
 }

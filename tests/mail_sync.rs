@@ -493,19 +493,7 @@ async fn get_attachment_returns_the_bytes_of_a_12_x_file_reference() {
         .and_then(|a| a.text_of(b::FILE_REFERENCE))
         .expect("FileReference")
         .to_string();
-    let url = format!(
-        "{}?Cmd=GetAttachment&AttachmentName={reference}&User={user}&DeviceId={}&DeviceType=TestPhone",
-        dev.base, dev.device_id
-    );
-    let resp = dev
-        .client
-        .post(&url)
-        .header("Authorization", dev.auth())
-        .header("MS-ASProtocolVersion", "12.1")
-        .header("X-MS-PolicyKey", dev.policy_key.unwrap().to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = dev.get_attachment(&reference).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "image/png");
     assert_eq!(resp.bytes().await.unwrap().to_vec(), data);

@@ -307,6 +307,25 @@ impl TestDevice {
         )
     }
 
+    /// GetAttachment (a 12.x command, sent as 12.1) of `reference`, as the raw response.
+    pub async fn get_attachment(&self, reference: &str) -> reqwest::Response {
+        let url = format!(
+            "{}?{}&AttachmentName={}",
+            self.base,
+            self.query("GetAttachment"),
+            reference.replace(':', "%3a")
+        );
+        let mut req = self
+            .client
+            .post(&url)
+            .header("Authorization", self.auth())
+            .header("MS-ASProtocolVersion", "12.1");
+        if let Some(k) = self.policy_key {
+            req = req.header("X-MS-PolicyKey", k.to_string());
+        }
+        req.send().await.expect("GetAttachment request")
+    }
+
     /// POSTs a WBXML command with the plain query form.
     pub async fn post(&self, cmd: &str, body: &Element) -> Reply {
         let url = format!("{}?{}", self.base, self.query(cmd));
