@@ -203,15 +203,7 @@ impl ImapSession {
             let set = UidSet::from_uids(chunk.iter().copied());
             Command::new("UID FETCH").raw(&format!(" {set} ({items} BODY.PEEK[])"))
         });
-        let mut done = self.fetch_pipeline(cmds.collect()).await?;
-        Ok(done
-            .iter_mut()
-            .flat_map(|c| c.data_mut("FETCH"))
-            .filter_map(|items| match parse_fetch(items) {
-                Some((meta, Some(body))) => Some((meta, body)),
-                _ => None,
-            })
-            .collect())
+        self.fetch_with_section(cmds.collect()).await
     }
 
     /// The threading header fields (Message-ID, References, In-Reply-To, Subject, Date) of
@@ -228,12 +220,21 @@ impl ImapSession {
                  BODY.PEEK[HEADER.FIELDS (MESSAGE-ID REFERENCES IN-REPLY-TO SUBJECT DATE)])"
             ))
         });
-        let mut done = self.fetch_pipeline(cmds.collect()).await?;
+        self.fetch_with_section(cmds.collect()).await
+    }
+
+    /// Runs FETCH commands that ask for the metadata and one body section of each mail; mails
+    /// answered without the section are left out.
+    async fn fetch_with_section(
+        &mut self,
+        cmds: Vec<Command>,
+    ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
+        let mut done = self.fetch_pipeline(cmds).await?;
         Ok(done
             .iter_mut()
             .flat_map(|c| c.data_mut("FETCH"))
             .filter_map(|items| match parse_fetch(items) {
-                Some((meta, Some(header))) => Some((meta, header)),
+                Some((meta, Some(section))) => Some((meta, section)),
                 _ => None,
             })
             .collect())
