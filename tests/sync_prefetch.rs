@@ -17,15 +17,25 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(600)).await;
 }
 
-#[tokio::test]
-async fn imap_changes_after_the_next_page_was_prepared_still_reach_the_phone() {
+/// A gateway and a 16.1 phone whose user has `n` mails ("mail 01".. in UID order) in INBOX:
+/// (gateway, its server, phone, user, password, Inbox CollectionId).
+async fn phone_with_mails(
+    prefix: &str,
+    n: usize,
+) -> (TestGateway, TestServer, TestDevice, String, String, String) {
     let (gw, server) = start_gateway_server(GatewayOptions::default(), |_| {}).await;
-    let (dev, user, pw) = provisioned(&gw, "prefetch", "16.1").await;
-    let mails: Vec<(String, Option<String>)> = (1..=30)
+    let (dev, user, pw) = provisioned(&gw, prefix, "16.1").await;
+    let mails: Vec<(String, Option<String>)> = (1..=n)
         .map(|i| (mail(&format!("mail {i:02}"), "x"), None))
         .collect();
     seed(&user, &pw, "INBOX", &mails).await;
     let inbox = folder_id(&dev, "Inbox").await;
+    (gw, server, dev, user, pw, inbox)
+}
+
+#[tokio::test]
+async fn imap_changes_after_the_next_page_was_prepared_still_reach_the_phone() {
+    let (_gw, server, dev, user, pw, inbox) = phone_with_mails("prefetch", 30).await;
     let first = sync(&dev, &inbox, "0", 10).await;
     let mut key = first.key.unwrap();
 
@@ -93,13 +103,7 @@ async fn imap_changes_after_the_next_page_was_prepared_still_reach_the_phone() {
 
 #[tokio::test]
 async fn a_new_mail_or_a_repeated_key_after_the_prepared_page_is_handled_exactly_once() {
-    let (gw, _server) = start_gateway_server(GatewayOptions::default(), |_| {}).await;
-    let (dev, user, pw) = provisioned(&gw, "prefetch2", "16.1").await;
-    let mails: Vec<(String, Option<String>)> = (1..=20)
-        .map(|i| (mail(&format!("mail {i:02}"), "x"), None))
-        .collect();
-    seed(&user, &pw, "INBOX", &mails).await;
-    let inbox = folder_id(&dev, "Inbox").await;
+    let (_gw, _server, dev, user, pw, inbox) = phone_with_mails("prefetch2", 20).await;
     let mut key = sync(&dev, &inbox, "0", 8).await.key.unwrap();
     let p1 = sync(&dev, &inbox, &key, 8).await;
     let key1 = key.clone();

@@ -83,10 +83,13 @@ pub async fn start_gateway_with(opts: GatewayOptions) -> TestGateway {
 }
 
 /// The same, with `configure` applied to the parsed config; also returns the server.
+/// The gateway server a test runs in-process.
+pub type TestServer = Arc<Server<ImapBackend, SqliteStore>>;
+
 pub async fn start_gateway_server(
     opts: GatewayOptions,
     configure: impl FnOnce(&mut Config),
-) -> (TestGateway, Arc<Server<ImapBackend, SqliteStore>>) {
+) -> (TestGateway, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
