@@ -5,7 +5,7 @@
 //! [`attachment_part`](super::attachment_part)); the Content-Length is the part's decoded size.
 //! Reading never marks the mail read (`BINARY.PEEK` / `BODY.PEEK`).
 
-use crate::backend::{BackendError, MailBackend, MailSession, SpecialUse};
+use crate::backend::{BackendError, MailBackend, MailSession};
 use crate::eas::item_operations::parse_file_reference;
 use crate::state::StateStore;
 
@@ -72,12 +72,8 @@ async fn locate<B: MailBackend, S: StateStore>(
     let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
         return Ok(None);
     };
-    let uid = if mailbox.special_use == Some(SpecialUse::Drafts) {
-        // A draft's items name its first version; its newest version holds the attachments.
-        super::sync::drafts::current_uid(&gw.store, session, user, cid, &mailbox.name, uid).await?
-    } else {
-        uid
-    };
+    let uid =
+        super::sync::drafts::current_uid(&gw.store, session, user, cid, &mailbox, uid).await?;
     match attachment_part::locate(session, &mailbox.name, uid, index).await {
         Ok(Lookup::Found(p)) => Ok(Some(p)),
         Ok(Lookup::NoMail | Lookup::NoAttachment) | Err(BackendError::NotFound(_)) => Ok(None),

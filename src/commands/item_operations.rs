@@ -173,12 +173,8 @@ async fn fetch_item<B: MailBackend, S: StateStore>(
         return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
     };
     let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
-    let uid = if in_drafts {
-        // A draft keeps its ServerId across versions; its newest version holds it now.
-        super::sync::drafts::current_uid(&gw.store, session, user, &cid, &mailbox.name, uid).await?
-    } else {
-        uid
-    };
+    let uid =
+        super::sync::drafts::current_uid(&gw.store, session, user, &cid, &mailbox, uid).await?;
     let fetched = match session.fetch_messages(&mailbox.name, &[uid]).await {
         Ok(f) => f,
         Err(BackendError::NotFound(_)) => Vec::new(),
@@ -228,12 +224,8 @@ async fn fetch_attachment<B: MailBackend, S: StateStore>(
     let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
         return failed(status::OBJECT_NOT_FOUND);
     };
-    let uid = if mailbox.special_use == Some(SpecialUse::Drafts) {
-        // A draft's items name its first version; its newest version holds the attachments.
-        super::sync::drafts::current_uid(&gw.store, session, user, &cid, &mailbox.name, uid).await?
-    } else {
-        uid
-    };
+    let uid =
+        super::sync::drafts::current_uid(&gw.store, session, user, &cid, &mailbox, uid).await?;
     let part = match attachment_part::locate(session, &mailbox.name, uid, index).await {
         Ok(Lookup::Found(p)) => p,
         Ok(Lookup::NoMail) | Err(BackendError::NotFound(_)) => {

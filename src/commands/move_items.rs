@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::backend::{BackendError, MailBackend, MailSession, SpecialUse};
+use crate::backend::{BackendError, MailBackend, MailSession};
 use crate::eas::move_items::{self as model, status, MoveResult};
 use crate::state::StateStore;
 use crate::uidset::UidSet;
@@ -61,13 +61,8 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 results[i].status = status::INVALID_SOURCE;
                 continue;
             };
-            let uid = if src.special_use == Some(SpecialUse::Drafts) {
-                // A draft keeps its ServerId across versions; its newest version holds it now.
-                drafts::current_uid(&gw.store, &mut session, user, &m.src_fld_id, &src.name, uid)
-                    .await?
-            } else {
-                uid
-            };
+            let uid = drafts::current_uid(&gw.store, &mut session, user, &m.src_fld_id, &src, uid)
+                .await?;
             let dst = folders::resolve(&gw.store, &gw.folders, &mut session, user, &m.dst_fld_id)
                 .await?
                 .and_then(|r| r.mailbox)

@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use crate::backend::{MailBackend, MailFolder, MailSession};
+use crate::backend::{MailBackend, MailFolder, MailSession, SpecialUse};
 use crate::compose::draft::{self as compose_draft, Built, DraftError};
 use crate::eas::sync::{
     status, ClientCommand, ClientResponse, DraftData, ServerCommand, SyncOptions,
@@ -455,25 +455,29 @@ fn draft_flags(fields: &DraftData) -> Vec<String> {
     flags
 }
 
-/// The UID that holds the draft `item` of the Drafts collection `cid` now: its newest recorded
-/// version, or `item` itself when none is recorded. For commands that name a draft by its
-/// ServerId outside Sync (ItemOperations Fetch, MoveItems).
+/// The UID that holds item `uid` of collection `cid` (in `mailbox`) now. A draft keeps its
+/// ServerId, and the FileReferences of its attachments, across versions: in Drafts this is its
+/// newest recorded version, or `uid` itself when none is recorded; elsewhere it is `uid`. For
+/// commands that name an item outside Sync (ItemOperations, GetAttachment, MoveItems).
 pub async fn current_uid<M: MailSession, S: StateStore>(
     store: &S,
     session: &mut M,
     user: &str,
     cid: &str,
-    mailbox: &str,
-    item: u32,
+    mailbox: &MailFolder,
+    uid: u32,
 ) -> Result<u32, CommandError> {
+    if mailbox.special_use != Some(SpecialUse::Drafts) {
+        return Ok(uid);
+    }
     let folder = Folder {
         store,
         user,
         cid,
-        uid_validity: session.select(mailbox).await?.uid_validity,
-        mailbox,
+        uid_validity: session.select(&mailbox.name).await?.uid_validity,
+        mailbox: &mailbox.name,
     };
-    Ok(folder.versions(item).await?.0)
+    Ok(folder.versions(uid).await?.0)
 }
 
 /// 16.0 ApplicationData answering the device's new attachments: ClientId -> FileReference.
