@@ -50,18 +50,38 @@ pub fn application_data(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Element {
-    // Parsing without the bodies the item does not show gives the same item, faster.
-    let slimmed = with_scratch(|buf| {
+    prepared(raw, None, flags, info, opts)
+        .unwrap_or_else(|| build(&headers::parse(raw), &[], flags, info, opts))
+}
+
+/// The item from the message prepared for the parser (`slim.rs`: bodies the item does not
+/// show left out, texts decoded in place), which gives the same item faster. Parts a server
+/// already sent without their bodies (`read`) are counted in. `None` when the message cannot
+/// be prepared, or the prepared copy does not parse into the shape it promised.
+fn prepared(
+    raw: &[u8],
+    read: Option<&OmittedParts<'_>>,
+    flags: &MailFlags,
+    info: &ItemInfo<'_>,
+    opts: &BodyOptions,
+) -> Option<Element> {
+    with_scratch(|buf| {
         let s = slim::slim(raw, opts, buf)?;
-        let omitted = OmittedParts {
+        let mut sizes = s.omitted;
+        if let Some(read) = read {
+            if read.parts != s.parts {
+                return None;
+            }
+            sizes.extend_from_slice(read.sizes);
+        }
+        let shape = Shape {
             parts: s.parts,
-            sizes: &s.omitted,
+            sizes: &sizes,
             texts: &s.texts,
             decoded: &s.decoded,
         };
-        application_data_partial(buf, &omitted, flags, info, opts)
-    });
-    slimmed.unwrap_or_else(|| build(&headers::parse(raw), &[], flags, info, opts))
+        build_if_shaped(buf, &shape, flags, info, opts)
+    })
 }
 
 /// Runs `f` with this thread's buffer for prepared messages, so that converting a page of
@@ -113,33 +133,65 @@ pub fn application_data_partial(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Option<Element> {
+    prepared(raw, Some(omitted), flags, info, opts).or_else(|| {
+        let shape = Shape {
+            parts: omitted.parts,
+            sizes: omitted.sizes,
+            texts: &[],
+            decoded: &[],
+        };
+        build_if_shaped(raw, &shape, flags, info, opts)
+    })
+}
+
+/// What a message given to the parser was read or prepared without.
+struct Shape<'a> {
+    /// Number of parts (a depth-first, pre-order walk, the root included).
+    parts: usize,
+    /// (index, decoded size) of each part whose body is empty in the bytes given.
+    sizes: &'a [(usize, u64)],
+    /// Plain-text alternatives whose bodies are empty because the HTML body does not show them.
+    texts: &'a [usize],
+    /// Text parts decoded in place from quoted-printable; none of them may be an attachment
+    /// (an attachment's bytes are decoded from the original by other rules).
+    decoded: &'a [usize],
+}
+
+/// The item of `raw` when it parses into `shape`, else `None`.
+fn build_if_shaped(
+    raw: &[u8],
+    shape: &Shape<'_>,
+    flags: &MailFlags,
+    info: &ItemInfo<'_>,
+    opts: &BodyOptions,
+) -> Option<Element> {
     let p = headers::parse(raw);
     let m = p.msg.as_ref()?;
     let choice = body::choose(&p, opts);
-    if m.parts.len() != omitted.parts || choice.body_type == BODY_TYPE_MIME {
+    if m.parts.len() != shape.parts || choice.body_type == BODY_TYPE_MIME {
         return None;
     }
-    for (i, _) in omitted.sizes {
+    for (i, _) in shape.sizes {
         match m.parts.get(*i).map(|x| &x.body) {
             Some(PartType::Binary(b)) | Some(PartType::InlineBinary(b)) if b.is_empty() => {}
             _ => return None,
         }
     }
-    if !omitted.decoded.is_empty()
+    if !shape.decoded.is_empty()
         && attachments::list(&p)
             .iter()
-            .any(|a| omitted.decoded.contains(&a.part_index))
+            .any(|a| shape.decoded.contains(&a.part_index))
     {
         return None;
     }
-    if !omitted.texts.is_empty() {
+    if !shape.texts.is_empty() {
         // Only an HTML body without a preview may do without plain-text alternatives, and
         // only when none of them is part of that HTML body.
         if choice.body_type != BODY_TYPE_HTML || choice.preview.unwrap_or(0) > 0 || !p.has_html() {
             return None;
         }
         let html = headers::html_body_ids(m);
-        for &i in omitted.texts {
+        for &i in shape.texts {
             match m.parts.get(i).map(|x| &x.body) {
                 Some(PartType::Text(t)) if t.is_empty() => {}
                 _ => return None,
@@ -149,7 +201,7 @@ pub fn application_data_partial(
             }
         }
     }
-    Some(build(&p, omitted.sizes, flags, info, opts))
+    Some(build(&p, shape.sizes, flags, info, opts))
 }
 
 fn build(

@@ -148,12 +148,6 @@ pub struct OmittedParts<'a> {
     pub parts: usize,
     /// (index in that walk, decoded size in bytes) of each part left out.
     pub sizes: &'a [(usize, u64)],
-    /// Index of each plain-text alternative whose body is empty in the bytes given because
-    /// the item's HTML body does not show it.
-    pub texts: &'a [usize],
-    /// Index of each text part decoded in place from quoted-printable; none of them may be an
-    /// attachment (an attachment's bytes are decoded from the original by other rules).
-    pub decoded: &'a [usize],
 }
 
 /// IMAP flags and keywords of a message.

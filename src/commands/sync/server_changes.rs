@@ -386,8 +386,6 @@ fn convert_one(
         let omitted = mime::OmittedParts {
             parts: m.parts,
             sizes: &m.omitted,
-            texts: &[],
-            decoded: &[],
         };
         let info = super::item_info(&m.meta, &sid, in_drafts);
         mime::application_data_partial(&m.raw, &omitted, &mail_flags(&m.meta), &info, opts)
