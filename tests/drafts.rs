@@ -64,6 +64,13 @@ fn mime_body(raw: &str) -> Element {
         .text_child(b::DATA, raw)
 }
 
+/// A plain-text Body of a draft.
+fn plain_body(text: &str) -> Element {
+    Element::new(b::BODY)
+        .text_child(b::TYPE, "1")
+        .text_child(b::DATA, text)
+}
+
 fn add(client_id: &str, data: Element, send: bool) -> Element {
     let mut e = Element::new(a::ADD).text_child(a::CLIENT_ID, client_id);
     if send {
@@ -328,11 +335,7 @@ async fn field_draft_with_attachments_add_change_delete_attachment() {
         .text_child(email::TO, "Bob <bob@example.test>, carol@example.test")
         .text_child(email::SUBJECT, subject.clone())
         .text_child(email::IMPORTANCE, "2")
-        .child(
-            Element::new(b::BODY)
-                .text_child(b::TYPE, "1")
-                .text_child(b::DATA, "Hello from the draft."),
-        )
+        .child(plain_body("Hello from the draft."))
         .child(new_file("att-1", "numbers.bin", &bytes));
     let r = p.sync(vec![add("f1", data, false)]).await;
     let (sid, st, resp_data) = add_response(&r, "f1");
@@ -558,11 +561,7 @@ async fn send_from_drafts_delivers_keeps_a_sent_copy_and_no_draft() {
         .text_child(email::TO, bob.clone())
         .text_child(email2::BCC, carol.clone())
         .text_child(email::SUBJECT, s2.clone())
-        .child(
-            Element::new(b::BODY)
-                .text_child(b::TYPE, "1")
-                .text_child(b::DATA, "sent from the drafts folder"),
-        );
+        .child(plain_body("sent from the drafts folder"));
     let before = p.key.clone();
     let r = p.sync(vec![add("s2", data.clone(), true)]).await;
     assert_eq!(add_response(&r, "s2").1, "1");
@@ -720,11 +719,7 @@ async fn an_edited_drafts_attachment_is_fetched_by_the_reference_its_item_shows(
     let data = app_data()
         .text_child(email::TO, "bob@example.test")
         .text_child(email::SUBJECT, unique("draft with a file"))
-        .child(
-            Element::new(b::BODY)
-                .text_child(b::TYPE, "1")
-                .text_child(b::DATA, "See the file."),
-        )
+        .child(plain_body("See the file."))
         .child(new_file("att-1", "file.bin", &bytes));
     let r = p.sync(vec![add("e1", data, false)]).await;
     let sid = add_response(&r, "e1").0.expect("ServerId");
