@@ -102,6 +102,7 @@ fn start_gateway(dir: &Path, name: &str, tls: bool) -> GatewayProcess {
         log_filter: "warn,eas_gateway::push::watcher=debug,eas_gateway::commands::ping=debug"
             .into(),
         imap_timeout_secs: None,
+        binary: None,
     })
     .expect("start eas-gateway")
 }

@@ -28,6 +28,11 @@
 //! `EAS_BENCH_GATEWAY` (gateway binary; default the one cargo built for this bench, i.e.
 //! target/release/eas-gateway), `EAS_BENCH_LOG` (the gateway's `EAS_LOG`, default `info`),
 //! `EAS_BENCH_KEEP=1` (keep each gateway's directory with its log and state).
+//!
+//! Comparing two builds: `EAS_BENCH_VERSUS=<other eas-gateway>` adds, to each initial-sync
+//! case, `EAS_BENCH_ROUNDS` (4) rounds in which a new device syncs through this gateway, one
+//! through the other and the reference fetches, in alternating order, so that the machine's
+//! drifting speed affects both builds alike; it prints each round and the medians.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -218,6 +223,10 @@ async fn initial_sync_case(n: usize) -> Result<Vec<Row>> {
         );
     }
 
+    if let Some(other) = std::env::var_os("EAS_BENCH_VERSUS") {
+        versus(&gw, std::path::Path::new(&other), &user, &pw, n).await?;
+    }
+
     let fetch = imap_fetch_all(&user, &pw, n).await?;
     println!(
         "IMAP:    {} UID FETCH commands, {:.2} s, {:.1} MB",
@@ -286,6 +295,71 @@ async fn initial_sync_case(n: usize) -> Result<Vec<Row>> {
 struct DeviceRun {
     sync: SyncRun,
     cpu: Cpu,
+}
+
+/// Rounds of "this gateway, the other one, the reference" (the two gateways' order swapped
+/// every round); prints each round's seconds and gateway CPU, and the medians.
+async fn versus(
+    gw: &GatewayProcess,
+    other: &std::path::Path,
+    user: &str,
+    pw: &str,
+    n: usize,
+) -> Result<()> {
+    let rounds: usize = std::env::var("EAS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    let mut opts = GatewayOptions::temporary("versus");
+    opts.binary = Some(other.to_path_buf());
+    let gw_b = GatewayProcess::start(&opts)?;
+    println!("versus {} (pid {})", other.display(), gw_b.pid);
+    // Dovecot's cache is warm for both (the other build's first device is not timed).
+    device_sync(&gw_b, user, pw, n, 100).await?;
+    let (mut this, mut that, mut reference) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let mut a = None;
+        let mut b = None;
+        for first in [round % 2 == 0, round % 2 != 0] {
+            let index = 200 + round * 2 + usize::from(first);
+            if first {
+                a = Some(device_sync(gw, user, pw, n, index).await?);
+            } else {
+                b = Some(device_sync(&gw_b, user, pw, n, index).await?);
+            }
+        }
+        let (Some(a), Some(b)) = (a, b) else {
+            bail!("round {round} incomplete");
+        };
+        let r = imap_fetch_all(user, pw, n).await?;
+        println!(
+            "round {round}: this {:.2} s (gw CPU {:.2}), other {:.2} s (gw CPU {:.2}), IMAP {:.2} s; \
+             this/IMAP {:.2}x, other/IMAP {:.2}x",
+            a.sync.secs,
+            a.cpu.gateway,
+            b.sync.secs,
+            b.cpu.gateway,
+            r.secs,
+            a.sync.secs / r.secs,
+            b.sync.secs / r.secs
+        );
+        this.push(a.sync.secs / r.secs);
+        that.push(b.sync.secs / r.secs);
+        reference.push(r.secs);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    if rounds > 0 {
+        println!(
+            "versus, medians over {rounds} rounds: this/IMAP {:.2}x, other/IMAP {:.2}x (IMAP {:.2} s)",
+            median(&mut this),
+            median(&mut that),
+            median(&mut reference)
+        );
+    }
+    Ok(())
 }
 
 /// A new device (`index`) of `user`: Provision, FolderSync, then the timed initial sync of

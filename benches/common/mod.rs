@@ -97,6 +97,8 @@ pub struct GatewayOptions<'a> {
     pub log_filter: String,
     /// `imap.timeout_secs`; `None` keeps the gateway's default.
     pub imap_timeout_secs: Option<u64>,
+    /// The binary; `None` runs [`gateway_binary`].
+    pub binary: Option<PathBuf>,
 }
 
 impl GatewayOptions<'_> {
@@ -109,6 +111,7 @@ impl GatewayOptions<'_> {
             tls: false,
             log_filter: std::env::var("EAS_BENCH_LOG").unwrap_or_else(|_| "info".into()),
             imap_timeout_secs: Some(120),
+            binary: None,
         }
     }
 }
@@ -186,7 +189,8 @@ domain = "{DOMAIN}"
         std::fs::write(&config_path, config)?;
         let log_path = dir.join(format!("{}.log", opts.name));
         let log = File::create(&log_path)?;
-        let child = Command::new(gateway_binary())
+        let binary = opts.binary.clone().unwrap_or_else(gateway_binary);
+        let child = Command::new(&binary)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -196,7 +200,7 @@ domain = "{DOMAIN}"
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", gateway_binary().display()))?;
+            .with_context(|| format!("starting {}", binary.display()))?;
         let scheme = if opts.tls { "https" } else { "http" };
         let mut gw = GatewayProcess {
             pid: child.id(),
