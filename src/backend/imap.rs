@@ -547,6 +547,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             }
             return Ok(out);
         }
+        let first = cmds.first().map_or("", |c| c.name);
+        tracing::trace!(command = first, count = cmds.len(), "IMAP pipeline");
+        let started = Instant::now();
         let timeout = self.timeout;
         self.in_flight = true;
         let fut = async {
@@ -579,13 +582,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
         };
         // The whole pipeline gets one timeout per command.
         let limit = timeout.saturating_mul(u32::try_from(cmds.len().max(1)).unwrap_or(u32::MAX));
-        match tokio::time::timeout(limit, fut).await {
+        let r = match tokio::time::timeout(limit, fut).await {
             Ok(r) => {
                 self.in_flight = false;
                 r
             }
             Err(_) => Err(self.lost(format!("IMAP server did not answer within {limit:?}"))),
-        }
+        };
+        tracing::trace!(
+            command = first,
+            count = cmds.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = r.is_ok(),
+            "IMAP pipeline done"
+        );
+        r
     }
 
     /// The underlying stream, once no response bytes are left unread (after
