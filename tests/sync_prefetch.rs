@@ -97,6 +97,11 @@ async fn imap_changes_after_the_next_page_was_prepared_still_reach_the_phone() {
     assert_eq!(m16.text_of(email::READ), Some("0"));
     // Nothing is left to send, and nothing the phone read was marked read.
     assert!(sync(&dev, &inbox, &key, 10).await.empty);
+    assert_eq!(
+        server.gateway.sync_prefetch.len(),
+        0,
+        "nothing is read ahead (or holds a session) once the sync is done"
+    );
     let t = imap(&user, &pw, &["SELECT INBOX", "UID SEARCH SEEN"]).await;
     assert_eq!(uids_in(&t), vec![15], "{t}");
 }

@@ -36,6 +36,12 @@ impl FolderCache {
         self.users.get(user).map(|v| v.clone())
     }
 
+    /// The folder with `server_id` in the cached listing, if the user has one.
+    pub fn find(&self, user: &str, server_id: &str) -> Option<Resolved> {
+        let list = self.users.get(user)?;
+        list.iter().find(|r| r.server_id == server_id).cloned()
+    }
+
     fn put(&self, user: &str, list: Arc<Vec<Resolved>>) {
         self.users.insert(user.to_string(), list);
     }
@@ -88,10 +94,8 @@ pub async fn resolve<M: MailSession, S: StateStore>(
     user: &str,
     server_id: &str,
 ) -> Result<Option<Resolved>, CommandError> {
-    if let Some(list) = cache.cached(user) {
-        if let Some(r) = list.iter().find(|r| r.server_id == server_id) {
-            return Ok(Some(r.clone()));
-        }
+    if let Some(r) = cache.find(user, server_id) {
+        return Ok(Some(r));
     }
     let list = list(store, cache, session, user).await?;
     Ok(list.iter().find(|r| r.server_id == server_id).cloned())

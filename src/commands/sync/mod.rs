@@ -19,6 +19,7 @@ pub mod client_changes;
 pub mod drafts;
 pub mod prefetch;
 pub mod server_changes;
+mod session;
 pub mod view;
 
 use bytes::Bytes;
@@ -38,6 +39,7 @@ use crate::wbxml::{self, Element, Limits};
 
 use super::{folders, CommandError, Context, Gateway, Outcome};
 use client_changes::{parse_server_id, server_id};
+use session::RequestSession;
 use view::{flag_bits, window_start, View};
 
 /// Bounds of Wait (minutes) in a Sync request (MS-ASCMD 2.2.3.197); HeartbeatInterval uses
@@ -208,15 +210,18 @@ async fn run_collections<B: MailBackend, S: StateStore>(
 ) -> Result<Vec<CollectionResponse>, CommandError> {
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
-    for col in collections {
-        gw.sync_prefetch
-            .wait(user, device_id, &col.collection_id)
-            .await;
-    }
-    let mut session = gw
-        .sessions
-        .get(&ctx.user.credentials, ctx.client_ip)
-        .await?;
+    let mut session = RequestSession::new(
+        &gw.sessions,
+        &gw.sync_prefetch,
+        &ctx.user.credentials,
+        ctx.client_ip,
+        user,
+        device_id,
+        collections
+            .iter()
+            .map(|c| c.collection_id.as_str())
+            .collect(),
+    );
     let mut next_pages = Vec::new();
     let mut budget = request
         .window_size
@@ -231,23 +236,23 @@ async fn run_collections<B: MailBackend, S: StateStore>(
             .clone();
         let _guard = lock.lock().await;
         if let Some(r) =
-            sync_collection(gw, ctx, &mut *session, col, budget, &mut next_pages).await?
+            sync_collection(gw, ctx, &mut session, col, budget, &mut next_pages).await?
         {
             budget = budget.saturating_sub(r.commands.len()).max(1);
             out.push(r);
         }
     }
     // The session goes back to the pool first, so the next pages are read on it.
-    drop(session);
+    session.release();
     let preparing = !next_pages.is_empty();
-    for page in next_pages {
+    for plan in next_pages {
         gw.sync_prefetch.start(
             &gw.sessions,
             &ctx.user.credentials,
             ctx.client_ip,
             user,
             device_id,
-            page,
+            plan,
         );
     }
     if preparing {
@@ -334,15 +339,19 @@ fn cache_bytes(req: &SyncRequest) -> Vec<u8> {
 async fn sync_collection<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
-    session: &mut B::Session,
+    session: &mut RequestSession<'_, B>,
     col: &CollectionRequest,
     budget: usize,
-    next_pages: &mut Vec<prefetch::PageSpec>,
+    next_pages: &mut Vec<prefetch::Plan>,
 ) -> Result<Option<CollectionResponse>, CommandError> {
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
     let cid = col.collection_id.as_str();
-    let Some(resolved) = folders::resolve(&gw.store, &gw.folders, session, user, cid).await? else {
+    let resolved = match gw.folders.find(user, cid) {
+        Some(r) => Some(r),
+        None => folders::resolve(&gw.store, &gw.folders, session.get().await?, user, cid).await?,
+    };
+    let Some(resolved) = resolved else {
         debug!(collection_id = cid, "unknown collection");
         return Ok(Some(CollectionResponse::error(
             cid,
@@ -378,7 +387,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         gw.store.reset_collection(user, device_id, cid).await?;
         let (uid_validity, flags) = match &mailbox {
             Some(m) => {
-                let st = session.select(&m.name).await?;
+                let st = session.get().await?.select(&m.name).await?;
                 let flags = (st.highest_modseq == 0).then(Default::default);
                 (st.uid_validity, flags)
             }
@@ -468,7 +477,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             return Ok(None);
         }
         if held.highest_modseq > 0 && held.filter_start == window {
-            let st = session.status(&mailbox.name).await?;
+            let st = session.get().await?.status(&mailbox.name).await?;
             if st.uid_validity == held.uid_validity && st.highest_modseq == held.highest_modseq {
                 return Ok(None);
             }
@@ -496,7 +505,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         drafts::apply(
             gw,
             ctx,
-            session,
+            session.get().await?,
             &mailbox,
             cid,
             &col.commands,
@@ -506,7 +515,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         .await?
     } else {
         client_changes::apply(
-            session,
+            session.get().await?,
             &mailbox.name,
             cid,
             &col.commands,
@@ -517,19 +526,6 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         .await?
     };
 
-    let mstate = session.select(&mailbox.name).await?;
-    let mstate_uid_validity = mstate.uid_validity;
-    let mstate_modseq = mstate.highest_modseq;
-    if mstate.uid_validity != held.uid_validity {
-        debug!(
-            collection_id = cid,
-            "UIDVALIDITY changed: the device must resync"
-        );
-        return Ok(Some(CollectionResponse::error(
-            cid,
-            status::INVALID_SYNC_KEY,
-        )));
-    }
     let mut held_now = held.clone();
     for u in applied.removed.iter() {
         held_now.uids.remove(u);
@@ -545,27 +541,63 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         .unwrap_or(DEFAULT_WINDOW_SIZE)
         .clamp(1, MAX_WINDOW_SIZE) as usize;
     let limit = limit.min(budget.max(1));
-    let changes = if get_changes {
-        server_changes::compute(
-            session,
-            &mailbox.name,
-            &held_now,
-            mstate,
-            window,
-            &applied.touched,
-            limit,
-            Some(server_changes::ListingSlot {
-                listings: &gw.sync_listings,
-                user,
-                device: device_id,
-                collection: cid,
-            }),
-        )
-        .await?
+    let slot = || server_changes::ListingSlot {
+        listings: &gw.sync_listings,
+        user,
+        device: device_id,
+        collection: cid,
+    };
+    // A device paging through the folder whose next pages are read ahead: when the folder is
+    // still as the read-ahead found it, the changes are the listing's next UIDs.
+    let paged = if !has_commands
+        && !replay
+        && get_changes
+        && held.more_available
+        && gw.sync_prefetch.reading(user, device_id, cid)
+    {
+        match gw.sync_prefetch.current_state(user, device_id, cid).await {
+            Some(st) => {
+                server_changes::compute_paged(&held_now, st, window, limit, slot()).map(|c| (st, c))
+            }
+            None => None,
+        }
     } else {
-        server_changes::Changes {
-            new_view: Some(held_now.clone()),
-            ..Default::default()
+        None
+    };
+    let (mstate, changes) = match paged {
+        Some(p) => p,
+        None => {
+            let session = session.get().await?;
+            let mstate = session.select(&mailbox.name).await?;
+            if mstate.uid_validity != held.uid_validity {
+                debug!(
+                    collection_id = cid,
+                    "UIDVALIDITY changed: the device must resync"
+                );
+                return Ok(Some(CollectionResponse::error(
+                    cid,
+                    status::INVALID_SYNC_KEY,
+                )));
+            }
+            let changes = if get_changes {
+                server_changes::compute(
+                    session,
+                    &mailbox.name,
+                    &held_now,
+                    mstate,
+                    window,
+                    &applied.touched,
+                    limit,
+                    Some(slot()),
+                )
+                .await?
+            } else {
+                server_changes::Changes {
+                    new_view: Some(held_now.clone()),
+                    ..Default::default()
+                }
+            };
+            (mstate, changes)
         }
     };
     let body_options = body_options(&options, ctx.version);
@@ -587,20 +619,20 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             data: mime::flag_change(&mail_flags(meta), ctx.version),
         });
     }
-    let page = |uids: &[u32]| prefetch::PageSpec {
-        mailbox: mailbox.name.clone(),
-        collection_id: cid.to_string(),
-        uid_validity: mstate_uid_validity,
-        uids: uids.to_vec(),
-        opts: body_options.clone(),
-    };
     // Drafts have ServerIds of their own; folders without mod-sequences cannot prove a
     // prepared page current.
-    let prefetchable = !in_drafts && mstate_modseq > 0;
+    let prefetchable = !in_drafts && mstate.highest_modseq > 0;
     if !changes.adds.is_empty() {
         let prepared = if prefetchable {
+            let spec = prefetch::PageSpec {
+                mailbox: mailbox.name.clone(),
+                collection_id: cid.to_string(),
+                uid_validity: mstate.uid_validity,
+                uids: changes.adds.clone(),
+                opts: body_options.clone(),
+            };
             gw.sync_prefetch
-                .take(user, device_id, &page(&changes.adds), mstate_modseq)
+                .take(user, device_id, &spec, mstate.highest_modseq)
                 .await
         } else {
             None
@@ -609,7 +641,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
             Some(d) => d,
             None => {
                 server_changes::add_data(
-                    session,
+                    session.get().await?,
                     &mailbox.name,
                     cid,
                     &changes.adds,
@@ -635,22 +667,41 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         }
     }
     if prefetchable && !changes.next_adds.is_empty() {
-        next_pages.push(page(&changes.next_adds));
+        next_pages.push(prefetch::Plan {
+            folder: prefetch::Folder {
+                mailbox: mailbox.name.clone(),
+                collection_id: cid.to_string(),
+                state: mstate,
+                opts: body_options.clone(),
+            },
+            pages: changes
+                .next_adds
+                .chunks(limit)
+                .map(<[u32]>::to_vec)
+                .collect(),
+        });
+    } else {
+        // Nothing more to read ahead: the task and its session go.
+        gw.sync_prefetch.forget(user, device_id, cid);
     }
     if in_drafts {
         drafts::server_commands(
             &gw.store,
-            session,
+            session.get().await?,
             user,
             cid,
-            mstate_uid_validity,
+            mstate.uid_validity,
             &mailbox.name,
             &mut commands,
         )
         .await?;
     }
     let mut responses = applied.responses;
-    responses.extend(fetch_items(session, &mailbox, cid, &applied.fetches, &body_options).await?);
+    if !applied.fetches.is_empty() {
+        let session = session.get().await?;
+        responses
+            .extend(fetch_items(session, &mailbox, cid, &applied.fetches, &body_options).await?);
+    }
 
     if commands.is_empty() && responses.is_empty() && !has_commands && !replay {
         // Nothing to tell: keep the key, but remember the newer mod-sequence so the next

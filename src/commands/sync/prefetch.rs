@@ -1,42 +1,57 @@
-//! The next page of a paged sync, read and converted while the device handles the current one.
+//! The next pages of a paged sync, read and converted while the device handles the current one.
 //!
 //! When a Sync response leaves only Adds for later (`MoreAvailable`), the mails of the next
-//! page are already known: the next UIDs of the folder listing. A background task reads and
-//! converts them on a pooled session (normally the one the request has just given back), so
-//! the device's next request finds its page ready instead of waiting for the mail server and
-//! the conversion.
+//! pages are already known: the next UIDs of the folder listing. A background task per (user,
+//! device, collection) reads them, up to [`PAGES`] pages ahead of the device, on one pooled
+//! session (normally the one the request has just given back); each page's conversion runs
+//! on the blocking pool while the mail server reads the next. So the device's next request
+//! finds its page ready instead of waiting for the mail server and the conversion. Each
+//! response that leaves more for later hands the task the pages after the ones it holds.
 //!
 //! Nothing here decides what a device is sent: the next request computes its changes as
 //! always and only takes the prepared items when they are exactly the ones it needs and still
-//! current. "Current" is proven by the folder's HIGHESTMODSEQ: the task reads it before its
-//! FETCH, and the request reads it again before it takes the page. Any flag change, expunge or
-//! new mail raises it (CONDSTORE), so an equal value means the items were read from the folder
-//! the request sees; a FETCH still running then can only see newer flags, like the request's
-//! own FETCH would. Folders without mod-sequences and Drafts are never prefetched.
+//! current. "Current" is proven by the folder's state: before each page's FETCH the task reads
+//! UIDVALIDITY, UIDNEXT, the message count and HIGHESTMODSEQ, and stops as soon as they differ
+//! from the state the pages were planned on. Any flag change, expunge or new mail raises
+//! HIGHESTMODSEQ (CONDSTORE), so a request that reads the same state again knows the items
+//! were read from the folder it sees; a FETCH still running then can only see newer flags,
+//! like the request's own FETCH would. The request reads that state through the task
+//! ([`Prefetches::current_state`]), which asks the mail server between two of its FETCHes on
+//! the session that has the folder selected: a second session would make the mail server
+//! keep a second view of the folder up to date. Folders without mod-sequences and Drafts are
+//! never read ahead.
+//!
+//! The task keeps its session while it waits for more pages; a request that needs the mail
+//! server for more than the folder's state pauses the task first ([`Prefetches::pause`]) and
+//! is lent that session.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::backend::pool::SessionPool;
-use crate::backend::{BackendError, Credentials, MailBackend, MailSession, MessageMeta};
+use crate::backend::pool::{Pooled, SessionPool};
+use crate::backend::{BackendError, Credentials, MailBackend, MailSession, MailboxState};
 use crate::mime::BodyOptions;
-use crate::wbxml::Element;
 
-use super::server_changes::add_data;
+use super::server_changes::{page_parts, Converting, Items};
 use crate::commands::collection_key;
 
-/// Pages prepared or in preparation at once, over all devices; beyond it, no prefetch. With
-/// [`MAX_MAILS`], this bounds the memory prepared pages hold.
-const MAX_PAGES: usize = 16;
+/// Pages read ahead of the device, per collection.
+pub const PAGES: usize = 3;
+/// Collections read ahead at once, over all devices; beyond it, no read-ahead. With [`PAGES`]
+/// and [`MAX_MAILS`], this bounds the memory prepared pages hold.
+const MAX_COLLECTIONS: usize = 8;
 /// Largest page prepared; larger windows are read when asked for.
 const MAX_MAILS: usize = 100;
-/// A page nobody asked for within this time is dropped.
+/// A read-ahead nobody extended within this time is dropped.
 const TTL: Duration = Duration::from_secs(120);
+/// A task with nothing to read gives its session back after this long.
+const IDLE: Duration = Duration::from_secs(2);
 
 /// What a page was prepared for; the request that takes it must want exactly this.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,26 +64,94 @@ pub struct PageSpec {
     pub opts: BodyOptions,
 }
 
-/// A prepared page.
-struct Ready {
-    /// HIGHESTMODSEQ read before the FETCH.
-    highest_modseq: u64,
-    uid_validity: u32,
-    items: HashMap<u32, (MessageMeta, Element)>,
+/// The folder a read-ahead reads from, as the Sync response that planned it saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    pub mailbox: String,
+    pub collection_id: String,
+    /// Pages are read only while the folder stays in this state.
+    pub state: MailboxState,
+    pub opts: BodyOptions,
 }
 
-type Outcome = Result<Option<Ready>, BackendError>;
+/// The pages a Sync response left for later, to read ahead.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub folder: Folder,
+    /// The next pages in order, each newest first.
+    pub pages: Vec<Vec<u32>>,
+}
+
+/// A page's outcome: its items; `None` when no session was free, the folder changed, or a
+/// mail of the page must be read whole (the request then reads the page itself).
+type Outcome = Result<Option<Items>, BackendError>;
+
+struct Page {
+    uids: Vec<u32>,
+    /// Its mails were read and are being converted.
+    converting: bool,
+    /// Set once converted (or given up).
+    ready: Option<Outcome>,
+}
+
+/// What the task and the requests share of one collection's read-ahead.
+#[derive(Default)]
+struct Queue {
+    /// Pages not taken yet, in order.
+    pages: VecDeque<Page>,
+    /// Requests waiting for the folder's current state (`None`: it could not be read).
+    asking: Vec<oneshot::Sender<Option<MailboxState>>>,
+    /// A request uses the mail server itself: no new page is started and the task gives its
+    /// session back.
+    paused: bool,
+    /// The task holds a session, or is about to take one.
+    busy: bool,
+    /// No further page will be read.
+    ended: bool,
+}
+
+impl Queue {
+    /// The next page to read, unless paused or ended.
+    fn next_job(&self) -> Option<Vec<u32>> {
+        if self.paused || self.ended {
+            return None;
+        }
+        self.pages
+            .iter()
+            .find(|p| p.ready.is_none() && !p.converting)
+            .map(|p| p.uids.clone())
+    }
+
+    fn page(&mut self, uids: &[u32]) -> Option<&mut Page> {
+        self.pages.iter_mut().find(|p| p.uids == uids)
+    }
+}
+
+type Shared = Arc<Mutex<Queue>>;
+
+fn lock(q: &Shared) -> MutexGuard<'_, Queue> {
+    q.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 struct Entry {
-    spec: PageSpec,
-    started: Instant,
+    folder: Folder,
+    touched: Instant,
+    queue: Shared,
+    /// Wakes the task: pages were added, a request asks for the state, or it must pause.
+    wake: Arc<Notify>,
+    /// Bumped after each page and when the task stops holding a session; closed once the
+    /// task and its conversions are gone.
+    progress: watch::Receiver<()>,
     task: JoinHandle<()>,
-    /// Set once the task has finished and put its outcome in `result`.
-    done: tokio::sync::watch::Receiver<bool>,
-    result: Arc<Mutex<Option<Outcome>>>,
 }
 
-/// Prepared next pages per (user, device, collection).
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Read-ahead pages per (user, device, collection).
 #[derive(Default)]
 pub struct Prefetches {
     map: dashmap::DashMap<String, Entry>,
@@ -77,15 +160,17 @@ pub struct Prefetches {
 impl std::fmt::Debug for Prefetches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prefetches")
-            .field("pages", &self.map.len())
+            .field("collections", &self.map.len())
             .finish()
     }
 }
 
 impl Prefetches {
-    /// Starts preparing `spec` for the device's next request, replacing any earlier page of
-    /// that collection. Skipped when too many pages are in preparation, or (inside the task)
-    /// when every IMAP session of the user is in use.
+    /// Reads ahead the pages of `plan` for the device's next requests. A read-ahead of the
+    /// collection that already holds the first of these pages, planned on the same folder
+    /// state, is extended and resumed; any other is replaced. Skipped when too many
+    /// collections are read ahead, or (inside the task) when every IMAP session of the user
+    /// is in use.
     pub fn start<B: MailBackend>(
         &self,
         pool: &SessionPool<B>,
@@ -93,119 +178,180 @@ impl Prefetches {
         client_ip: Option<IpAddr>,
         user: &str,
         device: &str,
-        spec: PageSpec,
+        mut plan: Plan,
     ) {
         self.sweep();
-        let k = collection_key(user, device, &spec.collection_id);
-        if let Some((_, old)) = self.map.remove(&k) {
-            old.task.abort();
-        }
-        if spec.uids.is_empty() || spec.uids.len() > MAX_MAILS || self.map.len() >= MAX_PAGES {
+        let k = collection_key(user, device, &plan.folder.collection_id);
+        plan.pages.retain(|p| !p.is_empty());
+        plan.pages.truncate(PAGES);
+        if plan.pages.is_empty() || plan.pages.iter().any(|p| p.len() > MAX_MAILS) {
+            self.map.remove(&k);
             return;
         }
-        let pool = pool.clone();
-        let creds = creds.clone();
-        let s = spec.clone();
-        let (done_tx, done) = tokio::sync::watch::channel(false);
-        let result: Arc<Mutex<Option<Outcome>>> = Arc::default();
-        let slot = result.clone();
-        let task = tokio::spawn(async move {
-            let outcome = prepare(&pool, &creds, client_ip, &s).await;
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-            let _ = done_tx.send(true);
-        });
+        if let Some(mut e) = self.map.get_mut(&k) {
+            if e.folder == plan.folder && extend(&e.queue, &plan.pages) {
+                e.touched = Instant::now();
+                e.wake.notify_one();
+                return;
+            }
+        }
+        self.map.remove(&k);
+        if self.map.len() >= MAX_COLLECTIONS {
+            return;
+        }
+        let queue: Shared = Arc::default();
+        extend(&queue, &plan.pages);
+        let wake = Arc::new(Notify::new());
+        let (tx, progress) = watch::channel(());
+        let task = tokio::spawn(read_ahead(
+            pool.clone(),
+            creds.clone(),
+            client_ip,
+            plan.folder.clone(),
+            queue.clone(),
+            wake.clone(),
+            tx,
+        ));
         self.map.insert(
             k,
             Entry {
-                spec,
-                started: Instant::now(),
+                folder: plan.folder,
+                touched: Instant::now(),
+                queue,
+                wake,
+                progress,
                 task,
-                done,
-                result,
             },
         );
     }
 
-    /// Waits until the page of `collection` (if one is in preparation) is ready, so that
-    /// its IMAP session is back in the pool before the caller takes one: the device's
-    /// requests and their prepared pages then use one IMAP session instead of two, which
-    /// spares the mail server from keeping two views of the folder up to date.
-    pub async fn wait(&self, user: &str, device: &str, collection: &str) {
-        let done = self
-            .map
+    /// Whether pages of `collection` are being read ahead.
+    pub fn reading(&self, user: &str, device: &str, collection: &str) -> bool {
+        self.map
             .get(&collection_key(user, device, collection))
-            .map(|e| e.done.clone());
-        if let Some(mut done) = done {
-            let _ = done.wait_for(|d| *d).await;
+            .is_some_and(|e| {
+                let q = lock(&e.queue);
+                !q.ended && !q.paused
+            })
+    }
+
+    /// The folder's state, read now by the read-ahead of `collection` on its session (after
+    /// the FETCH it may be running). `None` when nothing is read ahead or the state could not
+    /// be read.
+    pub async fn current_state(
+        &self,
+        user: &str,
+        device: &str,
+        collection: &str,
+    ) -> Option<MailboxState> {
+        let rx = {
+            let e = self.map.get(&collection_key(user, device, collection))?;
+            let mut q = lock(&e.queue);
+            if q.ended || q.paused {
+                return None;
+            }
+            let (tx, rx) = oneshot::channel();
+            q.asking.push(tx);
+            e.wake.notify_one();
+            rx
+        };
+        rx.await.ok().flatten()
+    }
+
+    /// Stops the read-ahead of `collection` from starting pages and waits until its task has
+    /// given its session back: the device's request then gets that session, which has the
+    /// folder selected. Pages already read stay; the next [`Prefetches::start`] resumes.
+    pub async fn pause(&self, user: &str, device: &str, collection: &str) {
+        let k = collection_key(user, device, collection);
+        let Some((queue, mut progress)) = self.map.get(&k).map(|e| {
+            lock(&e.queue).paused = true;
+            e.wake.notify_one();
+            (e.queue.clone(), e.progress.clone())
+        }) else {
+            return;
+        };
+        loop {
+            progress.borrow_and_update();
+            if !lock(&queue).busy {
+                return;
+            }
+            if progress.changed().await.is_err() {
+                return;
+            }
         }
     }
 
-    /// The prepared items for `spec`, when a page was prepared for exactly it and the folder
-    /// is still at `highest_modseq`; waits for a preparation still running. `None` otherwise
-    /// (the caller reads the mails itself).
+    /// The prepared items for `spec`, when its page is the next one read ahead and the folder
+    /// is still at `highest_modseq`; waits for a page being read. `None` otherwise (the caller
+    /// reads the mails itself), and a read-ahead that does not fit is dropped.
     pub async fn take(
         &self,
         user: &str,
         device: &str,
         spec: &PageSpec,
         highest_modseq: u64,
-    ) -> Option<HashMap<u32, (MessageMeta, Element)>> {
-        let (_, entry) = self
-            .map
-            .remove(&collection_key(user, device, &spec.collection_id))?;
-        if entry.spec != *spec || highest_modseq == 0 {
-            entry.task.abort();
-            debug!(collection_id = %spec.collection_id, "prefetched page not the one asked for");
-            return None;
-        }
-        let mut done = entry.done.clone();
-        if done.wait_for(|d| *d).await.is_err() {
-            debug!(collection_id = %spec.collection_id, "prefetch task ended");
-            return None;
-        }
-        let outcome = entry
-            .result
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match outcome {
-            Some(Ok(Some(ready)))
-                if ready.highest_modseq == highest_modseq
-                    && ready.uid_validity == spec.uid_validity =>
-            {
-                Some(ready.items)
+    ) -> Option<Items> {
+        let k = collection_key(user, device, &spec.collection_id);
+        let (queue, progress) = {
+            let e = self.map.get(&k)?;
+            let f = &e.folder;
+            let fits = f.mailbox == spec.mailbox
+                && f.state.uid_validity == spec.uid_validity
+                && f.state.highest_modseq == highest_modseq
+                && highest_modseq != 0
+                && f.opts == spec.opts
+                && lock(&e.queue)
+                    .pages
+                    .front()
+                    .is_some_and(|p| p.uids == spec.uids);
+            if fits {
+                (e.queue.clone(), e.progress.clone())
+            } else {
+                drop(e);
+                debug!(collection_id = %spec.collection_id, "read-ahead page not the one asked for");
+                self.map.remove(&k);
+                return None;
             }
-            Some(Ok(Some(_))) => {
-                debug!(collection_id = %spec.collection_id, "folder changed since the prefetch");
-                None
-            }
-            Some(Ok(None)) | None => None,
+        };
+        front_ready(&queue, progress).await;
+        let (page, ended) = {
+            let mut q = lock(&queue);
+            let page = match q.pages.front() {
+                Some(f) if f.uids == spec.uids && f.ready.is_some() => q.pages.pop_front(),
+                _ => None,
+            };
+            (page, q.ended)
+        };
+        match page.and_then(|p| p.ready) {
+            Some(Ok(Some(items))) => return Some(items),
             Some(Err(e)) => {
-                debug!(collection_id = %spec.collection_id, error = %e, "prefetch failed");
-                None
+                debug!(collection_id = %spec.collection_id, error = %e, "read-ahead failed")
+            }
+            Some(Ok(None)) if !ended => {
+                // A mail of the page must be read whole: the request reads the page, and the
+                // pages after it stay.
+                debug!(collection_id = %spec.collection_id, "read-ahead page left to the request");
+                return None;
+            }
+            _ => {
+                debug!(collection_id = %spec.collection_id, "read-ahead stopped: the folder changed or no session was free")
             }
         }
+        self.map.remove(&k);
+        None
     }
 
-    /// Drops the page of one collection (its sync was reset).
+    /// Drops the read-ahead of one collection (its sync was reset).
     pub fn forget(&self, user: &str, device: &str, collection: &str) {
-        if let Some((_, e)) = self.map.remove(&collection_key(user, device, collection)) {
-            e.task.abort();
-        }
+        self.map.remove(&collection_key(user, device, collection));
     }
 
-    /// Drops pages nobody asked for in time.
+    /// Drops read-aheads nobody asked for in time.
     pub fn sweep(&self) {
-        self.map.retain(|_, e| {
-            let keep = e.started.elapsed() < TTL;
-            if !keep {
-                e.task.abort();
-            }
-            keep
-        });
+        self.map.retain(|_, e| e.touched.elapsed() < TTL);
     }
 
-    /// Pages prepared or in preparation (for tests and metrics).
+    /// Collections read ahead (for tests and metrics).
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -215,33 +361,217 @@ impl Prefetches {
     }
 }
 
-/// Reads and converts the mails of `spec` on a pooled session; `None` when no session was
-/// free or the folder is no longer the one the page was planned for.
-async fn prepare<B: MailBackend>(
-    pool: &SessionPool<B>,
-    creds: &Credentials,
-    client_ip: Option<IpAddr>,
-    spec: &PageSpec,
-) -> Outcome {
-    let Some(mut session) = pool.try_get(creds, client_ip).await? else {
-        return Ok(None);
-    };
-    let st = session.select(&spec.mailbox).await?;
-    if st.uid_validity != spec.uid_validity || st.highest_modseq == 0 {
-        return Ok(None);
+/// Appends to `queue` the pages of `pages` it lacks, when the pages it holds are the first of
+/// them, and resumes it; `false` otherwise.
+fn extend(queue: &Shared, pages: &[Vec<u32>]) -> bool {
+    let mut q = lock(queue);
+    if q.ended || q.pages.len() > pages.len() {
+        return false;
     }
-    let items = add_data(
-        &mut *session,
-        &spec.mailbox,
-        &spec.collection_id,
-        &spec.uids,
-        false,
-        &spec.opts,
-    )
-    .await?;
-    Ok(Some(Ready {
-        highest_modseq: st.highest_modseq,
-        uid_validity: st.uid_validity,
-        items,
-    }))
+    if !q.pages.iter().zip(pages).all(|(p, n)| p.uids == *n) {
+        return false;
+    }
+    let have = q.pages.len();
+    for uids in &pages[have..] {
+        q.pages.push_back(Page {
+            uids: uids.clone(),
+            converting: false,
+            ready: None,
+        });
+    }
+    q.paused = false;
+    true
+}
+
+/// Waits until the first page of `queue` is read or will not be.
+async fn front_ready(queue: &Shared, mut progress: watch::Receiver<()>) {
+    loop {
+        progress.borrow_and_update();
+        {
+            let q = lock(queue);
+            match q.pages.front() {
+                Some(f) if f.ready.is_none() && (f.converting || !(q.paused || q.ended)) => {}
+                _ => return,
+            }
+        }
+        if progress.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One collection's read-ahead task and its session.
+struct Reader<B: MailBackend> {
+    pool: SessionPool<B>,
+    creds: Credentials,
+    client_ip: Option<IpAddr>,
+    folder: Folder,
+    queue: Shared,
+    progress: Arc<watch::Sender<()>>,
+    session: Option<Pooled<B>>,
+}
+
+/// The read-ahead task of one collection: reads the queue's pages in order, answers requests
+/// for the folder's state between its FETCHes, keeps its session while it waits for more
+/// pages, and gives it back when paused or ended. A page's conversion finishes in a task of
+/// its own, so the mail server reads the next page meanwhile.
+async fn read_ahead<B: MailBackend>(
+    pool: SessionPool<B>,
+    creds: Credentials,
+    client_ip: Option<IpAddr>,
+    folder: Folder,
+    queue: Shared,
+    wake: Arc<Notify>,
+    progress: watch::Sender<()>,
+) {
+    let mut r = Reader {
+        pool,
+        creds,
+        client_ip,
+        folder,
+        queue,
+        progress: Arc::new(progress),
+        session: None,
+    };
+    loop {
+        let job = {
+            let mut q = lock(&r.queue);
+            let job = q.next_job();
+            if job.is_some() || !q.asking.is_empty() {
+                q.busy = true;
+            }
+            job
+        };
+        match job {
+            Some(uids) => r.read_page(uids).await,
+            None if r.asked() => {
+                // Only asked for the state: no page read meanwhile.
+                let _ = r.check().await;
+            }
+            None => {
+                if r.release(false) {
+                    return;
+                }
+                if r.session.is_none() {
+                    wake.notified().await;
+                } else if tokio::time::timeout(IDLE, wake.notified()).await.is_err() {
+                    // The device stopped asking: the session is not kept from other work.
+                    r.release(true);
+                }
+            }
+        }
+    }
+}
+
+impl<B: MailBackend> Reader<B> {
+    fn asked(&self) -> bool {
+        !lock(&self.queue).asking.is_empty()
+    }
+
+    /// Gives the session back when paused or ended, or always with `idle`; `true` when the
+    /// task is over.
+    fn release(&mut self, idle: bool) -> bool {
+        let release = {
+            let q = lock(&self.queue);
+            idle || q.paused || q.ended
+        };
+        if !release {
+            return false;
+        }
+        // The session goes back to the pool before a paused request is let go.
+        self.session = None;
+        let ended = {
+            let mut q = lock(&self.queue);
+            q.busy = false;
+            for tx in q.asking.drain(..) {
+                let _ = tx.send(None);
+            }
+            q.ended
+        };
+        self.progress.send_replace(());
+        ended
+    }
+
+    /// Reads the folder's state on the task's session (taken from the pool if it has none),
+    /// answers the requests waiting for it, and ends the read-ahead when the folder is no
+    /// longer in the planned state. `Ok(false)` when it is not (or no session was free).
+    async fn check(&mut self) -> Result<bool, BackendError> {
+        let read = self.read_state().await;
+        let state = read.as_ref().ok().copied().flatten();
+        let mut q = lock(&self.queue);
+        for tx in q.asking.drain(..) {
+            let _ = tx.send(state);
+        }
+        let current = state.is_some_and(|st| st == self.folder.state && st.highest_modseq != 0);
+        if !current {
+            q.ended = true;
+        }
+        read.map(|_| current)
+    }
+
+    async fn read_state(&mut self) -> Result<Option<MailboxState>, BackendError> {
+        let s = match &mut self.session {
+            Some(s) => s,
+            None => match self.pool.try_get(&self.creds, self.client_ip).await? {
+                Some(s) => self.session.insert(s),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(s.select(&self.folder.mailbox).await?))
+    }
+
+    /// Reads one page, answering state requests between its parts, and leaves its
+    /// conversion to a task of its own.
+    async fn read_page(&mut self, uids: Vec<u32>) {
+        let read = self.read_parts(&uids).await;
+        let mut q = lock(&self.queue);
+        let Some(page) = q.page(&uids) else {
+            return;
+        };
+        match read {
+            Ok(Some(converting)) => {
+                page.converting = true;
+                drop(q);
+                let (queue, progress) = (self.queue.clone(), self.progress.clone());
+                tokio::spawn(async move {
+                    let outcome = match converting.finish().await {
+                        Ok((items, again)) => Ok(again.is_empty().then_some(items)),
+                        Err(e) => Err(e),
+                    };
+                    if let Some(p) = lock(&queue).page(&uids) {
+                        p.ready = Some(outcome);
+                    }
+                    progress.send_replace(());
+                });
+            }
+            other => {
+                page.ready = Some(other.map(|_| None));
+                q.ended = true;
+                drop(q);
+                self.progress.send_replace(());
+            }
+        }
+    }
+
+    /// The page's mails read and being converted; `None` when the folder is no longer in the
+    /// planned state or no session was free.
+    async fn read_parts(&mut self, uids: &[u32]) -> Result<Option<Converting>, BackendError> {
+        if !self.check().await? {
+            return Ok(None);
+        }
+        let mut converting = Converting::default();
+        for (i, part) in page_parts(uids, &self.folder.opts).into_iter().enumerate() {
+            if i > 0 && self.asked() && !self.check().await? {
+                return Ok(None);
+            }
+            let Some(s) = self.session.as_mut() else {
+                return Ok(None);
+            };
+            let f = &self.folder;
+            converting
+                .read(&mut **s, &f.mailbox, &f.collection_id, part, false, &f.opts)
+                .await?;
+        }
+        Ok(Some(converting))
+    }
 }

@@ -35,8 +35,8 @@ pub struct Changes {
     pub adds: Vec<u32>,
     /// Changes that did not fit.
     pub pending: usize,
-    /// When everything that did not fit is adds: the UIDs the next page will add if the folder
-    /// stays as it is (newest first, at most `limit`).
+    /// When everything that did not fit is adds: the UIDs the next pages will add if the
+    /// folder stays as it is (newest first, at most [`super::prefetch::PAGES`] × `limit`).
     pub next_adds: Vec<u32>,
     pub new_view: Option<View>,
 }
@@ -102,6 +102,35 @@ pub struct ListingSlot<'a> {
     pub collection: &'a str,
 }
 
+impl ListingSlot<'_> {
+    fn key(&self) -> String {
+        collection_key(self.user, self.device, self.collection)
+    }
+
+    /// The kept listing, when it is still the folder's in `state`.
+    fn kept(&self, state: &MailboxState, window: Option<i64>) -> Option<UidSet> {
+        self.listings.get(&self.key(), state, window)
+    }
+
+    /// Keeps `uids`, read in `state`, for the next page.
+    fn keep(&self, state: MailboxState, window: Option<i64>, uids: UidSet) {
+        let map = &self.listings.map;
+        // Devices that stop in the middle of a sync leave their entry behind: a bound keeps
+        // that from growing without limit (the next page just searches again).
+        if map.len() >= MAX_LISTINGS {
+            map.clear();
+        }
+        map.insert(
+            self.key(),
+            Listing {
+                state,
+                window,
+                uids,
+            },
+        );
+    }
+}
+
 /// Computes the changes. `state` is the mailbox state from a SELECT made after the device's
 /// own changes were applied; `touched` are UIDs the device changed in this request (they are
 /// not echoed back). `limit` caps the number of changes sent. With a `slot`, the folder's
@@ -118,12 +147,9 @@ pub async fn compute<M: MailSession>(
     limit: usize,
     slot: Option<ListingSlot<'_>>,
 ) -> Result<Changes, BackendError> {
-    let key = slot
-        .as_ref()
-        .map(|s| collection_key(s.user, s.device, s.collection));
-    let reused = match (&slot, &key) {
+    let reused = match &slot {
         // Only a device in the middle of a paged sync reuses a listing.
-        (Some(s), Some(k)) if held.more_available => s.listings.get(k, &state, window),
+        Some(s) if held.more_available => s.kept(&state, window),
         _ => None,
     };
     let current = match reused {
@@ -176,8 +202,87 @@ pub async fn compute<M: MailSession>(
         .into_iter()
         .filter(|m| !touched.contains(m.uid))
         .collect();
+    let found = Found {
+        current,
+        soft,
+        hard,
+        changed,
+        flag_updates,
+    };
+    Ok(plan(held, state, window, found, touched, limit, slot))
+}
 
-    // Cut everything to the window: deletions and flag changes first (small), then adds.
+/// The changes of a device in the middle of a paged sync when they need nothing from the mail
+/// server: the listing kept from the previous page is still the folder's in `state`, every
+/// mail the device holds is in it, and no flag changed since its view (same HIGHESTMODSEQ).
+/// Then the changes are the next UIDs of the listing. `None` when any of that does not hold.
+pub fn compute_paged(
+    held: &View,
+    state: MailboxState,
+    window: Option<i64>,
+    limit: usize,
+    slot: ListingSlot<'_>,
+) -> Option<Changes> {
+    let paging = held.more_available
+        && held.flags.is_none()
+        && held.highest_modseq != 0
+        && held.highest_modseq == state.highest_modseq
+        && held.uid_validity == state.uid_validity;
+    if !paging {
+        return None;
+    }
+    let current = slot.kept(&state, window)?;
+    if !held.uids.difference(&current).is_empty() {
+        return None;
+    }
+    let found = Found {
+        current,
+        ..Found::default()
+    };
+    Some(plan(
+        held,
+        state,
+        window,
+        found,
+        &UidSet::new(),
+        limit,
+        Some(slot),
+    ))
+}
+
+/// What [`compute`] read from the mail server.
+#[derive(Default)]
+struct Found {
+    /// The folder's UIDs (in the window).
+    current: UidSet,
+    /// Held mails that aged out of the window.
+    soft: UidSet,
+    /// Held mails that are gone.
+    hard: UidSet,
+    /// Held mails whose flags changed.
+    changed: Vec<MessageMeta>,
+    /// Flag bits read for every held mail (servers without mod-sequences).
+    flag_updates: HashMap<u32, u8>,
+}
+
+/// Cuts what was found to the window and makes the view the device will hold after it.
+fn plan(
+    held: &View,
+    state: MailboxState,
+    window: Option<i64>,
+    found: Found,
+    touched: &UidSet,
+    limit: usize,
+    slot: Option<ListingSlot<'_>>,
+) -> Changes {
+    let Found {
+        current,
+        soft,
+        hard,
+        changed,
+        flag_updates,
+    } = found;
+    // Deletions and flag changes first (small), then adds.
     let mut out = Changes::default();
     let mut budget = limit;
     let mut take = |n: usize| {
@@ -202,7 +307,11 @@ pub async fn compute<M: MailSession>(
     out.adds = adds_all[..n].to_vec();
     out.pending += adds_all.len() - n;
     if out.pending == adds_all.len() - n {
-        out.next_adds = adds_all[n..].iter().take(limit).copied().collect();
+        out.next_adds = adds_all[n..]
+            .iter()
+            .take(limit * super::prefetch::PAGES)
+            .copied()
+            .collect();
     }
 
     // The view the device will hold after this response.
@@ -227,24 +336,12 @@ pub async fn compute<M: MailSession>(
         }
         map
     });
-    if let (Some(s), Some(k)) = (&slot, key) {
+    if let Some(s) = &slot {
         // UIDNEXT 0 means the server did not say: such a state proves nothing.
         if out.pending > 0 && state.uid_next != 0 {
-            // Devices that stop in the middle of a sync leave their entry behind: a bound
-            // keeps that from growing without limit (the next page just searches again).
-            if s.listings.map.len() >= MAX_LISTINGS {
-                s.listings.map.clear();
-            }
-            s.listings.map.insert(
-                k,
-                Listing {
-                    state,
-                    window,
-                    uids: current,
-                },
-            );
+            s.keep(state, window, current);
         } else {
-            s.listings.map.remove(&k);
+            s.listings.map.remove(&s.key());
         }
     }
     out.new_view = Some(View {
@@ -260,12 +357,15 @@ pub async fn compute<M: MailSession>(
         filter_start: window,
         more_available: out.pending > 0,
     });
-    Ok(out)
+    out
 }
 
 /// Pages of at least this many mails are read in two halves: the first half is converted
 /// while the mail server reads the second.
 const SPLIT_FETCH: usize = 40;
+
+/// Converted mails by UID: their metadata and ApplicationData.
+pub type Items = HashMap<u32, (MessageMeta, Element)>;
 
 /// The ApplicationData of each added mail, by UID. Mails are read without their attachments'
 /// bodies unless a body may be sent as MIME; one the partial form does not suit is read again
@@ -278,52 +378,89 @@ pub async fn add_data<M: MailSession>(
     uids: &[u32],
     in_drafts: bool,
     opts: &mime::BodyOptions,
-) -> Result<HashMap<u32, (MessageMeta, Element)>, BackendError> {
-    let mut pending = Vec::new();
-    if opts.may_send_mime() {
-        let whole = session
-            .fetch_messages(mailbox, uids)
-            .await?
-            .into_iter()
-            .map(|(meta, raw)| FetchedMail::whole(meta, raw))
-            .collect();
-        pending.extend(convert_start(whole, cid, in_drafts, opts));
-    } else {
-        let halves = if uids.len() >= SPLIT_FETCH {
-            uids.split_at(uids.len() / 2)
-        } else {
-            (uids, &[][..])
-        };
-        for half in [halves.0, halves.1] {
-            if !half.is_empty() {
-                let fetched = session.fetch_for_display(mailbox, half).await?;
-                pending.extend(convert_start(fetched, cid, in_drafts, opts));
-            }
-        }
+) -> Result<Items, BackendError> {
+    let mut converting = Converting::default();
+    for part in page_parts(uids, opts) {
+        converting
+            .read(session, mailbox, cid, part, in_drafts, opts)
+            .await?;
     }
-    let mut out = HashMap::with_capacity(uids.len());
-    let mut again = Vec::new();
-    for (uid, data) in convert_finish(pending).await? {
-        match data {
-            Some(d) => {
-                out.insert(uid, d);
-            }
-            None => again.push(uid),
-        }
-    }
+    let (mut out, again) = converting.finish().await?;
     if !again.is_empty() {
         let whole = session.fetch_messages(mailbox, &again).await?;
         let whole = whole
             .into_iter()
             .map(|(meta, raw)| FetchedMail::whole(meta, raw))
             .collect();
-        for (uid, data) in convert_finish(convert_start(whole, cid, in_drafts, opts)).await? {
-            if let Some(d) = data {
-                out.insert(uid, d);
-            }
-        }
+        let (items, _) = Converting(convert_start(whole, cid, in_drafts, opts))
+            .finish()
+            .await?;
+        out.extend(items);
     }
     Ok(out)
+}
+
+/// Mails read from the mail server whose conversion runs on the blocking pool.
+#[derive(Default)]
+pub struct Converting(Vec<Conversion>);
+
+impl Converting {
+    /// Reads the mails of `uids` (see [`add_data`]) and starts converting them.
+    pub async fn read<M: MailSession>(
+        &mut self,
+        session: &mut M,
+        mailbox: &str,
+        cid: &str,
+        uids: &[u32],
+        in_drafts: bool,
+        opts: &mime::BodyOptions,
+    ) -> Result<(), BackendError> {
+        let fetched = if opts.may_send_mime() {
+            session
+                .fetch_messages(mailbox, uids)
+                .await?
+                .into_iter()
+                .map(|(meta, raw)| FetchedMail::whole(meta, raw))
+                .collect()
+        } else {
+            session.fetch_for_display(mailbox, uids).await?
+        };
+        self.0.extend(convert_start(fetched, cid, in_drafts, opts));
+        Ok(())
+    }
+
+    /// The converted mails, and the UIDs of those that must be read whole first.
+    pub async fn finish(self) -> Result<(Items, Vec<u32>), BackendError> {
+        let mut out = HashMap::new();
+        let mut again = Vec::new();
+        for t in self.0 {
+            let done = t
+                .await
+                .map_err(|e| BackendError::Protocol(format!("mail conversion failed: {e}")))?;
+            for (uid, data) in done {
+                match data {
+                    Some(d) => {
+                        out.insert(uid, d);
+                    }
+                    None => again.push(uid),
+                }
+            }
+        }
+        Ok((out, again))
+    }
+}
+
+/// The parts a page is read in: two halves, so that the first is converted while the mail
+/// server reads the second (one part for small pages and for mails read whole).
+pub fn page_parts<'a>(uids: &'a [u32], opts: &mime::BodyOptions) -> Vec<&'a [u32]> {
+    if uids.is_empty() {
+        return Vec::new();
+    }
+    if uids.len() < SPLIT_FETCH || opts.may_send_mime() {
+        return vec![uids];
+    }
+    let (a, b) = uids.split_at(uids.len() / 2);
+    vec![a, b]
 }
 
 /// Fewest mails converted by one blocking task.
@@ -359,20 +496,6 @@ fn convert_start(
     tasks
 }
 
-/// The results of conversions started by [`convert_start`].
-async fn convert_finish(
-    tasks: Vec<Conversion>,
-) -> Result<Vec<(u32, Option<(MessageMeta, Element)>)>, BackendError> {
-    let mut out = Vec::new();
-    for t in tasks {
-        out.extend(
-            t.await
-                .map_err(|e| BackendError::Protocol(format!("mail conversion failed: {e}")))?,
-        );
-    }
-    Ok(out)
-}
-
 fn convert_one(
     m: FetchedMail,
     cid: &str,
@@ -391,4 +514,98 @@ fn convert_one(
         mime::application_data_partial(&m.raw, &omitted, &mail_flags(&m.meta), &info, opts)
     };
     data.map(|d| (m.meta, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE: MailboxState = MailboxState {
+        uid_validity: 7,
+        uid_next: 251,
+        messages: 250,
+        highest_modseq: 900,
+    };
+
+    fn slot(listings: &Listings) -> ListingSlot<'_> {
+        ListingSlot {
+            listings,
+            user: "u@example.test",
+            device: "dev",
+            collection: "3",
+        }
+    }
+
+    /// A device that holds UIDs 201..=250 of a folder of 1..=250 whose listing was kept.
+    fn paging() -> (Listings, View) {
+        let listings = Listings::default();
+        slot(&listings).keep(STATE, None, UidSet::from_uids(1..=250));
+        let held = View {
+            key: 4,
+            uid_validity: 7,
+            uids: UidSet::from_uids(201..=250),
+            highest_modseq: 900,
+            flags: None,
+            filter_start: None,
+            more_available: true,
+        };
+        (listings, held)
+    }
+
+    #[test]
+    fn a_paging_device_gets_the_next_uids_of_the_kept_listing() {
+        let (listings, held) = paging();
+        let c = compute_paged(&held, STATE, None, 50, slot(&listings)).expect("paged");
+        assert_eq!(c.adds, (151..=200).rev().collect::<Vec<_>>());
+        assert!(c.deletes.is_empty() && c.soft_deletes.is_empty() && c.changes.is_empty());
+        assert_eq!(c.pending, 150);
+        assert_eq!(
+            c.next_adds,
+            (1..=150).rev().collect::<Vec<_>>(),
+            "three pages ahead"
+        );
+        let view = c.new_view.expect("view");
+        assert_eq!(view.uids, UidSet::from_uids(151..=250));
+        assert_eq!(view.highest_modseq, 900);
+        assert!(view.more_available);
+        assert!(slot(&listings).kept(&STATE, None).is_some(), "listing kept");
+    }
+
+    #[test]
+    fn the_last_page_forgets_the_listing() {
+        let (listings, mut held) = paging();
+        held.uids = UidSet::from_uids(21..=250);
+        let c = compute_paged(&held, STATE, None, 50, slot(&listings)).expect("paged");
+        assert_eq!(c.adds, (1..=20).rev().collect::<Vec<_>>());
+        assert_eq!(c.pending, 0);
+        assert!(c.next_adds.is_empty());
+        assert!(!c.new_view.expect("view").more_available);
+        assert!(slot(&listings).kept(&STATE, None).is_none());
+    }
+
+    #[test]
+    fn anything_the_listing_cannot_prove_needs_the_mail_server() {
+        let (listings, held) = paging();
+        let changed = MailboxState {
+            highest_modseq: 901,
+            ..STATE
+        };
+        assert!(compute_paged(&held, changed, None, 50, slot(&listings)).is_none());
+        let grown = MailboxState {
+            uid_next: 252,
+            messages: 251,
+            ..STATE
+        };
+        assert!(compute_paged(&held, grown, None, 50, slot(&listings)).is_none());
+        assert!(compute_paged(&held, STATE, Some(0), 50, slot(&listings)).is_none());
+        let mut gone = held.clone();
+        gone.uids.insert(300);
+        assert!(compute_paged(&gone, STATE, None, 50, slot(&listings)).is_none());
+        let mut done = held.clone();
+        done.more_available = false;
+        assert!(compute_paged(&done, STATE, None, 50, slot(&listings)).is_none());
+        let mut flags = held.clone();
+        flags.flags = Some(HashMap::new());
+        assert!(compute_paged(&flags, STATE, None, 50, slot(&listings)).is_none());
+    }
 }
