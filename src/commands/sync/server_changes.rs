@@ -434,9 +434,9 @@ impl Converting {
         let mut out = HashMap::new();
         let mut again = Vec::new();
         for t in self.0 {
-            let done = t
-                .await
-                .map_err(|e| BackendError::Protocol(format!("mail conversion failed: {e}")))?;
+            let done = t.await.map_err(|_| {
+                BackendError::Protocol("mail conversion failed (a conversion panicked)".into())
+            })?;
             for (uid, data) in done {
                 match data {
                     Some(d) => {
@@ -466,9 +466,38 @@ pub fn page_parts<'a>(uids: &'a [u32], opts: &mime::BodyOptions) -> Vec<&'a [u32
 /// Fewest mails converted by one blocking task.
 const MIN_CONVERT_CHUNK: usize = 8;
 
-/// A conversion running on the blocking pool: (UID, data), data `None` when the mail must be
-/// read whole first.
-type Conversion = tokio::task::JoinHandle<Vec<(u32, Option<(MessageMeta, Element)>)>>;
+/// A conversion running on the conversion threads: (UID, data), data `None` when the mail
+/// must be read whole first.
+type Conversion = tokio::sync::oneshot::Receiver<Vec<(u32, Option<(MessageMeta, Element)>)>>;
+
+/// The threads mails are converted on, one per core. They take conversions in the order they
+/// were started, so the page a device waits for is converted before the pages read ahead
+/// after it, instead of all of them sharing the cores and finishing late together.
+fn converters() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .thread_name(|i| format!("convert-{i}"))
+            .start_handler(|_| lower_priority())
+            // A job that panics loses its page (the request answers an error), not the process.
+            .panic_handler(|_| tracing::error!("a mail conversion panicked"))
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "no conversion threads: converting on the blocking pool"))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10): conversions for pages read ahead
+/// then take the cores only when requests, the mail server and the network need none. (On
+/// Linux the nice value is per thread: "the process" 0 of setpriority is the calling thread.)
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+        tracing::debug!(error = %e, "could not lower the conversion threads' priority");
+    }
+}
 
 /// Starts converting fetched mails, split over the machine's cores.
 fn convert_start(
@@ -486,12 +515,19 @@ fn convert_start(
         let chunk = std::mem::replace(&mut rest, tail);
         let cid = cid.to_string();
         let opts = opts.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            chunk
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = move || {
+            let out = chunk
                 .into_iter()
                 .map(|m| (m.meta.uid, convert_one(m, &cid, in_drafts, &opts)))
-                .collect::<Vec<_>>()
-        }));
+                .collect::<Vec<_>>();
+            let _ = tx.send(out);
+        };
+        match converters() {
+            Some(pool) => pool.spawn_fifo(job),
+            None => drop(tokio::task::spawn_blocking(job)),
+        }
+        tasks.push(rx);
     }
     tasks
 }
