@@ -308,13 +308,15 @@ async fn merge_with_cache<B: MailBackend, S: StateStore>(
     Ok(merged)
 }
 
-/// The request as cached: without the device's commands, which must never be replayed.
+/// The request as cached: without the device's commands, which must never be replayed, and
+/// without sync keys, since a cached collection resumes at the key its state holds
+/// ([`merge_with_cache`]). A device paging through a folder then repeats the cached request
+/// exactly, and it is not written again for every page.
 fn cache_bytes(req: &SyncRequest) -> Vec<u8> {
     use crate::wbxml::tags::airsync as a;
     let mut cols = Element::new(a::COLLECTIONS);
     for c in &req.collections {
         let mut e = Element::new(a::COLLECTION)
-            .text_child(a::SYNC_KEY, c.sync_key.clone())
             .text_child(a::COLLECTION_ID, c.collection_id.clone())
             .text_child(
                 a::DELETES_AS_MOVES,
