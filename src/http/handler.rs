@@ -24,6 +24,8 @@ pub const EAS_PATH: &str = "/microsoft-server-activesync";
 
 /// What `MS-Server-ActiveSync` announces.
 const SERVER_VERSION: &str = "16.1";
+/// WBXML responses larger than this have their element tree freed off the request's path.
+const LARGE_TREE: usize = 64 * 1024;
 
 /// The front door's shared state: the gateway plus the authenticator.
 pub struct Server<B: MailBackend, S> {
@@ -368,7 +370,13 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         match commands::dispatch(&self.gateway, &ctx, element).await {
             Ok(Outcome::Wbxml { body, status }) => {
                 log.eas_status = status;
-                response::wbxml(wbxml::encode(&body))
+                let bytes = wbxml::encode(&body);
+                if bytes.len() > LARGE_TREE {
+                    // Freeing a large tree (a Sync page: thousands of nodes) takes as long as
+                    // encoding it; the device need not wait for that.
+                    tokio::task::spawn_blocking(move || drop(body));
+                }
+                response::wbxml(bytes)
             }
             Ok(Outcome::Empty) => response::empty(200),
             Ok(Outcome::Raw { content_type, body }) => response::raw(&content_type, body),
