@@ -309,7 +309,7 @@ fn plan(
     if out.pending == adds_all.len() - n {
         out.next_adds = adds_all[n..]
             .iter()
-            .take(limit * super::prefetch::PAGES)
+            .take(limit.saturating_mul(super::prefetch::PAGES))
             .copied()
             .collect();
     }
