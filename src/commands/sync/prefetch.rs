@@ -52,6 +52,8 @@ const MAX_MAILS: usize = 100;
 const TTL: Duration = Duration::from_secs(120);
 /// A task with nothing to read gives its session back after this long.
 const IDLE: Duration = Duration::from_secs(2);
+/// Longest wait for the task to read the folder's state; the request then reads it itself.
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a page was prepared for; the request that takes it must want exactly this.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,7 +257,12 @@ impl Prefetches {
             e.wake.notify_one();
             rx
         };
-        rx.await.ok().flatten()
+        // The task answers after its current FETCH; a task that stopped without answering
+        // must not hold the request for longer than a mail server may take.
+        match tokio::time::timeout(ASK_TIMEOUT, rx).await {
+            Ok(Ok(state)) => state,
+            _ => None,
+        }
     }
 
     /// Stops the read-ahead of `collection` from starting pages and waits until its task has
