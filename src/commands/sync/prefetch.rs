@@ -4,9 +4,9 @@
 //! pages are already known: the next UIDs of the folder listing. A background task per (user,
 //! device, collection) reads them, up to [`PAGES`] pages ahead of the device, on one pooled
 //! session (normally the one the request has just given back); each page's conversion runs
-//! on the blocking pool while the mail server reads the next. So the device's next request
-//! finds its page ready instead of waiting for the mail server and the conversion. Each
-//! response that leaves more for later hands the task the pages after the ones it holds.
+//! on the conversion threads while the mail server reads the next. So the device's next
+//! request finds its page ready instead of waiting for the mail server and the conversion.
+//! Each response that leaves more for later hands the task the pages after the ones it holds.
 //!
 //! Nothing here decides what a device is sent: the next request computes its changes as
 //! always and only takes the prepared items when they are exactly the ones it needs and still

@@ -369,8 +369,8 @@ pub type Items = HashMap<u32, (MessageMeta, Element)>;
 
 /// The ApplicationData of each added mail, by UID. Mails are read without their attachments'
 /// bodies unless a body may be sent as MIME; one the partial form does not suit is read again
-/// whole. The conversion runs on the blocking pool, split over the machine's cores, and starts
-/// as soon as the first mails have arrived.
+/// whole. The conversion runs on the conversion threads, split over the machine's cores, and
+/// starts as soon as the first mails have arrived.
 pub async fn add_data<M: MailSession>(
     session: &mut M,
     mailbox: &str,
@@ -400,7 +400,7 @@ pub async fn add_data<M: MailSession>(
     Ok(out)
 }
 
-/// Mails read from the mail server whose conversion runs on the blocking pool.
+/// Mails read from the mail server whose conversion runs on the conversion threads.
 #[derive(Default)]
 pub struct Converting(Vec<Conversion>);
 
