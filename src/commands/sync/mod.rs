@@ -210,18 +210,8 @@ async fn run_collections<B: MailBackend, S: StateStore>(
 ) -> Result<Vec<CollectionResponse>, CommandError> {
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
-    let mut session = RequestSession::new(
-        &gw.sessions,
-        &gw.sync_prefetch,
-        &ctx.user.credentials,
-        ctx.client_ip,
-        user,
-        device_id,
-        collections
-            .iter()
-            .map(|c| c.collection_id.as_str())
-            .collect(),
-    );
+    let ids = collections.iter().map(|c| c.collection_id.as_str());
+    let mut session = RequestSession::new(gw, ctx, ids.collect());
     let mut next_pages = Vec::new();
     let mut budget = request
         .window_size

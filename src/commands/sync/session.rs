@@ -8,6 +8,8 @@ use crate::backend::pool::{Pooled, SessionPool};
 use crate::backend::{BackendError, Credentials, MailBackend};
 
 use super::prefetch::Prefetches;
+use crate::commands::{Context, Gateway};
+use crate::state::StateStore;
 
 pub struct RequestSession<'a, B: MailBackend> {
     pool: &'a SessionPool<B>,
@@ -22,23 +24,19 @@ pub struct RequestSession<'a, B: MailBackend> {
 }
 
 impl<'a, B: MailBackend> RequestSession<'a, B> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        pool: &'a SessionPool<B>,
-        prefetch: &'a Prefetches,
-        creds: &'a Credentials,
-        client_ip: Option<IpAddr>,
-        user: &'a str,
-        device: &'a str,
+    /// No session yet, for `ctx`'s request on `collections`.
+    pub fn new<S: StateStore>(
+        gw: &'a Gateway<B, S>,
+        ctx: &'a Context,
         collections: Vec<&'a str>,
     ) -> Self {
         RequestSession {
-            pool,
-            prefetch,
-            creds,
-            client_ip,
-            user,
-            device,
+            pool: &gw.sessions,
+            prefetch: &gw.sync_prefetch,
+            creds: &ctx.user.credentials,
+            client_ip: ctx.client_ip,
+            user: &ctx.user.address,
+            device: ctx.device_id(),
             collections,
             held: None,
         }
