@@ -51,7 +51,7 @@ pub struct Gateway<B: MailBackend, S> {
     pub collection_locks: dashmap::DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Folder UID listings kept between the pages of a paged Sync.
     pub sync_listings: sync::server_changes::Listings,
-    /// Next pages of paged Syncs, prepared in the background.
+    /// Next pages of paged Syncs, read ahead in the background.
     pub sync_prefetch: sync::prefetch::Prefetches,
     /// The Sync request last stored per (user, device), to skip storing it again unchanged.
     pub sync_requests: dashmap::DashMap<String, Vec<u8>>,
