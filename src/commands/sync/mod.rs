@@ -541,12 +541,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     };
     // A device paging through the folder whose next pages are read ahead: when the folder is
     // still as the read-ahead found it, the changes are the listing's next UIDs.
-    let paged = if !has_commands
-        && !replay
-        && get_changes
-        && held.more_available
-        && gw.sync_prefetch.reading(user, device_id, cid)
-    {
+    let paged = if !has_commands && !replay && get_changes && held.more_available {
         match gw.sync_prefetch.current_state(user, device_id, cid).await {
             Some(st) => {
                 server_changes::compute_paged(&held_now, st, window, limit, slot()).map(|c| (st, c))

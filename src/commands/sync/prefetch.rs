@@ -227,16 +227,6 @@ impl Prefetches {
         );
     }
 
-    /// Whether pages of `collection` are being read ahead.
-    pub fn reading(&self, user: &str, device: &str, collection: &str) -> bool {
-        self.map
-            .get(&collection_key(user, device, collection))
-            .is_some_and(|e| {
-                let q = lock(&e.queue);
-                !q.ended && !q.paused
-            })
-    }
-
     /// The folder's state, read now by the read-ahead of `collection` on its session (after
     /// the FETCH it may be running). `None` when nothing is read ahead or the state could not
     /// be read.
