@@ -11,8 +11,8 @@
 //! Nothing here decides what a device is sent: the next request computes its changes as
 //! always and only takes the prepared items when they are exactly the ones it needs and still
 //! current. "Current" is proven by the folder's state: before each page's FETCH the task reads
-//! UIDVALIDITY, UIDNEXT, the message count and HIGHESTMODSEQ, and stops as soon as they differ
-//! from the state the pages were planned on. Any flag change, expunge or new mail raises
+//! UIDVALIDITY, UIDNEXT, the message count and HIGHESTMODSEQ (unless it just did, with no
+//! FETCH since), and stops as soon as they differ from the state the pages were planned on. Any flag change, expunge or new mail raises
 //! HIGHESTMODSEQ (CONDSTORE), so a request that reads the same state again knows the items
 //! were read from the folder it sees; a FETCH still running then can only see newer flags,
 //! like the request's own FETCH would. The request reads that state through the task
@@ -406,6 +406,9 @@ struct Reader<B: MailBackend> {
     queue: Shared,
     progress: Arc<watch::Sender<()>>,
     session: Option<Pooled<B>>,
+    /// The folder's state was last read on this session and found as planned, with no FETCH
+    /// since: a page may start without reading it again.
+    checked: bool,
 }
 
 /// The read-ahead task of one collection: reads the queue's pages in order, answers requests
@@ -429,6 +432,7 @@ async fn read_ahead<B: MailBackend>(
         queue,
         progress: Arc::new(progress),
         session: None,
+        checked: false,
     };
     loop {
         let job = {
@@ -477,6 +481,7 @@ impl<B: MailBackend> Reader<B> {
         }
         // The session goes back to the pool before a paused request is let go.
         self.session = None;
+        self.checked = false;
         let ended = {
             let mut q = lock(&self.queue);
             q.busy = false;
@@ -503,6 +508,7 @@ impl<B: MailBackend> Reader<B> {
         if !current {
             q.ended = true;
         }
+        self.checked = current;
         read.map(|_| current)
     }
 
@@ -553,7 +559,8 @@ impl<B: MailBackend> Reader<B> {
     /// The page's mails read and being converted; `None` when the folder is no longer in the
     /// planned state or no session was free.
     async fn read_parts(&mut self, uids: &[u32]) -> Result<Option<Converting>, BackendError> {
-        if !self.check().await? {
+        // A request's check that came just before this page stands for the page's own.
+        if (!self.checked || self.asked()) && !self.check().await? {
             return Ok(None);
         }
         let mut converting = Converting::default();
@@ -565,6 +572,7 @@ impl<B: MailBackend> Reader<B> {
                 return Ok(None);
             };
             let f = &self.folder;
+            self.checked = false;
             converting
                 .read(&mut **s, &f.mailbox, &f.collection_id, part, false, &f.opts)
                 .await?;
