@@ -97,6 +97,7 @@ fn trimmed(e: &Element) -> Element {
                 Node::Element(c) => Node::Element(trimmed(c)),
                 Node::Text(t) => Node::Text(t.trim().to_string()),
                 Node::Opaque(b) => Node::Opaque(b.clone()),
+                Node::Encoded(f) => Node::Encoded(f.clone()),
             })
             .collect(),
     }

@@ -90,4 +90,34 @@ proptest! {
         prop_assert_eq!(&from, &t, "{}", x);
         prop_assert_eq!(encode(&from), bytes);
     }
+
+    /// Content encoded ahead (`Element::encode_content`) at any elements encodes to the same
+    /// document, and expands back into the same tree.
+    #[test]
+    fn pre_encoded_content_gives_the_same_bytes(
+        t in tree(),
+        picks in proptest::collection::vec(any::<bool>(), 64),
+    ) {
+        let mut pre = t.clone();
+        let mut n = 0;
+        pre_encode(&mut pre, &picks, &mut n);
+        prop_assert_eq!(encode(&pre), encode(&t));
+        let expanded = pre.expanded();
+        prop_assert_eq!(expanded.as_ref(), &t);
+        prop_assert_eq!(xml::to_xml(&pre), xml::to_xml(&t));
+    }
+}
+
+/// Encodes the content of the elements whose pre-order number is picked, innermost first.
+fn pre_encode(e: &mut Element, picks: &[bool], n: &mut usize) {
+    let me = *n;
+    *n += 1;
+    for c in &mut e.children {
+        if let Node::Element(c) = c {
+            pre_encode(c, picks, n);
+        }
+    }
+    if picks.get(me % picks.len()).copied().unwrap_or(false) {
+        e.encode_content();
+    }
 }

@@ -13,6 +13,7 @@
 pub mod async_writer;
 pub mod codepage;
 mod error;
+mod fragment;
 pub mod libwbxml;
 mod reader;
 pub mod tags;
@@ -22,6 +23,7 @@ pub mod xml;
 
 pub use codepage::Tag;
 pub use error::{DecodeError, DecodeErrorKind, WriteError};
+pub use fragment::Fragment;
 pub use reader::{Event, Limits, Reader};
 pub use tree::{decode, encode, try_encode, Element, Node};
 pub use writer::{Writer, HEADER};

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::codepage::Tag;
 use super::error::{DecodeError, DecodeErrorKind, WriteError};
+use super::fragment::Fragment;
 use super::reader::{Event, Limits, Reader};
 use super::writer::Writer;
 
@@ -18,6 +19,8 @@ pub enum Node {
     Text(String),
     /// Opaque (binary) data.
     Opaque(Bytes),
+    /// Children already encoded (see [`Fragment`]); never produced by [`decode`].
+    Encoded(Fragment),
 }
 
 /// A WBXML element. An element without children is encoded as an empty tag
@@ -178,7 +181,7 @@ impl Element {
             match n {
                 Node::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Node::Opaque(b) => out.extend_from_slice(b),
-                Node::Element(_) => {}
+                Node::Element(_) | Node::Encoded(_) => {}
             }
         }
         Bytes::from(out)
@@ -231,6 +234,17 @@ enum Work<'a> {
     Close,
     Text(&'a str),
     Opaque(&'a [u8]),
+    Encoded(&'a Fragment),
+}
+
+/// Writes one node as [`encode_into`] writes a child.
+pub(super) fn encode_node_into(node: &Node, w: &mut Writer) {
+    match node {
+        Node::Element(e) => encode_into(e, w),
+        Node::Text(t) => w.put_str(t),
+        Node::Opaque(b) => w.put_opaque(b),
+        Node::Encoded(f) => w.put_fragment(f),
+    }
 }
 
 pub(super) fn encode_into(root: &Element, w: &mut Writer) {
@@ -252,17 +266,19 @@ pub(super) fn encode_into(root: &Element, w: &mut Writer) {
                         Node::Element(c) => Work::Open(c),
                         Node::Text(t) => Work::Text(t),
                         Node::Opaque(b) => Work::Opaque(b),
+                        Node::Encoded(f) => Work::Encoded(f),
                     });
                 }
             }
             Work::Close => w.put_end(),
             Work::Text(t) => w.put_str(t),
             Work::Opaque(b) => w.put_opaque(b),
+            Work::Encoded(f) => w.put_fragment(f),
         }
     }
 }
 
-fn encoded_size_hint(root: &Element) -> usize {
+pub(super) fn encoded_size_hint(root: &Element) -> usize {
     let mut size = 16;
     let mut stack = vec![root];
     while let Some(e) = stack.pop() {
@@ -272,6 +288,7 @@ fn encoded_size_hint(root: &Element) -> usize {
                 Node::Element(c) => stack.push(c),
                 Node::Text(t) => size += t.len() + 2,
                 Node::Opaque(b) => size += b.len() + 6,
+                Node::Encoded(f) => size += f.bytes().len() + 2,
             }
         }
     }

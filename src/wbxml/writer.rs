@@ -92,6 +92,35 @@ impl Writer {
         }
     }
 
+    /// A writer for element content encoded on its own (see [`super::Fragment`]): no header,
+    /// code page `page` current, room for `capacity` bytes.
+    pub(crate) fn fragment(page: u8, capacity: usize) -> Writer {
+        Writer {
+            buf: BytesMut::with_capacity(capacity),
+            page,
+            stack: Vec::new(),
+            root_started: true,
+            mode: Mode::Normal,
+        }
+    }
+
+    /// The current code page.
+    pub(crate) fn page(&self) -> u8 {
+        self.page
+    }
+
+    /// Copies a fragment in, switching to its start page first.
+    pub(crate) fn put_fragment(&mut self, f: &super::Fragment) {
+        if f.bytes().is_empty() {
+            return;
+        }
+        if f.start_page() != self.page {
+            self.buf.put_slice(&[0x00, f.start_page()]);
+        }
+        self.buf.put_slice(f.bytes());
+        self.page = f.end_page();
+    }
+
     /// Removes and returns everything written so far.
     pub fn take(&mut self) -> Bytes {
         self.buf.split().freeze()
@@ -253,6 +282,11 @@ impl Writer {
             super::Node::Element(e) => self.element(e),
             super::Node::Text(t) => self.text(t),
             super::Node::Opaque(o) => self.opaque(o),
+            super::Node::Encoded(f) => {
+                self.check_content()?;
+                self.put_fragment(f);
+                Ok(())
+            }
         }
     }
 

@@ -131,6 +131,7 @@ enum Work<'a> {
 }
 
 fn write_doc(root: &Element, style: Style) -> Result<String, XmlError> {
+    let root = &*root.expanded();
     let mut pages = BTreeSet::new();
     let mut walk = vec![root];
     while let Some(e) = walk.pop() {
@@ -190,6 +191,8 @@ fn write_doc(root: &Element, style: Style) -> Result<String, XmlError> {
                         Node::Element(c) => Work::Open(c, ind + 1, inner_compact),
                         Node::Text(t) => Work::Text(t),
                         Node::Opaque(b) => Work::Opaque(e.tag, b),
+                        // `expanded` above left none.
+                        Node::Encoded(_) => continue,
                     });
                 }
             }

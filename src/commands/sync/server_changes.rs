@@ -549,7 +549,12 @@ fn convert_one(
         let info = super::item_info(&m.meta, &sid, in_drafts);
         mime::application_data_partial(&m.raw, &omitted, &mail_flags(&m.meta), &info, opts)
     };
-    data.map(|d| (m.meta, d))
+    // Encoded here, on the conversion thread: the response then copies bytes, and the
+    // tree is freed by the thread that built it.
+    data.map(|mut d| {
+        d.encode_content();
+        (m.meta, d)
+    })
 }
 
 #[cfg(test)]
