@@ -287,6 +287,9 @@ pub struct ImapConn<S> {
     /// A command is on the wire. Still set after a future was dropped mid-command, which
     /// leaves unread responses behind: such a connection must not be reused.
     in_flight: bool,
+    /// The response being read; emptied when a command completes, so that idle
+    /// connections hold no buffer.
+    read_buf: Vec<u8>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
@@ -299,6 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             broken: None,
             logging_out: false,
             in_flight: false,
+            read_buf: Vec::new(),
         }
     }
 
@@ -324,8 +328,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
     }
 
     /// Read one complete response (line plus literals) as raw bytes.
-    async fn read_raw(&mut self) -> Result<Vec<u8>, BackendError> {
-        let mut out = Vec::new();
+    /// Appends one complete response (line plus literals) to `out`.
+    async fn read_raw(&mut self, out: &mut Vec<u8>) -> Result<(), BackendError> {
         loop {
             let line_start = out.len();
             loop {
@@ -336,7 +340,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
                 if buf.is_empty() {
                     return Err(self.lost("IMAP server closed the connection".to_string()));
                 }
-                let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+                let (chunk, done) = match memchr::memchr(b'\n', buf) {
                     Some(i) => (i + 1, true),
                     None => (buf.len(), false),
                 };
@@ -351,7 +355,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             }
             let line = out.get(line_start..).unwrap_or_default();
             let Some(len) = imap_parse::trailing_literal_len(line) else {
-                return Ok(out);
+                return Ok(());
             };
             if out.len().saturating_add(len) > MAX_RESPONSE {
                 return Err(self.lost(format!("IMAP literal of {len} bytes is too large")));
@@ -367,13 +371,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
 
     /// Read and parse one response. Untagged lines that do not parse are
     /// skipped (logged without content); anything else malformed is an error.
+    /// The bytes are read into a buffer the connection keeps until the command completes
+    /// (see [`ImapConn::read_until_tagged`]), so the responses of a long FETCH share one.
     async fn read_response(&mut self) -> Result<Response, BackendError> {
         loop {
-            let raw = self.read_raw().await?;
-            match imap_parse::parse_response(&raw) {
+            let mut raw = std::mem::take(&mut self.read_buf);
+            raw.clear();
+            let read = self.read_raw(&mut raw).await;
+            let parsed = read.map(|()| imap_parse::parse_response(&raw));
+            let untagged = raw.starts_with(b"* ");
+            let len = raw.len();
+            self.read_buf = raw;
+            match parsed? {
                 Ok(r) => return Ok(r),
-                Err(e) if raw.starts_with(b"* ") => {
-                    tracing::warn!(error = %e, len = raw.len(), "skipping unparseable untagged IMAP response");
+                Err(e) if untagged => {
+                    tracing::warn!(error = %e, len, "skipping unparseable untagged IMAP response");
                 }
                 Err(e) => {
                     return Err(self.lost(format!("unparseable IMAP response: {e}")));
@@ -430,7 +442,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
     ) -> Result<Option<StatusResp>, BackendError> {
         loop {
             match self.read_response().await? {
-                Response::Tagged { tag: t, resp } if t == tag => return Ok(Some(resp)),
+                Response::Tagged { tag: t, resp } if t == tag => {
+                    self.read_buf = Vec::new();
+                    return Ok(Some(resp));
+                }
                 Response::Tagged { .. } => {
                     tracing::debug!("ignoring IMAP completion with an unknown tag");
                 }

@@ -48,6 +48,10 @@ pub enum Item {
     Str(Vec<u8>),
     /// A parenthesised list.
     List(Vec<Item>),
+    /// A `BODYSTRUCTURE` value kept as its bytes: most fetches never look into it, and
+    /// parsing its dozens of atoms and strings is most of the cost of a FETCH line.
+    /// [`Item::parsed`] gives the list.
+    Unparsed(Vec<u8>),
 }
 
 impl Item {
@@ -69,7 +73,7 @@ impl Item {
         match self {
             Item::Atom(a) => Some(a.clone()),
             Item::Str(s) => Some(String::from_utf8_lossy(s).into_owned()),
-            Item::List(_) => None,
+            Item::List(_) | Item::Unparsed(_) => None,
         }
     }
 
@@ -95,6 +99,17 @@ impl Item {
         match self {
             Item::List(l) => Some(l),
             _ => None,
+        }
+    }
+
+    /// The item with an [`Item::Unparsed`] value parsed; `None` when its bytes do not parse.
+    pub fn parsed(&self) -> Option<std::borrow::Cow<'_, Item>> {
+        match self {
+            Item::Unparsed(raw) => {
+                let mut p = Parser { buf: raw, pos: 0 };
+                p.item(0).ok().map(std::borrow::Cow::Owned)
+            }
+            other => Some(std::borrow::Cow::Borrowed(other)),
         }
     }
 
@@ -421,7 +436,7 @@ impl<'a> Parser<'a> {
                     return self.err("lists nested too deeply");
                 }
                 self.pos += 1;
-                let mut list = Vec::new();
+                let mut list: Vec<Item> = Vec::new();
                 loop {
                     while self.eat(b' ') {}
                     match self.peek() {
@@ -431,6 +446,15 @@ impl<'a> Parser<'a> {
                         }
                         None | Some(b'\r') | Some(b'\n') => {
                             return self.err("unterminated list");
+                        }
+                        Some(b'(')
+                            if matches!(list.last(), Some(Item::Atom(a))
+                                if a.eq_ignore_ascii_case("BODYSTRUCTURE")) =>
+                        {
+                            let start = self.pos;
+                            self.skip_item(depth + 1)?;
+                            let raw = self.buf.get(start..self.pos).unwrap_or_default();
+                            list.push(Item::Unparsed(raw.to_vec()));
                         }
                         _ => list.push(self.item(depth + 1)?),
                     }
@@ -448,9 +472,73 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Moves past one item as [`Parser::item`] would read it, keeping nothing.
+    fn skip_item(&mut self, depth: usize) -> Result<(), ParseError> {
+        match self.peek() {
+            Some(b'(') => {
+                if depth >= MAX_DEPTH {
+                    return self.err("lists nested too deeply");
+                }
+                self.pos += 1;
+                loop {
+                    while self.eat(b' ') {}
+                    match self.peek() {
+                        Some(b')') => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        None | Some(b'\r') | Some(b'\n') => {
+                            return self.err("unterminated list");
+                        }
+                        _ => self.skip_item(depth + 1)?,
+                    }
+                }
+            }
+            Some(b'"') => {
+                self.pos += 1;
+                loop {
+                    match self.peek() {
+                        None | Some(b'\r') | Some(b'\n') => {
+                            return self.err("unterminated quoted string")
+                        }
+                        Some(b'"') => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        Some(b'\\') => {
+                            self.pos += 1;
+                            if !matches!(self.peek(), Some(b'"' | b'\\')) {
+                                return self.err("bad escape in quoted string");
+                            }
+                            self.pos += 1;
+                        }
+                        Some(_) => self.pos += 1,
+                    }
+                }
+            }
+            Some(b'{') => self.literal_span().map(drop),
+            Some(b'~') if self.buf.get(self.pos + 1) == Some(&b'{') => {
+                self.pos += 1;
+                self.literal_span().map(drop)
+            }
+            Some(b')') => self.err("unexpected ')'"),
+            None => self.err("unexpected end of response"),
+            Some(_) => self.atom_span().map(drop),
+        }
+    }
+
     fn quoted(&mut self) -> Result<Vec<u8>, ParseError> {
         // at '"'
         self.pos += 1;
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        // Most strings have no escapes: copy them at once.
+        if let Some(i) = memchr::memchr3(b'"', b'\\', b'\n', rest) {
+            if rest.get(i) == Some(&b'"') && !rest.get(..i).unwrap_or_default().contains(&b'\r') {
+                let out = rest.get(..i).unwrap_or_default().to_vec();
+                self.pos += i + 1;
+                return Ok(out);
+            }
+        }
         let mut out = Vec::new();
         loop {
             match self.peek() {
@@ -478,6 +566,11 @@ impl<'a> Parser<'a> {
     }
 
     fn literal(&mut self) -> Result<Vec<u8>, ParseError> {
+        self.literal_span().map(<[u8]>::to_vec)
+    }
+
+    /// The bytes of the literal at `{`, moving past them.
+    fn literal_span(&mut self) -> Result<&'a [u8], ParseError> {
         // at '{'
         self.pos += 1;
         let start = self.pos;
@@ -500,9 +593,9 @@ impl<'a> Parser<'a> {
             return self.err("expected CRLF after literal length");
         }
         let end = self.pos.checked_add(len);
-        match end.and_then(|end| self.buf.get(self.pos..end)) {
+        let buf = self.buf;
+        match end.and_then(|end| buf.get(self.pos..end)) {
             Some(data) => {
-                let data = data.to_vec();
                 self.pos += len;
                 Ok(data)
             }
@@ -511,6 +604,12 @@ impl<'a> Parser<'a> {
     }
 
     fn atom(&mut self) -> Result<String, ParseError> {
+        let raw = self.atom_span()?;
+        Ok(String::from_utf8_lossy(raw).into_owned())
+    }
+
+    /// The bytes of the atom here, moving past them.
+    fn atom_span(&mut self) -> Result<&'a [u8], ParseError> {
         let start = self.pos;
         while let Some(b) = self.peek() {
             match b {
@@ -542,11 +641,12 @@ impl<'a> Parser<'a> {
                 _ => self.pos += 1,
             }
         }
-        let raw = self.buf.get(start..self.pos).unwrap_or_default();
+        let buf = self.buf;
+        let raw = buf.get(start..self.pos).unwrap_or_default();
         if raw.is_empty() {
             return self.err("expected an atom");
         }
-        Ok(String::from_utf8_lossy(raw).into_owned())
+        Ok(raw)
     }
 }
 
@@ -927,6 +1027,38 @@ mod tests {
                     let _ = parse_response(&m);
                 }
             }
+        }
+    }
+
+    /// A BODYSTRUCTURE is kept as its bytes and parses, on demand, into the list the
+    /// parser gives for the same text elsewhere; the items after it are read as usual.
+    #[test]
+    fn bodystructure_is_kept_unparsed_until_asked() {
+        let structure = "((\"text\" \"plain\" (\"charset\" \"utf-8\" \"name\" {7}\r\nq\"(x).t) NIL \
+                         \"a \\\"b\\\"\" \"7bit\" 12 1 NIL NIL NIL NIL)(\"text\" \"html\" NIL NIL NIL \
+                         \"base64\" 40 1 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"b\") NIL NIL NIL)";
+        let line = format!("* 3 FETCH (UID 9 BODYSTRUCTURE {structure} RFC822.SIZE 52)\r\n");
+        let items = data_items(&line);
+        let Some(Item::List(fetch)) = items.last() else {
+            panic!("no fetch list: {items:?}")
+        };
+        let Some(Item::Unparsed(raw)) = fetch.get(3) else {
+            panic!("BODYSTRUCTURE parsed eagerly: {fetch:?}")
+        };
+        assert_eq!(raw.as_slice(), structure.as_bytes());
+        assert_eq!(fetch.get(5).and_then(Item::as_u64), Some(52));
+        let listed = data_items(&format!("* 3 FETCH (UID 9 X {structure})\r\n"));
+        let Some(Item::List(plain)) = listed.last() else {
+            panic!("no list")
+        };
+        let parsed = fetch.get(3).and_then(Item::parsed).expect("parses");
+        assert_eq!(Some(parsed.as_ref()), plain.get(3));
+        // Unbalanced or cut structures are errors, as for any list.
+        for bad in [
+            "* 3 FETCH (BODYSTRUCTURE (\"text\" \"pla)\r\n",
+            "* 3 FETCH (BODYSTRUCTURE ((x)\r\n",
+        ] {
+            assert!(parse_response(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 

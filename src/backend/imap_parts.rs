@@ -129,7 +129,7 @@ fn text(item: Option<&Item>) -> String {
 /// A `BODYSTRUCTURE` value as a part tree (sections numbered, headers not filled in); `None`
 /// when it is not a BODYSTRUCTURE or nests too deep.
 pub(crate) fn parse_bodystructure(item: &Item) -> Option<MimePart> {
-    parse_structure(item, "", 0)
+    parse_structure(&*item.parsed()?, "", 0)
 }
 
 /// One BODYSTRUCTURE node. `section` is the node's IMAP section ("" for a multipart top
@@ -231,7 +231,7 @@ mod tests {
             panic!("not data")
         };
         let value = fetch_value(&items, 7, "BODYSTRUCTURE").expect("BODYSTRUCTURE");
-        parse_structure(value, "", 0).expect("structure")
+        parse_bodystructure(value).expect("structure")
     }
 
     #[test]
