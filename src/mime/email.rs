@@ -1,6 +1,8 @@
 //! `airsync:ApplicationData` of the Email class (MS-ASEMAIL 2.2.2), flag
 //! changes and the header summary.
 
+use std::borrow::Cow;
+
 use mail_parser::parsers::fields::thread::thread_name;
 use mail_parser::{HeaderName, PartType};
 
@@ -65,8 +67,8 @@ fn prepared(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Option<Element> {
-    with_scratch(|buf| {
-        let s = slim::slim(raw, opts, buf)?;
+    with_scratch(|buf, side| {
+        let s = slim::slim(raw, opts, buf, side)?;
         let mut sizes = s.omitted;
         if let Some(read) = read {
             if read.parts != s.parts {
@@ -74,31 +76,55 @@ fn prepared(
             }
             sizes.extend_from_slice(read.sizes);
         }
+        // What the parser would have made of these bytes; valid UTF-8 is checked the fast way.
+        let supplied: Vec<Supplied<'_>> = s
+            .supplied
+            .iter()
+            .map(|(i, r)| {
+                let bytes = side.get(r.clone()).unwrap_or_default();
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(t) => Cow::Borrowed(t),
+                    Err(_) => String::from_utf8_lossy(bytes),
+                };
+                Supplied {
+                    index: *i,
+                    text,
+                    size: bytes.len() as u64,
+                }
+            })
+            .collect();
         let shape = Shape {
             parts: s.parts,
             sizes: &sizes,
             texts: &s.texts,
             decoded: &s.decoded,
+            supplied: &supplied,
         };
         build_if_shaped(buf, &shape, flags, info, opts)
     })
 }
 
-/// Runs `f` with this thread's buffer for prepared messages, so that converting a page of
-/// mails does not allocate one per mail. A buffer grown past 1 MiB is not kept.
-fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> Option<T>) -> Option<T> {
+/// Runs `f` with this thread's buffers for prepared messages (the copy, the texts moved out
+/// of it), so that converting a page of mails does not allocate them per mail. A buffer grown
+/// past 1 MiB is not kept.
+fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> Option<T>) -> Option<T> {
+    type Buffers = (Vec<u8>, Vec<u8>);
     thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SCRATCH: std::cell::RefCell<Buffers> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
     }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let out = f(&mut buf);
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
+        Ok(mut bufs) => {
+            let (buf, side) = &mut *bufs;
+            let out = f(buf, side);
+            for b in [buf, side] {
+                if b.capacity() > 1 << 20 {
+                    *b = Vec::new();
+                }
             }
             out
         }
-        Err(_) => f(&mut Vec::new()),
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
     })
 }
 
@@ -139,6 +165,7 @@ pub fn application_data_partial(
             sizes: omitted.sizes,
             texts: &[],
             decoded: &[],
+            supplied: &[],
         };
         build_if_shaped(raw, &shape, flags, info, opts)
     })
@@ -155,6 +182,17 @@ struct Shape<'a> {
     /// Text parts decoded in place from quoted-printable; none of them may be an attachment
     /// (an attachment's bytes are decoded from the original by other rules).
     decoded: &'a [usize],
+    /// Text parts whose bodies are empty in the bytes given, with the text each one has.
+    supplied: &'a [Supplied<'a>],
+}
+
+/// The text of a part left empty in the bytes given to the parser.
+struct Supplied<'a> {
+    index: usize,
+    /// As the parser would have converted the bytes.
+    text: Cow<'a, str>,
+    /// The decoded bytes' length: the part's size should it be an attachment.
+    size: u64,
 }
 
 /// The item of `raw` when it parses into `shape`, else `None`.
@@ -165,7 +203,17 @@ fn build_if_shaped(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Option<Element> {
-    let p = headers::parse(raw);
+    let mut p = headers::parse(raw);
+    let m = p.msg.as_mut()?;
+    for s in shape.supplied {
+        match m.parts.get_mut(s.index).map(|x| &mut x.body) {
+            Some(PartType::Text(t)) | Some(PartType::Html(t)) if t.is_empty() => {
+                *t = Cow::Borrowed(s.text.as_ref());
+            }
+            _ => return None,
+        }
+    }
+    let p = p;
     let m = p.msg.as_ref()?;
     let choice = body::choose(&p, opts);
     if m.parts.len() != shape.parts || choice.body_type == BODY_TYPE_MIME {
@@ -201,7 +249,12 @@ fn build_if_shaped(
             }
         }
     }
-    Some(build(&p, shape.sizes, flags, info, opts))
+    if shape.supplied.is_empty() {
+        return Some(build(&p, shape.sizes, flags, info, opts));
+    }
+    let mut sizes = shape.sizes.to_vec();
+    sizes.extend(shape.supplied.iter().map(|s| (s.index, s.size)));
+    Some(build(&p, &sizes, flags, info, opts))
 }
 
 fn build(

@@ -16,7 +16,12 @@
 //!   once), and its `Content-Transfer-Encoding` then says `binary`: the parser converts the
 //!   same bytes to the same text, without decoding them itself. A part decoded from
 //!   quoted-printable must not turn out to be an attachment (an attachment's bytes are read
-//!   from the original by other rules), else the whole message is parsed.
+//!   from the original by other rules), else the whole message is parsed;
+//! - a text part decoded so whose charset `mail-parser` reads as UTF-8 (`utf-8`, none, or one
+//!   it has no decoder for) is moved out of the copy instead: its body is left empty and the
+//!   decoded bytes are returned beside the copy ([`Slimmed::supplied`]). The caller puts the
+//!   text into the parsed part, converted as the parser would (`String::from_utf8_lossy`),
+//!   which saves the parser's slower UTF-8 check of the largest bytes of the message.
 //!
 //! Every other byte is copied as it is, so the copy parses into the same parts, in the same
 //! order, with the same header fields and the same shown text. The caller parses the copy,
@@ -35,6 +40,7 @@
 use std::sync::OnceLock;
 
 use base64::Engine;
+use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{ContentType, GetHeader, Header, HeaderName, HeaderValue, MessageParser};
 use memchr::memmem;
 
@@ -58,27 +64,38 @@ pub(crate) struct Slimmed {
     /// Index of each text part decoded in place from quoted-printable (by the parser's rules,
     /// which differ from those an attachment's bytes are read with).
     pub decoded: Vec<usize>,
+    /// (part index, range of the side buffer) of each decoded text part whose body was moved
+    /// out of the copy: the part parses with an empty body, to be given these bytes as UTF-8.
+    pub supplied: Vec<(usize, std::ops::Range<usize>)>,
 }
 
 /// Writes to `out` the message without the bodies an item with `opts` does not show, and with
-/// its text parts decoded in place; `None` (and `out` undefined) when nothing would change, or
-/// when the message is not plain enough to split with certainty.
-pub(crate) fn slim(raw: &[u8], opts: &BodyOptions, out: &mut Vec<u8>) -> Option<Slimmed> {
+/// its text parts decoded in place or, decoded, to `side`; `None` (and the buffers undefined)
+/// when nothing would change, or when the message is not plain enough to split with certainty.
+pub(crate) fn slim(
+    raw: &[u8],
+    opts: &BodyOptions,
+    out: &mut Vec<u8>,
+    side: &mut Vec<u8>,
+) -> Option<Slimmed> {
     if opts.may_send_mime() || !header_mentions_encoding_or_multipart(raw) {
         return None;
     }
     let (headers, body) = part_headers(raw, 0, raw.len())?;
     out.clear();
     out.reserve(raw.len());
+    side.clear();
     let mut w = Walk {
         raw,
         drop_plain: html_without_preview(opts),
         index: 0,
         out,
+        side,
         copied: 0,
         omitted: Vec::new(),
         texts: Vec::new(),
         decoded: Vec::new(),
+        supplied: Vec::new(),
         boundaries: Vec::new(),
     };
     let root = Child {
@@ -110,6 +127,7 @@ pub(crate) fn slim(raw: &[u8], opts: &BodyOptions, out: &mut Vec<u8>) -> Option<
         omitted: w.omitted,
         texts: w.texts,
         decoded: w.decoded,
+        supplied: w.supplied,
     })
 }
 
@@ -271,10 +289,13 @@ struct Walk<'a> {
     index: usize,
     /// The prepared message so far: `raw[..copied]` with its changes.
     out: &'a mut Vec<u8>,
+    /// Decoded texts moved out of the copy.
+    side: &'a mut Vec<u8>,
     copied: usize,
     omitted: Vec<(usize, u64)>,
     texts: Vec<usize>,
     decoded: Vec<usize>,
+    supplied: Vec<(usize, std::ops::Range<usize>)>,
     /// `--boundary` of every enclosing multipart.
     boundaries: Vec<Vec<u8>>,
 }
@@ -465,6 +486,16 @@ impl<'a> Walk<'a> {
         self.copied = c.end;
         if enc == Encoding::QuotedPrintable {
             self.decoded.push(self.index);
+        }
+        let read_as_utf8 = content_type(&c.headers)
+            .and_then(|ct| ct.attribute("charset"))
+            .and_then(|cs| charset_decoder(cs.as_bytes()))
+            .is_none();
+        if read_as_utf8 {
+            let from = self.side.len();
+            self.side.extend_from_slice(&self.out[text_at..]);
+            self.out.truncate(text_at);
+            self.supplied.push((self.index, from..self.side.len()));
         }
     }
 }

@@ -15,16 +15,24 @@ struct Prepared {
     parts: usize,
     omitted: Vec<(usize, u64)>,
     texts: Vec<usize>,
+    /// (part index, text) of the decoded texts moved out of `raw`.
+    supplied: Vec<(usize, Vec<u8>)>,
 }
 
 fn slim(raw: &[u8], opts: &BodyOptions) -> Option<Prepared> {
     let mut buf = b"left over from the last message".to_vec();
-    let s = super::slim(raw, opts, &mut buf)?;
+    let mut side = b"and from its texts".to_vec();
+    let s = super::slim(raw, opts, &mut buf, &mut side)?;
     Some(Prepared {
         raw: buf,
         parts: s.parts,
         omitted: s.omitted,
         texts: s.texts,
+        supplied: s
+            .supplied
+            .into_iter()
+            .map(|(i, r)| (i, side[r].to_vec()))
+            .collect(),
     })
 }
 
@@ -161,14 +169,41 @@ fn bench_shaped_mails_are_slimmed_and_give_the_same_item() {
             assert_eq!(s.omitted, [(4, len as u64)]);
         }
         assert!(s.raw.len() < raw.len());
-        // The HTML is decoded in place.
+        // The HTML (UTF-8) is decoded and moved out of the copy.
         let decoded = "<html><body><p>Grüße, the report is attached.</p></body></html>";
-        assert!(memmem::find(&s.raw, decoded.as_bytes()).is_some());
+        assert!(memmem::find(&s.raw, decoded.as_bytes()).is_none());
+        assert_eq!(s.supplied.len(), 1);
+        assert_eq!(s.supplied[0].0, 3);
+        assert!(memmem::find(&s.supplied[0].1, decoded.as_bytes()).is_some());
         // With a plain-text body, the plain alternative stays.
         let plain = with(vec![pref(BODY_TYPE_PLAIN, None)], 0, ProtocolVersion::V16_1);
         if let Some(s) = slim(raw.as_bytes(), &plain) {
             assert!(s.texts.is_empty());
         }
+    }
+}
+
+/// Only texts the parser reads as UTF-8 are moved out; others are decoded in place for the
+/// parser's charset conversion. Text that is not valid UTF-8 gives the parser's U+FFFD.
+#[test]
+fn texts_in_other_charsets_stay_in_place() {
+    let latin1 = b64(b"<p>Gr\xfc\xdfe</p>");
+    let bad_utf8 = b64(b"<p>caf\xc3(</p>");
+    for (charset, body, moved) in [
+        ("iso-8859-1", &latin1, false),
+        ("us-ascii", &latin1, false),
+        ("utf-8", &bad_utf8, true),
+        ("x-unknown-charset", &bad_utf8, true),
+    ] {
+        let raw = format!(
+            "{HEAD}Content-Type: multipart/mixed; boundary=M\r\n\r\n\
+             --M\r\nContent-Type: text/html; charset={charset}\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{body}\r\n--M--\r\n"
+        );
+        same_items(raw.as_bytes());
+        let s = slim(raw.as_bytes(), &html()).expect("slimmed");
+        assert_eq!(s.supplied.len(), usize::from(moved), "{charset}");
+        assert_eq!(memmem::find(&s.raw, b"<p>").is_some(), !moved, "{charset}");
     }
 }
 
@@ -308,7 +343,7 @@ fn fixtures_give_the_same_item() {
 }
 
 #[test]
-fn single_text_parts_in_base64_are_decoded_in_place() {
+fn single_text_parts_in_base64_are_decoded() {
     let text = "<p>Grüße</p>\r\n<p>zweite Zeile</p>";
     let raw = format!(
         "{HEAD}Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: Base64\r\n\r\n{}",
@@ -316,7 +351,11 @@ fn single_text_parts_in_base64_are_decoded_in_place() {
     );
     same_items(raw.as_bytes());
     let s = slim(raw.as_bytes(), &html()).expect("decoded");
-    assert!(s.raw.ends_with(text.as_bytes()));
+    // UTF-8: moved out of the copy, which keeps the header.
+    assert!(s
+        .raw
+        .ends_with(b"Content-Transfer-Encoding: binary\r\n\r\n"));
+    assert_eq!(s.supplied, [(0, text.as_bytes().to_vec())]);
     // Base64 that is not in its plain form is left to the parser.
     for odd in ["PHA+b2s8L3A", "PHA+b2s8L3A+=", "PH=A+b2s8L3A+"] {
         let raw = format!(
