@@ -39,7 +39,6 @@
 
 use std::sync::OnceLock;
 
-use base64::Engine;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::{ContentType, GetHeader, Header, HeaderName, HeaderValue, MessageParser};
 use memchr::memmem;
@@ -523,23 +522,37 @@ fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// four characters, `=` only as the padding of the last group), which `mail-parser` decodes to
 /// the same bytes; false (and some bytes appended) for any other form.
 fn decode_plain_base64(body: &[u8], out: &mut Vec<u8>) -> bool {
-    let mut ended = false;
-    for line in lines(body) {
-        if line.is_empty() {
-            continue;
-        }
-        if ended || line.len() % 4 != 0 {
-            return false;
-        }
-        ended = line.ends_with(b"=");
-        if base64::engine::general_purpose::STANDARD
-            .decode_vec(line, out)
-            .is_err()
-        {
-            return false;
-        }
+    thread_local! {
+        static JOINED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    true
+    JOINED.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut kept = cell.try_borrow_mut();
+        let joined = match kept.as_deref_mut() {
+            Ok(j) => j,
+            Err(_) => &mut fresh,
+        };
+        joined.clear();
+        // The lines joined are decoded at once (a line holds whole groups, so the bytes are
+        // those of decoding each line), by a SIMD decoder as strict as the `base64` crate's
+        // standard engine: padding required, unused bits zero.
+        let mut ended = false;
+        for line in lines(body) {
+            if line.is_empty() {
+                continue;
+            }
+            if ended || line.len() % 4 != 0 {
+                return false;
+            }
+            ended = line.ends_with(b"=");
+            joined.extend_from_slice(line);
+        }
+        let ok = base64_simd::STANDARD.decode_append(&*joined, out).is_ok();
+        if joined.capacity() > 1 << 20 {
+            *joined = Vec::new();
+        }
+        ok
+    })
 }
 
 /// A base64 character (branch-free, so that a line is checked many bytes at a time).
