@@ -198,7 +198,7 @@ async fn initial_sync_case(n: usize) -> Result<Vec<Row>> {
         seeded.secs
     );
     // One untimed pass over the mails: Dovecot's index cache now holds the reference's items.
-    imap_fetch_all(&user, &pw, n).await?;
+    imap_fetch_all(&user, &pw, n, None).await?;
 
     let gw = start_gateway(&format!("sync{n}"))?;
     let rss_idle = gw.peak_rss_kib();
@@ -227,7 +227,7 @@ async fn initial_sync_case(n: usize) -> Result<Vec<Row>> {
         versus(&gw, std::path::Path::new(&other), &user, &pw, n).await?;
     }
 
-    let fetch = imap_fetch_all(&user, &pw, n).await?;
+    let fetch = imap_fetch_all(&user, &pw, n, Some(gw.pid)).await?;
     println!(
         "IMAP:    {} UID FETCH commands, {:.2} s, {:.1} MB",
         fetch.commands,
@@ -331,7 +331,7 @@ async fn versus(
         let (Some(a), Some(b)) = (a, b) else {
             bail!("round {round} incomplete");
         };
-        let r = imap_fetch_all(user, pw, n).await?;
+        let r = imap_fetch_all(user, pw, n, Some(gw.pid)).await?;
         println!(
             "round {round}: this {:.2} s (gw CPU {:.2}), other {:.2} s (gw CPU {:.2}), IMAP {:.2} s; \
              this/IMAP {:.2}x, other/IMAP {:.2}x",
@@ -402,11 +402,13 @@ struct FetchRun {
     cpu: Cpu,
 }
 
-/// `UID FETCH` of every mail in UID pages of `WINDOW` on one fresh connection.
-async fn imap_fetch_all(user: &str, pw: &str, n: usize) -> Result<FetchRun> {
+/// `UID FETCH` of every mail in UID pages of `WINDOW` on one fresh connection. `gateway`: a
+/// gateway still running, whose CPU time over the fetch is counted too (it should have none:
+/// an idle gateway must not slow the reference down).
+async fn imap_fetch_all(user: &str, pw: &str, n: usize, gateway: Option<u32>) -> Result<FetchRun> {
     let mut imap = Imap::login(user, pw).await?;
     imap.run("EXAMINE INBOX").await?;
-    let cpu0 = CpuSample::take(None, user);
+    let cpu0 = CpuSample::take(gateway, user);
     let started = Instant::now();
     let mut run = FetchRun {
         commands: 0,
@@ -430,7 +432,7 @@ async fn imap_fetch_all(user: &str, pw: &str, n: usize) -> Result<FetchRun> {
     }
     run.secs = started.elapsed().as_secs_f64();
     // Before LOGOUT: Dovecot's imap process ends with the connection.
-    run.cpu = CpuSample::take(None, user).since(&cpu0);
+    run.cpu = CpuSample::take(gateway, user).since(&cpu0);
     imap.logout().await;
     ensure!(
         run.messages == n as u64,
