@@ -327,7 +327,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
         BackendError::Unavailable(reason)
     }
 
-    /// Read one complete response (line plus literals) as raw bytes.
     /// Appends one complete response (line plus literals) to `out`.
     async fn read_raw(&mut self, out: &mut Vec<u8>) -> Result<(), BackendError> {
         loop {

@@ -17,7 +17,7 @@
 //!   same bytes to the same text, without decoding them itself. A part decoded from
 //!   quoted-printable must not turn out to be an attachment (an attachment's bytes are read
 //!   from the original by other rules), else the whole message is parsed;
-//! - a text part decoded so whose charset `mail-parser` reads as UTF-8 (`utf-8`, none, or one
+//! - a text part so decoded whose charset `mail-parser` reads as UTF-8 (`utf-8`, none, or one
 //!   it has no decoder for) is moved out of the copy instead: its body is left empty and the
 //!   decoded bytes are returned beside the copy ([`Slimmed::supplied`]). The caller puts the
 //!   text into the parsed part, converted as the parser would (`String::from_utf8_lossy`),
@@ -532,27 +532,34 @@ fn decode_plain_base64(body: &[u8], out: &mut Vec<u8>) -> bool {
             Ok(j) => j,
             Err(_) => &mut fresh,
         };
-        joined.clear();
         // The lines joined are decoded at once (a line holds whole groups, so the bytes are
         // those of decoding each line), by a SIMD decoder as strict as the `base64` crate's
         // standard engine: padding required, unused bits zero.
-        let mut ended = false;
-        for line in lines(body) {
-            if line.is_empty() {
-                continue;
-            }
-            if ended || line.len() % 4 != 0 {
-                return false;
-            }
-            ended = line.ends_with(b"=");
-            joined.extend_from_slice(line);
-        }
-        let ok = base64_simd::STANDARD.decode_append(&*joined, out).is_ok();
+        let ok = join_plain_base64(body, joined)
+            && base64_simd::STANDARD.decode_append(&*joined, out).is_ok();
         if joined.capacity() > 1 << 20 {
             *joined = Vec::new();
         }
         ok
     })
+}
+
+/// Writes to `joined` the lines of a base64 body without their line breaks; false when the
+/// body is not in its plain form.
+fn join_plain_base64(body: &[u8], joined: &mut Vec<u8>) -> bool {
+    joined.clear();
+    let mut ended = false;
+    for line in lines(body) {
+        if line.is_empty() {
+            continue;
+        }
+        if ended || line.len() % 4 != 0 {
+            return false;
+        }
+        ended = line.ends_with(b"=");
+        joined.extend_from_slice(line);
+    }
+    true
 }
 
 /// A base64 character (branch-free, so that a line is checked many bytes at a time).
