@@ -338,6 +338,14 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
 /// One line of text: control characters (folding left-overs, NUL, CR, LF,
 /// tabs) become spaces, runs of spaces collapse, both ends are trimmed.
 pub(crate) fn clean_line(s: &str) -> String {
+    if is_clean_ascii(s.as_bytes()) {
+        return s.to_owned();
+    }
+    clean_line_chars(s)
+}
+
+/// [`clean_line`] character by character.
+fn clean_line_chars(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     for c in s.chars() {
@@ -352,6 +360,21 @@ pub(crate) fn clean_line(s: &str) -> String {
         }
     }
     out
+}
+
+/// True when [`clean_line`] leaves `s` as it is and that is seen from its bytes alone: printable
+/// ASCII, spaces single and between other characters.
+fn is_clean_ascii(s: &[u8]) -> bool {
+    let mut prev_space = true;
+    for &b in s {
+        match b {
+            b' ' if prev_space => return false,
+            b' ' => prev_space = true,
+            0x21..=0x7E => prev_space = false,
+            _ => return false,
+        }
+    }
+    !prev_space || s.is_empty()
 }
 
 /// Latest instant formatted: 9999-12-31T23:59:59Z.
@@ -436,7 +459,10 @@ pub(crate) fn conversation_index(sent_unix: i64) -> [u8; 5] {
 pub(crate) fn tag_in_version(tag: Tag, version: ProtocolVersion) -> bool {
     match tag.versions() {
         Some("All") => true,
-        Some(list) => list.split(',').any(|v| v.trim() == version.as_str()),
+        Some(list) => list
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|v| v.trim_ascii() == version.as_str().as_bytes()),
         None => false,
     }
 }
@@ -459,6 +485,18 @@ pub(crate) fn prune_for_version(e: &mut Element, version: ProtocolVersion) {
 
 #[cfg(test)]
 mod tests {
+    /// The byte-level shortcut of `clean_line` gives what the character walk gives.
+    #[test]
+    fn clean_line_shortcut_agrees() {
+        use proptest::prelude::*;
+        proptest!(|(s in "[a-c \t\r\n\u{0}\u{7f}\u{a0}\u{85}\u{2003}é-]{0,12}")| {
+            prop_assert_eq!(super::clean_line(&s), super::clean_line_chars(&s));
+        });
+        for s in ["", "a", "a b", " a", "a ", "a  b", "a\tb", "x\u{a0}y"] {
+            assert_eq!(super::clean_line(s), super::clean_line_chars(s), "{s:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
