@@ -56,6 +56,14 @@ impl FetchedMail {
             parts: 0,
         }
     }
+
+    /// Mails read whole, as a `fetch_messages` gives them.
+    pub fn all_whole(mails: Vec<(MessageMeta, Bytes)>) -> Vec<FetchedMail> {
+        mails
+            .into_iter()
+            .map(|(meta, raw)| FetchedMail::whole(meta, raw))
+            .collect()
+    }
 }
 
 /// Whether a part is a multipart (BODYSTRUCTURE gives every multipart at least one child).
@@ -370,12 +378,9 @@ impl ImapSession {
         mailbox: &str,
         uids: &[u32],
     ) -> Result<Vec<FetchedMail>, BackendError> {
-        Ok(self
-            .fetch_full(mailbox, uids)
-            .await?
-            .into_iter()
-            .map(|(meta, raw)| FetchedMail::whole(meta, raw))
-            .collect())
+        Ok(FetchedMail::all_whole(
+            self.fetch_full(mailbox, uids).await?,
+        ))
     }
 }
 

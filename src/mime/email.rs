@@ -196,6 +196,21 @@ struct Supplied<'a> {
     size: u64,
 }
 
+/// Puts each supplied text into its part, which must be a text part parsed with an empty body;
+/// `None` when one is not.
+fn supply_texts<'a>(p: &mut headers::Parsed<'a>, supplied: &'a [Supplied<'a>]) -> Option<()> {
+    let m = p.msg.as_mut()?;
+    for s in supplied {
+        match m.parts.get_mut(s.index).map(|x| &mut x.body) {
+            Some(PartType::Text(t)) | Some(PartType::Html(t)) if t.is_empty() => {
+                *t = Cow::Borrowed(s.text.as_ref());
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
 /// The item of `raw` when it parses into `shape`, else `None`.
 fn build_if_shaped(
     raw: &[u8],
@@ -205,16 +220,7 @@ fn build_if_shaped(
     opts: &BodyOptions,
 ) -> Option<Element> {
     let mut p = headers::parse(raw);
-    let m = p.msg.as_mut()?;
-    for s in shape.supplied {
-        match m.parts.get_mut(s.index).map(|x| &mut x.body) {
-            Some(PartType::Text(t)) | Some(PartType::Html(t)) if t.is_empty() => {
-                *t = Cow::Borrowed(s.text.as_ref());
-            }
-            _ => return None,
-        }
-    }
-    let p = p;
+    supply_texts(&mut p, shape.supplied)?;
     let m = p.msg.as_ref()?;
     let choice = body::choose(&p, opts);
     if m.parts.len() != shape.parts || choice.body_type == BODY_TYPE_MIME {

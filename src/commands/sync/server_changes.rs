@@ -387,17 +387,24 @@ pub async fn add_data<M: MailSession>(
     }
     let (mut out, again) = converting.finish().await?;
     if !again.is_empty() {
-        let whole = session.fetch_messages(mailbox, &again).await?;
-        let whole = whole
-            .into_iter()
-            .map(|(meta, raw)| FetchedMail::whole(meta, raw))
-            .collect();
+        let whole = fetch_whole(session, mailbox, &again).await?;
         let (items, _) = Converting(convert_start(whole, cid, in_drafts, opts))
             .finish()
             .await?;
         out.extend(items);
     }
     Ok(out)
+}
+
+/// The mails of `uids` read whole.
+async fn fetch_whole<M: MailSession>(
+    session: &mut M,
+    mailbox: &str,
+    uids: &[u32],
+) -> Result<Vec<FetchedMail>, BackendError> {
+    Ok(FetchedMail::all_whole(
+        session.fetch_messages(mailbox, uids).await?,
+    ))
 }
 
 /// Mails read from the mail server whose conversion runs on the conversion threads.
@@ -416,12 +423,7 @@ impl Converting {
         opts: &mime::BodyOptions,
     ) -> Result<(), BackendError> {
         let fetched = if opts.may_send_mime() {
-            session
-                .fetch_messages(mailbox, uids)
-                .await?
-                .into_iter()
-                .map(|(meta, raw)| FetchedMail::whole(meta, raw))
-                .collect()
+            fetch_whole(session, mailbox, uids).await?
         } else {
             session.fetch_for_display(mailbox, uids).await?
         };
