@@ -436,7 +436,8 @@ impl<'a> Parser<'a> {
                     return self.err("lists nested too deeply");
                 }
                 self.pos += 1;
-                let mut list: Vec<Item> = Vec::new();
+                // A FETCH response's list holds a dozen items or so: room for them at once.
+                let mut list: Vec<Item> = Vec::with_capacity(if depth == 0 { 16 } else { 0 });
                 loop {
                     while self.eat(b' ') {}
                     match self.peek() {

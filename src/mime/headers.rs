@@ -469,18 +469,15 @@ pub(crate) fn tag_in_version(tag: Tag, version: ProtocolVersion) -> bool {
 
 /// Removes, at any depth, every element whose tag `version` does not have.
 pub(crate) fn prune_for_version(e: &mut Element, version: ProtocolVersion) {
-    let mut stack = vec![e];
-    while let Some(el) = stack.pop() {
-        el.children.retain(|n| match n {
-            Node::Element(c) => tag_in_version(c.tag, version),
-            _ => true,
-        });
-        for n in el.children.iter_mut() {
-            if let Node::Element(c) = n {
-                stack.push(c);
-            }
+    // Recursion, not a work list: items nest a few levels deep and this runs once per item.
+    e.children.retain_mut(|n| match n {
+        Node::Element(c) if tag_in_version(c.tag, version) => {
+            prune_for_version(c, version);
+            true
         }
-    }
+        Node::Element(_) => false,
+        _ => true,
+    });
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::codepage::Tag;
 use super::reader::Limits;
-use super::tree::{decode, encode_node_into, encoded_size_hint, Element, Node};
+use super::tree::{decode, encode_nodes_into, nodes_size_hint, Element, Node};
 use super::writer::{Writer, HEADER};
 
 /// The encoded children of an element whose tag is on code page `start_page`.
@@ -28,19 +28,8 @@ pub struct Fragment {
 impl Fragment {
     /// Encodes `children` as the content of an element whose tag is on code page `page`.
     pub fn encode(page: u8, children: &[Node]) -> Fragment {
-        let hint = children
-            .iter()
-            .map(|c| match c {
-                Node::Element(e) => encoded_size_hint(e),
-                Node::Text(t) => t.len() + 2,
-                Node::Opaque(b) => b.len() + 6,
-                Node::Encoded(f) => f.bytes.len() + 2,
-            })
-            .sum();
-        let mut w = Writer::fragment(page, hint);
-        for c in children {
-            encode_node_into(c, &mut w);
-        }
+        let mut w = Writer::fragment(page, nodes_size_hint(children));
+        encode_nodes_into(children, &mut w);
         Fragment {
             end_page: w.page(),
             bytes: w.take(),

@@ -237,18 +237,31 @@ enum Work<'a> {
     Encoded(&'a Fragment),
 }
 
-/// Writes one node as [`encode_into`] writes a child.
-pub(super) fn encode_node_into(node: &Node, w: &mut Writer) {
-    match node {
-        Node::Element(e) => encode_into(e, w),
-        Node::Text(t) => w.put_str(t),
-        Node::Opaque(b) => w.put_opaque(b),
-        Node::Encoded(f) => w.put_fragment(f),
+pub(super) fn encode_into(root: &Element, w: &mut Writer) {
+    encode_work(vec![Work::Open(root)], w);
+}
+
+/// Writes `nodes` as [`encode_into`] writes an element's children, with one work stack for
+/// all of them.
+pub(super) fn encode_nodes_into(nodes: &[Node], w: &mut Writer) {
+    let mut work = Vec::with_capacity(32);
+    push_children(&mut work, nodes);
+    encode_work(work, w);
+}
+
+/// Pushes `nodes` so that they are popped in document order.
+fn push_children<'a>(work: &mut Vec<Work<'a>>, nodes: &'a [Node]) {
+    for c in nodes.iter().rev() {
+        work.push(match c {
+            Node::Element(c) => Work::Open(c),
+            Node::Text(t) => Work::Text(t),
+            Node::Opaque(b) => Work::Opaque(b),
+            Node::Encoded(f) => Work::Encoded(f),
+        });
     }
 }
 
-pub(super) fn encode_into(root: &Element, w: &mut Writer) {
-    let mut work = vec![Work::Open(root)];
+fn encode_work(mut work: Vec<Work<'_>>, w: &mut Writer) {
     while let Some(item) = work.pop() {
         match item {
             Work::Open(e) => {
@@ -261,14 +274,7 @@ pub(super) fn encode_into(root: &Element, w: &mut Writer) {
                 }
                 w.put_tag(e.tag, true);
                 work.push(Work::Close);
-                for c in e.children.iter().rev() {
-                    work.push(match c {
-                        Node::Element(c) => Work::Open(c),
-                        Node::Text(t) => Work::Text(t),
-                        Node::Opaque(b) => Work::Opaque(b),
-                        Node::Encoded(f) => Work::Encoded(f),
-                    });
-                }
+                push_children(&mut work, &e.children);
             }
             Work::Close => w.put_end(),
             Work::Text(t) => w.put_str(t),
@@ -279,18 +285,31 @@ pub(super) fn encode_into(root: &Element, w: &mut Writer) {
 }
 
 pub(super) fn encoded_size_hint(root: &Element) -> usize {
-    let mut size = 16;
-    let mut stack = vec![root];
-    while let Some(e) = stack.pop() {
-        size += 3;
-        for c in &e.children {
-            match c {
-                Node::Element(c) => stack.push(c),
-                Node::Text(t) => size += t.len() + 2,
-                Node::Opaque(b) => size += b.len() + 6,
-                Node::Encoded(f) => size += f.bytes().len() + 2,
+    16 + size_hint(&[], vec![root])
+}
+
+/// A capacity guess for the bytes of `nodes` written as children.
+pub(super) fn nodes_size_hint(nodes: &[Node]) -> usize {
+    size_hint(nodes, Vec::with_capacity(16))
+}
+
+/// A capacity guess for the bytes of `nodes` plus those of the elements on `stack`.
+fn size_hint<'a>(nodes: &'a [Node], mut stack: Vec<&'a Element>) -> usize {
+    fn add<'a>(c: &'a Node, stack: &mut Vec<&'a Element>) -> usize {
+        match c {
+            Node::Element(c) => {
+                stack.push(c);
+                3
             }
+            Node::Text(t) => t.len() + 2,
+            Node::Opaque(b) => b.len() + 6,
+            Node::Encoded(f) => f.bytes().len() + 2,
         }
+    }
+    let mut size = 3 * stack.len();
+    size += nodes.iter().map(|c| add(c, &mut stack)).sum::<usize>();
+    while let Some(e) = stack.pop() {
+        size += e.children.iter().map(|c| add(c, &mut stack)).sum::<usize>();
     }
     size
 }
