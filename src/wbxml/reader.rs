@@ -201,13 +201,13 @@ impl Reader {
             Some(rest) if i < len => rest,
             _ => return err(at, K::StringTableOffset(index)),
         };
-        let Some(n) = rest.iter().position(|&b| b == 0) else {
+        let Some(n) = memchr::memchr(0, rest) else {
             return err(at, K::StringTableOffset(index));
         };
         if n > self.limits.max_string_bytes {
             return err(at, K::StringLimit(self.limits.max_string_bytes));
         }
-        match std::str::from_utf8(&rest[..n]) {
+        match utf8(&rest[..n]) {
             Ok(s) => Ok(s.to_owned()),
             Err(_) => err(at, K::InvalidUtf8),
         }
@@ -273,7 +273,7 @@ impl Reader {
                     let rest = self.input.get(start..).unwrap_or_default();
                     let max = self.limits.max_string_bytes;
                     let window = &rest[..rest.len().min(max.saturating_add(1))];
-                    let n = match window.iter().position(|&b| b == 0) {
+                    let n = match memchr::memchr(0, window) {
                         Some(n) => n,
                         None if window.len() < rest.len() => return err(at, K::StringLimit(max)),
                         None => return err(at, K::Truncated),
@@ -281,7 +281,7 @@ impl Reader {
                     if n > max {
                         return err(at, K::StringLimit(max));
                     }
-                    let s = match std::str::from_utf8(&rest[..n]) {
+                    let s = match utf8(&rest[..n]) {
                         Ok(s) => s.to_owned(),
                         Err(e) => return err(start + e.valid_up_to(), K::InvalidUtf8),
                     };
@@ -348,5 +348,13 @@ impl Reader {
                 }
             }
         }
+    }
+}
+
+/// `std::str::from_utf8`, with valid input (nearly all of it) checked the SIMD way.
+fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(_) => std::str::from_utf8(bytes),
     }
 }
