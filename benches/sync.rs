@@ -1160,33 +1160,19 @@ async fn initial_sync(phone: &Phone, cid: &str, expected: usize) -> Result<SyncR
         if raw.is_empty() {
             break;
         }
-        let body = wbxml::decode(raw, &Limits::default())?;
-        let col = body
-            .first(a::COLLECTIONS)
-            .and_then(|c| c.first(a::COLLECTION))
-            .ok_or_else(|| anyhow!("Sync answer without a collection: {body:?}"))?;
+        let page = read_page(raw)?;
         ensure!(
-            col.text_of(a::STATUS) == Some("1"),
+            page.status.as_deref() == Some("1"),
             "Sync status {:?}",
-            col.text_of(a::STATUS)
+            page.status
         );
-        key = col
-            .text_of(a::SYNC_KEY)
-            .ok_or_else(|| anyhow!("Sync answer without SyncKey"))?
-            .to_string();
-        let mut adds = 0;
-        if let Some(cmds) = col.first(a::COMMANDS) {
-            for add in cmds.all(a::ADD) {
-                adds += 1;
-                let sid = add.text_of(a::SERVER_ID).unwrap_or_default();
-                ensure!(seen.insert(sid.to_string()), "mail {sid} sent twice");
-                ensure!(
-                    add.first(a::APPLICATION_DATA)
-                        .and_then(|d| d.first(b::BODY))
-                        .is_some(),
-                    "Add {sid} without a Body"
-                );
-            }
+        key = page
+            .key
+            .ok_or_else(|| anyhow!("Sync answer without SyncKey"))?;
+        let adds = page.adds.len();
+        for (sid, has_body) in page.adds {
+            ensure!(has_body, "Add {sid} without a Body");
+            ensure!(seen.insert(sid.clone()), "mail {sid} sent twice");
         }
         ensure!(
             adds <= WINDOW as usize,
@@ -1194,7 +1180,7 @@ async fn initial_sync(phone: &Phone, cid: &str, expected: usize) -> Result<SyncR
         );
         run.adds += adds;
         // Key 0 answers no items; every other answer says whether there is more.
-        if run.requests > 1 && col.first(a::MORE_AVAILABLE).is_none() {
+        if run.requests > 1 && !page.more_available {
             break;
         }
     }
@@ -1206,4 +1192,69 @@ async fn initial_sync(phone: &Phone, cid: &str, expected: usize) -> Result<SyncR
     );
     run.key = key;
     Ok(run)
+}
+
+/// What the phone takes from one Sync answer.
+#[derive(Default)]
+struct Page {
+    status: Option<String>,
+    key: Option<String>,
+    more_available: bool,
+    /// ServerId of each Add, and whether it had an ApplicationData/Body.
+    adds: Vec<(String, bool)>,
+}
+
+/// Reads a one-collection Sync answer with the streaming reader, as a phone would: no tree
+/// of the page is built, every byte is still decoded and checked (tokens, UTF-8).
+fn read_page(raw: Bytes) -> Result<Page> {
+    let mut reader = wbxml::Reader::new(raw, Limits::default())?;
+    let mut path: Vec<wbxml::Tag> = Vec::new();
+    let mut page = Page::default();
+    while let Some(ev) = reader.next_event()? {
+        match ev {
+            wbxml::Event::Start { tag, .. } => {
+                path.push(tag);
+                match path.as_slice() {
+                    [_, _, c, m] if *c == a::COLLECTION && *m == a::MORE_AVAILABLE => {
+                        page.more_available = true;
+                    }
+                    [_, _, c, cmds, add]
+                        if *c == a::COLLECTION && *cmds == a::COMMANDS && *add == a::ADD =>
+                    {
+                        page.adds.push((String::new(), false));
+                    }
+                    [_, _, _, _, add, data, body]
+                        if *add == a::ADD && *data == a::APPLICATION_DATA && *body == b::BODY =>
+                    {
+                        if let Some(last) = page.adds.last_mut() {
+                            last.1 = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            wbxml::Event::End(_) => {
+                path.pop();
+            }
+            wbxml::Event::Text(t) => match path.as_slice() {
+                [s, cs, c, leaf]
+                    if *s == a::SYNC && *cs == a::COLLECTIONS && *c == a::COLLECTION =>
+                {
+                    if *leaf == a::STATUS {
+                        page.status = Some(t);
+                    } else if *leaf == a::SYNC_KEY {
+                        page.key = Some(t);
+                    }
+                }
+                [_, _, _, _, add, sid] if *add == a::ADD && *sid == a::SERVER_ID => {
+                    if let Some(last) = page.adds.last_mut() {
+                        last.0.push_str(&t);
+                    }
+                }
+                _ => {}
+            },
+            wbxml::Event::Opaque(_) => {}
+        }
+    }
+    Ok(page)
 }
