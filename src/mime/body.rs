@@ -37,7 +37,7 @@ use super::{
     MAX_PREVIEW_CHARS,
 };
 use crate::wbxml::tags::airsyncbase;
-use crate::wbxml::Element;
+use crate::wbxml::{Element, ElementSink, TreeBuilder};
 
 /// The body the server sends and its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +101,13 @@ pub(crate) fn choose(p: &Parsed<'_>, opts: &BodyOptions) -> Choice {
 
 /// The `airsyncbase:Body` element for `opts`.
 pub(crate) fn body_element(p: &Parsed<'_>, opts: &BodyOptions) -> Element {
+    let mut tree = TreeBuilder::new(airsyncbase::BODY);
+    write_body(&mut tree, p, opts);
+    tree.finish()
+}
+
+/// Writes the content of the `airsyncbase:Body` element for `opts`.
+pub(crate) fn write_body<S: ElementSink>(out: &mut S, p: &Parsed<'_>, opts: &BodyOptions) {
     let choice = choose(p, opts);
     let text: Cow<'_, str> = match choice.body_type {
         BODY_TYPE_HTML => Cow::Owned(html_body(p)),
@@ -112,19 +119,15 @@ pub(crate) fn body_element(p: &Parsed<'_>, opts: &BodyOptions) -> Element {
         .truncation
         .and_then(|t| usize::try_from(t).ok())
         .unwrap_or(usize::MAX);
-    let mut body = Element::new(airsyncbase::BODY)
-        .text_child(airsyncbase::TYPE, choice.body_type.to_string())
-        .text_child(airsyncbase::ESTIMATED_DATA_SIZE, full.to_string());
+    out.text(airsyncbase::TYPE, &choice.body_type.to_string());
+    out.text(airsyncbase::ESTIMATED_DATA_SIZE, &full.to_string());
     if full > limit {
-        body.push(Element::with_text(airsyncbase::TRUNCATED, "1"));
+        out.text(airsyncbase::TRUNCATED, "1");
         if !choice.all_or_none {
-            body.push(Element::with_text(
-                airsyncbase::DATA,
-                truncate_utf8(&text, limit),
-            ));
+            out.text(airsyncbase::DATA, truncate_utf8(&text, limit));
         }
     } else {
-        body.push(Element::with_text(airsyncbase::DATA, text.as_ref()));
+        out.text(airsyncbase::DATA, text.as_ref());
     }
     if let Some(n) = choice.preview {
         if n > 0 && tag_in_version(airsyncbase::PREVIEW, opts.version) {
@@ -135,11 +138,10 @@ pub(crate) fn body_element(p: &Parsed<'_>, opts: &BodyOptions) -> Element {
             };
             let pv = preview(&plain, n.min(MAX_PREVIEW_CHARS));
             if !pv.is_empty() {
-                body.push(Element::with_text(airsyncbase::PREVIEW, pv));
+                out.text(airsyncbase::PREVIEW, &pv);
             }
         }
     }
-    body
 }
 
 /// `airsyncbase:NativeBodyType`: 2 when the message has an HTML part, else 1.

@@ -10,7 +10,7 @@ use super::attachments;
 use super::body;
 use super::headers::{
     self, conversation_id, conversation_index, display_list, format_date, format_list,
-    prune_for_version, Parsed,
+    tag_in_version, Parsed,
 };
 use super::slim;
 use super::{
@@ -18,7 +18,7 @@ use super::{
 };
 use crate::eas::ProtocolVersion;
 use crate::wbxml::tags::{airsync, airsyncbase, email, email2};
-use crate::wbxml::Element;
+use crate::wbxml::{Element, ElementSink, Filter, Fragment, Node, Tag, TreeBuilder};
 
 /// `email:InternetCPID`: bodies are always sent as UTF-8.
 pub const INTERNET_CPID_UTF8: &str = "65001";
@@ -52,21 +52,78 @@ pub fn application_data(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Element {
-    prepared(raw, None, flags, info, opts)
-        .unwrap_or_else(|| build(&headers::parse(raw), &[], flags, info, opts))
+    let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
+    write_item(raw, None, flags, info, opts, &mut tree);
+    tree.finish()
 }
 
-/// The item from the message prepared for the parser (`slim.rs`: bodies the item does not
-/// show left out, texts decoded in place), which gives the same item faster. Parts a server
-/// already sent without their bodies (`read`) are counted in. `None` when the message cannot
-/// be prepared, or the prepared copy does not parse into the shape it promised.
-fn prepared(
+/// [`application_data`] (or, with `read`, [`application_data_partial`]) encoded at once: an
+/// `ApplicationData` element whose content is one [`Node::Encoded`](crate::wbxml::Node), the
+/// bytes the tree would encode to, built without the tree. For items that are only sent.
+pub fn application_data_encoded(
     raw: &[u8],
     read: Option<&OmittedParts<'_>>,
     flags: &MailFlags,
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Option<Element> {
+    let page = airsync::APPLICATION_DATA.page;
+    let fragment = Fragment::write_with(page, |w| {
+        let mut w = Filter::new(w, |t: Tag| t.is_encodable());
+        write_item(raw, read, flags, info, opts, &mut w)
+    })?;
+    let mut ad = Element::new(airsync::APPLICATION_DATA);
+    ad.children.push(Node::Encoded(fragment));
+    Some(ad)
+}
+
+/// Writes the item's elements into `out`: from the prepared message when it can be, else
+/// from the message as read. `false` (nothing written) when `read` describes parts the
+/// message does not have.
+fn write_item<S: ElementSink>(
+    raw: &[u8],
+    read: Option<&OmittedParts<'_>>,
+    flags: &MailFlags,
+    info: &ItemInfo<'_>,
+    opts: &BodyOptions,
+    out: &mut S,
+) -> bool {
+    let v = opts.version;
+    let mut out = Filter::new(out, |t: Tag| tag_in_version(t, v));
+    if prepared(raw, read, flags, info, opts, &mut out) {
+        return true;
+    }
+    match read {
+        None => {
+            build(&headers::parse(raw), &[], flags, info, opts, &mut out);
+            true
+        }
+        Some(omitted) => {
+            let shape = Shape {
+                parts: omitted.parts,
+                sizes: omitted.sizes,
+                texts: &[],
+                decoded: &[],
+                supplied: &[],
+            };
+            build_if_shaped(raw, &shape, flags, info, opts, &mut out)
+        }
+    }
+}
+
+/// Writes the item from the message prepared for the parser (`slim.rs`: bodies the item does
+/// not show left out, texts decoded in place), which gives the same item faster. Parts a server
+/// already sent without their bodies (`read`) are counted in. `false` (nothing written) when
+/// the message cannot be prepared, or the prepared copy does not parse into the shape it
+/// promised.
+fn prepared<S: ElementSink>(
+    raw: &[u8],
+    read: Option<&OmittedParts<'_>>,
+    flags: &MailFlags,
+    info: &ItemInfo<'_>,
+    opts: &BodyOptions,
+    out: &mut S,
+) -> bool {
     with_scratch(|buf, side| {
         let s = slim::slim(raw, opts, buf, side)?;
         let mut sizes = s.omitted;
@@ -101,8 +158,9 @@ fn prepared(
             decoded: &s.decoded,
             supplied: &supplied,
         };
-        build_if_shaped(buf, &shape, flags, info, opts)
+        build_if_shaped(buf, &shape, flags, info, opts, out).then_some(())
     })
+    .is_some()
 }
 
 /// Runs `f` with this thread's buffers for prepared messages (the copy, the texts moved out
@@ -138,7 +196,11 @@ pub(crate) fn application_data_whole(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Element {
-    build(&headers::parse(raw), &[], flags, info, opts)
+    let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
+    let v = opts.version;
+    let mut out = Filter::new(&mut tree, |t: Tag| tag_in_version(t, v));
+    build(&headers::parse(raw), &[], flags, info, opts, &mut out);
+    tree.finish()
 }
 
 /// The `email2:ConversationId` [`application_data`] gives this message (its header is
@@ -160,16 +222,8 @@ pub fn application_data_partial(
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
 ) -> Option<Element> {
-    prepared(raw, Some(omitted), flags, info, opts).or_else(|| {
-        let shape = Shape {
-            parts: omitted.parts,
-            sizes: omitted.sizes,
-            texts: &[],
-            decoded: &[],
-            supplied: &[],
-        };
-        build_if_shaped(raw, &shape, flags, info, opts)
-    })
+    let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
+    write_item(raw, Some(omitted), flags, info, opts, &mut tree).then(|| tree.finish())
 }
 
 /// What a message given to the parser was read or prepared without.
@@ -211,18 +265,33 @@ fn supply_texts<'a>(p: &mut headers::Parsed<'a>, supplied: &'a [Supplied<'a>]) -
     Some(())
 }
 
-/// The item of `raw` when it parses into `shape`, else `None`.
-fn build_if_shaped(
+/// Writes the item of `raw` when it parses into `shape`; `false` (nothing written) otherwise.
+fn build_if_shaped<S: ElementSink>(
     raw: &[u8],
     shape: &Shape<'_>,
     flags: &MailFlags,
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
-) -> Option<Element> {
+    out: &mut S,
+) -> bool {
     let mut p = headers::parse(raw);
-    supply_texts(&mut p, shape.supplied)?;
+    if supply_texts(&mut p, shape.supplied).is_none() || shaped(&p, shape, opts).is_none() {
+        return false;
+    }
+    if shape.supplied.is_empty() {
+        build(&p, shape.sizes, flags, info, opts, out);
+    } else {
+        let mut sizes = shape.sizes.to_vec();
+        sizes.extend(shape.supplied.iter().map(|s| (s.index, s.size)));
+        build(&p, &sizes, flags, info, opts, out);
+    }
+    true
+}
+
+/// `Some` when the parsed message has the shape the bytes given to the parser promised.
+fn shaped(p: &Parsed<'_>, shape: &Shape<'_>, opts: &BodyOptions) -> Option<()> {
     let m = p.msg.as_ref()?;
-    let choice = body::choose(&p, opts);
+    let choice = body::choose(p, opts);
     if m.parts.len() != shape.parts || choice.body_type == BODY_TYPE_MIME {
         return None;
     }
@@ -233,7 +302,7 @@ fn build_if_shaped(
         }
     }
     if !shape.decoded.is_empty()
-        && attachments::list(&p)
+        && attachments::list(p)
             .iter()
             .any(|a| shape.decoded.contains(&a.part_index))
     {
@@ -256,103 +325,79 @@ fn build_if_shaped(
             }
         }
     }
-    if shape.supplied.is_empty() {
-        return Some(build(&p, shape.sizes, flags, info, opts));
-    }
-    let mut sizes = shape.sizes.to_vec();
-    sizes.extend(shape.supplied.iter().map(|s| (s.index, s.size)));
-    Some(build(&p, &sizes, flags, info, opts))
+    Some(())
 }
 
-fn build(
+/// Writes the item's elements (see [`application_data`] for the list and order).
+fn build<S: ElementSink>(
     p: &Parsed<'_>,
     sizes: &[(usize, u64)],
     flags: &MailFlags,
     info: &ItemInfo<'_>,
     opts: &BodyOptions,
-) -> Element {
+    out: &mut S,
+) {
     let v = opts.version;
-    let mut ad = Element::new(airsync::APPLICATION_DATA);
-
     let to = p.addresses(HeaderName::To);
     let cc = p.addresses(HeaderName::Cc);
     let from = p.addresses(HeaderName::From);
     let reply_to = p.addresses(HeaderName::ReplyTo);
     let subject = p.subject();
 
-    push_nonempty(&mut ad, email::TO, format_list(&to));
-    push_nonempty(&mut ad, email::CC, format_list(&cc));
-    push_nonempty(&mut ad, email::FROM, format_list(&from));
-    ad.push(Element::with_text(email::SUBJECT, subject.as_str()));
-    push_nonempty(&mut ad, email::REPLY_TO, format_list(&reply_to));
-    ad.push(Element::with_text(
-        email::DATE_RECEIVED,
-        format_date(info.internal_date),
-    ));
-    push_nonempty(&mut ad, email::DISPLAY_TO, display_list(&to));
+    text_nonempty(out, email::TO, &format_list(&to));
+    text_nonempty(out, email::CC, &format_list(&cc));
+    text_nonempty(out, email::FROM, &format_list(&from));
+    out.text(email::SUBJECT, subject.as_str());
+    text_nonempty(out, email::REPLY_TO, &format_list(&reply_to));
+    out.text(email::DATE_RECEIVED, &format_date(info.internal_date));
+    text_nonempty(out, email::DISPLAY_TO, &display_list(&to));
     let topic = thread_name(&subject).to_string();
-    ad.push(Element::with_text(email::THREAD_TOPIC, topic.as_str()));
-    ad.push(Element::with_text(
-        email::IMPORTANCE,
-        p.importance().to_string(),
-    ));
-    ad.push(read_element(flags));
+    out.text(email::THREAD_TOPIC, &topic);
+    out.text(email::IMPORTANCE, &digit(p.importance()));
+    write_read(out, flags);
 
-    let atts = attachments_element(p, sizes, info);
-    if let Some(a) = atts {
-        ad.push(a);
-    }
-    ad.push(body::body_element(p, opts));
+    write_attachments(out, p, sizes, info);
+    out.start(airsyncbase::BODY);
+    body::write_body(out, p, opts);
+    out.end();
 
-    ad.push(Element::with_text(
-        email::MESSAGE_CLASS,
-        p.smime().message_class(),
-    ));
-    ad.push(Element::with_text(email::INTERNET_CPID, INTERNET_CPID_UTF8));
-    ad.push(flag_element(flags));
-    ad.push(Element::with_text(
-        email::CONTENT_CLASS,
-        CONTENT_CLASS_MESSAGE,
-    ));
-    ad.push(Element::with_text(
+    out.text(email::MESSAGE_CLASS, p.smime().message_class());
+    out.text(email::INTERNET_CPID, INTERNET_CPID_UTF8);
+    write_flag(out, flags);
+    out.text(email::CONTENT_CLASS, CONTENT_CLASS_MESSAGE);
+    out.text(
         airsyncbase::NATIVE_BODY_TYPE,
-        body::native_body_type(p).to_string(),
-    ));
+        &digit(body::native_body_type(p)),
+    );
 
     if v >= ProtocolVersion::V14_0 {
         let sent = p.date().unwrap_or(info.internal_date);
-        ad.push(Element::with_opaque(
-            email2::CONVERSATION_ID,
-            conversation_id(p, &topic, sent).to_vec().into(),
-        ));
-        ad.push(Element::with_opaque(
-            email2::CONVERSATION_INDEX,
-            conversation_index(sent).to_vec().into(),
-        ));
-        if let Some(c) = categories_element(flags, false) {
-            ad.push(c);
-        }
-        if let Some(l) = last_verb_element(flags) {
-            ad.push(l);
-        }
+        out.opaque(email2::CONVERSATION_ID, &conversation_id(p, &topic, sent));
+        out.opaque(email2::CONVERSATION_INDEX, &conversation_index(sent));
+        write_categories(out, flags, false);
+        write_last_verb(out, flags);
         let sender = p.addresses(HeaderName::Sender);
         if !sender.is_empty() && sender != from {
-            push_nonempty(&mut ad, email2::SENDER, format_list(&sender));
+            text_nonempty(out, email2::SENDER, &format_list(&sender));
         }
     }
     if v >= ProtocolVersion::V16_0 {
         let draft = info.in_drafts || flags.draft;
         if draft {
             let bcc = p.addresses(HeaderName::Bcc);
-            push_nonempty(&mut ad, email2::BCC, format_list(&bcc));
+            text_nonempty(out, email2::BCC, &format_list(&bcc));
         }
-        ad.push(Element::with_text(
-            email2::IS_DRAFT,
-            if draft { "1" } else { "0" },
-        ));
+        out.text(email2::IS_DRAFT, if draft { "1" } else { "0" });
     }
-    prune_for_version(&mut ad, v);
-    ad
+}
+
+/// A small code (importance, body type) in decimal, without formatting the usual ones.
+fn digit(n: u8) -> Cow<'static, str> {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match DIGITS.get(usize::from(n)) {
+        Some(d) => Cow::Borrowed(d),
+        None => Cow::Owned(n.to_string()),
+    }
 }
 
 /// The `ApplicationData` of a Sync Change when only IMAP flags changed:
@@ -360,19 +405,15 @@ fn build(
 /// and from 14.0 Categories (empty when there are none, which clears them)
 /// and LastVerbExecuted (when answered or forwarded).
 pub fn flag_change(flags: &MailFlags, version: ProtocolVersion) -> Element {
-    let mut ad = Element::new(airsync::APPLICATION_DATA);
-    ad.push(read_element(flags));
-    ad.push(flag_element(flags));
+    let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
+    let mut out = Filter::new(&mut tree, |t: Tag| tag_in_version(t, version));
+    write_read(&mut out, flags);
+    write_flag(&mut out, flags);
     if version >= ProtocolVersion::V14_0 {
-        if let Some(c) = categories_element(flags, true) {
-            ad.push(c);
-        }
-        if let Some(l) = last_verb_element(flags) {
-            ad.push(l);
-        }
+        write_categories(&mut out, flags, true);
+        write_last_verb(&mut out, flags);
     }
-    prune_for_version(&mut ad, version);
-    ad
+    tree.finish()
 }
 
 /// Header fields needed by SmartReply / SmartForward and Search.
@@ -390,25 +431,26 @@ pub fn summary(raw: &[u8]) -> Summary {
     }
 }
 
-fn push_nonempty(ad: &mut Element, tag: crate::wbxml::Tag, text: String) {
+fn text_nonempty<S: ElementSink>(out: &mut S, tag: Tag, text: &str) {
     if !text.is_empty() {
-        ad.push(Element::with_text(tag, text));
+        out.text(tag, text);
     }
 }
 
-fn read_element(flags: &MailFlags) -> Element {
-    Element::with_text(email::READ, if flags.seen { "1" } else { "0" })
+fn write_read<S: ElementSink>(out: &mut S, flags: &MailFlags) {
+    out.text(email::READ, if flags.seen { "1" } else { "0" });
 }
 
 /// `email:Flag`: Status 2 and FlagType "Flag for follow up" when `\Flagged`,
 /// an empty element otherwise.
-fn flag_element(flags: &MailFlags) -> Element {
+fn write_flag<S: ElementSink>(out: &mut S, flags: &MailFlags) {
     if flags.flagged {
-        Element::new(email::FLAG)
-            .text_child(email::STATUS, FLAG_STATUS_ACTIVE)
-            .text_child(email::FLAG_TYPE, FLAG_TYPE_FOLLOW_UP)
+        out.start(email::FLAG);
+        out.text(email::STATUS, FLAG_STATUS_ACTIVE);
+        out.text(email::FLAG_TYPE, FLAG_TYPE_FOLLOW_UP);
+        out.end();
     } else {
-        Element::new(email::FLAG)
+        out.empty(email::FLAG);
     }
 }
 
@@ -432,73 +474,71 @@ pub fn categories(keywords: &[String]) -> Vec<&str> {
     out
 }
 
-/// `email:Categories`; `None` when there are none and `empty_ok` is false.
-fn categories_element(flags: &MailFlags, empty_ok: bool) -> Option<Element> {
+/// `email:Categories`; nothing when there are none and `empty_ok` is false.
+fn write_categories<S: ElementSink>(out: &mut S, flags: &MailFlags, empty_ok: bool) {
     let cats = categories(&flags.keywords);
-    if cats.is_empty() && !empty_ok {
-        return None;
+    if cats.is_empty() {
+        if empty_ok {
+            out.empty(email::CATEGORIES);
+        }
+        return;
     }
-    let mut e = Element::new(email::CATEGORIES);
+    out.start(email::CATEGORIES);
     for c in cats {
-        e.push(Element::with_text(email::CATEGORY, c));
+        out.text(email::CATEGORY, c);
     }
-    Some(e)
+    out.end();
 }
 
 /// `email2:LastVerbExecuted`: 1 (reply to sender) for `\Answered`, else 3
 /// (forward) for `$Forwarded`. IMAP cannot tell a reply-all (2) from a reply.
-fn last_verb_element(flags: &MailFlags) -> Option<Element> {
+fn write_last_verb<S: ElementSink>(out: &mut S, flags: &MailFlags) {
     let verb = if flags.answered {
         LAST_VERB_REPLY_TO_SENDER
     } else if flags.forwarded {
         LAST_VERB_FORWARD
     } else {
-        return None;
+        return;
     };
-    Some(Element::with_text(email2::LAST_VERB_EXECUTED, verb))
+    out.text(email2::LAST_VERB_EXECUTED, verb);
 }
 
-/// `airsyncbase:Attachments`, `None` when the message has none.
-fn attachments_element(
+/// `airsyncbase:Attachments`, nothing when the message has none.
+fn write_attachments<S: ElementSink>(
+    out: &mut S,
     p: &Parsed<'_>,
     sizes: &[(usize, u64)],
     info: &ItemInfo<'_>,
-) -> Option<Element> {
+) {
     let list = attachments::list(p);
     if list.is_empty() {
-        return None;
+        return;
     }
-    let mut atts = Element::new(airsyncbase::ATTACHMENTS);
+    out.start(airsyncbase::ATTACHMENTS);
     for (i, a) in list.iter().enumerate() {
-        let mut e = Element::new(airsyncbase::ATTACHMENT)
-            .text_child(airsyncbase::DISPLAY_NAME, a.display_name.as_str())
-            .text_child(
-                airsyncbase::FILE_REFERENCE,
-                format!("{}:{}", info.file_reference_prefix, i),
-            )
-            .text_child(airsyncbase::METHOD, a.method.to_string())
-            .text_child(
-                airsyncbase::ESTIMATED_DATA_SIZE,
-                sizes
-                    .iter()
-                    .find(|(i, _)| *i == a.part_index)
-                    .map(|(_, n)| *n)
-                    .unwrap_or_else(|| attachments::size(p, a.part) as u64)
-                    .to_string(),
-            );
+        out.start(airsyncbase::ATTACHMENT);
+        out.text(airsyncbase::DISPLAY_NAME, a.display_name.as_str());
+        out.text(
+            airsyncbase::FILE_REFERENCE,
+            &format!("{}:{}", info.file_reference_prefix, i),
+        );
+        out.text(airsyncbase::METHOD, &a.method.to_string());
+        let size = sizes
+            .iter()
+            .find(|(i, _)| *i == a.part_index)
+            .map(|(_, n)| *n)
+            .unwrap_or_else(|| attachments::size(p, a.part) as u64);
+        out.text(airsyncbase::ESTIMATED_DATA_SIZE, &size.to_string());
         if let Some(cid) = &a.content_id {
-            e.push(Element::with_text(airsyncbase::CONTENT_ID, cid.as_str()));
+            out.text(airsyncbase::CONTENT_ID, cid.as_str());
         }
         if let Some(loc) = &a.content_location {
-            e.push(Element::with_text(
-                airsyncbase::CONTENT_LOCATION,
-                loc.as_str(),
-            ));
+            out.text(airsyncbase::CONTENT_LOCATION, loc.as_str());
         }
         if a.is_inline {
-            e.push(Element::with_text(airsyncbase::IS_INLINE, "1"));
+            out.text(airsyncbase::IS_INLINE, "1");
         }
-        atts.push(e);
+        out.end();
     }
-    Some(atts)
+    out.end();
 }

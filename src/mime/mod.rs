@@ -2,7 +2,8 @@
 //!
 //! Pure functions, no I/O. Parsing is done by `mail-parser`, which decodes
 //! transfer encodings, RFC 2047 words, RFC 2231 parameters and converts every
-//! text part to UTF-8; everything here builds [`Element`] trees from it.
+//! text part to UTF-8; everything here builds [`Element`] trees from it, or writes an
+//! item's WBXML directly through the same code ([`crate::wbxml::ElementSink`]).
 //! [`application_data`] first prepares the message for the parser (`slim.rs`:
 //! bodies the item does not show left out, text parts decoded in place), which
 //! gives the same item at a fraction of the parser's cost.
@@ -10,6 +11,7 @@
 //! | function | result |
 //! |---|---|
 //! | [`application_data`] | `airsync:ApplicationData` of a Sync Add / Fetch or ItemOperations Fetch |
+//! | [`application_data_encoded`] | the same, encoded to WBXML at once (no tree), for items only sent |
 //! | [`flag_change`] | `airsync:ApplicationData` of a Sync Change when only IMAP flags changed |
 //! | [`body_element`] | `airsyncbase:Body` alone (ItemOperations Fetch, Search) |
 //! | [`attachment`] | one attachment's bytes, by the index used in its FileReference |
@@ -48,8 +50,9 @@ use crate::eas::ProtocolVersion;
 use crate::wbxml::Element;
 
 pub use email::{
-    application_data, application_data_partial, categories, conversation_id_of, flag_change,
-    summary, CONTENT_CLASS_MESSAGE, FLAG_TYPE_FOLLOW_UP, INTERNET_CPID_UTF8,
+    application_data, application_data_encoded, application_data_partial, categories,
+    conversation_id_of, flag_change, summary, CONTENT_CLASS_MESSAGE, FLAG_TYPE_FOLLOW_UP,
+    INTERNET_CPID_UTF8,
 };
 pub use transfer::{TransferDecoder, TransferEncoding};
 

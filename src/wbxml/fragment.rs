@@ -7,6 +7,7 @@
 //! the response only copies bytes.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -35,6 +36,35 @@ impl Fragment {
             bytes: w.take(),
             start_page: page,
         }
+    }
+
+    /// The content that `write` writes, for an element whose tag is on code page `page`;
+    /// `None` when `write` returns false (what it wrote is dropped). `write` writes into a
+    /// buffer the thread keeps; the fragment gets a copy of exactly its bytes.
+    pub fn write_with(page: u8, write: impl FnOnce(&mut Writer) -> bool) -> Option<Fragment> {
+        thread_local! {
+            static BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+        }
+        BUF.with(|cell| {
+            let mut slot = cell.try_borrow_mut().ok();
+            let buf = slot.as_deref_mut().map(std::mem::take).unwrap_or_default();
+            let mut w = Writer::fragment_in(page, buf);
+            let ok = write(&mut w);
+            let end_page = w.page();
+            let buf = w.into_buf();
+            let out = ok.then(|| Fragment {
+                bytes: Bytes::copy_from_slice(&buf),
+                start_page: page,
+                end_page,
+            });
+            // A buffer grown past 1 MiB (a long body) is not kept.
+            if let Some(slot) = slot.as_deref_mut() {
+                if buf.capacity() <= 1 << 20 {
+                    *slot = buf;
+                }
+            }
+            out
+        })
     }
 
     /// The encoded bytes.

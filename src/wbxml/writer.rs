@@ -104,6 +104,23 @@ impl Writer {
         }
     }
 
+    /// [`Writer::fragment`] writing into `buf` (cleared first), whose room is kept.
+    pub(crate) fn fragment_in(page: u8, mut buf: BytesMut) -> Writer {
+        buf.clear();
+        Writer {
+            buf,
+            page,
+            stack: Vec::new(),
+            root_started: true,
+            mode: Mode::Normal,
+        }
+    }
+
+    /// The buffer, with what was written into it.
+    pub(crate) fn into_buf(self) -> BytesMut {
+        self.buf
+    }
+
     /// The current code page.
     pub(crate) fn page(&self) -> u8 {
         self.page

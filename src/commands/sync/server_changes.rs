@@ -541,22 +541,16 @@ fn convert_one(
     opts: &mime::BodyOptions,
 ) -> Option<(MessageMeta, Element)> {
     let sid = server_id(cid, m.meta.uid);
-    let data = if m.omitted.is_empty() {
-        Some(super::item_data(&m.raw, &m.meta, &sid, in_drafts, opts))
-    } else {
-        let omitted = mime::OmittedParts {
-            parts: m.parts,
-            sizes: &m.omitted,
-        };
-        let info = super::item_info(&m.meta, &sid, in_drafts);
-        mime::application_data_partial(&m.raw, &omitted, &mail_flags(&m.meta), &info, opts)
+    let info = super::item_info(&m.meta, &sid, in_drafts);
+    let omitted = mime::OmittedParts {
+        parts: m.parts,
+        sizes: &m.omitted,
     };
-    // Encoded here, on the conversion thread: the response then copies bytes, and the
-    // tree is freed by the thread that built it.
-    data.map(|mut d| {
-        d.encode_content();
-        (m.meta, d)
-    })
+    let read = (!m.omitted.is_empty()).then_some(&omitted);
+    // Encoded here, on the conversion thread, without building the tree: the response then
+    // copies bytes.
+    let data = mime::application_data_encoded(&m.raw, read, &mail_flags(&m.meta), &info, opts);
+    data.map(|d| (m.meta, d))
 }
 
 #[cfg(test)]
