@@ -247,7 +247,7 @@ fn multipart_plan(
     let doc = Element::new(io_tags::ITEM_OPERATIONS)
         .text_child(io_tags::STATUS, model::status::SUCCESS.to_string())
         .child(resp);
-    let wbxml = Bytes::from(crate::wbxml::encode(&doc));
+    let wbxml = crate::wbxml::encode_bytes(&doc);
     let mut lengths = vec![wbxml.len() as u64];
     lengths.extend(parts.iter().map(Part::len));
     let head = multipart::head(&lengths)?;

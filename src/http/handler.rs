@@ -370,7 +370,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         match commands::dispatch(&self.gateway, &ctx, element).await {
             Ok(Outcome::Wbxml { body, status }) => {
                 log.eas_status = status;
-                let bytes = wbxml::encode(&body);
+                let bytes = wbxml::encode_bytes(&body);
                 if bytes.len() > LARGE_TREE {
                     // Freeing a large tree (a Sync page: thousands of nodes) takes as long as
                     // encoding it; the device need not wait for that.

@@ -121,8 +121,8 @@ pub fn empty(status: u16) -> Response<Body> {
     r
 }
 
-pub fn wbxml(bytes: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Body::full(Bytes::from(bytes)));
+pub fn wbxml(bytes: Bytes) -> Response<Body> {
+    let mut r = Response::new(Body::full(bytes));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(WBXML));
     r

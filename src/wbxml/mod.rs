@@ -27,7 +27,7 @@ pub use error::{DecodeError, DecodeErrorKind, WriteError};
 pub use fragment::Fragment;
 pub use reader::{Event, Limits, Reader};
 pub use sink::{ElementSink, Filter, TreeBuilder};
-pub use tree::{decode, encode, try_encode, Element, Node};
+pub use tree::{decode, encode, encode_bytes, try_encode, Element, Node};
 pub use writer::{Writer, HEADER};
 pub use xml::XmlError;
 

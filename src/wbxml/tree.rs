@@ -319,9 +319,15 @@ fn size_hint<'a>(nodes: &'a [Node], mut stack: Vec<&'a Element>) -> usize {
 /// encoded (token outside 0x05..=0x3F) are left out with their content;
 /// [`try_encode`] reports them instead.
 pub fn encode(root: &Element) -> Vec<u8> {
+    Vec::from(encode_bytes(root))
+}
+
+/// [`encode`] into [`Bytes`], without the move into a `Vec` (which copies the document
+/// within its buffer).
+pub fn encode_bytes(root: &Element) -> Bytes {
     let mut w = Writer::with_capacity(encoded_size_hint(root));
     encode_into(root, &mut w);
-    w.take().into()
+    w.take()
 }
 
 /// Like [`encode`], but fails on a tag that cannot be encoded or an opaque
