@@ -37,7 +37,7 @@ use super::{
     MAX_PREVIEW_CHARS,
 };
 use crate::wbxml::tags::airsyncbase;
-use crate::wbxml::{Element, ElementSink, TreeBuilder};
+use crate::wbxml::ElementSink;
 
 /// The body the server sends and its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,13 +97,6 @@ pub(crate) fn choose(p: &Parsed<'_>, opts: &BodyOptions) -> Choice {
             preview: None,
         },
     }
-}
-
-/// The `airsyncbase:Body` element for `opts`.
-pub(crate) fn body_element(p: &Parsed<'_>, opts: &BodyOptions) -> Element {
-    let mut tree = TreeBuilder::new(airsyncbase::BODY);
-    write_body(&mut tree, p, opts);
-    tree.finish()
 }
 
 /// Writes the content of the `airsyncbase:Body` element for `opts`.

@@ -53,7 +53,8 @@ pub fn application_data(
     opts: &BodyOptions,
 ) -> Element {
     let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
-    write_item(raw, None, flags, info, opts, &mut tree);
+    let item = ItemParts { flags, info, opts };
+    write_item(raw, None, item, &mut tree);
     tree.finish()
 }
 
@@ -68,9 +69,10 @@ pub fn application_data_encoded(
     opts: &BodyOptions,
 ) -> Option<Element> {
     let page = airsync::APPLICATION_DATA.page;
+    let item = ItemParts { flags, info, opts };
     let fragment = Fragment::write_with(page, |w| {
         let mut w = Filter::new(w, |t: Tag| t.is_encodable());
-        write_item(raw, read, flags, info, opts, &mut w)
+        write_item(raw, read, item, &mut w)
     })?;
     let mut ad = Element::new(airsync::APPLICATION_DATA);
     ad.children.push(Node::Encoded(fragment));
@@ -83,19 +85,17 @@ pub fn application_data_encoded(
 fn write_item<S: ElementSink>(
     raw: &[u8],
     read: Option<&OmittedParts<'_>>,
-    flags: &MailFlags,
-    info: &ItemInfo<'_>,
-    opts: &BodyOptions,
+    item: ItemParts<'_>,
     out: &mut S,
 ) -> bool {
-    let v = opts.version;
+    let v = item.opts.version;
     let mut out = Filter::new(out, |t: Tag| tag_in_version(t, v));
-    if prepared(raw, read, flags, info, opts, &mut out) {
+    if prepared(raw, read, item, &mut out) {
         return true;
     }
     match read {
         None => {
-            build(&headers::parse(raw), &[], flags, info, opts, &mut out);
+            build(&headers::parse(raw), &[], item, &mut out);
             true
         }
         Some(omitted) => {
@@ -106,7 +106,7 @@ fn write_item<S: ElementSink>(
                 decoded: &[],
                 supplied: &[],
             };
-            build_if_shaped(raw, &shape, flags, info, opts, &mut out)
+            build_if_shaped(raw, &shape, item, &mut out)
         }
     }
 }
@@ -119,13 +119,11 @@ fn write_item<S: ElementSink>(
 fn prepared<S: ElementSink>(
     raw: &[u8],
     read: Option<&OmittedParts<'_>>,
-    flags: &MailFlags,
-    info: &ItemInfo<'_>,
-    opts: &BodyOptions,
+    item: ItemParts<'_>,
     out: &mut S,
 ) -> bool {
     with_scratch(|buf, side| {
-        let s = slim::slim(raw, opts, buf, side)?;
+        let s = slim::slim(raw, item.opts, buf, side)?;
         let mut sizes = s.omitted;
         if let Some(read) = read {
             if read.parts != s.parts {
@@ -158,7 +156,7 @@ fn prepared<S: ElementSink>(
             decoded: &s.decoded,
             supplied: &supplied,
         };
-        build_if_shaped(buf, &shape, flags, info, opts, out).then_some(())
+        build_if_shaped(buf, &shape, item, out).then_some(())
     })
     .is_some()
 }
@@ -199,7 +197,8 @@ pub(crate) fn application_data_whole(
     let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
     let v = opts.version;
     let mut out = Filter::new(&mut tree, |t: Tag| tag_in_version(t, v));
-    build(&headers::parse(raw), &[], flags, info, opts, &mut out);
+    let item = ItemParts { flags, info, opts };
+    build(&headers::parse(raw), &[], item, &mut out);
     tree.finish()
 }
 
@@ -223,7 +222,16 @@ pub fn application_data_partial(
     opts: &BodyOptions,
 ) -> Option<Element> {
     let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
-    write_item(raw, Some(omitted), flags, info, opts, &mut tree).then(|| tree.finish())
+    let item = ItemParts { flags, info, opts };
+    write_item(raw, Some(omitted), item, &mut tree).then(|| tree.finish())
+}
+
+/// What an item is made of besides the message's bytes.
+#[derive(Clone, Copy)]
+struct ItemParts<'a> {
+    flags: &'a MailFlags,
+    info: &'a ItemInfo<'a>,
+    opts: &'a BodyOptions,
 }
 
 /// What a message given to the parser was read or prepared without.
@@ -269,21 +277,19 @@ fn supply_texts<'a>(p: &mut headers::Parsed<'a>, supplied: &'a [Supplied<'a>]) -
 fn build_if_shaped<S: ElementSink>(
     raw: &[u8],
     shape: &Shape<'_>,
-    flags: &MailFlags,
-    info: &ItemInfo<'_>,
-    opts: &BodyOptions,
+    item: ItemParts<'_>,
     out: &mut S,
 ) -> bool {
     let mut p = headers::parse(raw);
-    if supply_texts(&mut p, shape.supplied).is_none() || shaped(&p, shape, opts).is_none() {
+    if supply_texts(&mut p, shape.supplied).is_none() || shaped(&p, shape, item.opts).is_none() {
         return false;
     }
     if shape.supplied.is_empty() {
-        build(&p, shape.sizes, flags, info, opts, out);
+        build(&p, shape.sizes, item, out);
     } else {
         let mut sizes = shape.sizes.to_vec();
         sizes.extend(shape.supplied.iter().map(|s| (s.index, s.size)));
-        build(&p, &sizes, flags, info, opts, out);
+        build(&p, &sizes, item, out);
     }
     true
 }
@@ -329,14 +335,8 @@ fn shaped(p: &Parsed<'_>, shape: &Shape<'_>, opts: &BodyOptions) -> Option<()> {
 }
 
 /// Writes the item's elements (see [`application_data`] for the list and order).
-fn build<S: ElementSink>(
-    p: &Parsed<'_>,
-    sizes: &[(usize, u64)],
-    flags: &MailFlags,
-    info: &ItemInfo<'_>,
-    opts: &BodyOptions,
-    out: &mut S,
-) {
+fn build<S: ElementSink>(p: &Parsed<'_>, sizes: &[(usize, u64)], item: ItemParts<'_>, out: &mut S) {
+    let ItemParts { flags, info, opts } = item;
     let v = opts.version;
     let to = p.addresses(HeaderName::To);
     let cc = p.addresses(HeaderName::Cc);

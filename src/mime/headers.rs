@@ -9,7 +9,7 @@ use mail_parser::{
 use sha2::{Digest, Sha256};
 
 use crate::eas::ProtocolVersion;
-use crate::wbxml::{Element, Node, Tag};
+use crate::wbxml::Tag;
 
 /// A message as parsed by `mail-parser`, or only its raw bytes when nothing
 /// could be parsed.
@@ -465,19 +465,6 @@ pub(crate) fn tag_in_version(tag: Tag, version: ProtocolVersion) -> bool {
             .any(|v| v.trim_ascii() == version.as_str().as_bytes()),
         None => false,
     }
-}
-
-/// Removes, at any depth, every element whose tag `version` does not have.
-pub(crate) fn prune_for_version(e: &mut Element, version: ProtocolVersion) {
-    // Recursion, not a work list: items nest a few levels deep and this runs once per item.
-    e.children.retain_mut(|n| match n {
-        Node::Element(c) if tag_in_version(c.tag, version) => {
-            prune_for_version(c, version);
-            true
-        }
-        Node::Element(_) => false,
-        _ => true,
-    });
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ mod slim;
 mod transfer;
 
 use crate::eas::ProtocolVersion;
-use crate::wbxml::Element;
+use crate::wbxml::{Element, Filter, Tag, TreeBuilder};
 
 pub use email::{
     application_data, application_data_encoded, application_data_partial, categories,
@@ -224,9 +224,11 @@ pub fn attachment(raw: &[u8], index: usize) -> Option<Attachment> {
 /// with the same rules as the body inside [`application_data`].
 pub fn body_element(raw: &[u8], opts: &BodyOptions) -> Element {
     let parsed = headers::parse(raw);
-    let mut body = body::body_element(&parsed, opts);
-    headers::prune_for_version(&mut body, opts.version);
-    body
+    let mut tree = TreeBuilder::new(crate::wbxml::tags::airsyncbase::BODY);
+    let v = opts.version;
+    let mut out = Filter::new(&mut tree, |t: Tag| headers::tag_in_version(t, v));
+    body::write_body(&mut out, &parsed, opts);
+    tree.finish()
 }
 
 #[cfg(test)]
