@@ -9,8 +9,8 @@ use mail_parser::{HeaderName, PartType};
 use super::attachments;
 use super::body;
 use super::headers::{
-    self, conversation_id, conversation_index, display_list, format_date, format_list,
-    tag_in_version, Parsed,
+    self, conversation_id, conversation_index, display_list, for_version, format_date, format_list,
+    Parsed,
 };
 use super::slim;
 use super::{
@@ -88,8 +88,7 @@ fn write_item<S: ElementSink>(
     item: ItemParts<'_>,
     out: &mut S,
 ) -> bool {
-    let v = item.opts.version;
-    let mut out = Filter::new(out, |t: Tag| tag_in_version(t, v));
+    let mut out = for_version(out, item.opts.version);
     if prepared(raw, read, item, &mut out) {
         return true;
     }
@@ -195,8 +194,7 @@ pub(crate) fn application_data_whole(
     opts: &BodyOptions,
 ) -> Element {
     let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
-    let v = opts.version;
-    let mut out = Filter::new(&mut tree, |t: Tag| tag_in_version(t, v));
+    let mut out = for_version(&mut tree, opts.version);
     let item = ItemParts { flags, info, opts };
     build(&headers::parse(raw), &[], item, &mut out);
     tree.finish()
@@ -406,7 +404,7 @@ fn digit(n: u8) -> Cow<'static, str> {
 /// and LastVerbExecuted (when answered or forwarded).
 pub fn flag_change(flags: &MailFlags, version: ProtocolVersion) -> Element {
     let mut tree = TreeBuilder::new(airsync::APPLICATION_DATA);
-    let mut out = Filter::new(&mut tree, |t: Tag| tag_in_version(t, version));
+    let mut out = for_version(&mut tree, version);
     write_read(&mut out, flags);
     write_flag(&mut out, flags);
     if version >= ProtocolVersion::V14_0 {

@@ -9,7 +9,7 @@ use mail_parser::{
 use sha2::{Digest, Sha256};
 
 use crate::eas::ProtocolVersion;
-use crate::wbxml::Tag;
+use crate::wbxml::{ElementSink, Filter, Tag};
 
 /// A message as parsed by `mail-parser`, or only its raw bytes when nothing
 /// could be parsed.
@@ -465,6 +465,14 @@ pub(crate) fn tag_in_version(tag: Tag, version: ProtocolVersion) -> bool {
             .any(|v| v.trim_ascii() == version.as_str().as_bytes()),
         None => false,
     }
+}
+
+/// `out` with every element whose tag `version` does not have left out, with its content.
+pub(crate) fn for_version<S: ElementSink>(
+    out: &mut S,
+    version: ProtocolVersion,
+) -> Filter<'_, S, impl Fn(Tag) -> bool> {
+    Filter::new(out, move |t| tag_in_version(t, version))
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ mod slim;
 mod transfer;
 
 use crate::eas::ProtocolVersion;
-use crate::wbxml::{Element, Filter, Tag, TreeBuilder};
+use crate::wbxml::{Element, TreeBuilder};
 
 pub use email::{
     application_data, application_data_encoded, application_data_partial, categories,
@@ -225,8 +225,7 @@ pub fn attachment(raw: &[u8], index: usize) -> Option<Attachment> {
 pub fn body_element(raw: &[u8], opts: &BodyOptions) -> Element {
     let parsed = headers::parse(raw);
     let mut tree = TreeBuilder::new(crate::wbxml::tags::airsyncbase::BODY);
-    let v = opts.version;
-    let mut out = Filter::new(&mut tree, |t: Tag| headers::tag_in_version(t, v));
+    let mut out = headers::for_version(&mut tree, opts.version);
     body::write_body(&mut out, &parsed, opts);
     tree.finish()
 }
