@@ -24,8 +24,8 @@ pub const EAS_PATH: &str = "/microsoft-server-activesync";
 
 /// What `MS-Server-ActiveSync` announces.
 const SERVER_VERSION: &str = "16.1";
-/// WBXML responses larger than this have their element tree freed off the request's path.
-const LARGE_TREE: usize = 64 * 1024;
+/// Response trees with more nodes than this are freed off the request's path.
+const LARGE_TREE: usize = 2_000;
 
 /// The front door's shared state: the gateway plus the authenticator.
 pub struct Server<B: MailBackend, S> {
@@ -371,9 +371,10 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             Ok(Outcome::Wbxml { body, status }) => {
                 log.eas_status = status;
                 let bytes = wbxml::encode_bytes(&body);
-                if bytes.len() > LARGE_TREE {
-                    // Freeing a large tree (a Sync page: thousands of nodes) takes as long as
-                    // encoding it; the device need not wait for that.
+                if body.has_more_nodes_than(LARGE_TREE) {
+                    // Freeing a tree of thousands of nodes (Search or Find results) takes as
+                    // long as encoding it; the device need not wait for that. A Sync page's
+                    // items arrive encoded, a node each, and are freed here.
                     tokio::task::spawn_blocking(move || drop(body));
                 }
                 response::wbxml(bytes)

@@ -629,3 +629,19 @@ fn deep_trees_do_not_overflow_the_stack() {
     // on a small test-thread stack by leaking it.
     std::mem::forget(root);
 }
+
+#[test]
+fn node_counts_stop_at_the_limit() {
+    use crate::wbxml::tags::airsync as a;
+    let mut root = Element::new(a::SYNC);
+    let mut cols = Element::new(a::COLLECTIONS);
+    for i in 0..3 {
+        cols.push(Element::with_text(a::COLLECTION_ID, i.to_string()));
+    }
+    root.push(cols);
+    // Sync, Collections, three CollectionIds with a text each: 8 nodes.
+    assert!(root.has_more_nodes_than(7));
+    assert!(!root.has_more_nodes_than(8));
+    assert!(!Element::new(a::SYNC).has_more_nodes_than(1));
+    assert!(Element::new(a::SYNC).has_more_nodes_than(0));
+}

@@ -191,6 +191,21 @@ impl Element {
     pub fn is_empty(&self) -> bool {
         self.children.is_empty()
     }
+
+    /// True if the tree (this element and everything below it) has more than `n` nodes;
+    /// counts only until it knows.
+    pub fn has_more_nodes_than(&self, n: usize) -> bool {
+        let mut count = 1;
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            count += e.children.len();
+            if count > n {
+                return true;
+            }
+            stack.extend(e.elements());
+        }
+        false
+    }
 }
 
 /// Decodes a whole WBXML document into a tree. Adjacent text (several
