@@ -439,11 +439,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
         untagged: &mut Vec<Response>,
         stop_at_continue: bool,
     ) -> Result<Option<StatusResp>, BackendError> {
+        Ok(self
+            .read_until_completion(&[tag], untagged, stop_at_continue)
+            .await?
+            .map(|(_, resp)| resp))
+    }
+
+    /// Reads until the completion of one of `tags` (its index and the completion), collecting
+    /// untagged responses; `None` at a continuation request when `stop_at_continue`.
+    async fn read_until_completion(
+        &mut self,
+        tags: &[&str],
+        untagged: &mut Vec<Response>,
+        stop_at_continue: bool,
+    ) -> Result<Option<(usize, StatusResp)>, BackendError> {
         loop {
             match self.read_response().await? {
-                Response::Tagged { tag: t, resp } if t == tag => {
+                Response::Tagged { tag: t, resp } if tags.contains(&t.as_str()) => {
                     self.read_buf = Vec::new();
-                    return Ok(Some(resp));
+                    let i = tags.iter().position(|x| *x == t).unwrap_or(0);
+                    return Ok(Some((i, resp)));
                 }
                 Response::Tagged { .. } => {
                     tracing::debug!("ignoring IMAP completion with an unknown tag");
@@ -548,8 +563,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
         Ok(c)
     }
 
-    /// Send several commands at once and collect their completions in order.
+    /// Send several commands at once and collect their completions, in the commands' order.
     /// Commands with literals are run one by one.
+    ///
+    /// A server may complete pipelined commands in any order (Dovecot answers a STATUS sent
+    /// after a NOOP before the NOOP): each completion is matched by its tag, and the untagged
+    /// responses go with the completion that arrives after them. Data of one command can so
+    /// come with another's completion; callers look for it in all completions.
     pub async fn pipeline(&mut self, cmds: &[Command]) -> Result<Vec<Completed>, BackendError> {
         if let Some(reason) = &self.broken {
             return Err(BackendError::Unavailable(reason.clone()));
@@ -583,16 +603,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             }
             self.write_all(&wire).await?;
             self.flush().await?;
-            let mut out = Vec::with_capacity(cmds.len());
-            for tag in &tags {
+            let mut out: Vec<Option<Completed>> = vec![None; cmds.len()];
+            let mut waiting: Vec<&str> = tags.iter().map(String::as_str).collect();
+            while !waiting.is_empty() {
                 let mut untagged = Vec::new();
-                let done = self
-                    .read_until_tagged(tag, &mut untagged, false)
+                let (i, done) = self
+                    .read_until_completion(&waiting, &mut untagged, false)
                     .await?
                     .ok_or_else(|| BackendError::Protocol("missing IMAP completion".to_string()))?;
-                out.push(Completed { untagged, done });
+                let tag = waiting.remove(i);
+                if let Some(slot) = tags.iter().position(|t| t == tag) {
+                    out[slot] = Some(Completed { untagged, done });
+                }
             }
-            Ok(out)
+            Ok(out.into_iter().flatten().collect())
         };
         // The whole pipeline gets one timeout per command.
         let limit = timeout.saturating_mul(u32::try_from(cmds.len().max(1)).unwrap_or(u32::MAX));
@@ -887,7 +911,8 @@ impl ImapSession {
         self.conn.run_ok(cmd).await
     }
 
-    /// Send several commands at once; completions in order (NO/BAD included).
+    /// Send several commands at once; completions in the commands' order (NO/BAD included),
+    /// untagged data with whichever completion followed it (see [`ImapConn::pipeline`]).
     pub async fn pipeline(&mut self, cmds: &[Command]) -> Result<Vec<Completed>, BackendError> {
         self.conn.pipeline(cmds).await
     }
@@ -1394,6 +1419,8 @@ mod tests {
                 return;
             };
             let mut s = BufReader::new(s);
+            // Replies held back ("DEFER:<reply>") until after the next command's reply.
+            let mut deferred = String::new();
             if s.get_mut().write_all(greeting.as_bytes()).await.is_err() {
                 return;
             }
@@ -1430,6 +1457,11 @@ mod tests {
                     tokio::time::sleep(Duration::from_secs(60)).await;
                     return;
                 }
+                if let Some(later) = reply.strip_prefix("DEFER:") {
+                    deferred.push_str(later);
+                    continue;
+                }
+                let reply = reply + &std::mem::take(&mut deferred);
                 if s.get_mut().write_all(reply.as_bytes()).await.is_err() {
                     return;
                 }
@@ -2005,6 +2037,41 @@ mod tests {
         assert!(lists[0].ends_with("RETURN (SPECIAL-USE STATUS (UIDVALIDITY X-GUID))"));
         assert!(lists[1].ends_with("RETURN (SPECIAL-USE STATUS (UIDVALIDITY))"));
         assert!(lists[2].ends_with("RETURN (SPECIAL-USE STATUS (UIDVALIDITY))"));
+    }
+
+    #[tokio::test]
+    async fn pipelined_completions_out_of_order_are_matched_by_tag() {
+        // Dovecot completes a STATUS sent after a NOOP before the NOOP.
+        let handler: Handler = Box::new(|tag, cmd| {
+            if cmd.starts_with("LOGIN") {
+                format!("{tag} OK [CAPABILITY IMAP4rev1] ok\r\n")
+            } else if cmd.starts_with("NOOP") {
+                format!("DEFER:* 3 EXISTS\r\n{tag} OK NOOP completed\r\n")
+            } else if cmd.starts_with("STATUS") {
+                format!("* STATUS INBOX (MESSAGES 3)\r\n{tag} OK Status completed\r\n")
+            } else {
+                format!("* BYE bye\r\n{tag} OK done\r\n")
+            }
+        });
+        let (port, _t) = mock(GREETING, handler).await;
+        let mut s = ImapBackend::new(settings(port))
+            .login(&creds("pw"), None)
+            .await
+            .unwrap();
+        let cmds = [
+            Command::new("NOOP"),
+            Command::new("STATUS").raw(" INBOX (MESSAGES)"),
+        ];
+        let done = s.pipeline(&cmds).await.unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!(done[0].done.text.trim(), "NOOP completed");
+        assert_eq!(done[1].done.text.trim(), "Status completed");
+        assert_eq!(done[1].data("STATUS").count(), 1);
+        assert!(done[0]
+            .untagged
+            .iter()
+            .any(|r| matches!(r, Response::Data { name, .. } if name == "EXISTS")));
+        s.logout().await;
     }
 
     #[tokio::test]

@@ -73,7 +73,8 @@ impl ImapSession {
             " (UIDVALIDITY UIDNEXT MESSAGES)"
         };
         // STATUS of the selected mailbox answers from this session's view of it, which only
-        // catches up on the next command: a NOOP brings it up to date first.
+        // catches up on the next command: a NOOP brings it up to date first. Not pipelined:
+        // Dovecot answers a STATUS sent along with a NOOP before the NOOP has caught up.
         if self.selected() == Some(mailbox) {
             self.run_ok(&Command::new("NOOP")).await?;
         }
