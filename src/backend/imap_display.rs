@@ -244,11 +244,8 @@ impl ImapSession {
             return self.fetch_whole(mailbox, uids).await;
         }
         self.ensure_selected(mailbox).await?;
-        // 1. Metadata, structure and the first PREFIX bytes of every mail: all of most mails.
-        let items = format!(
-            "{} BODYSTRUCTURE BODY.PEEK[]<0.{PREFIX}>",
-            self.meta_items()
-        );
+        // 1. Metadata and the first PREFIX bytes of every mail: all of most mails.
+        let items = format!("{} BODY.PEEK[]<0.{PREFIX}>", self.meta_items());
         let cmds: Vec<Command> = uids
             .chunks(WHOLE_CHUNK)
             .map(|chunk| {
@@ -258,8 +255,7 @@ impl ImapSession {
             .collect();
         let mut done = self.pipeline(&cmds).await?;
         let mut out: Vec<FetchedMail> = Vec::with_capacity(uids.len());
-        let mut whole: Vec<(MessageMeta, u64)> = Vec::new();
-        let mut partial: Vec<(MessageMeta, MimePart)> = Vec::new();
+        let mut large: Vec<MessageMeta> = Vec::new();
         for c in &mut done {
             c.ok("UID FETCH")?;
             for items in c.data_mut("FETCH") {
@@ -270,26 +266,43 @@ impl ImapSession {
                     // Shorter than asked for: the whole mail.
                     Some(raw) if (raw.len() as u64) < PREFIX => {
                         out.push(FetchedMail::whole(meta, raw));
-                        continue;
                     }
-                    _ => {}
-                }
-                let structure = fetch_attr(items, "BODYSTRUCTURE").and_then(parse_bodystructure);
-                match structure {
-                    Some(s) if partial_plan(&s) => partial.push((meta, s)),
-                    _ => {
-                        let size = u64::from(meta.size);
-                        whole.push((meta, size));
-                    }
+                    _ => large.push(meta),
                 }
             }
         }
         drop(done);
-        if whole.is_empty() && partial.is_empty() {
+        if large.is_empty() {
             return Ok(out);
         }
 
-        // 2. Whole mails in size-bounded chunks, the others part by part, in one pipeline.
+        // 2. The structure of the large mails: which parts can be left out.
+        let set = UidSet::from_uids(large.iter().map(|m| m.uid));
+        let c = self
+            .run_ok(&Command::new("UID FETCH").raw(&format!(" {set} (UID BODYSTRUCTURE)")))
+            .await?;
+        let mut structures: std::collections::HashMap<u32, MimePart> = c
+            .data("FETCH")
+            .filter_map(|items| {
+                let uid = fetch_uid(items)?;
+                let s = fetch_attr(items, "BODYSTRUCTURE").and_then(parse_bodystructure)?;
+                Some((uid, s))
+            })
+            .collect();
+        drop(c);
+        let mut whole: Vec<(MessageMeta, u64)> = Vec::new();
+        let mut partial: Vec<(MessageMeta, MimePart)> = Vec::new();
+        for meta in large {
+            match structures.remove(&meta.uid) {
+                Some(s) if partial_plan(&s) => partial.push((meta, s)),
+                _ => {
+                    let size = u64::from(meta.size);
+                    whole.push((meta, size));
+                }
+            }
+        }
+
+        // 3. Whole mails in size-bounded chunks, the others part by part, in one pipeline.
         let mut cmds = Vec::new();
         let mut chunk: Vec<u32> = Vec::new();
         let mut chunk_bytes = 0u64;
