@@ -243,6 +243,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
             user,
             device_id,
             plan,
+            None,
         );
     }
     if preparing {
@@ -609,6 +610,12 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     // Drafts have ServerIds of their own; folders without mod-sequences cannot prove a
     // prepared page current.
     let prefetchable = !in_drafts && mstate.highest_modseq > 0;
+    let folder = || prefetch::Folder {
+        mailbox: mailbox.name.clone(),
+        collection_id: cid.to_string(),
+        state: mstate,
+        opts: body_options.clone(),
+    };
     if !changes.adds.is_empty() {
         let prepared = if prefetchable {
             let spec = prefetch::PageSpec {
@@ -618,9 +625,38 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                 uids: changes.adds.clone(),
                 opts: body_options.clone(),
             };
-            gw.sync_prefetch
+            let prepared = gw
+                .sync_prefetch
                 .take(user, device_id, &spec, mstate.highest_modseq)
-                .await
+                .await;
+            // Nothing read ahead: this page and the next ones are read by a new read-ahead on
+            // this request's session, so the mail server goes on with the next page while this
+            // one is converted. (Fetches of the device's own requests need the session after.)
+            let start = prepared.is_none()
+                && applied.fetches.is_empty()
+                && limit <= prefetch::MAX_MAILS
+                && !gw.sync_prefetch.holds(user, device_id, cid);
+            if start {
+                let mut pages = vec![changes.adds.clone()];
+                pages.extend(changes.next_adds.chunks(limit).map(<[u32]>::to_vec));
+                gw.sync_prefetch.start(
+                    &gw.sessions,
+                    &ctx.user.credentials,
+                    ctx.client_ip,
+                    user,
+                    device_id,
+                    prefetch::Plan {
+                        folder: folder(),
+                        pages,
+                    },
+                    session.hand_over(),
+                );
+                gw.sync_prefetch
+                    .take(user, device_id, &spec, mstate.highest_modseq)
+                    .await
+            } else {
+                prepared
+            }
         } else {
             None
         };
@@ -655,12 +691,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     }
     if prefetchable && !changes.next_adds.is_empty() {
         next_pages.push(prefetch::Plan {
-            folder: prefetch::Folder {
-                mailbox: mailbox.name.clone(),
-                collection_id: cid.to_string(),
-                state: mstate,
-                opts: body_options.clone(),
-            },
+            folder: folder(),
             pages: changes
                 .next_adds
                 .chunks(limit)

@@ -47,13 +47,17 @@ pub const PAGES: usize = 3;
 /// and [`MAX_MAILS`], this bounds the memory prepared pages hold.
 const MAX_COLLECTIONS: usize = 8;
 /// Largest page prepared; larger windows are read when asked for.
-const MAX_MAILS: usize = 100;
+pub const MAX_MAILS: usize = 100;
 /// A read-ahead nobody extended within this time is dropped.
 const TTL: Duration = Duration::from_secs(120);
 /// A task with nothing to read gives its session back after this long.
 const IDLE: Duration = Duration::from_secs(2);
 /// Longest wait for the task to read the folder's state; the request then reads it itself.
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a state read after a page's FETCH stands for the state a request would read: the
+/// request is then answered as if it had come that much earlier (a device paging through a
+/// folder asks while the next page is being read; its answer need not wait for that FETCH).
+const VOUCH: Duration = Duration::from_millis(50);
 
 /// What a page was prepared for; the request that takes it must want exactly this.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +98,8 @@ struct Page {
     converting: bool,
     /// Set once converted (or given up).
     ready: Option<Outcome>,
+    /// The folder was found in the planned state after this page's FETCH.
+    vouched: bool,
 }
 
 /// What the task and the requests share of one collection's read-ahead.
@@ -110,6 +116,8 @@ struct Queue {
     busy: bool,
     /// No further page will be read.
     ended: bool,
+    /// When the folder was last found in the planned state.
+    checked_at: Option<Instant>,
 }
 
 impl Queue {
@@ -172,7 +180,10 @@ impl Prefetches {
     /// collection that already holds the first of these pages, planned on the same folder
     /// state, is extended and resumed; any other is replaced. Skipped when too many
     /// collections are read ahead, or (inside the task) when every IMAP session of the user
-    /// is in use.
+    /// is in use. `handed` is a session the caller read the plan's folder state on just now,
+    /// with the folder selected: a new task reads its first page on it without reading the
+    /// state again.
+    #[allow(clippy::too_many_arguments)]
     pub fn start<B: MailBackend>(
         &self,
         pool: &SessionPool<B>,
@@ -181,6 +192,7 @@ impl Prefetches {
         user: &str,
         device: &str,
         mut plan: Plan,
+        handed: Option<Pooled<B>>,
     ) {
         self.sweep();
         let k = collection_key(user, device, &plan.folder.collection_id);
@@ -203,17 +215,24 @@ impl Prefetches {
         }
         let queue: Shared = Arc::default();
         extend(&queue, &plan.pages);
+        // A task with a session is busy from the start: a pause waits for it.
+        lock(&queue).busy = handed.is_some();
         let wake = Arc::new(Notify::new());
         let (tx, progress) = watch::channel(());
-        let task = tokio::spawn(read_ahead(
-            pool.clone(),
-            creds.clone(),
+        let mut reader = Reader {
+            pool: pool.clone(),
+            creds: creds.clone(),
             client_ip,
-            plan.folder.clone(),
-            queue.clone(),
-            wake.clone(),
-            tx,
-        ));
+            folder: plan.folder.clone(),
+            queue: queue.clone(),
+            progress: Arc::new(tx),
+            checked: handed.is_some(),
+            session: handed,
+        };
+        let task = tokio::spawn({
+            let wake = wake.clone();
+            async move { reader.run(&wake).await }
+        });
         self.map.insert(
             k,
             Entry {
@@ -229,7 +248,9 @@ impl Prefetches {
 
     /// The folder's state, read now by the read-ahead of `collection` on its session (after
     /// the FETCH it may be running). `None` when nothing is read ahead or the state could not
-    /// be read.
+    /// be read. When the task read it within [`VOUCH`], after the FETCH of the page the
+    /// request will take, that reading stands: the request is answered as of that moment,
+    /// and whatever changed since is in the next Sync (the key records that state).
     pub async fn current_state(
         &self,
         user: &str,
@@ -241,6 +262,10 @@ impl Prefetches {
             let mut q = lock(&e.queue);
             if q.ended || q.paused {
                 return None;
+            }
+            let fresh = q.checked_at.is_some_and(|t| t.elapsed() < VOUCH);
+            if fresh && q.pages.front().is_some_and(|p| p.vouched) {
+                return Some(e.folder.state);
             }
             let (tx, rx) = oneshot::channel();
             q.asking.push(tx);
@@ -338,6 +363,12 @@ impl Prefetches {
         None
     }
 
+    /// Whether pages of `collection` are read ahead.
+    pub fn holds(&self, user: &str, device: &str, collection: &str) -> bool {
+        self.map
+            .contains_key(&collection_key(user, device, collection))
+    }
+
     /// Drops the read-ahead of one collection (its sync was reset).
     pub fn forget(&self, user: &str, device: &str, collection: &str) {
         self.map.remove(&collection_key(user, device, collection));
@@ -374,6 +405,7 @@ fn extend(queue: &Shared, pages: &[Vec<u32>]) -> bool {
             uids: uids.clone(),
             converting: false,
             ready: None,
+            vouched: false,
         });
     }
     q.paused = false;
@@ -411,60 +443,42 @@ struct Reader<B: MailBackend> {
     checked: bool,
 }
 
-/// The read-ahead task of one collection: reads the queue's pages in order, answers requests
-/// for the folder's state between its FETCHes, keeps its session while it waits for more
-/// pages, and gives it back when paused or ended. A page's conversion finishes in a task of
-/// its own, so the mail server reads the next page meanwhile.
-async fn read_ahead<B: MailBackend>(
-    pool: SessionPool<B>,
-    creds: Credentials,
-    client_ip: Option<IpAddr>,
-    folder: Folder,
-    queue: Shared,
-    wake: Arc<Notify>,
-    progress: watch::Sender<()>,
-) {
-    let mut r = Reader {
-        pool,
-        creds,
-        client_ip,
-        folder,
-        queue,
-        progress: Arc::new(progress),
-        session: None,
-        checked: false,
-    };
-    loop {
-        let job = {
-            let mut q = lock(&r.queue);
-            let job = q.next_job();
-            if job.is_some() || !q.asking.is_empty() {
-                q.busy = true;
-            }
-            job
-        };
-        match job {
-            Some(uids) => r.read_page(uids).await,
-            None if r.asked() => {
-                // Only asked for the state: no page read meanwhile.
-                let _ = r.check().await;
-            }
-            None => {
-                if r.release(false) {
-                    return;
+impl<B: MailBackend> Reader<B> {
+    /// The read-ahead task of one collection: reads the queue's pages in order, answers
+    /// requests for the folder's state between its FETCHes, keeps its session while it waits
+    /// for more pages, and gives it back when paused or ended. A page's conversion finishes in
+    /// a task of its own, so the mail server reads the next page meanwhile.
+    async fn run(&mut self, wake: &Notify) {
+        loop {
+            let job = {
+                let mut q = lock(&self.queue);
+                let job = q.next_job();
+                if job.is_some() || !q.asking.is_empty() {
+                    q.busy = true;
                 }
-                if r.session.is_none() {
-                    wake.notified().await;
-                } else if tokio::time::timeout(IDLE, wake.notified()).await.is_err() {
-                    // The device stopped asking: the session is not kept from other work.
-                    r.release(true);
+                job
+            };
+            match job {
+                Some(uids) => self.read_page(uids).await,
+                None if self.asked() => {
+                    // Only asked for the state: no page read meanwhile.
+                    let _ = self.check().await;
+                }
+                None => {
+                    if self.release(false) {
+                        return;
+                    }
+                    if self.session.is_none() {
+                        wake.notified().await;
+                    } else if tokio::time::timeout(IDLE, wake.notified()).await.is_err() {
+                        // The device stopped asking: the session is not kept from other work.
+                        self.release(true);
+                    }
                 }
             }
         }
     }
-}
 
-impl<B: MailBackend> Reader<B> {
     fn asked(&self) -> bool {
         !lock(&self.queue).asking.is_empty()
     }
@@ -505,7 +519,13 @@ impl<B: MailBackend> Reader<B> {
             let _ = tx.send(state);
         }
         let current = state.is_some_and(|st| st == self.folder.state && st.highest_modseq != 0);
-        if !current {
+        if current {
+            // The task reads nothing while it checks: every page read so far was read before.
+            for p in q.pages.iter_mut() {
+                p.vouched |= p.converting || p.ready.is_some();
+            }
+            q.checked_at = Some(Instant::now());
+        } else {
             q.ended = true;
         }
         self.checked = current;

@@ -58,6 +58,11 @@ impl<'a, B: MailBackend> RequestSession<'a, B> {
         Ok(&mut **self.held.insert(s))
     }
 
+    /// The session taken so far, for a read-ahead to go on with.
+    pub fn hand_over(&mut self) -> Option<Pooled<B>> {
+        self.held.take()
+    }
+
     /// Gives the session back to the pool (if one was taken).
     pub fn release(&mut self) {
         self.held = None;
