@@ -364,6 +364,8 @@ async fn versus(
     // Dovecot's cache is warm for both (the other build's first device is not timed).
     device_sync(&gw_b, user, pw, n, 100).await?;
     let (mut this, mut that, mut reference) = (Vec::new(), Vec::new(), Vec::new());
+    // Summed over the rounds: wall seconds, gateway CPU, Dovecot CPU (per build).
+    let (mut sum_a, mut sum_b) = ([0.0f64; 3], [0.0f64; 3]);
     for round in 0..rounds {
         let mut a = None;
         let mut b = None;
@@ -390,6 +392,11 @@ async fn versus(
             a.sync.secs / r.secs,
             b.sync.secs / r.secs
         );
+        for (sum, run) in [(&mut sum_a, &a), (&mut sum_b, &b)] {
+            sum[0] += run.sync.secs;
+            sum[1] += run.cpu.gateway;
+            sum[2] += run.cpu.imap;
+        }
         this.push(a.sync.secs / r.secs);
         that.push(b.sync.secs / r.secs);
         reference.push(r.secs);
@@ -404,6 +411,20 @@ async fn versus(
             median(&mut this),
             median(&mut that),
             median(&mut reference)
+        );
+        let per = |sum: [f64; 3]| {
+            let ms = |x: f64| x * 1000.0 / rounds as f64;
+            format!(
+                "{:.1} ms (gw CPU {:.1} ms, Dovecot CPU {:.1} ms)",
+                ms(sum[0]),
+                ms(sum[1]),
+                ms(sum[2])
+            )
+        };
+        println!(
+            "versus, means over {rounds} rounds: this {}, other {}",
+            per(sum_a),
+            per(sum_b)
         );
     }
     Ok(())
