@@ -629,10 +629,12 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                 .sync_prefetch
                 .take(user, device_id, &spec, mstate.highest_modseq)
                 .await;
-            // Nothing read ahead: this page and the next ones are read by a new read-ahead on
-            // this request's session, so the mail server goes on with the next page while this
-            // one is converted. (Fetches of the device's own requests need the session after.)
+            // A paged sync with nothing read ahead: this page and the next ones are read by a
+            // new read-ahead on this request's session, so the mail server goes on with the
+            // next page while this one is converted. (Fetches of the device's own requests
+            // need the session after.)
             let start = prepared.is_none()
+                && !changes.next_adds.is_empty()
                 && applied.fetches.is_empty()
                 && limit <= prefetch::MAX_MAILS
                 && !gw.sync_prefetch.holds(user, device_id, cid);

@@ -7,6 +7,8 @@
 //! on the conversion threads while the mail server reads the next. So the device's next
 //! request finds its page ready instead of waiting for the mail server and the conversion.
 //! Each response that leaves more for later hands the task the pages after the ones it holds.
+//! The request that starts a paged sync has its own page read by the task too, on the
+//! request's session: the mail server then reads the second page while the first is converted.
 //!
 //! Nothing here decides what a device is sent: the next request computes its changes as
 //! always and only takes the prepared items when they are exactly the ones it needs and still
@@ -18,8 +20,11 @@
 //! like the request's own FETCH would. The request reads that state through the task
 //! ([`Prefetches::current_state`]), which asks the mail server between two of its FETCHes on
 //! the session that has the folder selected: a second session would make the mail server
-//! keep a second view of the folder up to date. Folders without mod-sequences and Drafts are
-//! never read ahead.
+//! keep a second view of the folder up to date. When the task found the folder as planned
+//! within the last `VOUCH` (50 ms) and after the FETCH of the page the request takes, that reading
+//! answers the request at once: the device is answered as of that moment, and the key it gets
+//! records that state, so whatever changed since comes with its next Sync. Folders without
+//! mod-sequences and Drafts are never read ahead.
 //!
 //! The task keeps its session while it waits for more pages; a request that needs the mail
 //! server for more than the folder's state pauses the task first ([`Prefetches::pause`]) and
@@ -248,7 +253,7 @@ impl Prefetches {
 
     /// The folder's state, read now by the read-ahead of `collection` on its session (after
     /// the FETCH it may be running). `None` when nothing is read ahead or the state could not
-    /// be read. When the task read it within [`VOUCH`], after the FETCH of the page the
+    /// be read. When the task read it within `VOUCH`, after the FETCH of the page the
     /// request will take, that reading stands: the request is answered as of that moment,
     /// and whatever changed since is in the next Sync (the key records that state).
     pub async fn current_state(
