@@ -14,17 +14,18 @@
 //! always and only takes the prepared items when they are exactly the ones it needs and still
 //! current. "Current" is proven by the folder's state: before each page's FETCH the task reads
 //! UIDVALIDITY, UIDNEXT, the message count and HIGHESTMODSEQ (unless it just did, with no
-//! FETCH since), and stops as soon as they differ from the state the pages were planned on. Any flag change, expunge or new mail raises
-//! HIGHESTMODSEQ (CONDSTORE), so a request that reads the same state again knows the items
-//! were read from the folder it sees; a FETCH still running then can only see newer flags,
-//! like the request's own FETCH would. The request reads that state through the task
-//! ([`Prefetches::current_state`]), which asks the mail server between two of its FETCHes on
-//! the session that has the folder selected: a second session would make the mail server
-//! keep a second view of the folder up to date. When the task found the folder as planned
-//! within the last `VOUCH` (50 ms) and after the FETCH of the page the request takes, that reading
-//! answers the request at once: the device is answered as of that moment, and the key it gets
-//! records that state, so whatever changed since comes with its next Sync. Folders without
-//! mod-sequences and Drafts are never read ahead.
+//! FETCH since), and stops as soon as they differ from the state the pages were planned on.
+//! Any flag change, expunge or new mail raises HIGHESTMODSEQ (CONDSTORE), so a request that
+//! reads the same state again knows the items were read from the folder it sees; a FETCH
+//! still running then can only see newer flags, like the request's own FETCH would. The
+//! request reads that state through the task ([`Prefetches::current_state`]), which asks the
+//! mail server between two of its FETCHes on the session that has the folder selected: a
+//! second session would make the mail server keep a second view of the folder up to date.
+//! When the task found the folder as planned within the last `VOUCH` (50 ms), after the
+//! FETCH of the page the request takes, that reading answers the request at once: the device
+//! is answered as of that moment, and the key it gets records that state, so whatever changed
+//! since comes with its next Sync. Folders without mod-sequences and Drafts are never read
+//! ahead.
 //!
 //! The task keeps its session while it waits for more pages; a request that needs the mail
 //! server for more than the folder's state pauses the task first ([`Prefetches::pause`]) and
