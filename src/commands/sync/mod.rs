@@ -236,15 +236,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     session.release();
     let preparing = !next_pages.is_empty();
     for plan in next_pages {
-        gw.sync_prefetch.start(
-            &gw.sessions,
-            &ctx.user.credentials,
-            ctx.client_ip,
-            user,
-            device_id,
-            plan,
-            None,
-        );
+        gw.sync_prefetch.start(&gw.sessions, ctx, plan, None);
     }
     if preparing {
         // A task spawned by a running task waits in its worker's "next task" slot, which
@@ -643,10 +635,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                 pages.extend(changes.next_adds.chunks(limit).map(<[u32]>::to_vec));
                 gw.sync_prefetch.start(
                     &gw.sessions,
-                    &ctx.user.credentials,
-                    ctx.client_ip,
-                    user,
-                    device_id,
+                    ctx,
                     prefetch::Plan {
                         folder: folder(),
                         pages,

@@ -45,7 +45,7 @@ use crate::backend::{BackendError, Credentials, MailBackend, MailSession, Mailbo
 use crate::mime::BodyOptions;
 
 use super::server_changes::{page_parts, Converting, Items};
-use crate::commands::collection_key;
+use crate::commands::{collection_key, Context};
 
 /// Pages read ahead of the device, per collection.
 pub const PAGES: usize = 3;
@@ -189,19 +189,19 @@ impl Prefetches {
     /// is in use. `handed` is a session the caller read the plan's folder state on just now,
     /// with the folder selected: a new task reads its first page on it without reading the
     /// state again.
-    #[allow(clippy::too_many_arguments)]
     pub fn start<B: MailBackend>(
         &self,
         pool: &SessionPool<B>,
-        creds: &Credentials,
-        client_ip: Option<IpAddr>,
-        user: &str,
-        device: &str,
+        ctx: &Context,
         mut plan: Plan,
         handed: Option<Pooled<B>>,
     ) {
         self.sweep();
-        let k = collection_key(user, device, &plan.folder.collection_id);
+        let k = collection_key(
+            &ctx.user.address,
+            ctx.device_id(),
+            &plan.folder.collection_id,
+        );
         plan.pages.retain(|p| !p.is_empty());
         plan.pages.truncate(PAGES);
         if plan.pages.is_empty() || plan.pages.iter().any(|p| p.len() > MAX_MAILS) {
@@ -227,8 +227,8 @@ impl Prefetches {
         let (tx, progress) = watch::channel(());
         let mut reader = Reader {
             pool: pool.clone(),
-            creds: creds.clone(),
-            client_ip,
+            creds: ctx.user.credentials.clone(),
+            client_ip: ctx.client_ip,
             folder: plan.folder.clone(),
             queue: queue.clone(),
             progress: Arc::new(tx),
