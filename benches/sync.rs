@@ -29,8 +29,9 @@
 //! `EAS_BENCH_GATEWAY` (gateway binary; default the one cargo built for this bench, i.e.
 //! target/release/eas-gateway), `EAS_BENCH_LOG` (the gateway's `EAS_LOG`, default `info`),
 //! `EAS_BENCH_KEEP=1` (keep each gateway's directory with its log and state),
-//! `EAS_BENCH_REPEATS` (5: timed runs of the second phone and of the reference per case, in
-//! alternating order; the table compares their medians and the run lines list them all).
+//! `EAS_BENCH_REPEATS` (15 up to 2,000 mails, else 5: timed runs of a warm phone and of the
+//! reference per case, in alternating order; the table compares their medians and the run
+//! lines list them all).
 //!
 //! Comparing two builds: `EAS_BENCH_VERSUS=<other eas-gateway>` adds, to each initial-sync
 //! case, `EAS_BENCH_ROUNDS` (4) rounds in which a new device syncs through this gateway, one
@@ -98,11 +99,14 @@ fn sizes() -> Result<Vec<usize>> {
 }
 
 /// Timed runs of the second device and of the reference per initial-sync case.
-fn repeats() -> usize {
+/// Timed runs per initial-sync case: 15 for up to 2,000 mails (a run lasts a few hundredths
+/// of a second, so five samples of each side leave the median at the mercy of the VM's
+/// drift), 5 for larger folders.
+fn repeats(n: usize) -> usize {
     std::env::var("EAS_BENCH_REPEATS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
+        .unwrap_or(if n <= 2000 { 15 } else { 5 })
         .max(1)
 }
 
@@ -224,7 +228,7 @@ async fn initial_sync_case(n: usize) -> Result<Vec<Row>> {
     // says little).
     let mut warm_runs = Vec::new();
     let mut fetches = Vec::new();
-    for round in 0..repeats() {
+    for round in 0..repeats(n) {
         let device = 1 + round;
         if round % 2 == 0 {
             warm_runs.push(device_sync(&gw, &user, &pw, n, device).await?);
