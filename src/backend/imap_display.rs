@@ -15,7 +15,6 @@ use bytes::Bytes;
 use super::imap::{Command, ImapSession};
 use super::imap_mailbox::{fetch_attr, fetch_uid, WHOLE_CHUNK};
 use super::imap_parse::{Item, Status};
-use super::imap_parts::parse_bodystructure;
 use super::mailbox::MessageMeta;
 use super::{BackendError, MimePart};
 use crate::uidset::UidSet;
@@ -277,23 +276,12 @@ impl ImapSession {
         }
 
         // 2. The structure of the large mails: which parts can be left out.
-        let set = UidSet::from_uids(large.iter().map(|m| m.uid));
-        let c = self
-            .run_ok(&Command::new("UID FETCH").raw(&format!(" {set} (UID BODYSTRUCTURE)")))
-            .await?;
-        let mut structures: std::collections::HashMap<u32, MimePart> = c
-            .data("FETCH")
-            .filter_map(|items| {
-                let uid = fetch_uid(items)?;
-                let s = fetch_attr(items, "BODYSTRUCTURE").and_then(parse_bodystructure)?;
-                Some((uid, s))
-            })
-            .collect();
-        drop(c);
+        let large_uids: Vec<u32> = large.iter().map(|m| m.uid).collect();
+        let mut structures = self.structures(&large_uids).await?;
         let mut whole: Vec<(MessageMeta, u64)> = Vec::new();
         let mut partial: Vec<(MessageMeta, MimePart)> = Vec::new();
         for meta in large {
-            match structures.remove(&meta.uid) {
+            match structures.remove(&meta.uid).flatten() {
                 Some(s) if partial_plan(&s) => partial.push((meta, s)),
                 _ => {
                     let size = u64::from(meta.size);
@@ -407,6 +395,7 @@ mod tests {
     use super::*;
     use crate::backend::imap_parse::parse_response;
     use crate::backend::imap_parse::Response;
+    use crate::backend::imap_parts::parse_bodystructure;
 
     fn fetch_items(line: &str) -> Vec<Item> {
         match parse_response(line.as_bytes()).unwrap() {

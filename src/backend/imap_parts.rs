@@ -3,17 +3,41 @@
 //! part, decoded by the server (`BINARY.PEEK[section]<offset.length>`) or as stored
 //! (`BODY.PEEK[section]<offset.length>`). Nothing here sets `\Seen`.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use super::imap::{Command, ImapSession};
 use super::imap_mailbox::{fetch_attr, fetch_uid, take_fetch_str};
 use super::imap_parse::Item;
 use super::{BackendError, MimePart};
+use crate::uidset::UidSet;
 
 /// Most parts of one mail whose headers are fetched.
 const MAX_PARTS: usize = 1000;
 
 impl ImapSession {
+    /// The BODYSTRUCTURE of mails of the selected mailbox by UID (`None`: not understood);
+    /// mails that are gone are left out.
+    pub(crate) async fn structures(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<HashMap<u32, Option<MimePart>>, BackendError> {
+        let set = UidSet::from_uids(uids.iter().copied());
+        let c = self
+            .run_ok(&Command::new("UID FETCH").raw(&format!(" {set} (UID BODYSTRUCTURE)")))
+            .await?;
+        Ok(c.data("FETCH")
+            .filter_map(|items| {
+                let uid = fetch_uid(items)?;
+                Some((
+                    uid,
+                    fetch_attr(items, "BODYSTRUCTURE").and_then(parse_bodystructure),
+                ))
+            })
+            .collect())
+    }
+
     /// The MIME tree of one mail with each part's header; `None` when the mail is gone.
     pub async fn mime_tree(
         &mut self,
@@ -21,16 +45,10 @@ impl ImapSession {
         uid: u32,
     ) -> Result<Option<MimePart>, BackendError> {
         self.ensure_selected(mailbox).await?;
-        let c = self
-            .run_ok(&Command::new("UID FETCH").raw(&format!(" {uid} (UID BODYSTRUCTURE)")))
-            .await?;
-        let Some(structure) = c
-            .data("FETCH")
-            .find_map(|items| fetch_value(items, uid, "BODYSTRUCTURE").cloned())
-        else {
+        let Some(parsed) = self.structures(&[uid]).await?.remove(&uid) else {
             return Ok(None);
         };
-        let mut root = parse_bodystructure(&structure)
+        let mut root = parsed
             .ok_or_else(|| BackendError::Protocol("unparseable BODYSTRUCTURE".to_string()))?;
         let mut sections = Vec::new();
         collect_sections(&root, &mut sections);
