@@ -95,13 +95,7 @@ impl Writer {
     /// A writer for element content encoded on its own (see [`super::Fragment`]): no header,
     /// code page `page` current, room for `capacity` bytes.
     pub(crate) fn fragment(page: u8, capacity: usize) -> Writer {
-        Writer {
-            buf: BytesMut::with_capacity(capacity),
-            page,
-            stack: Vec::new(),
-            root_started: true,
-            mode: Mode::Normal,
-        }
+        Writer::fragment_in(page, BytesMut::with_capacity(capacity))
     }
 
     /// [`Writer::fragment`] writing into `buf` (cleared first), whose room is kept.
