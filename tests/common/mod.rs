@@ -823,3 +823,41 @@ pub fn sync_result(reply: &Reply) -> SyncResult {
     }
     r
 }
+
+/// Like [`start_binary`], with the submission server on `smtp_port` and `smtp_extra` added to
+/// the `[smtp]` section (e.g. `timeout_secs = 10`). The process's log goes to `dir/gw.log`
+/// (a new one each start).
+pub async fn start_binary_with(
+    dir: &Path,
+    port: u16,
+    smtp_port: u16,
+    smtp_extra: &str,
+) -> tokio::process::Child {
+    let config = dir.join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = 143\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n{smtp_extra}\n\
+             [state]\nurl = \"sqlite://{}\"\n[identity]\ndomain = \"{DOMAIN}\"\n",
+            dir.join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("gw.log")).expect("log file");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(log.try_clone().expect("log file"))
+        .stdout(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the gateway binary");
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway did not start listening");
+}
