@@ -33,6 +33,11 @@ pub struct Config {
     pub server: ServerConfig,
     pub imap: ImapSettings,
     pub smtp: SmtpSettings,
+    /// `smtp.claim_lease_secs`: how long a send claim of this process stays its own without
+    /// being renewed (it is renewed while the submission runs). After that, a retry of the
+    /// same message is no longer "still being sent": it is sent (the dead submission never
+    /// issued DATA) or answered as failed (it did: the outcome is unknown).
+    pub smtp_claim_lease: Duration,
     pub state_url: String,
     pub identity: IdentityConfig,
     pub auth: AuthConfig,
@@ -133,7 +138,7 @@ impl Config {
 struct RawConfig {
     server: RawServer,
     imap: RawEndpoint,
-    smtp: RawEndpoint,
+    smtp: RawSmtp,
     state: RawState,
     identity: RawIdentity,
     #[serde(default)]
@@ -179,6 +184,20 @@ struct RawEndpoint {
     security: String,
     #[serde(default = "default_timeout_secs")]
     timeout_secs: u64,
+}
+
+/// `[smtp]`: an endpoint, and the lease of a send claim.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: i64,
+    #[serde(default = "default_security")]
+    security: String,
+    #[serde(default = "default_timeout_secs")]
+    timeout_secs: u64,
+    #[serde(default = "default_claim_lease_secs")]
+    claim_lease_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +265,9 @@ fn default_security() -> String {
 fn default_timeout_secs() -> u64 {
     15
 }
+fn default_claim_lease_secs() -> u64 {
+    300
+}
 fn default_cache_secs() -> u64 {
     300
 }
@@ -304,7 +326,25 @@ impl RawConfig {
             })?);
         }
         let imap = endpoint(self.imap, "imap")?;
-        let smtp = endpoint(self.smtp, "smtp")?;
+        let claim_lease_secs = self.smtp.claim_lease_secs;
+        if claim_lease_secs <= self.smtp.timeout_secs {
+            return Err(ConfigError::Value {
+                key: "smtp.claim_lease_secs",
+                reason: format!(
+                    "must be above smtp.timeout_secs ({})",
+                    self.smtp.timeout_secs
+                ),
+            });
+        }
+        let smtp = endpoint(
+            RawEndpoint {
+                host: self.smtp.host,
+                port: self.smtp.port,
+                security: self.smtp.security,
+                timeout_secs: self.smtp.timeout_secs,
+            },
+            "smtp",
+        )?;
         let imap = ImapSettings {
             host: imap.0,
             port: imap.1,
@@ -435,6 +475,7 @@ impl RawConfig {
             },
             imap,
             smtp,
+            smtp_claim_lease: Duration::from_secs(claim_lease_secs),
             state_url: self.state.url,
             identity: IdentityConfig { domain, aliases },
             auth,
@@ -646,6 +687,28 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
                 "{key} is not documented"
             );
         }
+    }
+
+    #[test]
+    fn claim_lease_is_smtp_only_and_above_the_smtp_timeout() {
+        let c = Config::from_toml(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(c.smtp_claim_lease, Duration::from_secs(300));
+        let text = MINIMAL.replacen("[smtp]", "[smtp]\nclaim_lease_secs = 40", 1);
+        let c = Config::from_toml(&text, Path::new(".")).expect("valid");
+        assert_eq!(c.smtp_claim_lease, Duration::from_secs(40));
+        let text = MINIMAL.replacen(
+            "[smtp]",
+            "[smtp]\nclaim_lease_secs = 15\ntimeout_secs = 15",
+            1,
+        );
+        let err = Config::from_toml(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("smtp.claim_lease_secs"), "{err}");
+        let text = MINIMAL.replacen("[imap]", "[imap]\nclaim_lease_secs = 40", 1);
+        assert!(Config::from_toml(&text, Path::new(".")).is_err());
+        let example = include_str!("../deploy/eas-gateway.example.toml");
+        assert!(example.contains("claim_lease_secs ="), "documented");
     }
 
     #[test]
