@@ -234,7 +234,11 @@ async fn killed_after_data_answers_503_then_120_and_never_sends_a_copy() {
         "MailSubmissionFailed once the outcome is unknown"
     );
     let again = dev.post("SendMail", &body).await;
-    assert_eq!(compose_status(&again).as_deref(), Some("120"), "and stays so");
+    assert_eq!(
+        compose_status(&again).as_deref(),
+        Some("120"),
+        "and stays so"
+    );
     assert_eq!(phases(dir.path(), &user), ["unknown"]);
 
     // The real Postfix never got it: nothing at bob, no Sent copy.
@@ -255,7 +259,10 @@ async fn killed_after_data_answers_503_then_120_and_never_sends_a_copy() {
         line.contains(&user) && line.contains(&dev.device_id) && line.contains("lease-1"),
         "{line}"
     );
-    assert!(!line.contains("hello") && !line.contains(&subject), "{line}");
+    assert!(
+        !line.contains("hello") && !line.contains(&subject),
+        "{line}"
+    );
 }
 
 #[tokio::test]

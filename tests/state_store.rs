@@ -6,8 +6,8 @@
 //! cover what is specific to the SQLite file store.
 
 use eas_gateway::state::{
-    CollectionView, DraftVersion, FolderEntry, PingParams, PolicyState, SendClaim, SqliteStore,
-    StateStore, StoreError, WipeState,
+    CollectionView, DraftVersion, FolderEntry, PingParams, PolicyState, SendClaim, SendPhase,
+    SqliteStore, StateStore, StoreError, WipeState,
 };
 use tempfile::TempDir;
 
@@ -894,33 +894,83 @@ mod conformance {
     }
 
     pub async fn send_records(store: impl StateStore) {
-        let claim = |user: &'static str, key: &'static str, now: i64| {
+        let claim = |user: &'static str, key: &'static str, owner: &'static str, now: i64| {
             let store = store.clone();
-            async move { store.claim_send(user, key, now, now + 100).await.unwrap() }
+            async move {
+                store
+                    .claim_send(user, key, owner, now, now + 30, now + 100)
+                    .await
+                    .unwrap()
+            }
         };
-        assert_eq!(claim("alice", "k", 1000).await, SendClaim::New);
-        assert_eq!(claim("alice", "k", 1001).await, SendClaim::InFlight);
-        assert_eq!(claim("bob", "k", 1001).await, SendClaim::New, "per user");
-        store.finish_send("alice", "k").await.unwrap();
-        assert_eq!(claim("alice", "k", 1002).await, SendClaim::Done);
+        let phase = |key: &'static str, owner: &'static str, phase: SendPhase| {
+            let store = store.clone();
+            async move {
+                store
+                    .set_send_phase("alice", key, owner, phase)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(claim("alice", "k", "o1", 1000).await, SendClaim::New);
+        assert_eq!(claim("alice", "k", "o2", 1001).await, SendClaim::InFlight);
         assert_eq!(
-            claim("alice", "k", 1100).await,
+            claim("bob", "k", "o2", 1001).await,
+            SendClaim::New,
+            "per user"
+        );
+        assert!(phase("k", "o1", SendPhase::Sent).await);
+        assert_eq!(claim("alice", "k", "o2", 1002).await, SendClaim::Done);
+        assert_eq!(
+            claim("alice", "k", "o3", 1100).await,
             SendClaim::New,
             "an expired record counts as absent"
         );
-        store.release_send("alice", "k").await.unwrap();
-        assert_eq!(claim("alice", "k", 1101).await, SendClaim::New);
+        store.release_send("alice", "k", "o4").await.unwrap();
+        assert_eq!(
+            claim("alice", "k", "o4", 1101).await,
+            SendClaim::InFlight,
+            "only the owner releases"
+        );
+        store.release_send("alice", "k", "o3").await.unwrap();
+        assert_eq!(claim("alice", "k", "o4", 1101).await, SendClaim::New);
         // Unknown keys are no-ops.
-        store.finish_send("alice", "nope").await.unwrap();
-        store.release_send("alice", "nope").await.unwrap();
-        assert_eq!(claim("alice", "nope", 1101).await, SendClaim::New);
+        assert!(!phase("nope", "o1", SendPhase::Sent).await);
+        store.release_send("alice", "nope", "o1").await.unwrap();
+        assert_eq!(claim("alice", "nope", "o1", 1101).await, SendClaim::New);
+
+        // A lease that runs out before DATA passes the claim on; the old owner is fenced off.
+        assert_eq!(claim("alice", "l", "o1", 2000).await, SendClaim::New);
+        assert!(store.renew_send("alice", "l", "o1", 2040).await.unwrap());
+        assert_eq!(claim("alice", "l", "o2", 2035).await, SendClaim::InFlight);
+        assert_eq!(claim("alice", "l", "o2", 2040).await, SendClaim::New);
+        assert!(!phase("l", "o1", SendPhase::Data).await, "taken over");
+        assert!(!store.renew_send("alice", "l", "o1", 2100).await.unwrap());
+        assert!(phase("l", "o2", SendPhase::Data).await);
+        assert!(!phase("l", "o2", SendPhase::Data).await, "once");
+        assert_eq!(claim("alice", "l", "o3", 2069).await, SendClaim::InFlight);
+        // After DATA, a lease that runs out makes the outcome unknown, for good.
+        assert_eq!(claim("alice", "l", "o3", 2070).await, SendClaim::Unknown);
+        assert_eq!(claim("alice", "l", "o4", 2071).await, SendClaim::Unknown);
+        assert!(!store.renew_send("alice", "l", "o2", 2200).await.unwrap());
+        // The owner's own answer still settles it.
+        assert!(phase("l", "o2", SendPhase::Sent).await);
+        assert_eq!(claim("alice", "l", "o4", 2072).await, SendClaim::Done);
+        // An owner that learns the outcome is unknown records it.
+        assert_eq!(claim("alice", "u", "o1", 3000).await, SendClaim::New);
+        assert!(phase("u", "o1", SendPhase::Data).await);
+        assert!(phase("u", "o1", SendPhase::Unknown).await);
+        assert_eq!(claim("alice", "u", "o2", 3001).await, SendClaim::Unknown);
 
         // Concurrent claims of one key: exactly one wins.
         let mut tasks = Vec::new();
-        for _ in 0..16 {
+        for i in 0..16 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                store.claim_send("carol", "race", 5, 50).await.unwrap()
+                store
+                    .claim_send("carol", "race", &format!("o{i}"), 5, 20, 50)
+                    .await
+                    .unwrap()
             }));
         }
         let mut news = 0;

@@ -3,8 +3,9 @@
 //! One connection per message: connect (TLS from the first byte, STARTTLS or plain, per
 //! [`SmtpSettings::security`]), AUTH with the user's own credentials when the server offers
 //! AUTH, `MAIL FROM` the user's address (with `SIZE`, and `BODY=8BITMIME` / `SMTPUTF8` when
-//! needed), one `RCPT TO` per recipient, `DATA`, the message written piece by piece (never
-//! copied into one buffer), QUIT.
+//! needed), one `RCPT TO` per recipient, [`Submission::before_data`] (the caller records that
+//! the message may now reach the server, or stops the transaction), `DATA`, the message
+//! written piece by piece (never copied into one buffer), QUIT.
 //!
 //! All or nothing: a refused recipient aborts the transaction before DATA, so the message goes
 //! to everybody or to nobody. The outcome is classified for the caller:
@@ -72,7 +73,7 @@ pub struct Accepted {
 }
 
 /// The envelope and the message.
-pub struct Submission<'a, I> {
+pub struct Submission<'a, I, G> {
     pub from: &'a str,
     pub recipients: &'a [String],
     /// Size of the message in bytes (announced with SIZE, and used to scale the timeout).
@@ -81,16 +82,22 @@ pub struct Submission<'a, I> {
     pub eight_bit: bool,
     /// The message in pieces, without its final CRLF (the data is ended with `CRLF . CRLF`).
     pub message: I,
+    /// Called once, when every recipient was accepted, right before `DATA`: the last moment at
+    /// which the server cannot have the message. An error (its text is logged) ends the
+    /// transaction without `DATA`, as [`SubmitError::Unavailable`].
+    pub before_data: G,
 }
 
 /// Submits one message; see the module documentation.
-pub async fn submit<'a, I>(
+pub async fn submit<'a, I, G, F>(
     settings: &SmtpSettings,
     creds: &Credentials,
-    sub: Submission<'a, I>,
+    sub: Submission<'a, I, G>,
 ) -> Result<Accepted, SubmitError>
 where
     I: Iterator<Item = &'a [u8]>,
+    G: FnOnce() -> F,
+    F: std::future::Future<Output = Result<(), String>>,
 {
     let from: Address = sub
         .from
@@ -118,16 +125,18 @@ where
     result
 }
 
-async fn transaction<'a, I>(
+async fn transaction<'a, I, G, F>(
     conn: &mut AsyncSmtpConnection,
     settings: &SmtpSettings,
     creds: &Credentials,
     from: &Address,
     to: &[Address],
-    sub: Submission<'a, I>,
+    sub: Submission<'a, I, G>,
 ) -> Result<Accepted, SubmitError>
 where
     I: Iterator<Item = &'a [u8]>,
+    G: FnOnce() -> F,
+    F: std::future::Future<Output = Result<(), String>>,
 {
     let timeout = settings.timeout;
     let info = conn.server_info();
@@ -185,6 +194,9 @@ where
             Some(r.to_string()),
         )
         .await?;
+    }
+    if let Err(why) = (sub.before_data)().await {
+        return Err(SubmitError::Unavailable(format!("not sent: {why}")));
     }
     step(timeout, conn.command(Data), Stage::Data, None).await?;
 
@@ -410,17 +422,73 @@ mod tests {
         }
     }
 
+    type Gate = fn() -> std::future::Ready<Result<(), String>>;
+
+    fn open_gate() -> std::future::Ready<Result<(), String>> {
+        std::future::ready(Ok(()))
+    }
+
     fn sub<'a>(
         rcpt: &'a [String],
         msg: &'a [&'a [u8]],
-    ) -> Submission<'a, std::iter::Copied<std::slice::Iter<'a, &'a [u8]>>> {
+    ) -> Submission<'a, std::iter::Copied<std::slice::Iter<'a, &'a [u8]>>, Gate> {
+        sub_with(rcpt, msg, open_gate)
+    }
+
+    fn sub_with<'a, G>(
+        rcpt: &'a [String],
+        msg: &'a [&'a [u8]],
+        before_data: G,
+    ) -> Submission<'a, std::iter::Copied<std::slice::Iter<'a, &'a [u8]>>, G> {
         Submission {
             from: "alice@example.test",
             recipients: rcpt,
             size: msg.iter().map(|m| m.len()).sum(),
             eight_bit: false,
             message: msg.iter().copied(),
+            before_data,
         }
+    }
+
+    #[tokio::test]
+    async fn before_data_runs_after_the_recipients_and_can_stop_the_data() {
+        let rcpt = vec!["bob@example.test".to_string()];
+        let msg: [&[u8]; 1] = [b"Subject: x\r\n\r\nhi\r\n"];
+        let (port, h) = fake(&[]).await;
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let e = submit(
+            &settings(port),
+            &creds(),
+            sub_with(&rcpt, &msg, || {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::future::ready(Err("the claim was taken over".to_string()))
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, SubmitError::Unavailable(m) if m.contains("taken over")),
+            "{e:?}"
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let log = h.await.unwrap();
+        assert!(log.contains("RCPT TO:<bob@example.test>"), "{log}");
+        assert!(!log.contains("DATA"), "{log}");
+
+        // A refused recipient: not called at all.
+        let (port, _h) = fake(&[("RCPT", "550 5.1.1 no such user\r\n")]).await;
+        let e = submit(
+            &settings(port),
+            &creds(),
+            sub_with(&rcpt, &msg, || {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::future::ready(Ok(()))
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, SubmitError::Refused { .. }), "{e:?}");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@
 //!    answers Status 118 and sends nothing (HTTP 503 while the first request is still
 //!    sending); a 12.x message (no ClientId) is recognised by its
 //!    Message-ID, or by the SHA-256 of its bytes when it has none, for [`RETRY_WINDOW`], and the
-//!    retry answers success (HTTP 200) without sending again;
+//!    retry answers success (HTTP 200) without sending again. The claim is leased (see
+//!    "Claims" below);
 //! 3. SmartReply / SmartForward: the original is read (BODY.PEEK, so it stays unread) and
 //!    quoted or attached ([`crate::compose::smart`]) unless ReplaceMime;
 //! 4. [`compose::prepare`]: From/Sender must be the user's address or an alias (else Status
@@ -26,18 +27,32 @@
 //! (122 when the server says the message is too big, 115 SendQuotaExceeded when the sender is
 //! refused for a sending limit, 130 when the sender is refused by policy) or HTTP 500 for 12.x,
 //! with the SMTP reply logged. A connection that broke after the whole message was written
-//! answers 120 / 500 but keeps the retry record: the server may have taken the message, and
-//! "never twice" wins over "always".
+//! answers 120 / 500 and records the outcome as unknown (a retry answers the same): the server
+//! may have taken the message, and "never twice" wins over "always".
 //!
 //! Status 113 MailboxQuotaExceeded is not answered: the Sent copy is made after the mail left
 //! (a full mailbox is then logged).
 //!
 //! The retry records live in the state store, per user, so a retry is recognised after a
 //! restart and by every gateway node sharing the store. A store that cannot record the claim
-//! answers HTTP 503 before anything is sent; a record that cannot be updated afterwards stays
-//! "in flight" until it expires (`settle`), so a retry is answered "retry later", never sent
-//! twice.
+//! answers HTTP 503 before anything is sent.
+//!
+//! Claims: a record is claimed by an owner (this process's random id and a sequence number)
+//! under a lease of `smtp.claim_lease_secs`, renewed while the submission runs, and goes
+//! through phases: claimed -> data (recorded before `DATA` is issued, and only while the
+//! claim is still this request's own) -> sent, or forgotten when nothing was sent, or unknown
+//! when the server may have the message but never answered. While the lease runs, a retry is
+//! answered "still being sent" (HTTP 503 with Retry-After). Once it ran out (the owner died,
+//! or its request was dropped): a claim that never reached `DATA` passes to the retry, which
+//! sends; one that did becomes unknown, and the retry, as every later one, is answered Status
+//! 120 MailSubmissionFailed (HTTP 500 for 12.x), logged as a warning, and never sent again.
+//! A record that cannot be updated after the submission keeps its phase until its lease runs
+//! out, with the same rules: never sent twice.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -48,7 +63,7 @@ use crate::backend::submit::{self, Stage, Submission, SubmitError};
 use crate::backend::{MailBackend, MailSession, SpecialUse};
 use crate::compose::{self, smart, Identity, PrepareError};
 use crate::eas::compose_mail::{response, status, ComposeKind, ComposeRequest};
-use crate::state::{SendClaim, StateStore};
+use crate::state::{SendClaim, SendPhase, StateStore};
 
 use super::sync::client_changes::parse_server_id;
 use super::{folders, Body, CommandError, Context, Gateway, Outcome};
@@ -163,22 +178,34 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
     }
 
     let (key, ttl) = retry_key(ctx, &req);
-    if !claim(gw, ctx, &key, ttl, kind.name(), "message").await? {
-        info!(
-            user,
-            command = kind.name(),
-            client_id = req.client_id.as_deref().unwrap_or(""),
-            "message already sent (a retry): not sent again"
-        );
-        return Ok(if req.wbxml {
-            failure(kind, true, status::MESSAGE_PREVIOUSLY_SENT, 200, "")
-        } else {
-            Outcome::Empty
-        });
-    }
+    let claim = match claim(gw, ctx, &key, ttl, kind.name(), "message").await? {
+        Claimed::New(c) => c,
+        Claimed::Done => {
+            info!(
+                user,
+                command = kind.name(),
+                client_id = req.client_id.as_deref().unwrap_or(""),
+                "message already sent (a retry): not sent again"
+            );
+            return Ok(if req.wbxml {
+                failure(kind, true, status::MESSAGE_PREVIOUSLY_SENT, 200, "")
+            } else {
+                Outcome::Empty
+            });
+        }
+        Claimed::Unknown => {
+            return Ok(failure(
+                kind,
+                req.wbxml,
+                status::MAIL_SUBMISSION_FAILED,
+                500,
+                "outcome of the earlier submission unknown",
+            ))
+        }
+    };
 
-    let result = send_claimed(gw, ctx, &req).await;
-    settle_after(gw, user, &key, &result).await;
+    let result = leased(&gw.store, user, &claim, send_claimed(gw, ctx, &req, &claim)).await;
+    settle_after(gw, user, &claim, &result).await;
     match result {
         Ok(Ok(())) => Ok(Outcome::Empty),
         Ok(Err(f)) => Ok(failure(kind, req.wbxml, f.status, f.http, f.reason)),
@@ -186,9 +213,51 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
     }
 }
 
+/// This process as the owner of send claims: random at start, so that the claims of a process
+/// that died are never taken for those of the one that followed it.
+fn node_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+/// A retry record this request holds (see "Claims" in the module documentation).
+pub(crate) struct Claim {
+    key: String,
+    /// `<node id>/<n>`: this process, and this claim of it.
+    owner: String,
+    lease: Duration,
+}
+
+/// What [`claim`] found.
+pub(crate) enum Claimed {
+    /// The record is this request's: it sends.
+    New(Claim),
+    /// Sent already.
+    Done,
+    /// An earlier submission may or may not have reached the server (its gateway stopped
+    /// after DATA); never sent again. Logged by [`claim`].
+    Unknown,
+}
+
+/// How a claimed send ended, for [`settle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// The server accepted the message.
+    Sent,
+    /// Nothing was sent: the record is forgotten and a retry sends.
+    NotSent,
+    /// The server may have the message (the connection broke after it was written).
+    Unknown,
+}
+
+/// The id part of a retry record key (the ClientId, Message-ID or draft id), for the log.
+fn id_of(key: &str) -> &str {
+    key.rsplit('\n').next().unwrap_or("")
+}
+
 /// Claims the retry record `key` for `ttl` before `what` (a message, a draft) is sent by
-/// `command`: `true` when this request now owns it and sends, `false` when it was sent
-/// already. The same send still in flight, or a store that cannot record the claim, answers
+/// `command`: [`Claimed::New`] when this request now owns it and sends. The same send still
+/// in flight (its owner's lease runs), or a store that cannot record the claim, answers
 /// "retry later" (HTTP 503): nothing was sent.
 pub(crate) async fn claim<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
@@ -197,12 +266,35 @@ pub(crate) async fn claim<B: MailBackend, S: StateStore>(
     ttl: Duration,
     command: &'static str,
     what: &str,
-) -> Result<bool, CommandError> {
+) -> Result<Claimed, CommandError> {
+    static CLAIMS: AtomicU64 = AtomicU64::new(0);
     let user = ctx.user.address.as_str();
+    let lease = gw.config.smtp_claim_lease;
+    let owner = format!("{}/{}", node_id(), CLAIMS.fetch_add(1, Ordering::Relaxed));
     let expires = ctx.now.saturating_add(ttl.as_secs() as i64);
-    match gw.store.claim_send(user, key, ctx.now, expires).await {
-        Ok(SendClaim::New) => Ok(true),
-        Ok(SendClaim::Done) => Ok(false),
+    let lease_until = ctx.now.saturating_add(lease.as_secs() as i64);
+    match gw
+        .store
+        .claim_send(user, key, &owner, ctx.now, lease_until, expires)
+        .await
+    {
+        Ok(SendClaim::New) => Ok(Claimed::New(Claim {
+            key: key.to_string(),
+            owner,
+            lease,
+        })),
+        Ok(SendClaim::Done) => Ok(Claimed::Done),
+        Ok(SendClaim::Unknown) => {
+            warn!(
+                user,
+                device = ctx.device_id(),
+                client_id = id_of(key),
+                command,
+                "send outcome unknown: an earlier submission of this {what} stopped after the \
+                 mail server may have got it; answered as failed, not sent again"
+            );
+            Ok(Claimed::Unknown)
+        }
         Ok(SendClaim::InFlight) => {
             info!(
                 user,
@@ -222,36 +314,89 @@ pub(crate) async fn claim<B: MailBackend, S: StateStore>(
     }
 }
 
-/// Settles the claimed retry record `key` by the outcome of the send: kept when the mail left
-/// or may have, forgotten when nothing was sent (see [`settle`]).
+/// Runs `send` (the submission of `claim`) while renewing the claim's lease, so that a
+/// submission that takes long but is alive is never judged dead. Dropping the returned future
+/// (a dropped request, a dying process) stops the renewals with it.
+pub(crate) async fn leased<S: StateStore, T>(
+    store: &S,
+    user: &str,
+    claim: &Claim,
+    send: impl Future<Output = T>,
+) -> T {
+    tokio::select! {
+        r = send => r,
+        never = renew(store, user, claim) => match never {},
+    }
+}
+
+/// Renews `claim`'s lease every third of it, for as long as it is polled.
+async fn renew<S: StateStore>(store: &S, user: &str, claim: &Claim) -> Infallible {
+    let every = (claim.lease / 3).max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let until = now.saturating_add(claim.lease.as_secs() as i64);
+        match store
+            .renew_send(user, &claim.key, &claim.owner, until)
+            .await
+        {
+            Ok(true) => debug!(user, until, "send claim renewed"),
+            Ok(false) => {
+                // Taken over before DATA (the DATA check stops this submission) or judged
+                // unknown: nothing left to renew.
+                warn!(
+                    user,
+                    client_id = id_of(&claim.key),
+                    "the send claim is no longer this request's"
+                );
+                return std::future::pending().await;
+            }
+            Err(e) => warn!(user, error = %e, "cannot renew the send claim"),
+        }
+    }
+}
+
+/// Settles `claim` by the outcome of the send: sent when the mail left, unknown when it may
+/// have, forgotten when nothing was sent (see [`settle`]).
 pub(crate) async fn settle_after<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     user: &str,
-    key: &str,
+    claim: &Claim,
     result: &Result<Result<(), Failed>, CommandError>,
 ) {
-    let sent = match result {
-        Ok(Ok(())) => true,
-        Ok(Err(f)) => f.maybe_sent,
-        Err(_) => false,
+    let outcome = match result {
+        Ok(Ok(())) => Settled::Sent,
+        Ok(Err(f)) if f.maybe_sent => Settled::Unknown,
+        Ok(Err(_)) | Err(_) => Settled::NotSent,
     };
-    settle(gw, user, key, sent).await;
+    settle(gw, user, claim, outcome).await;
 }
 
-/// Marks the claimed retry record `key` as sent, or forgets it when nothing was sent. A busy
-/// store is tried again a few times; when it still fails the record stays "in flight" until it
-/// expires, so a retry is answered "retry later" and the message is never sent twice.
+/// Records how the send of `claim` ended. A busy store is tried again a few times; when it
+/// still fails the record keeps its phase until its lease runs out (a retry is then sent only
+/// if DATA was never issued, else answered as failed): never sent twice.
 pub(crate) async fn settle<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     user: &str,
-    key: &str,
-    sent: bool,
+    claim: &Claim,
+    outcome: Settled,
 ) {
+    let (key, owner) = (claim.key.as_str(), claim.owner.as_str());
     for attempt in 0..3u64 {
-        let r = if sent {
-            gw.store.finish_send(user, key).await
-        } else {
-            gw.store.release_send(user, key).await
+        let r = match outcome {
+            Settled::Sent => gw
+                .store
+                .set_send_phase(user, key, owner, SendPhase::Sent)
+                .await
+                .map(|_| ()),
+            Settled::Unknown => gw
+                .store
+                .set_send_phase(user, key, owner, SendPhase::Unknown)
+                .await
+                .map(|_| ()),
+            Settled::NotSent => gw.store.release_send(user, key, owner).await,
         };
         match r {
             Ok(()) => return,
@@ -261,9 +406,9 @@ pub(crate) async fn settle<B: MailBackend, S: StateStore>(
             Err(e) => {
                 warn!(
                     user,
-                    sent,
+                    ?outcome,
                     error = %e,
-                    "cannot update the send retry record; a retry is answered \"retry later\" until it expires"
+                    "cannot update the send retry record; it keeps its phase until its lease runs out"
                 );
                 return;
             }
@@ -271,12 +416,36 @@ pub(crate) async fn settle<B: MailBackend, S: StateStore>(
     }
 }
 
+/// Records that `claim`'s message may reach the server from now on (DATA), if the claim is
+/// still this request's own: the check made before DATA.
+async fn start_data<S: StateStore>(store: &S, user: &str, claim: &Claim) -> Result<(), String> {
+    for attempt in 0..3u64 {
+        match store
+            .set_send_phase(user, &claim.key, &claim.owner, SendPhase::Data)
+            .await
+        {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                return Err(
+                    "the send claim passed to another request (its lease ran out)".to_string(),
+                )
+            }
+            Err(e) if e.is_retryable() && attempt < 2 => {
+                tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+            }
+            Err(e) => return Err(format!("cannot record the send: {e}")),
+        }
+    }
+    Err("cannot record the send".to_string())
+}
+
 /// Sends a draft (Sync Add / Change with `email2:Send`) like SendMail with SaveInSentItems,
-/// on the caller's IMAP session. The caller holds the retry record.
+/// on the caller's IMAP session. The caller holds the retry record `claim` (and settles it).
 pub(crate) async fn send_draft<M: MailSession, S: StateStore>(
     gw: &Gateway<impl MailBackend, S>,
     ctx: &Context,
     session: &mut M,
+    claim: &Claim,
     mime: Bytes,
 ) -> Result<Result<(), Failed>, CommandError> {
     let req = ComposeRequest {
@@ -295,23 +464,31 @@ pub(crate) async fn send_draft<M: MailSession, S: StateStore>(
             "message too large",
         )));
     }
-    send_in_session::<M, S>(gw, ctx, &req, Some(session)).await
+    let user = ctx.user.address.as_str();
+    leased(
+        &gw.store,
+        user,
+        claim,
+        send_in_session::<M, S>(gw, ctx, &req, claim, Some(session)),
+    )
+    .await
 }
 
 async fn send_claimed<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
     req: &ComposeRequest,
+    claim: &Claim,
 ) -> Result<Result<(), Failed>, CommandError> {
     let needs_imap = req.save_in_sent || req.kind != ComposeKind::SendMail;
     if !needs_imap {
-        return send_in_session::<B::Session, S>(gw, ctx, req, None).await;
+        return send_in_session::<B::Session, S>(gw, ctx, req, claim, None).await;
     }
     let mut session = gw
         .backend
         .login(&ctx.user.credentials, ctx.client_ip)
         .await?;
-    let r = send_in_session::<B::Session, S>(gw, ctx, req, Some(&mut session)).await;
+    let r = send_in_session::<B::Session, S>(gw, ctx, req, claim, Some(&mut session)).await;
     session.logout().await;
     r
 }
@@ -320,6 +497,7 @@ async fn send_in_session<M: MailSession, S: StateStore>(
     gw: &Gateway<impl MailBackend, S>,
     ctx: &Context,
     req: &ComposeRequest,
+    claim: &Claim,
     mut session: Option<&mut M>,
 ) -> Result<Result<(), Failed>, CommandError> {
     let user = ctx.user.address.as_str();
@@ -422,6 +600,7 @@ async fn send_in_session<M: MailSession, S: StateStore>(
             size: out.submitted_len(),
             eight_bit: out.is_8bit(),
             message: out.wire_chunks(),
+            before_data: move || start_data(&gw.store, user, claim),
         },
     )
     .await;

@@ -191,6 +191,22 @@ CREATE INDEX draft_versions_client
     ON draft_versions (user_name, collection_id, client_key);
 "#,
     },
+    Migration {
+        version: 5,
+        description: "send claims with an owner, a lease and a phase",
+        sql: r#"
+-- Who holds a send claim (a gateway process and one of its requests), until when it is
+-- known to be alive (renewed while the submission runs), and how far the submission got:
+-- claimed (no DATA sent yet), data (DATA issued: the server may get the message), sent,
+-- unknown (the owner died after DATA; never sent again).
+ALTER TABLE send_records ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE send_records ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE send_records ADD COLUMN phase TEXT NOT NULL DEFAULT 'claimed'
+    CHECK (phase IN ('claimed', 'data', 'sent', 'unknown'));
+-- A claim of an older gateway may have been in DATA: it counts as started (never sent twice).
+UPDATE send_records SET phase = CASE sent WHEN 1 THEN 'sent' ELSE 'data' END;
+"#,
+    },
 ];
 
 /// The schema version this build writes.
@@ -291,6 +307,29 @@ mod tests {
             [],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn send_records_of_an_older_gateway_get_a_phase() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(run_to(&mut conn, 4).unwrap(), 4);
+        conn.execute_batch(
+            "INSERT INTO send_records (user_name, record_key, expires, sent)
+             VALUES ('u', 'done', 9, 1), ('u', 'in flight', 9, 0);",
+        )
+        .unwrap();
+        assert_eq!(run(&mut conn).unwrap(), latest_version());
+        let phase = |k: &str| -> (String, String, i64) {
+            conn.query_row(
+                "SELECT phase, owner, lease_until FROM send_records WHERE record_key = ?1",
+                [k],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(phase("done"), ("sent".into(), String::new(), 0));
+        // It may have been in DATA: never sent again.
+        assert_eq!(phase("in flight"), ("data".into(), String::new(), 0));
     }
 
     #[test]

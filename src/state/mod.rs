@@ -186,12 +186,52 @@ pub struct PingParams {
 /// What the store knows about a submission's retry record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendClaim {
-    /// No live record: the caller now owns the key and sends.
+    /// No live record, or one whose owner's lease ran out before it issued DATA: the caller
+    /// now owns the key and sends.
     New,
-    /// Another request with this key is still sending.
+    /// Another request with this key is still sending (its owner's lease runs).
     InFlight,
-    /// The message was sent (or may have been) already.
+    /// The message was sent already.
     Done,
+    /// The owner's lease ran out after it issued DATA (or a submission's answer was lost):
+    /// the server may or may not have the message. Never sent again.
+    Unknown,
+}
+
+/// How far the submission of a claimed retry record got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendPhase {
+    /// Claimed; no DATA issued yet (nothing can have been sent).
+    Claimed,
+    /// DATA issued: from here on the server may get the message.
+    Data,
+    /// The server accepted the message.
+    Sent,
+    /// The outcome is unknown (see [`SendClaim::Unknown`]).
+    Unknown,
+}
+
+impl SendPhase {
+    /// Stable storage / display name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendPhase::Claimed => "claimed",
+            SendPhase::Data => "data",
+            SendPhase::Sent => "sent",
+            SendPhase::Unknown => "unknown",
+        }
+    }
+
+    /// Inverse of [`SendPhase::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "claimed" => Some(SendPhase::Claimed),
+            "data" => Some(SendPhase::Data),
+            "sent" => Some(SendPhase::Sent),
+            "unknown" => Some(SendPhase::Unknown),
+            _ => None,
+        }
+    }
 }
 
 /// One IMAP version of a draft (see [`StateStore::record_draft_version`]).
@@ -458,31 +498,56 @@ pub trait StateStore: Clone + Send + Sync + 'static {
 
     // ---- submission retry records (SendMail, SmartReply, SmartForward) ----
 
-    /// Claims the retry record `key` of `user` until `expires` (unix
-    /// seconds). A record whose expiry is at or before `now` counts as
-    /// absent. Returns [`SendClaim::New`] (and records the claim) when no
-    /// live record exists, otherwise what the live record says. Expired
-    /// records of the user are dropped on the way.
+    /// Claims the retry record `key` of `user` for `owner` (a gateway process and one of its
+    /// requests), leased until `lease_until`, remembered until `expires` (unix seconds). A
+    /// record whose expiry is at or before `now` counts as absent; expired records of the
+    /// user are dropped on the way. Returns:
+    /// - [`SendClaim::New`] (the claim is recorded, phase [`SendPhase::Claimed`]) when there
+    ///   is no live record, or when the live one's lease ran out (at or before `now`) before
+    ///   its owner issued DATA: the claim passes to `owner`;
+    /// - [`SendClaim::Unknown`] when the live record's lease ran out after DATA (the record
+    ///   becomes [`SendPhase::Unknown`]) or it is unknown already;
+    /// - otherwise what the live record says ([`SendClaim::InFlight`], [`SendClaim::Done`]).
     fn claim_send(
         &self,
         user: &str,
         key: &str,
+        owner: &str,
         now: i64,
+        lease_until: i64,
         expires: i64,
     ) -> impl Future<Output = Result<SendClaim, StoreError>> + Send;
 
-    /// Marks the record `key` as sent. Unknown keys are ignored.
-    fn finish_send(
+    /// Extends the lease of `owner`'s claim `key` (still claimed or in DATA) to `lease_until`.
+    /// `false` when `owner` no longer holds such a claim.
+    fn renew_send(
         &self,
         user: &str,
         key: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        owner: &str,
+        lease_until: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Forgets the record `key` (nothing was sent; a retry must send).
+    /// Moves `owner`'s claim `key` to `phase`: [`SendPhase::Data`] only from
+    /// [`SendPhase::Claimed`] (the check that nobody took the claim over, made before DATA);
+    /// [`SendPhase::Unknown`] unless sent; [`SendPhase::Sent`] from any phase (the server's
+    /// answer is the truth, also after another node judged the outcome unknown). `false` when
+    /// `owner` holds no claim `key` that can move there.
+    fn set_send_phase(
+        &self,
+        user: &str,
+        key: &str,
+        owner: &str,
+        phase: SendPhase,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Forgets `owner`'s claim `key` (nothing was sent; a retry must send). A record held
+    /// by another owner, or already sent, is kept.
     fn release_send(
         &self,
         user: &str,
         key: &str,
+        owner: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     // ---- draft versions (Drafts folder, per user) -----------------------

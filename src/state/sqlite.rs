@@ -26,7 +26,7 @@ use rusqlite::{
 use super::migrations;
 use super::{
     CollectionState, CollectionView, Device, DraftVersion, FolderEntry, HierarchyState, PingParams,
-    PolicyState, SendClaim, StateStore, StoreError, WipeState,
+    PolicyState, SendClaim, SendPhase, StateStore, StoreError, WipeState,
 };
 
 /// How long a statement waits for another writer before failing with
@@ -894,30 +894,103 @@ fn op_claim_send(
     conn: &mut Connection,
     user: &str,
     key: &str,
+    owner: &str,
     now: i64,
+    lease_until: i64,
     expires: i64,
 ) -> Result<SendClaim, StoreError> {
     let tx = write_tx(conn)?;
     tx.prepare_cached("DELETE FROM send_records WHERE user_name = ?1 AND expires <= ?2")?
         .execute(params![user, now])?;
-    let live: Option<bool> = tx
-        .prepare_cached("SELECT sent FROM send_records WHERE user_name = ?1 AND record_key = ?2")?
-        .query_row(params![user, key], |r| r.get(0))
+    let live: Option<(bool, String, i64)> = tx
+        .prepare_cached(
+            "SELECT sent, phase, lease_until FROM send_records
+             WHERE user_name = ?1 AND record_key = ?2",
+        )?
+        .query_row(params![user, key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     let claim = match live {
-        Some(true) => SendClaim::Done,
-        Some(false) => SendClaim::InFlight,
         None => {
             tx.prepare_cached(
-                "INSERT INTO send_records (user_name, record_key, expires, sent)
-                 VALUES (?1, ?2, ?3, 0)",
+                "INSERT INTO send_records
+                     (user_name, record_key, expires, sent, owner, lease_until, phase)
+                 VALUES (?1, ?2, ?3, 0, ?4, ?5, 'claimed')",
             )?
-            .execute(params![user, key, expires])?;
+            .execute(params![user, key, expires, owner, lease_until])?;
             SendClaim::New
+        }
+        Some((true, _, _)) => SendClaim::Done,
+        Some((false, phase, lease)) => {
+            let phase = SendPhase::parse(&phase)
+                .ok_or_else(|| StoreError::Corrupt(format!("send record phase {phase:?}")))?;
+            match phase {
+                SendPhase::Sent => SendClaim::Done,
+                SendPhase::Unknown => SendClaim::Unknown,
+                SendPhase::Claimed | SendPhase::Data if lease > now => SendClaim::InFlight,
+                SendPhase::Claimed => {
+                    // The owner died (or stopped renewing) before DATA: nothing was sent.
+                    tx.prepare_cached(
+                        "UPDATE send_records
+                         SET owner = ?3, lease_until = ?4, expires = max(expires, ?5)
+                         WHERE user_name = ?1 AND record_key = ?2",
+                    )?
+                    .execute(params![
+                        user,
+                        key,
+                        owner,
+                        lease_until,
+                        expires
+                    ])?;
+                    SendClaim::New
+                }
+                SendPhase::Data => {
+                    tx.prepare_cached(
+                        "UPDATE send_records SET phase = 'unknown'
+                         WHERE user_name = ?1 AND record_key = ?2",
+                    )?
+                    .execute(params![user, key])?;
+                    SendClaim::Unknown
+                }
+            }
         }
     };
     tx.commit()?;
     Ok(claim)
+}
+
+fn op_set_send_phase(
+    conn: &mut Connection,
+    user: &str,
+    key: &str,
+    owner: &str,
+    phase: SendPhase,
+) -> Result<bool, StoreError> {
+    let sql = match phase {
+        SendPhase::Data => {
+            "UPDATE send_records SET phase = 'data'
+             WHERE user_name = ?1 AND record_key = ?2 AND owner = ?3
+               AND phase = 'claimed' AND sent = 0"
+        }
+        SendPhase::Unknown => {
+            "UPDATE send_records SET phase = 'unknown'
+             WHERE user_name = ?1 AND record_key = ?2 AND owner = ?3 AND sent = 0"
+        }
+        SendPhase::Sent => {
+            "UPDATE send_records SET phase = 'sent', sent = 1
+             WHERE user_name = ?1 AND record_key = ?2 AND owner = ?3"
+        }
+        SendPhase::Claimed => {
+            return Err(StoreError::InvalidInput(
+                "a send claim cannot move back to claimed".into(),
+            ))
+        }
+    };
+    let n = conn
+        .prepare_cached(sql)?
+        .execute(params![user, key, owner])?;
+    Ok(n == 1)
 }
 
 fn draft_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DraftVersion> {
@@ -1293,31 +1366,57 @@ impl StateStore for SqliteStore {
         &self,
         user: &str,
         key: &str,
+        owner: &str,
         now: i64,
+        lease_until: i64,
         expires: i64,
     ) -> Result<SendClaim, StoreError> {
-        let (user, key) = (user.to_owned(), key.to_owned());
-        self.call(move |c| op_claim_send(c, &user, &key, now, expires))
+        let (user, key, owner) = (user.to_owned(), key.to_owned(), owner.to_owned());
+        self.call(move |c| op_claim_send(c, &user, &key, &owner, now, lease_until, expires))
             .await
     }
 
-    async fn finish_send(&self, user: &str, key: &str) -> Result<(), StoreError> {
-        let (user, key) = (user.to_owned(), key.to_owned());
+    async fn renew_send(
+        &self,
+        user: &str,
+        key: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let (user, key, owner) = (user.to_owned(), key.to_owned(), owner.to_owned());
         self.call(move |c| {
-            c.prepare_cached(
-                "UPDATE send_records SET sent = 1 WHERE user_name = ?1 AND record_key = ?2",
-            )?
-            .execute(params![user, key])?;
-            Ok(())
+            let n = c
+                .prepare_cached(
+                    "UPDATE send_records SET lease_until = max(lease_until, ?4)
+                     WHERE user_name = ?1 AND record_key = ?2 AND owner = ?3
+                       AND phase IN ('claimed', 'data') AND sent = 0",
+                )?
+                .execute(params![user, key, owner, lease_until])?;
+            Ok(n == 1)
         })
         .await
     }
 
-    async fn release_send(&self, user: &str, key: &str) -> Result<(), StoreError> {
-        let (user, key) = (user.to_owned(), key.to_owned());
+    async fn set_send_phase(
+        &self,
+        user: &str,
+        key: &str,
+        owner: &str,
+        phase: SendPhase,
+    ) -> Result<bool, StoreError> {
+        let (user, key, owner) = (user.to_owned(), key.to_owned(), owner.to_owned());
+        self.call(move |c| op_set_send_phase(c, &user, &key, &owner, phase))
+            .await
+    }
+
+    async fn release_send(&self, user: &str, key: &str, owner: &str) -> Result<(), StoreError> {
+        let (user, key, owner) = (user.to_owned(), key.to_owned(), owner.to_owned());
         self.call(move |c| {
-            c.prepare_cached("DELETE FROM send_records WHERE user_name = ?1 AND record_key = ?2")?
-                .execute(params![user, key])?;
+            c.prepare_cached(
+                "DELETE FROM send_records
+                 WHERE user_name = ?1 AND record_key = ?2 AND owner = ?3 AND sent = 0",
+            )?
+            .execute(params![user, key, owner])?;
             Ok(())
         })
         .await

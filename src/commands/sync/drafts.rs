@@ -41,7 +41,8 @@ use crate::wbxml::Element;
 use super::client_changes::{
     change_response, flag_edits, parse_server_id, server_id, Applied, Conflict,
 };
-use crate::commands::{send_mail, CommandError, Context, Gateway};
+use crate::commands::send_mail::{self, Claim, Claimed, Settled};
+use crate::commands::{CommandError, Context, Gateway};
 
 /// Where the drafts of this request live.
 struct Folder<'a, S> {
@@ -216,17 +217,17 @@ async fn add<B: MailBackend, S: StateStore>(
 
     if send {
         let key = format!("draft-add\n{}\n{client_id}", ctx.device_id());
-        if !claim(gw, ctx, &key).await? {
+        let Some(claim) = claim(gw, ctx, &key).await? else {
             return Ok(answer(None, status::SUCCESS, None));
-        }
+        };
         let built = match build(ctx, &fields, None) {
             Ok(b) => b,
             Err(st) => {
-                send_mail::settle(gw, folder.user, &key, false).await;
+                send_mail::settle(gw, folder.user, &claim, Settled::NotSent).await;
                 return Ok(answer(None, st, None));
             }
         };
-        let st = submit(gw, ctx, session, &key, built.raw).await?;
+        let st = submit(gw, ctx, session, &claim, built.raw).await?;
         return Ok(answer(None, st, None));
     }
 
@@ -305,32 +306,37 @@ async fn change<B: MailBackend, S: StateStore>(
     }
 
     let send_key = format!("draft-send\n{}\n{sid}", ctx.device_id());
-    if send && !claim(gw, ctx, &send_key).await? {
-        // Sent already (a replayed request): the draft is gone.
-        for u in &uids {
-            out.removed.insert(*u);
-        }
-        return Ok(None);
-    }
+    let send_claim = if send {
+        let Some(c) = claim(gw, ctx, &send_key).await? else {
+            // Sent already (a replayed request): the draft is gone.
+            for u in &uids {
+                out.removed.insert(*u);
+            }
+            return Ok(None);
+        };
+        Some(c)
+    } else {
+        None
+    };
     let fetched = session.fetch_messages(folder.mailbox, &[current]).await?;
     let Some((meta, old)) = fetched.into_iter().next() else {
-        if send {
-            send_mail::settle(gw, folder.user, &send_key, false).await;
+        if let Some(c) = &send_claim {
+            send_mail::settle(gw, folder.user, c, Settled::NotSent).await;
         }
         return Ok(Some(change_response(sid, status::OBJECT_NOT_FOUND)));
     };
     let built = match build(ctx, &fields, Some(&old)) {
         Ok(b) => b,
         Err(st) => {
-            if send {
-                send_mail::settle(gw, folder.user, &send_key, false).await;
+            if let Some(c) = &send_claim {
+                send_mail::settle(gw, folder.user, c, Settled::NotSent).await;
             }
             return Ok(Some(change_response(sid, st)));
         }
     };
 
-    if send {
-        let st = submit(gw, ctx, session, &send_key, built.raw).await?;
+    if let Some(c) = &send_claim {
+        let st = submit(gw, ctx, session, c, built.raw).await?;
         if st != status::SUCCESS {
             return Ok(Some(change_response(sid, st)));
         }
@@ -397,21 +403,26 @@ fn build(ctx: &Context, fields: &DraftData, old: Option<&[u8]>) -> Result<Built,
     })
 }
 
-/// Takes the retry record `key` for a send: `false` when it was sent already. A send still in
-/// flight, or a store that cannot record, answers "retry later" (HTTP 503).
+/// Takes the retry record `key` for a send: `None` when it was sent already, or may have been
+/// (an earlier submission's outcome is unknown: treated as sent, like a submission whose
+/// answer was lost, and logged by [`send_mail::claim`]). A send still in flight, or a store
+/// that cannot record, answers "retry later" (HTTP 503).
 async fn claim<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
     key: &str,
-) -> Result<bool, CommandError> {
-    let claimed = send_mail::claim(gw, ctx, key, send_mail::CLIENT_ID_TTL, "Sync", "draft").await?;
-    if !claimed {
-        info!(
-            user = ctx.user.address.as_str(),
-            "draft already sent (a retry): not sent again"
-        );
+) -> Result<Option<Claim>, CommandError> {
+    match send_mail::claim(gw, ctx, key, send_mail::CLIENT_ID_TTL, "Sync", "draft").await? {
+        Claimed::New(c) => Ok(Some(c)),
+        Claimed::Done => {
+            info!(
+                user = ctx.user.address.as_str(),
+                "draft already sent (a retry): not sent again"
+            );
+            Ok(None)
+        }
+        Claimed::Unknown => Ok(None),
     }
-    Ok(claimed)
 }
 
 /// Submits a claimed draft; the Sync per-item status.
@@ -419,12 +430,12 @@ async fn submit<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
     session: &mut B::Session,
-    key: &str,
+    claim: &Claim,
     raw: Vec<u8>,
 ) -> Result<u32, CommandError> {
     let user = ctx.user.address.as_str();
-    let r = send_mail::send_draft(gw, ctx, session, Bytes::from(raw)).await;
-    send_mail::settle_after(gw, user, key, &r).await;
+    let r = send_mail::send_draft(gw, ctx, session, claim, Bytes::from(raw)).await;
+    send_mail::settle_after(gw, user, claim, &r).await;
     match r? {
         Ok(()) => Ok(status::SUCCESS),
         Err(f) => {
