@@ -34,15 +34,26 @@ enum StallAt {
     MailFrom,
     /// After the message's final dot (the server has the whole message).
     AfterData,
+    /// After the final dot, the server closes the connection without answering.
+    CloseAfterData,
 }
 
 /// An SMTP submission server that answers greeting, EHLO, AUTH, MAIL, RCPT and DATA like
 /// Postfix, and stops answering at `at` (reading on, holding the connection). The receiver
 /// fires when it got there.
 async fn stalling_smtp(at: StallAt) -> (u16, tokio::sync::oneshot::Receiver<()>) {
+    smtp_fault(at, None).await
+}
+
+/// The same; with `answer_when`, the server answers the final dot with 250 once that fires.
+async fn smtp_fault(
+    at: StallAt,
+    answer_when: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> (u16, tokio::sync::oneshot::Receiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut answer_when = answer_when;
     tokio::spawn(async move {
         let mut tx = Some(tx);
         // One connection is all the dead gateway makes.
@@ -67,10 +78,26 @@ async fn stalling_smtp(at: StallAt) -> (u16, tokio::sync::oneshot::Receiver<()>)
             if in_data {
                 if line == ".\r\n" {
                     in_data = false;
+                    if at == StallAt::CloseAfterData {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(());
+                        }
+                        return;
+                    }
                     if at == StallAt::AfterData {
                         stalled = true;
                         if let Some(tx) = tx.take() {
                             let _ = tx.send(());
+                        }
+                        if let Some(when) = answer_when.take() {
+                            let _ = when.await;
+                            stalled = false;
+                            if w.write_all(b"250 2.0.0 Ok: queued as SLOW\r\n")
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
                         }
                     }
                 }
@@ -308,4 +335,68 @@ async fn killed_before_data_sends_once_on_retry() {
     assert_eq!(at_bob.len(), 1, "exactly once");
     let sent = uids_with_subject(&user, &pw, "Sent", &subject, 1, Duration::from_secs(5)).await;
     assert_eq!(sent.len(), 1, "one Sent copy");
+}
+
+#[tokio::test]
+async fn connection_lost_after_data_is_unknown_and_a_retry_answers_120() {
+    let (smtp_port, reached) = stalling_smtp(StallAt::CloseAfterData).await;
+    let gw = start_gateway_with(GatewayOptions {
+        smtp_port: Some(smtp_port),
+        timeout_secs: Some(10),
+        ..Default::default()
+    })
+    .await;
+    let (dev, user, _) = provisioned(&gw, "lease-lost", "14.1").await;
+    let mime = format!("From: {user}\r\nTo: {user}\r\nSubject: lost\r\n\r\nhello\r\n");
+    let body = send_mail("lease-3", mime.as_bytes());
+    let first = dev.post("SendMail", &body).await;
+    reached.await.unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(compose_status(&first).as_deref(), Some("120"));
+    let retry = dev.post("SendMail", &body).await;
+    assert_eq!(
+        compose_status(&retry).as_deref(),
+        Some("120"),
+        "the outcome stays unknown: failed, not sent again"
+    );
+    assert_eq!(phases(gw.dir.path(), &user), ["unknown"]);
+}
+
+#[tokio::test]
+async fn a_live_submission_longer_than_the_lease_keeps_its_claim() {
+    // The lease (2 s) is far below the SMTP timeout (30 s): only renewals keep the claim.
+    let (answer, answer_when) = tokio::sync::oneshot::channel();
+    let (smtp_port, reached) = smtp_fault(StallAt::AfterData, Some(answer_when)).await;
+    let (gw, _server) = start_gateway_server(
+        GatewayOptions {
+            smtp_port: Some(smtp_port),
+            timeout_secs: Some(30),
+            ..Default::default()
+        },
+        |c| c.smtp_claim_lease = Duration::from_secs(2),
+    )
+    .await;
+    let (dev, user, _) = provisioned(&gw, "lease-live", "14.1").await;
+    let mime = format!("From: {user}\r\nTo: {user}\r\nSubject: slow\r\n\r\nhello\r\n");
+    let body = send_mail("lease-4", mime.as_bytes());
+    let first = {
+        let (dev, body) = (dev.clone(), body.clone());
+        tokio::spawn(async move { dev.post("SendMail", &body).await })
+    };
+    tokio::time::timeout(Duration::from_secs(30), reached)
+        .await
+        .unwrap()
+        .unwrap();
+    // Three leases later the submission is still waiting for the server's answer.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during = dev.post("SendMail", &body).await;
+    assert_eq!(during.status, 503, "still being sent, not judged dead");
+    assert_eq!(phases(gw.dir.path(), &user), ["data"]);
+    answer.send(()).unwrap();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 200);
+    assert!(first.raw.is_empty(), "{:?}", compose_status(&first));
+    let after = dev.post("SendMail", &body).await;
+    assert_eq!(compose_status(&after).as_deref(), Some("118"));
+    assert_eq!(phases(gw.dir.path(), &user), ["sent"]);
 }
