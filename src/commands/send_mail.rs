@@ -48,6 +48,8 @@
 //! 120 MailSubmissionFailed (HTTP 500 for 12.x), logged as a warning, and never sent again.
 //! A record that cannot be updated after the submission keeps its phase until its lease runs
 //! out, with the same rules: never sent twice.
+//! Leases are unix seconds compared with the clock of the node that sees the retry, so the
+//! nodes sharing a store need clocks that agree to well within the lease.
 
 use std::convert::Infallible;
 use std::future::Future;
