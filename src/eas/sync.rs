@@ -28,6 +28,16 @@ pub const MAX_WINDOW_SIZE: u32 = 512;
 /// WindowSize when the request names none.
 pub const DEFAULT_WINDOW_SIZE: u32 = 100;
 
+/// The WindowSize honoured for the one requested: 0 and values above 512 mean 512
+/// (MS-ASCMD 2.2.3.199).
+pub fn effective_window_size(requested: u32) -> u32 {
+    if requested == 0 || requested > MAX_WINDOW_SIZE {
+        MAX_WINDOW_SIZE
+    } else {
+        requested
+    }
+}
+
 /// A whole Sync request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncRequest {
@@ -574,6 +584,14 @@ mod tests {
         assert_eq!(o.filter_type, 3);
         assert_eq!(o.body_preferences[0].truncation_size, Some(5000));
         assert_eq!(o.mime_truncation, Some(4096));
+    }
+
+    #[test]
+    fn window_size_zero_and_above_512_mean_512() {
+        assert_eq!(effective_window_size(0), 512);
+        assert_eq!(effective_window_size(1), 1);
+        assert_eq!(effective_window_size(512), 512);
+        assert_eq!(effective_window_size(513), 512);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::eas::sync::{
     self as model, filter_days, status, ClientResponse, CollectionRequest, CollectionResponse,
     ServerCommand, SyncOptions, SyncRequest, DEFAULT_WINDOW_SIZE, MAX_WINDOW_SIZE,
 };
+use crate::eas::sync::effective_window_size;
 use crate::eas::ProtocolVersion;
 use crate::mime;
 use crate::push::{Baseline, WaitRequest, WaitResult, Watched};
@@ -215,8 +216,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     let mut next_pages = Vec::new();
     let mut budget = request
         .window_size
-        .unwrap_or(MAX_WINDOW_SIZE)
-        .clamp(1, MAX_WINDOW_SIZE) as usize;
+        .map_or(MAX_WINDOW_SIZE, effective_window_size) as usize;
     let mut out = Vec::new();
     for col in collections {
         let lock = gw
@@ -523,8 +523,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     }
     let limit = col
         .window_size
-        .unwrap_or(DEFAULT_WINDOW_SIZE)
-        .clamp(1, MAX_WINDOW_SIZE) as usize;
+        .map_or(DEFAULT_WINDOW_SIZE, effective_window_size) as usize;
     let limit = limit.min(budget.max(1));
     let slot = || server_changes::ListingSlot {
         listings: &gw.sync_listings,
