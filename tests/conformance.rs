@@ -142,6 +142,14 @@ async fn empty_sync_without_a_cached_request_is_status_13() {
         assert_eq!(reply.status, 200, "{what}");
         assert!(reply.body.is_none(), "{what} with a cached request");
     }
+    // A cached request none of whose collections has a sync state is nothing to resume.
+    let dev2 = device_of(&_gw, &_user, &_pw, "16.1").await;
+    let r = sync(&dev2, "no-such-folder", "0", 10).await;
+    assert_eq!(r.status.as_deref(), Some("12"), "{r:?}");
+    let reply = dev2.post("Sync", &Element::new(a::SYNC)).await;
+    assert_eq!(reply.status, 200);
+    let body = reply.body.expect("not an empty 200");
+    assert_eq!(body.text_of(a::STATUS), Some("13"), "{body:?}");
 }
 
 /// A Collection without SyncKey is malformed: Status 4 (MS-ASCMD 2.2.3.181.4: required).

@@ -176,6 +176,21 @@ impl SyncRequest {
     }
 }
 
+/// Why a Sync request as the device sent it is malformed (answered with Status 4), if it is:
+/// a Collection without SyncKey (required, MS-ASCMD 2.2.3.181.4), or GetChanges 1 or empty
+/// with SyncKey 0 (MS-ASCMD 2.2.3.84).
+pub fn malformed(req: &SyncRequest) -> Option<&'static str> {
+    req.collections.iter().find_map(|c| {
+        if c.sync_key.is_empty() {
+            Some("Collection without SyncKey")
+        } else if c.sync_key == "0" && c.get_changes == Some(true) {
+            Some("GetChanges with SyncKey 0")
+        } else {
+            None
+        }
+    })
+}
+
 impl CollectionRequest {
     fn from_element(c: &Element) -> Result<CollectionRequest, ParseError> {
         let collection_id = c

@@ -67,6 +67,10 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     if request.wait.is_some() && request.heartbeat_interval.is_some() {
         return Ok(top_status(status::PROTOCOL_ERROR, None));
     }
+    if let Some(why) = model::malformed(&request) {
+        debug!(why, "malformed Sync request");
+        return Ok(top_status(status::PROTOCOL_ERROR, None));
+    }
     if let Some(w) = request.wait {
         if w < WAIT_MINUTES.0 || w > WAIT_MINUTES.1 {
             let limit = if w < WAIT_MINUTES.0 {
@@ -102,14 +106,16 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         };
         match cached {
             Some(cached) => merge_with_cache(gw, user, device_id, request, cached).await?,
-            None if request.collections.is_empty() => {
-                return Ok(top_status(status::INCOMPLETE_REQUEST, None));
-            }
             None => request,
         }
     } else {
         request
     };
+    // Nothing to sync, not even from the cache: the device must send the whole request
+    // (MS-ASCMD 2.2.3.177.17 Status 13).
+    if request.collections.is_empty() {
+        return Ok(top_status(status::INCOMPLETE_REQUEST, None));
+    }
     // Phones repeat the same request over and over: the store is written only when it differs
     // from the one this process stored last.
     let bytes = cache_bytes(&request);
