@@ -5,7 +5,9 @@ use rand::Rng;
 use tracing::{debug, info};
 
 use crate::backend::MailBackend;
-use crate::eas::provision::{PolicyResponse, ProvisionRequest, ProvisionResponse, POLICY_TYPE};
+use crate::eas::provision::{
+    status as provision_status, PolicyResponse, ProvisionRequest, ProvisionResponse, POLICY_TYPE,
+};
 use crate::eas::status::{CommonStatus, HTTP_NEEDS_PROVISIONING};
 use crate::eas::{Command, ProtocolVersion};
 use crate::state::{PolicyState, StateStore};
@@ -20,7 +22,19 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     ctx: &Context,
     body: &Element,
 ) -> Result<Outcome, CommandError> {
-    let req = ProvisionRequest::from_element(body)?;
+    let req = match ProvisionRequest::from_element(body) {
+        Ok(r) => r,
+        // A syntax error is Provision Status 2 (MS-ASPROV 3.2.5.2, Interop MSASPROV_S03_TC03).
+        Err(e) => {
+            debug!(error = %e, "malformed Provision request");
+            return Ok(wbxml(ProvisionResponse {
+                status: provision_status::PROTOCOL_ERROR,
+                device_information_status: None,
+                policy: None,
+                remote_wipe: false,
+            }));
+        }
+    };
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
     let device = &ctx.device;
