@@ -454,7 +454,8 @@ async fn send_mail_without_mime_is_103_and_an_unknown_account_is_166() {
 
 // --- Find -------------------------------------------------------------------------------
 
-/// MS-ASCMD 2.2.3.158 SearchId is required: a Find without one fails to validate (Status 2).
+/// Interop MSASCMD_S23_TC02: a Find with an empty SearchId fails to validate (Status 2);
+/// SearchId is required (MS-ASCMD 2.2.3.158). MSASCMD_S23_TC08: an unknown CollectionId is 3.
 #[tokio::test]
 async fn find_with_an_empty_search_id_is_status_2() {
     let (_gw, dev, _user, _pw) = gateway_with_device("conffind").await;
@@ -479,4 +480,20 @@ async fn find_with_an_empty_search_id_is_status_2() {
         let body = r.body.expect("body");
         assert_eq!(body.text_of(f::STATUS), Some("2"), "{id:?}: {body:?}");
     }
+    let req = Element::new(f::FIND)
+        .text_child(f::SEARCH_ID, "5e8d1b2c-0f4a-4c3e-9b7d-2a6f1c0e8d41")
+        .child(
+            Element::new(f::EXECUTE_SEARCH).child(
+                Element::new(f::MAIL_BOX_SEARCH_CRITERION)
+                    .child(
+                        Element::new(f::QUERY)
+                            .text_child(f::FREE_TEXT, "anything")
+                            .text_child(a::CLASS, "Email")
+                            .text_child(a::COLLECTION_ID, "-1"),
+                    )
+                    .child(Element::new(f::OPTIONS).text_child(f::RANGE, "0-9")),
+            ),
+        );
+    let body = dev.post("Find", &req).await.body.expect("body");
+    assert_eq!(body.text_of(f::STATUS), Some("3"), "{body:?}");
 }
