@@ -148,8 +148,9 @@ fn new_key() -> u32 {
     rand::thread_rng().gen_range(1..=u32::MAX)
 }
 
-/// Lets a request through only when the device holds the current final policy key. Otherwise
-/// 12.x gets HTTP 449 and 14.0+ a command body with Status 142/143/144 (MS-ASPROV 3.2.5.1).
+/// Lets a request through only when the device holds the current final policy key (or, for
+/// Ping, sends no key at all and is provisioned under the current policy). Otherwise 12.x gets
+/// HTTP 449 and 14.0+ a command body with Status 142/143/144 (MS-ASPROV 3.2.5.1).
 pub async fn gate<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
@@ -157,6 +158,15 @@ pub async fn gate<B: MailBackend, S: StateStore>(
 ) -> Result<Option<Outcome>, CommandError> {
     // The record the HTTP layer just wrote: no second read.
     let d = &ctx.device;
+    let current = d.policy == PolicyState::Provisioned
+        && d.policy_hash.as_deref() == Some(gw.policy_hash.as_str());
+    if ctx.line.policy_key.is_none() && current && command == Command::Ping {
+        // The stock Android / Samsung mail client sends Ping without the X-MS-PolicyKey
+        // header (AOSP EasPing leaves it out on purpose), whatever the protocol version. A
+        // device provisioned under the current policy is let in for Ping only: Ping reads
+        // nothing but which folders changed. A wrong key sent in the header still fails.
+        return Ok(None);
+    }
     let sent = ctx.line.policy_key.unwrap_or(0);
     let provisioned = d.policy == PolicyState::Provisioned && sent != 0;
     let status = if provisioned && d.policy_key == sent {
