@@ -152,6 +152,31 @@ async fn empty_sync_without_a_cached_request_is_status_13() {
     assert_eq!(body.text_of(a::STATUS), Some("13"), "{body:?}");
 }
 
+/// Interop MSASCMD_S21_TC05: a BodyPartPreference with a Type other than 2 (HTML, the only
+/// one defined) is the top-level Status 164; Type 2 is fine.
+#[tokio::test]
+async fn sync_body_part_preference_of_an_unsupported_type_is_164() {
+    let (_gw, dev, _user, _pw) = gateway_with_device("confbpp").await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let first = sync(&dev, &inbox, "0", 10).await;
+    let key = first.key.expect("key");
+    let opts = |t: &str| {
+        Element::new(a::OPTIONS).child(Element::new(b::BODY_PART_PREFERENCE).text_child(b::TYPE, t))
+    };
+    let reply = dev
+        .post("Sync", &sync_request(&inbox, &key, 10, Some(opts("3"))))
+        .await;
+    let body = reply.body.expect("a Sync body");
+    assert_eq!(body.text_of(a::STATUS), Some("164"), "{body:?}");
+    let reply = dev
+        .post("Sync", &sync_request(&inbox, &key, 10, Some(opts("2"))))
+        .await;
+    assert_eq!(reply.status, 200);
+    if let Some(body) = reply.body {
+        assert_eq!(body.text_of(a::STATUS), None, "{body:?}");
+    }
+}
+
 /// A Collection without SyncKey is malformed: Status 4 (MS-ASCMD 2.2.3.181.4: required).
 #[tokio::test]
 async fn sync_collection_without_sync_key_is_a_protocol_error() {

@@ -21,6 +21,8 @@ pub mod status {
     pub const INVALID_WAIT: u32 = 14;
     pub const TOO_MANY_COLLECTIONS: u32 = 15;
     pub const RETRY: u32 = 16;
+    /// Common status: the BodyPartPreference Type is not supported.
+    pub const UNSUPPORTED_BODY_PART_TYPE: u32 = 164;
 }
 
 /// Largest WindowSize honoured (MS-ASCMD 2.2.3.199: 512).
@@ -176,15 +178,25 @@ impl SyncRequest {
     }
 }
 
-/// Why a Sync request as the device sent it is malformed (answered with Status 4), if it is:
-/// a Collection without SyncKey (required, MS-ASCMD 2.2.3.181.4), or GetChanges 1 or empty
-/// with SyncKey 0 (MS-ASCMD 2.2.3.84).
-pub fn malformed(req: &SyncRequest) -> Option<&'static str> {
+/// Why a Sync request as the device sent it is refused as a whole, if it is: the top-level
+/// Status and the reason. A Collection without SyncKey (required, MS-ASCMD 2.2.3.181.4) or
+/// with GetChanges 1 or empty and SyncKey 0 (MS-ASCMD 2.2.3.84) is a protocol error (4); a
+/// BodyPartPreference whose Type is not 2, the only one defined (MS-ASAIRS 2.2.2.22.3), is
+/// Status 164 (Interop MSASCMD_S21_TC05).
+pub fn refusal(req: &SyncRequest) -> Option<(u32, &'static str)> {
     req.collections.iter().find_map(|c| {
         if c.sync_key.is_empty() {
-            Some("Collection without SyncKey")
+            Some((status::PROTOCOL_ERROR, "Collection without SyncKey"))
         } else if c.sync_key == "0" && c.get_changes == Some(true) {
-            Some("GetChanges with SyncKey 0")
+            Some((status::PROTOCOL_ERROR, "GetChanges with SyncKey 0"))
+        } else if c.options.as_ref().is_some_and(|o| {
+            o.all(b::BODY_PART_PREFERENCE)
+                .any(|p| p.text_of(b::TYPE).map(str::trim) != Some("2"))
+        }) {
+            Some((
+                status::UNSUPPORTED_BODY_PART_TYPE,
+                "BodyPartPreference Type other than 2",
+            ))
         } else {
             None
         }

@@ -67,9 +67,9 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     if request.wait.is_some() && request.heartbeat_interval.is_some() {
         return Ok(top_status(status::PROTOCOL_ERROR, None));
     }
-    if let Some(why) = model::malformed(&request) {
-        debug!(why, "malformed Sync request");
-        return Ok(top_status(status::PROTOCOL_ERROR, None));
+    if let Some((code, why)) = model::refusal(&request) {
+        debug!(why, "Sync request refused");
+        return Ok(top_status(code, None));
     }
     if let Some(w) = request.wait {
         if w < WAIT_MINUTES.0 || w > WAIT_MINUTES.1 {
