@@ -177,6 +177,27 @@ async fn sync_body_part_preference_of_an_unsupported_type_is_164() {
     }
 }
 
+/// MS-ASCMD 2.2.3.90 Limit (Interop MSASCMD_S19_TC30/TC32): a Wait or HeartbeatInterval
+/// below its range, a negative one too, is Status 14 with the minimum in Limit.
+#[tokio::test]
+async fn sync_negative_wait_and_heartbeat_are_status_14_with_the_limit() {
+    let (gw, dev, _user, _pw) = gateway_with_device("confwait").await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let key = sync(&dev, &inbox, "0", 10).await.key.expect("key");
+    let min_hb = gw.config.push.min_heartbeat_secs.to_string();
+    for (tag, value, limit) in [
+        (a::WAIT, "-1", "1"),
+        (a::WAIT, "0", "1"),
+        (a::HEARTBEAT_INTERVAL, "-5", min_hb.as_str()),
+    ] {
+        let mut req = sync_request(&inbox, &key, 10, None);
+        req.push(Element::with_text(tag, value));
+        let body = dev.post("Sync", &req).await.body.expect("a Sync body");
+        assert_eq!(body.text_of(a::STATUS), Some("14"), "{value}: {body:?}");
+        assert_eq!(body.text_of(a::LIMIT), Some(limit), "{value}");
+    }
+}
+
 /// A Collection without SyncKey is malformed: Status 4 (MS-ASCMD 2.2.3.181.4: required).
 #[tokio::test]
 async fn sync_collection_without_sync_key_is_a_protocol_error() {

@@ -148,6 +148,17 @@ fn number(e: &Element, what: &'static str) -> Result<u32, ParseError> {
         .map_err(|_| ParseError::new("Sync", format!("{what} is not a number")))
 }
 
+/// A number whose range the command checks itself (Wait, HeartbeatInterval): a negative or
+/// oversized one is out of range (Status 14 with the Limit), not a syntax error.
+fn bounded_number(e: &Element, what: &'static str) -> Result<u32, ParseError> {
+    e.text()
+        .unwrap_or("")
+        .trim()
+        .parse::<i128>()
+        .map(|n| n.clamp(0, i128::from(u32::MAX)) as u32)
+        .map_err(|_| ParseError::new("Sync", format!("{what} is not a number")))
+}
+
 fn flag(e: &Element) -> bool {
     // An empty element means "set" (MS-ASCMD: DeletesAsMoves, GetChanges).
     !matches!(e.text().map(str::trim), Some("0"))
@@ -160,10 +171,10 @@ impl SyncRequest {
         }
         let mut req = SyncRequest::default();
         if let Some(w) = root.first(a::WAIT) {
-            req.wait = Some(number(w, "Wait")?);
+            req.wait = Some(bounded_number(w, "Wait")?);
         }
         if let Some(h) = root.first(a::HEARTBEAT_INTERVAL) {
-            req.heartbeat_interval = Some(number(h, "HeartbeatInterval")?);
+            req.heartbeat_interval = Some(bounded_number(h, "HeartbeatInterval")?);
         }
         if let Some(w) = root.first(a::WINDOW_SIZE) {
             req.window_size = Some(number(w, "WindowSize")?);
