@@ -17,7 +17,15 @@ use eas_gateway::wbxml::Element;
 async fn inbox_with(
     prefix: &str,
     n: usize,
-) -> (TestGateway, TestDevice, String, String, String, Vec<String>, String) {
+) -> (
+    TestGateway,
+    TestDevice,
+    String,
+    String,
+    String,
+    Vec<String>,
+    String,
+) {
     let (gw, dev, user, pw) = gateway_with_device(prefix).await;
     let mails: Vec<(String, Option<String>)> = (0..n)
         .map(|i| (mail(&format!("{prefix} mail {i}"), "body"), None))
@@ -54,8 +62,9 @@ async fn flags_of(user: &str, pw: &str, uid: &str) -> String {
 #[tokio::test]
 async fn sync_window_size_zero_means_the_maximum() {
     let (_gw, dev, user, pw) = gateway_with_device("confwin").await;
-    let mails: Vec<(String, Option<String>)> =
-        (0..5).map(|i| (mail(&format!("w{i}"), "x"), None)).collect();
+    let mails: Vec<(String, Option<String>)> = (0..5)
+        .map(|i| (mail(&format!("w{i}"), "x"), None))
+        .collect();
     seed(&user, &pw, "INBOX", &mails).await;
     let inbox = folder_id(&dev, "Inbox").await;
     let first = sync(&dev, &inbox, "0", 0).await;
@@ -80,7 +89,10 @@ async fn sync_window_size_zero_means_the_maximum() {
 async fn sync_key_zero_with_get_changes_is_a_protocol_error() {
     let (_gw, dev, _user, _pw) = gateway_with_device("confgc").await;
     let inbox = folder_id(&dev, "Inbox").await;
-    for gc in [Element::with_text(a::GET_CHANGES, "1"), Element::new(a::GET_CHANGES)] {
+    for gc in [
+        Element::with_text(a::GET_CHANGES, "1"),
+        Element::new(a::GET_CHANGES),
+    ] {
         let mut req = sync_request(&inbox, "0", 10, None);
         req.first_mut(a::COLLECTIONS)
             .and_then(|c| c.first_mut(a::COLLECTION))
@@ -204,9 +216,8 @@ async fn sync_collection_without_sync_key_is_a_protocol_error() {
     let (_gw, dev, _user, _pw) = gateway_with_device("confnokey").await;
     let inbox = folder_id(&dev, "Inbox").await;
     let req = Element::new(a::SYNC).child(
-        Element::new(a::COLLECTIONS).child(
-            Element::new(a::COLLECTION).text_child(a::COLLECTION_ID, inbox.as_str()),
-        ),
+        Element::new(a::COLLECTIONS)
+            .child(Element::new(a::COLLECTION).text_child(a::COLLECTION_ID, inbox.as_str())),
     );
     let reply = dev.post("Sync", &req).await;
     assert_eq!(reply.status, 200);
@@ -251,7 +262,10 @@ async fn sync_change_with_invalid_values_is_status_6_and_changes_nothing() {
     let sid = &sids[0];
     let uid = sid.rsplit_once(':').unwrap().1.to_string();
     let before = flags_of(&user, &pw, &uid).await;
-    assert!(!before.contains("\\Seen") && !before.contains("\\Flagged"), "{before}");
+    assert!(
+        !before.contains("\\Seen") && !before.contains("\\Flagged"),
+        "{before}"
+    );
     let app = || Element::new(a::APPLICATION_DATA);
     let cases: Vec<(&str, Element)> = vec![
         ("Read 2", app().text_child(email::READ, "2")),
@@ -269,21 +283,29 @@ async fn sync_change_with_invalid_values_is_status_6_and_changes_nothing() {
         ),
         (
             "Read 1 with ConversationId",
-            app()
-                .text_child(email::READ, "1")
-                .opaque_child(email2::CONVERSATION_ID, Bytes::from_static(b"0123456789abcdef")),
+            app().text_child(email::READ, "1").opaque_child(
+                email2::CONVERSATION_ID,
+                Bytes::from_static(b"0123456789abcdef"),
+            ),
         ),
         (
             "Flag 2 with ConversationIndex",
             app()
                 .child(Element::new(email::FLAG).text_child(email::STATUS, "2"))
-                .opaque_child(email2::CONVERSATION_INDEX, Bytes::from_static(b"\x01\x02\x03\x04\x05")),
+                .opaque_child(
+                    email2::CONVERSATION_INDEX,
+                    Bytes::from_static(b"\x01\x02\x03\x04\x05"),
+                ),
         ),
     ];
     for (what, data) in cases {
         let r = change(&dev, &inbox, &key, sid, data).await;
         assert_eq!(r.status.as_deref(), Some("1"), "{what}: {r:?}");
-        assert_eq!(change_status(&r, sid).as_deref(), Some("6"), "{what}: {r:?}");
+        assert_eq!(
+            change_status(&r, sid).as_deref(),
+            Some("6"),
+            "{what}: {r:?}"
+        );
         key = r.key.expect("a new key");
         let now = flags_of(&user, &pw, &uid).await;
         assert_eq!(now, before, "{what}: the mail's flags changed");
@@ -398,15 +420,26 @@ async fn ping_without_a_policy_key_header_from_a_provisioned_device() {
         // earlier Ping: Status 3), both without the header.
         let r = dev.post("Ping", &ping_body("1", &inbox)).await;
         assert_eq!(r.status, 200, "{version}: Ping with a body");
-        let st = r.body.expect("Ping body").text_of(p::STATUS).map(String::from);
+        let st = r
+            .body
+            .expect("Ping body")
+            .text_of(p::STATUS)
+            .map(String::from);
         assert_eq!(st.as_deref(), Some("5"), "{version}");
         let url = format!("{}?{}", dev.base, dev.query("Ping"));
         let r = dev
             .post_raw(&url, Vec::new(), "application/vnd.ms-sync.wbxml")
             .await;
         assert_eq!(r.status, 200, "{version}: Ping without a body");
-        let st = r.body.expect("Ping body").text_of(p::STATUS).map(String::from);
-        assert!(matches!(st.as_deref(), Some("3" | "5")), "{version}: {st:?}");
+        let st = r
+            .body
+            .expect("Ping body")
+            .text_of(p::STATUS)
+            .map(String::from);
+        assert!(
+            matches!(st.as_deref(), Some("3" | "5")),
+            "{version}: {st:?}"
+        );
 
         // A wrong key still gets the provisioning answer.
         dev.policy_key = Some(key.unwrap().wrapping_add(1));

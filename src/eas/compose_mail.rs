@@ -177,7 +177,9 @@ impl ComposeRequest {
     /// MSASCMD_S21_TC08), else 101.
     pub fn refusal_status(kind: ComposeKind, root: &Element) -> u32 {
         let missing_source = kind != ComposeKind::SendMail
-            && root.first(cm::SOURCE).is_none_or(|s| s.elements().next().is_none());
+            && root
+                .first(cm::SOURCE)
+                .is_none_or(|s| s.elements().next().is_none());
         if root.tag == kind.root() && (root.first(cm::MIME).is_none() || missing_source) {
             status::INVALID_XML
         } else {
@@ -280,8 +282,14 @@ mod tests {
 
         let st = ComposeRequest::refusal_status;
         assert_eq!(st(ComposeKind::SendMail, &no_mime), status::INVALID_XML);
-        assert_eq!(st(ComposeKind::SmartForward, &no_source), status::INVALID_XML);
-        assert_eq!(st(ComposeKind::SendMail, &wrong_root), status::INVALID_CONTENT);
+        assert_eq!(
+            st(ComposeKind::SmartForward, &no_source),
+            status::INVALID_XML
+        );
+        assert_eq!(
+            st(ComposeKind::SendMail, &wrong_root),
+            status::INVALID_CONTENT
+        );
     }
 
     #[test]

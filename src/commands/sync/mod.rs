@@ -26,11 +26,11 @@ use bytes::Bytes;
 use tracing::debug;
 
 use crate::backend::{MailBackend, MailFolder, MailSession, MessageMeta, SpecialUse};
+use crate::eas::sync::effective_window_size;
 use crate::eas::sync::{
     self as model, filter_days, status, ClientResponse, CollectionRequest, CollectionResponse,
     ServerCommand, SyncOptions, SyncRequest, DEFAULT_WINDOW_SIZE, MAX_WINDOW_SIZE,
 };
-use crate::eas::sync::effective_window_size;
 use crate::eas::ProtocolVersion;
 use crate::mime;
 use crate::push::{Baseline, WaitRequest, WaitResult, Watched};
