@@ -8,7 +8,7 @@ use bytes::Bytes;
 use common::*;
 use eas_gateway::wbxml::tags::{
     airsync as a, airsyncbase as b, compose_mail as cm, email, email2, find as f,
-    item_operations as io, ping as p, provision as pr,
+    item_operations as io, ping as p, provision as pr, search as s,
 };
 use eas_gateway::wbxml::Element;
 
@@ -208,6 +208,67 @@ async fn sync_negative_wait_and_heartbeat_are_status_14_with_the_limit() {
         assert_eq!(body.text_of(a::STATUS), Some("14"), "{value}: {body:?}");
         assert_eq!(body.text_of(a::LIMIT), Some(limit), "{value}");
     }
+}
+
+/// MS-ASAIRS 3.2.5.1 and Interop MSASAIRS_S04_TC01/TC02: a BodyPreference with a non-boolean
+/// or repeated AllOrNone is the top-level Sync Status 4; a non-numeric Type in an
+/// ItemOperations Fetch is the top-level ItemOperations Status 2.
+#[tokio::test]
+async fn malformed_body_preferences_are_protocol_errors() {
+    let (_gw, dev, _user, _pw, inbox, sids, key) = inbox_with("confbp", 1).await;
+    let bp = || Element::new(b::BODY_PREFERENCE).text_child(b::TYPE, "1");
+    for (what, pref) in [
+        ("AllOrNone a", bp().text_child(b::ALL_OR_NONE, "a")),
+        (
+            "two AllOrNone",
+            bp().text_child(b::ALL_OR_NONE, "1")
+                .text_child(b::ALL_OR_NONE, "1"),
+        ),
+    ] {
+        let opts = Element::new(a::OPTIONS).child(pref);
+        let body = dev
+            .post("Sync", &sync_request(&inbox, &key, 10, Some(opts)))
+            .await
+            .body
+            .expect("a Sync body");
+        assert_eq!(body.text_of(a::STATUS), Some("4"), "{what}: {body:?}");
+    }
+    let req = Element::new(io::ITEM_OPERATIONS).child(
+        Element::new(io::FETCH)
+            .text_child(io::STORE, "Mailbox")
+            .text_child(a::COLLECTION_ID, inbox.as_str())
+            .text_child(a::SERVER_ID, sids[0].as_str())
+            .child(
+                Element::new(io::OPTIONS)
+                    .child(Element::new(b::BODY_PREFERENCE).text_child(b::TYPE, "a")),
+            ),
+    );
+    let body = dev.post("ItemOperations", &req).await.body.expect("body");
+    assert_eq!(body.text_of(io::STATUS), Some("2"), "{body:?}");
+
+    // Search: the Store's Status 2 (MSASAIRS_S04_TC02).
+    let req = Element::new(s::SEARCH).child(
+        Element::new(s::STORE)
+            .text_child(s::NAME, "Mailbox")
+            .child(
+                Element::new(s::QUERY).child(
+                    Element::new(s::AND)
+                        .text_child(a::CLASS, "Email")
+                        .text_child(s::FREE_TEXT, "confbp"),
+                ),
+            )
+            .child(
+                Element::new(s::OPTIONS)
+                    .text_child(s::RANGE, "0-9")
+                    .child(bp().text_child(b::ALL_OR_NONE, "a")),
+            ),
+    );
+    let body = dev.post("Search", &req).await.body.expect("body");
+    let store_status = body
+        .first(s::RESPONSE)
+        .and_then(|r| r.first(s::STORE))
+        .and_then(|st| st.text_of(s::STATUS));
+    assert_eq!(store_status, Some("2"), "{body:?}");
 }
 
 /// A Collection without SyncKey is malformed: Status 4 (MS-ASCMD 2.2.3.181.4: required).

@@ -89,6 +89,12 @@ pub fn parse(root: &Element) -> Result<Vec<Operation>, ParseError> {
         match op.tag {
             t if t == io::FETCH => {
                 let options = op.first(io::OPTIONS).cloned();
+                if let Some(why) = options
+                    .as_ref()
+                    .and_then(super::sync::malformed_body_preferences)
+                {
+                    return Err(err(why));
+                }
                 out.push(Operation::Fetch(FetchRequest {
                     store: trimmed(op, io::STORE).ok_or_else(|| err("Fetch without Store"))?,
                     collection_id: trimmed(op, a::COLLECTION_ID),

@@ -200,6 +200,8 @@ pub fn refusal(req: &SyncRequest) -> Option<(u32, &'static str)> {
             Some((status::PROTOCOL_ERROR, "Collection without SyncKey"))
         } else if c.sync_key == "0" && c.get_changes == Some(true) {
             Some((status::PROTOCOL_ERROR, "GetChanges with SyncKey 0"))
+        } else if let Some(why) = c.options.as_ref().and_then(malformed_body_preferences) {
+            Some((status::PROTOCOL_ERROR, why))
         } else if c.options.as_ref().is_some_and(|o| {
             o.all(b::BODY_PART_PREFERENCE)
                 .any(|p| p.text_of(b::TYPE).map(str::trim) != Some("2"))
@@ -212,6 +214,34 @@ pub fn refusal(req: &SyncRequest) -> Option<(u32, &'static str)> {
             None
         }
     })
+}
+
+/// Why the BodyPreference elements of an Options element break MS-ASAIRS 3.2.5.1 (data type,
+/// number of instances), if they do: one numeric Type, at most one numeric TruncationSize and
+/// Preview, at most one boolean AllOrNone (Interop MSASAIRS_S04_TC01/TC02). Sync answers that
+/// with Status 4, ItemOperations with Status 2.
+pub fn malformed_body_preferences(options: &Element) -> Option<&'static str> {
+    let numeric = |e: &Element| e.text().unwrap_or("").trim().parse::<u32>().is_ok();
+    for bp in options.all(b::BODY_PREFERENCE) {
+        let mut types = bp.all(b::TYPE);
+        if !types.next().is_some_and(numeric) || types.next().is_some() {
+            return Some("BodyPreference needs one numeric Type");
+        }
+        for tag in [b::TRUNCATION_SIZE, b::PREVIEW] {
+            let mut all = bp.all(tag);
+            if all.next().is_some_and(|e| !numeric(e)) || all.next().is_some() {
+                return Some("BodyPreference with a bad TruncationSize or Preview");
+            }
+        }
+        let mut all_or_none = bp.all(b::ALL_OR_NONE);
+        let bad = all_or_none
+            .next()
+            .is_some_and(|e| !matches!(e.text().map(str::trim), None | Some("" | "0" | "1")));
+        if bad || all_or_none.next().is_some() {
+            return Some("BodyPreference with a bad AllOrNone");
+        }
+    }
+    None
 }
 
 impl CollectionRequest {
@@ -622,6 +652,44 @@ mod tests {
         assert_eq!(o.filter_type, 3);
         assert_eq!(o.body_preferences[0].truncation_size, Some(5000));
         assert_eq!(o.mime_truncation, Some(4096));
+    }
+
+    #[test]
+    fn body_preferences_are_validated() {
+        let opts = |bp: Element| Element::new(a::OPTIONS).child(bp);
+        let bp = || Element::new(b::BODY_PREFERENCE);
+        assert_eq!(
+            malformed_body_preferences(&opts(
+                bp().text_child(b::TYPE, "2")
+                    .text_child(b::TRUNCATION_SIZE, "5000")
+                    .text_child(b::ALL_OR_NONE, "1")
+            )),
+            None
+        );
+        assert_eq!(
+            malformed_body_preferences(&opts(
+                bp().text_child(b::TYPE, "1")
+                    .child(Element::new(b::ALL_OR_NONE))
+            )),
+            None
+        );
+        for bad in [
+            bp(),
+            bp().text_child(b::TYPE, "a"),
+            bp().text_child(b::TYPE, "1").text_child(b::TYPE, "2"),
+            bp().text_child(b::TYPE, "1")
+                .text_child(b::ALL_OR_NONE, "a"),
+            bp().text_child(b::TYPE, "1")
+                .text_child(b::ALL_OR_NONE, "1")
+                .text_child(b::ALL_OR_NONE, "1"),
+            bp().text_child(b::TYPE, "1")
+                .text_child(b::TRUNCATION_SIZE, "x"),
+        ] {
+            assert!(
+                malformed_body_preferences(&opts(bad.clone())).is_some(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
