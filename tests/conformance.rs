@@ -371,10 +371,35 @@ async fn sync_change_with_invalid_values_is_status_6_and_changes_nothing() {
         let now = flags_of(&user, &pw, &uid).await;
         assert_eq!(now, before, "{what}: the mail's flags changed");
     }
-    // A valid change still goes through.
-    let r = change(&dev, &inbox, &key, sid, app().text_child(email::READ, "1")).await;
+    // A valid change still goes through. Subject and From, which cannot change on a received
+    // mail, cost bandwidth only (MS-ASCMD 2.2.3.24, Interop MSASCMD_S19_TC27 R875): not an
+    // error, and not applied.
+    let r = change(
+        &dev,
+        &inbox,
+        &key,
+        sid,
+        app()
+            .text_child(email::READ, "1")
+            .text_child(email::SUBJECT, "changed by the phone")
+            .text_child(email::FROM, "someone@else.example"),
+    )
+    .await;
     assert_eq!(change_status(&r, sid), None, "{r:?}");
     assert!(flags_of(&user, &pw, &uid).await.contains("\\Seen"));
+    let t = imap(
+        &user,
+        &pw,
+        &[
+            "SELECT INBOX",
+            &format!("UID FETCH {uid} (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"),
+        ],
+    )
+    .await;
+    assert!(
+        t.contains("confchg mail 0") && !t.contains("changed by"),
+        "{t}"
+    );
 }
 
 // --- Provision --------------------------------------------------------------------------
