@@ -491,6 +491,23 @@ async fn ping_with_a_negative_heartbeat_is_status_5_with_the_minimum() {
     }
 }
 
+/// Interop MSASCMD_S11_TC02: a `<Ping/>` document with neither HeartbeatInterval nor Folders
+/// is malformed (Status 4); a Ping without a body reuses the last parameters (here none: 3).
+#[tokio::test]
+async fn empty_ping_document_is_status_4() {
+    let (_gw, dev, _user, _pw) = gateway_with_device("confping4").await;
+    let r = dev.post("Ping", &Element::new(p::PING)).await;
+    assert_eq!(r.status, 200);
+    let st = r.body.expect("body").text_of(p::STATUS).map(String::from);
+    assert_eq!(st.as_deref(), Some("4"));
+    let url = format!("{}?{}", dev.base, dev.query("Ping"));
+    let r = dev
+        .post_raw(&url, Vec::new(), "application/vnd.ms-sync.wbxml")
+        .await;
+    let st = r.body.expect("body").text_of(p::STATUS).map(String::from);
+    assert_eq!(st.as_deref(), Some("3"));
+}
+
 /// A provisioned device that leaves out the X-MS-PolicyKey header (stock Android and Samsung
 /// mail do on Ping) is served; a device that never provisioned, or sends a wrong key, is not.
 #[tokio::test]

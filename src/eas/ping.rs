@@ -85,6 +85,11 @@ impl PingRequest {
                 Some(out)
             }
         };
+        // A Ping document with neither part is malformed (Status 4, Interop MSASCMD_S11_TC02);
+        // reusing the last Ping's parameters is asked for with no body at all.
+        if heartbeat_interval.is_none() && folders.is_none() {
+            return Err(err("Ping without HeartbeatInterval and Folders"));
+        }
         Ok(PingRequest {
             heartbeat_interval,
             folders,
@@ -168,9 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn parts_may_be_missing() {
-        let r = PingRequest::from_element(&Element::new(p::PING)).unwrap();
-        assert_eq!(r, PingRequest::default());
+    fn one_part_may_be_missing() {
         let e = Element::new(p::PING).text_child(p::HEARTBEAT_INTERVAL, "60");
         assert_eq!(
             PingRequest::from_element(&e).unwrap().heartbeat_interval,
@@ -193,6 +196,7 @@ mod tests {
     fn malformed_requests_are_errors() {
         let bad = [
             Element::new(p::FOLDERS),
+            Element::new(p::PING),
             Element::new(p::PING).text_child(p::HEARTBEAT_INTERVAL, "soon"),
             Element::new(p::PING).child(Element::new(p::FOLDERS)),
             Element::new(p::PING).child(
