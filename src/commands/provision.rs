@@ -5,7 +5,9 @@ use rand::Rng;
 use tracing::{debug, info};
 
 use crate::backend::MailBackend;
-use crate::eas::provision::{PolicyResponse, ProvisionRequest, ProvisionResponse, POLICY_TYPE};
+use crate::eas::provision::{
+    status as provision_status, PolicyResponse, ProvisionRequest, ProvisionResponse, POLICY_TYPE,
+};
 use crate::eas::status::{CommonStatus, HTTP_NEEDS_PROVISIONING};
 use crate::eas::{Command, ProtocolVersion};
 use crate::state::{PolicyState, StateStore};
@@ -20,7 +22,19 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     ctx: &Context,
     body: &Element,
 ) -> Result<Outcome, CommandError> {
-    let req = ProvisionRequest::from_element(body)?;
+    let req = match ProvisionRequest::from_element(body) {
+        Ok(r) => r,
+        // A syntax error is Provision Status 2 (MS-ASPROV 3.2.5.2, Interop MSASPROV_S03_TC03).
+        Err(e) => {
+            debug!(error = %e, "malformed Provision request");
+            return Ok(wbxml(ProvisionResponse {
+                status: provision_status::PROTOCOL_ERROR,
+                device_information_status: None,
+                policy: None,
+                remote_wipe: false,
+            }));
+        }
+    };
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
     let device = &ctx.device;
@@ -134,8 +148,9 @@ fn new_key() -> u32 {
     rand::thread_rng().gen_range(1..=u32::MAX)
 }
 
-/// Lets a request through only when the device holds the current final policy key. Otherwise
-/// 12.x gets HTTP 449 and 14.0+ a command body with Status 142/143/144 (MS-ASPROV 3.2.5.1).
+/// Lets a request through only when the device holds the current final policy key (or, for
+/// Ping, sends no key at all and is provisioned under the current policy). Otherwise 12.x gets
+/// HTTP 449 and 14.0+ a command body with Status 142/143/144 (MS-ASPROV 3.2.5.1).
 pub async fn gate<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
@@ -143,6 +158,15 @@ pub async fn gate<B: MailBackend, S: StateStore>(
 ) -> Result<Option<Outcome>, CommandError> {
     // The record the HTTP layer just wrote: no second read.
     let d = &ctx.device;
+    let current = d.policy == PolicyState::Provisioned
+        && d.policy_hash.as_deref() == Some(gw.policy_hash.as_str());
+    if ctx.line.policy_key.is_none() && current && command == Command::Ping {
+        // The stock Android / Samsung mail client sends Ping without the X-MS-PolicyKey
+        // header (AOSP EasPing leaves it out on purpose), whatever the protocol version. A
+        // device provisioned under the current policy is let in for Ping only: Ping reads
+        // nothing but which folders changed. A wrong key sent in the header still fails.
+        return Ok(None);
+    }
     let sent = ctx.line.policy_key.unwrap_or(0);
     let provisioned = d.policy == PolicyState::Provisioned && sent != 0;
     let status = if provisioned && d.policy_key == sent {

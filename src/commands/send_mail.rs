@@ -91,7 +91,8 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     }
 }
 
-/// The request in either shape; a malformed 14.0+ document answers Status 101 (InvalidContent).
+/// The request in either shape; a malformed 14.0+ document answers Status 103 (a required
+/// element missing) or 101, an unknown AccountId 166.
 pub(crate) fn request(
     kind: ComposeKind,
     ctx: &Context,
@@ -100,10 +101,14 @@ pub(crate) fn request(
     match body {
         Body::Mime(raw) => Ok(ComposeRequest::from_query(kind, &ctx.line, raw.clone())),
         Body::Wbxml(root) => match ComposeRequest::parse(kind, root) {
-            Ok(r) => Ok(r),
+            Ok(r) => match r.unacceptable() {
+                None => Ok(r),
+                Some(st) => Err(Ok(failure(kind, true, st, 400, ""))),
+            },
             Err(e) => {
                 debug!(error = %e, "malformed {} request", kind.name());
-                Err(Ok(failure(kind, true, status::INVALID_CONTENT, 400, "")))
+                let st = ComposeRequest::refusal_status(kind, root);
+                Err(Ok(failure(kind, true, st, 400, "")))
             }
         },
         Body::Empty => Err(Err(CommandError::BadRequest(format!(

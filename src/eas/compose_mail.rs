@@ -171,6 +171,33 @@ impl ComposeRequest {
     }
 }
 
+impl ComposeRequest {
+    /// The status of a 14.0+ document [`ComposeRequest::parse`] refused: 103 when a required
+    /// element (Mime; Source of SmartReply / SmartForward) is missing (Interop
+    /// MSASCMD_S21_TC08), else 101.
+    pub fn refusal_status(kind: ComposeKind, root: &Element) -> u32 {
+        let missing_source = kind != ComposeKind::SendMail
+            && root
+                .first(cm::SOURCE)
+                .is_none_or(|s| s.elements().next().is_none());
+        if root.tag == kind.root() && (root.first(cm::MIME).is_none() || missing_source) {
+            status::INVALID_XML
+        } else {
+            status::INVALID_CONTENT
+        }
+    }
+
+    /// The status refusing a well-formed request, if any: an AccountId (14.1+), since the
+    /// gateway offers no accounts besides the user's own (Settings lists none), is not valid
+    /// (MS-ASCMD 2.2.3.3, Interop MSASCMD_S15_TC02).
+    pub fn unacceptable(&self) -> Option<u32> {
+        self.account_id
+            .as_deref()
+            .filter(|a| !a.trim().is_empty())
+            .map(|_| status::ACCOUNT_ID_INVALID)
+    }
+}
+
 fn short_text(e: &Element, what: &str, kind: ComposeKind) -> Result<String, ParseError> {
     let t = match e.text_concat() {
         Some(t) => t.into_owned(),
@@ -188,6 +215,8 @@ fn short_text(e: &Element, what: &str, kind: ComposeKind) -> Result<String, Pars
 /// The common statuses (MS-ASCMD 2.2.2) these commands answer.
 pub mod status {
     pub const INVALID_CONTENT: u32 = 101;
+    /// The XML does not follow the protocol (a required element is missing).
+    pub const INVALID_XML: u32 = 103;
     pub const INVALID_MIME: u32 = 107;
     pub const SERVER_ERROR: u32 = 110;
     pub const SERVER_ERROR_RETRY_LATER: u32 = 111;
@@ -199,6 +228,8 @@ pub mod status {
     pub const ATTACHMENT_IS_TOO_LARGE: u32 = 122;
     pub const ACCESS_DENIED: u32 = 130;
     pub const ITEM_NOT_FOUND: u32 = 150;
+    /// The AccountId is not one of the user's accounts (MS-ASCMD 2.2.3.3).
+    pub const ACCOUNT_ID_INVALID: u32 = 166;
 }
 
 /// A 14.0+ failure answer: `<SendMail><Status>n</Status></SendMail>` (or SmartReply /
@@ -248,6 +279,17 @@ mod tests {
         assert!(ComposeRequest::parse(ComposeKind::SmartForward, &no_source).is_err());
         let wrong_root = Element::new(cm::SMART_FORWARD).text_child(cm::MIME, "x");
         assert!(ComposeRequest::parse(ComposeKind::SendMail, &wrong_root).is_err());
+
+        let st = ComposeRequest::refusal_status;
+        assert_eq!(st(ComposeKind::SendMail, &no_mime), status::INVALID_XML);
+        assert_eq!(
+            st(ComposeKind::SmartForward, &no_source),
+            status::INVALID_XML
+        );
+        assert_eq!(
+            st(ComposeKind::SendMail, &wrong_root),
+            status::INVALID_CONTENT
+        );
     }
 
     #[test]

@@ -78,10 +78,12 @@ pub fn parse(root: &Element) -> Result<FindRequest, Rejected> {
     if root.tag != f::FIND {
         return Err(invalid("root element is not Find"));
     }
+    // SearchId is required (MS-ASCMD 2.2.3.158).
     let search_id = root
         .text_of(f::SEARCH_ID)
         .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+        .filter(|s| !s.is_empty())
+        .ok_or(invalid("no SearchId"))?;
     let exec = root
         .first(f::EXECUTE_SEARCH)
         .ok_or(invalid("no ExecuteSearch"))?;
@@ -295,7 +297,7 @@ mod tests {
         assert_eq!(m.collection_id.as_deref(), Some("5"));
         assert_eq!(m.range, (0, 24));
         assert!(m.deep_traversal && m.wants_email());
-        let gal = Element::new(f::FIND).child(
+        let gal = Element::new(f::FIND).text_child(f::SEARCH_ID, "1").child(
             Element::new(f::EXECUTE_SEARCH)
                 .child(Element::new(f::GAL_SEARCH_CRITERION).text_child(f::QUERY, "anna")),
         );

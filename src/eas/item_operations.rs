@@ -89,11 +89,21 @@ pub fn parse(root: &Element) -> Result<Vec<Operation>, ParseError> {
         match op.tag {
             t if t == io::FETCH => {
                 let options = op.first(io::OPTIONS).cloned();
+                if let Some(why) = options
+                    .as_ref()
+                    .and_then(super::sync::malformed_body_preferences)
+                {
+                    return Err(err(why));
+                }
                 out.push(Operation::Fetch(FetchRequest {
                     store: trimmed(op, io::STORE).ok_or_else(|| err("Fetch without Store"))?,
                     collection_id: trimmed(op, a::COLLECTION_ID),
                     server_id: trimmed(op, a::SERVER_ID),
-                    file_reference: trimmed(op, b::FILE_REFERENCE),
+                    // An empty FileReference is kept: it is an invalid reference (Status
+                    // 15), not a Fetch of a mail.
+                    file_reference: op
+                        .first(b::FILE_REFERENCE)
+                        .map(|r| r.text().unwrap_or("").trim().to_string()),
                     long_id: trimmed(op, s::LONG_ID),
                     link_id: op.first(document_library::LINK_ID).is_some(),
                     range: options.as_ref().and_then(|o| trimmed(o, io::RANGE)),

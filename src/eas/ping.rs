@@ -49,10 +49,13 @@ impl PingRequest {
         }
         let heartbeat_interval = match root.first(p::HEARTBEAT_INTERVAL) {
             None => None,
+            // A number out of u32 (a negative one too) is out of range, not a syntax error:
+            // it is answered with the bound (Status 5).
             Some(e) => Some(
                 e.text()
                     .map(str::trim)
-                    .and_then(|t| t.parse::<u32>().ok())
+                    .and_then(|t| t.parse::<i128>().ok())
+                    .map(|n| n.clamp(0, i128::from(u32::MAX)) as u32)
                     .ok_or_else(|| err("HeartbeatInterval is not a number"))?,
             ),
         };
@@ -82,6 +85,11 @@ impl PingRequest {
                 Some(out)
             }
         };
+        // A Ping document with neither part is malformed (Status 4, Interop MSASCMD_S11_TC02);
+        // reusing the last Ping's parameters is asked for with no body at all.
+        if heartbeat_interval.is_none() && folders.is_none() {
+            return Err(err("Ping without HeartbeatInterval and Folders"));
+        }
         Ok(PingRequest {
             heartbeat_interval,
             folders,
@@ -165,9 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn parts_may_be_missing() {
-        let r = PingRequest::from_element(&Element::new(p::PING)).unwrap();
-        assert_eq!(r, PingRequest::default());
+    fn one_part_may_be_missing() {
         let e = Element::new(p::PING).text_child(p::HEARTBEAT_INTERVAL, "60");
         assert_eq!(
             PingRequest::from_element(&e).unwrap().heartbeat_interval,
@@ -176,11 +182,22 @@ mod tests {
     }
 
     #[test]
+    fn negative_heartbeat_is_out_of_range_not_malformed() {
+        for (sent, got) in [("-5", 0), ("-99999999999", 0), ("99999999999", u32::MAX)] {
+            let e = Element::new(p::PING).text_child(p::HEARTBEAT_INTERVAL, sent);
+            assert_eq!(
+                PingRequest::from_element(&e).unwrap().heartbeat_interval,
+                Some(got)
+            );
+        }
+    }
+
+    #[test]
     fn malformed_requests_are_errors() {
         let bad = [
             Element::new(p::FOLDERS),
+            Element::new(p::PING),
             Element::new(p::PING).text_child(p::HEARTBEAT_INTERVAL, "soon"),
-            Element::new(p::PING).text_child(p::HEARTBEAT_INTERVAL, "-5"),
             Element::new(p::PING).child(Element::new(p::FOLDERS)),
             Element::new(p::PING).child(
                 Element::new(p::FOLDERS).child(Element::new(p::FOLDER).text_child(p::ID, "1")),

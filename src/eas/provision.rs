@@ -6,6 +6,14 @@ use crate::wbxml::Element;
 use super::settings::DeviceInformation;
 use super::ParseError;
 
+/// Provision status values (MS-ASPROV 2.2.2.54.2).
+pub mod status {
+    pub const SUCCESS: u32 = 1;
+    /// A syntax error in the Provision request.
+    pub const PROTOCOL_ERROR: u32 = 2;
+    pub const SERVER_ERROR: u32 = 3;
+}
+
 /// The only policy type of protocol 12.0 and later.
 pub const POLICY_TYPE: &str = "MS-EAS-Provisioning-WBXML";
 

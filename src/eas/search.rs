@@ -129,6 +129,9 @@ pub fn parse(root: &Element) -> Result<SearchRequest, Rejected> {
     let mut req = parse_query(query)?;
     req.range = DEFAULT_RANGE;
     if let Some(o) = store.first(s::OPTIONS) {
+        if let Some(why) = super::sync::malformed_body_preferences(o) {
+            return Err(invalid(why));
+        }
         if let Some(r) = o.first(s::RANGE) {
             req.range = parse_range(r.text().unwrap_or("")).ok_or(invalid("bad Range"))?;
         }

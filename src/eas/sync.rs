@@ -21,12 +21,24 @@ pub mod status {
     pub const INVALID_WAIT: u32 = 14;
     pub const TOO_MANY_COLLECTIONS: u32 = 15;
     pub const RETRY: u32 = 16;
+    /// Common status: the BodyPartPreference Type is not supported.
+    pub const UNSUPPORTED_BODY_PART_TYPE: u32 = 164;
 }
 
 /// Largest WindowSize honoured (MS-ASCMD 2.2.3.199: 512).
 pub const MAX_WINDOW_SIZE: u32 = 512;
 /// WindowSize when the request names none.
 pub const DEFAULT_WINDOW_SIZE: u32 = 100;
+
+/// The WindowSize honoured for the one requested: 0 and values above 512 mean 512
+/// (MS-ASCMD 2.2.3.199).
+pub fn effective_window_size(requested: u32) -> u32 {
+    if requested == 0 || requested > MAX_WINDOW_SIZE {
+        MAX_WINDOW_SIZE
+    } else {
+        requested
+    }
+}
 
 /// A whole Sync request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -136,6 +148,17 @@ fn number(e: &Element, what: &'static str) -> Result<u32, ParseError> {
         .map_err(|_| ParseError::new("Sync", format!("{what} is not a number")))
 }
 
+/// A number whose range the command checks itself (Wait, HeartbeatInterval): a negative or
+/// oversized one is out of range (Status 14 with the Limit), not a syntax error.
+fn bounded_number(e: &Element, what: &'static str) -> Result<u32, ParseError> {
+    e.text()
+        .unwrap_or("")
+        .trim()
+        .parse::<i128>()
+        .map(|n| n.clamp(0, i128::from(u32::MAX)) as u32)
+        .map_err(|_| ParseError::new("Sync", format!("{what} is not a number")))
+}
+
 fn flag(e: &Element) -> bool {
     // An empty element means "set" (MS-ASCMD: DeletesAsMoves, GetChanges).
     !matches!(e.text().map(str::trim), Some("0"))
@@ -148,10 +171,10 @@ impl SyncRequest {
         }
         let mut req = SyncRequest::default();
         if let Some(w) = root.first(a::WAIT) {
-            req.wait = Some(number(w, "Wait")?);
+            req.wait = Some(bounded_number(w, "Wait")?);
         }
         if let Some(h) = root.first(a::HEARTBEAT_INTERVAL) {
-            req.heartbeat_interval = Some(number(h, "HeartbeatInterval")?);
+            req.heartbeat_interval = Some(bounded_number(h, "HeartbeatInterval")?);
         }
         if let Some(w) = root.first(a::WINDOW_SIZE) {
             req.window_size = Some(number(w, "WindowSize")?);
@@ -164,6 +187,61 @@ impl SyncRequest {
         }
         Ok(req)
     }
+}
+
+/// Why a Sync request as the device sent it is refused as a whole, if it is: the top-level
+/// Status and the reason. A Collection without SyncKey (required, MS-ASCMD 2.2.3.181.4) or
+/// with GetChanges 1 or empty and SyncKey 0 (MS-ASCMD 2.2.3.84) is a protocol error (4); a
+/// BodyPartPreference whose Type is not 2, the only one defined (MS-ASAIRS 2.2.2.22.3), is
+/// Status 164 (Interop MSASCMD_S21_TC05).
+pub fn refusal(req: &SyncRequest) -> Option<(u32, &'static str)> {
+    req.collections.iter().find_map(|c| {
+        if c.sync_key.is_empty() {
+            Some((status::PROTOCOL_ERROR, "Collection without SyncKey"))
+        } else if c.sync_key == "0" && c.get_changes == Some(true) {
+            Some((status::PROTOCOL_ERROR, "GetChanges with SyncKey 0"))
+        } else if let Some(why) = c.options.as_ref().and_then(malformed_body_preferences) {
+            Some((status::PROTOCOL_ERROR, why))
+        } else if c.options.as_ref().is_some_and(|o| {
+            o.all(b::BODY_PART_PREFERENCE)
+                .any(|p| p.text_of(b::TYPE).map(str::trim) != Some("2"))
+        }) {
+            Some((
+                status::UNSUPPORTED_BODY_PART_TYPE,
+                "BodyPartPreference Type other than 2",
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+/// Why the BodyPreference elements of an Options element break MS-ASAIRS 3.2.5.1 (data type,
+/// number of instances), if they do: one numeric Type, at most one numeric TruncationSize and
+/// Preview, at most one boolean AllOrNone (Interop MSASAIRS_S04_TC01/TC02). Sync answers that
+/// with Status 4, ItemOperations with Status 2.
+pub fn malformed_body_preferences(options: &Element) -> Option<&'static str> {
+    let numeric = |e: &Element| e.text().unwrap_or("").trim().parse::<u32>().is_ok();
+    for bp in options.all(b::BODY_PREFERENCE) {
+        let mut types = bp.all(b::TYPE);
+        if !types.next().is_some_and(numeric) || types.next().is_some() {
+            return Some("BodyPreference needs one numeric Type");
+        }
+        for tag in [b::TRUNCATION_SIZE, b::PREVIEW] {
+            let mut all = bp.all(tag);
+            if all.next().is_some_and(|e| !numeric(e)) || all.next().is_some() {
+                return Some("BodyPreference with a bad TruncationSize or Preview");
+            }
+        }
+        let mut all_or_none = bp.all(b::ALL_OR_NONE);
+        let bad = all_or_none
+            .next()
+            .is_some_and(|e| !matches!(e.text().map(str::trim), None | Some("" | "0" | "1")));
+        if bad || all_or_none.next().is_some() {
+            return Some("BodyPreference with a bad AllOrNone");
+        }
+    }
+    None
 }
 
 impl CollectionRequest {
@@ -574,6 +652,52 @@ mod tests {
         assert_eq!(o.filter_type, 3);
         assert_eq!(o.body_preferences[0].truncation_size, Some(5000));
         assert_eq!(o.mime_truncation, Some(4096));
+    }
+
+    #[test]
+    fn body_preferences_are_validated() {
+        let opts = |bp: Element| Element::new(a::OPTIONS).child(bp);
+        let bp = || Element::new(b::BODY_PREFERENCE);
+        assert_eq!(
+            malformed_body_preferences(&opts(
+                bp().text_child(b::TYPE, "2")
+                    .text_child(b::TRUNCATION_SIZE, "5000")
+                    .text_child(b::ALL_OR_NONE, "1")
+            )),
+            None
+        );
+        assert_eq!(
+            malformed_body_preferences(&opts(
+                bp().text_child(b::TYPE, "1")
+                    .child(Element::new(b::ALL_OR_NONE))
+            )),
+            None
+        );
+        for bad in [
+            bp(),
+            bp().text_child(b::TYPE, "a"),
+            bp().text_child(b::TYPE, "1").text_child(b::TYPE, "2"),
+            bp().text_child(b::TYPE, "1")
+                .text_child(b::ALL_OR_NONE, "a"),
+            bp().text_child(b::TYPE, "1")
+                .text_child(b::ALL_OR_NONE, "1")
+                .text_child(b::ALL_OR_NONE, "1"),
+            bp().text_child(b::TYPE, "1")
+                .text_child(b::TRUNCATION_SIZE, "x"),
+        ] {
+            assert!(
+                malformed_body_preferences(&opts(bad.clone())).is_some(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn window_size_zero_and_above_512_mean_512() {
+        assert_eq!(effective_window_size(0), 512);
+        assert_eq!(effective_window_size(1), 1);
+        assert_eq!(effective_window_size(512), 512);
+        assert_eq!(effective_window_size(513), 512);
     }
 
     #[test]

@@ -12,10 +12,12 @@
 
 use std::collections::HashMap;
 
+use tracing::debug;
+
 use crate::backend::{BackendError, FlagStore, MailSession};
 use crate::eas::sync::{status, ClientCommand, ClientResponse};
 use crate::uidset::UidSet;
-use crate::wbxml::tags::email;
+use crate::wbxml::tags::{email, email2};
 use crate::wbxml::Element;
 
 use super::view::flag_bits;
@@ -192,7 +194,7 @@ pub async fn apply<M: MailSession>(
     let changed_uids = UidSet::from_uids(commands.iter().filter_map(|c| match c {
         ClientCommand::Change {
             server_id, data, ..
-        } => {
+        } if invalid_change(data).is_none() => {
             let (add, remove) = flag_edits(data);
             (!add.is_empty() || !remove.is_empty())
                 .then(|| parse_server_id(collection_id, server_id))
@@ -213,6 +215,12 @@ pub async fn apply<M: MailSession>(
                         .push(change_response(server_id, status::OBJECT_NOT_FOUND));
                     continue;
                 };
+                if let Some(why) = invalid_change(data) {
+                    debug!(server_id, why, "Change refused");
+                    out.responses
+                        .push(change_response(server_id, status::CONVERSION_ERROR));
+                    continue;
+                }
                 conflict
                     .change_flags(
                         session,
@@ -267,6 +275,43 @@ pub(super) fn change_response(server_id: &str, status: u32) -> ClientResponse {
     }
 }
 
+/// Most Category elements in Categories (MS-ASEMAIL 2.2.2.9).
+const MAX_CATEGORIES: usize = 300;
+
+/// Why the ApplicationData of a mail Change cannot be applied (Status 6), if it cannot: Read is
+/// a boolean (MS-ASEMAIL 2.2.2.47, [MS-ASDTYPE] 2.1), a Flag Status is 0, 1 or 2 (2.2.2.74),
+/// Categories holds at most 300 Category elements (2.2.2.9), and ConversationId and
+/// ConversationIndex are the server's (2.2.2.21, 2.2.2.22). Other read-only elements
+/// (Subject, From ...) are left alone without an error, as MS-ASCMD 2.2.3.24 says a Change
+/// that sends them costs bandwidth only.
+pub(super) fn invalid_change(data: &Element) -> Option<&'static str> {
+    if let Some(read) = data.first(email::READ) {
+        if !matches!(read.text().map(str::trim), Some("0" | "1")) {
+            return Some("Read is not 0 or 1");
+        }
+    }
+    if let Some(flag) = data.first(email::FLAG) {
+        if let Some(st) = flag.first(email::STATUS) {
+            if !matches!(st.text().map(str::trim), Some("0" | "1" | "2")) {
+                return Some("Flag Status is not 0, 1 or 2");
+            }
+        }
+    }
+    if let Some(cats) = data.first(email::CATEGORIES) {
+        if cats.elements().any(|c| c.tag != email::CATEGORY)
+            || cats.all(email::CATEGORY).count() > MAX_CATEGORIES
+        {
+            return Some("Categories holds other elements or too many");
+        }
+    }
+    if data.first(email2::CONVERSATION_ID).is_some()
+        || data.first(email2::CONVERSATION_INDEX).is_some()
+    {
+        return Some("ConversationId and ConversationIndex are read-only");
+    }
+    None
+}
+
 /// The IMAP flag edits of a Change's ApplicationData: (add, remove).
 pub(super) fn flag_edits(data: &Element) -> (Vec<String>, Vec<String>) {
     let mut add = Vec::new();
@@ -297,6 +342,24 @@ mod tests {
         assert_eq!(parse_server_id("5", "5:0"), None);
         assert_eq!(parse_server_id("5", "42"), None);
         assert_eq!(server_id("5", 42), "5:42");
+    }
+
+    #[test]
+    fn invalid_changes() {
+        let app = || Element::new(airsync::APPLICATION_DATA);
+        assert_eq!(invalid_change(&app().text_child(email::READ, "1")), None);
+        assert_eq!(
+            invalid_change(&app().child(Element::new(email::FLAG))),
+            None
+        );
+        assert!(invalid_change(&app().text_child(email::READ, "2")).is_some());
+        assert!(invalid_change(&app().text_child(email::READ, "yes")).is_some());
+        assert!(invalid_change(
+            &app().child(Element::new(email::FLAG).text_child(email::STATUS, "3"))
+        )
+        .is_some());
+        assert!(invalid_change(&app().text_child(email2::CONVERSATION_ID, "x")).is_some());
+        assert_eq!(invalid_change(&app().text_child(email::SUBJECT, "x")), None);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use tracing::debug;
 
 use crate::backend::{MailBackend, MailFolder, MailSession, MessageMeta, SpecialUse};
+use crate::eas::sync::effective_window_size;
 use crate::eas::sync::{
     self as model, filter_days, status, ClientResponse, CollectionRequest, CollectionResponse,
     ServerCommand, SyncOptions, SyncRequest, DEFAULT_WINDOW_SIZE, MAX_WINDOW_SIZE,
@@ -66,6 +67,10 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     if request.wait.is_some() && request.heartbeat_interval.is_some() {
         return Ok(top_status(status::PROTOCOL_ERROR, None));
     }
+    if let Some((code, why)) = model::refusal(&request) {
+        debug!(why, "Sync request refused");
+        return Ok(top_status(code, None));
+    }
     if let Some(w) = request.wait {
         if w < WAIT_MINUTES.0 || w > WAIT_MINUTES.1 {
             let limit = if w < WAIT_MINUTES.0 {
@@ -101,14 +106,16 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         };
         match cached {
             Some(cached) => merge_with_cache(gw, user, device_id, request, cached).await?,
-            None if request.collections.is_empty() => {
-                return Ok(top_status(status::INCOMPLETE_REQUEST, None));
-            }
             None => request,
         }
     } else {
         request
     };
+    // Nothing to sync, not even from the cache: the device must send the whole request
+    // (MS-ASCMD 2.2.3.177.17 Status 13).
+    if request.collections.is_empty() {
+        return Ok(top_status(status::INCOMPLETE_REQUEST, None));
+    }
     // Phones repeat the same request over and over: the store is written only when it differs
     // from the one this process stored last.
     let bytes = cache_bytes(&request);
@@ -215,8 +222,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     let mut next_pages = Vec::new();
     let mut budget = request
         .window_size
-        .unwrap_or(MAX_WINDOW_SIZE)
-        .clamp(1, MAX_WINDOW_SIZE) as usize;
+        .map_or(MAX_WINDOW_SIZE, effective_window_size) as usize;
     let mut out = Vec::new();
     for col in collections {
         let lock = gw
@@ -523,8 +529,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     }
     let limit = col
         .window_size
-        .unwrap_or(DEFAULT_WINDOW_SIZE)
-        .clamp(1, MAX_WINDOW_SIZE) as usize;
+        .map_or(DEFAULT_WINDOW_SIZE, effective_window_size) as usize;
     let limit = limit.min(budget.max(1));
     let slot = || server_changes::ListingSlot {
         listings: &gw.sync_listings,
