@@ -770,7 +770,10 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
         for (given, want) in [
             ("https://Mail.Example.org", "https://mail.example.org"),
             ("https://mail.example.org/", "https://mail.example.org"),
-            ("https://mail.example.org:8443", "https://mail.example.org:8443"),
+            (
+                "https://mail.example.org:8443",
+                "https://mail.example.org:8443",
+            ),
             (
                 "https://mail.example.org/Microsoft-Server-ActiveSync",
                 "https://mail.example.org",

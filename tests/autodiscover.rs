@@ -9,7 +9,8 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-const REQUEST_NS: &str = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/requestschema/2006";
+const REQUEST_NS: &str =
+    "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/requestschema/2006";
 const MOBILESYNC_NS: &str =
     "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006";
 const RESPONSE_NS: &str = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006";
@@ -20,7 +21,9 @@ const OUTLOOK_RESPONSE_NS: &str =
 
 /// `https://127.0.0.1:port`, the gateway's origin.
 fn origin(gw: &TestGateway) -> String {
-    gw.base.trim_end_matches("/Microsoft-Server-ActiveSync").to_string()
+    gw.base
+        .trim_end_matches("/Microsoft-Server-ActiveSync")
+        .to_string()
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -148,7 +151,11 @@ fn assert_settings(a: &Answer, address: &str, url: &str) {
     let ct = a.headers["content-type"].to_str().unwrap();
     assert!(ct.starts_with("text/xml"), "{ct}");
     let b = &a.body;
-    assert_eq!(ns_at(b, "Autodiscover").as_deref(), Some(RESPONSE_NS), "{b}");
+    assert_eq!(
+        ns_at(b, "Autodiscover").as_deref(),
+        Some(RESPONSE_NS),
+        "{b}"
+    );
     assert_eq!(
         ns_at(b, "Autodiscover/Response").as_deref(),
         Some(MOBILESYNC_NS),
@@ -190,7 +197,11 @@ fn assert_settings(a: &Answer, address: &str, url: &str) {
 fn assert_error_code(a: &Answer, code: &str) {
     assert_eq!(a.status, 200, "{}", a.body);
     let b = &a.body;
-    assert_eq!(ns_at(b, "Autodiscover").as_deref(), Some(RESPONSE_NS), "{b}");
+    assert_eq!(
+        ns_at(b, "Autodiscover").as_deref(),
+        Some(RESPONSE_NS),
+        "{b}"
+    );
     assert_eq!(
         text_at(b, "Autodiscover/Response/Error/ErrorCode").as_deref(),
         Some(code),
@@ -341,7 +352,9 @@ async fn json_form_of_outlook_mobile_in_both_shapes() {
     assert_eq!(a.status, 400);
     assert!(a.body.contains(r#"'\"}<x>\\'"#), "{}", a.body);
     let r = client()
-        .post(format!("{o}/autodiscover/autodiscover.json/v1.0/{user}?Protocol=ActiveSync"))
+        .post(format!(
+            "{o}/autodiscover/autodiscover.json/v1.0/{user}?Protocol=ActiveSync"
+        ))
         .send()
         .await
         .unwrap();
@@ -358,7 +371,12 @@ async fn wrong_password_is_401_and_throttled_with_eas_logins() {
     let (user, pw) = new_user("adpw");
     let url = format!("{}/autodiscover/autodiscover.xml", origin(&gw));
     for _ in 0..3 {
-        let a = post_xml(&url, Some(&basic(&user, "wrong")), mobilesync_request(&user)).await;
+        let a = post_xml(
+            &url,
+            Some(&basic(&user, "wrong")),
+            mobilesync_request(&user),
+        )
+        .await;
         assert_eq!(a.status, 401, "{}", a.body);
         assert!(a.headers["www-authenticate"]
             .to_str()
@@ -393,7 +411,12 @@ async fn another_users_address_gets_an_error_not_their_settings() {
     })
     .await;
     let url = format!("{}/autodiscover/autodiscover.xml", origin(&gw));
-    let a = post_xml(&url, Some(&basic(&alice, &alice_pw)), mobilesync_request(&bob)).await;
+    let a = post_xml(
+        &url,
+        Some(&basic(&alice, &alice_pw)),
+        mobilesync_request(&bob),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let b = &a.body;
     // MS-ASCMD 4.2.2: Action/Error with Status 2, and nothing of bob's.
@@ -420,7 +443,12 @@ async fn another_users_address_gets_an_error_not_their_settings() {
     )
     .await;
     assert_settings(&a, &alice, &eas_url);
-    let a = post_xml(&url, Some(&basic(&alice, &alice_pw)), mobilesync_request(&alias)).await;
+    let a = post_xml(
+        &url,
+        Some(&basic(&alice, &alice_pw)),
+        mobilesync_request(&alias),
+    )
+    .await;
     assert_settings(&a, &alias, &eas_url);
 }
 
@@ -438,7 +466,7 @@ async fn malformed_requests_get_error_600_and_the_gateway_keeps_answering() {
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("not XML", b"hello, server".to_vec()),
-        ("cut short", good[..good.len() / 2].as_bytes().to_vec()),
+        ("cut short", good.as_bytes()[..good.len() / 2].to_vec()),
         (
             "external entity",
             format!(
@@ -483,7 +511,10 @@ async fn malformed_requests_get_error_600_and_the_gateway_keeps_answering() {
             )
             .into_bytes(),
         ),
-        ("mismatched tags", good.replace("</Request>", "</Requests>").into_bytes()),
+        (
+            "mismatched tags",
+            good.replace("</Request>", "</Requests>").into_bytes(),
+        ),
         ("not UTF-8", {
             let mut b = good.clone().into_bytes();
             let i = b.iter().position(|&c| c == b'@').unwrap();
@@ -498,11 +529,7 @@ async fn malformed_requests_get_error_600_and_the_gateway_keeps_answering() {
         assert!(!a.body.contains("root:"), "{what}: {}", a.body);
     }
     // Larger than an autodiscover request can be: refused before parsing.
-    let big = format!(
-        "{}<!--{}-->",
-        good,
-        "x".repeat(128 * 1024)
-    );
+    let big = format!("{}<!--{}-->", good, "x".repeat(128 * 1024));
     let a = post_xml(&url, Some(&auth), big).await;
     assert_eq!(a.status, 413);
     // A GET probe: authenticated like a POST, answered with the invalid-request error.
