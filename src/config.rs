@@ -571,7 +571,22 @@ fn public_url(raw: &str) -> Result<String, String> {
     let host_ok = authority
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    if !host_ok {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, rest)) => (
+                h,
+                rest.strip_prefix(':')
+                    .or(Some(rest).filter(|r| !r.is_empty())),
+            ),
+            None => ("", None),
+        },
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+    if !host_ok || host.is_empty() || host.contains(['[', ']']) || !port_ok {
         return Err(format!("`{raw}`: `{authority}` is not a host name[:port]"));
     }
     let path_ok = path
@@ -780,6 +795,8 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             ),
             ("https://example.org/eas/", "https://example.org/eas"),
             ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("https://[2001:db8::1]:8443/", "https://[2001:db8::1]:8443"),
+            ("https://[2001:db8::1]", "https://[2001:db8::1]"),
         ] {
             let text = MINIMAL.replacen(
                 "[server]",
@@ -798,6 +815,11 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "https://mail.example.org/#x",
             "https://user@mail.example.org",
             "https://mail example.org",
+            "https://mail.example.org:",
+            "https://mail.example.org:0",
+            "https://mail.example.org:99999",
+            "https://a:b:c",
+            "https://:443",
             "https://mail.example.org/\"><x",
         ] {
             let text = MINIMAL.replacen(
