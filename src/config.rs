@@ -58,6 +58,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` headers are believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `public_url`: the gateway's address as phones reach it (`https://mail.example.org`, no
+    /// trailing slash, no `/Microsoft-Server-ActiveSync`). Autodiscover hands out this URL plus
+    /// `/Microsoft-Server-ActiveSync`; `None` means `https://` plus the request's Host header.
+    pub public_url: Option<String>,
 }
 
 /// `[identity]`: how logins become addresses.
@@ -173,6 +177,7 @@ struct RawServer {
     max_connections: u64,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +330,13 @@ impl RawConfig {
                 reason: format!("`{p}` is not an IP address"),
             })?);
         }
+        let public_url = match &self.server.public_url {
+            Some(u) => Some(public_url(u).map_err(|reason| ConfigError::Value {
+                key: "server.public_url",
+                reason,
+            })?),
+            None => None,
+        };
         let imap = endpoint(self.imap, "imap")?;
         let claim_lease_secs = self.smtp.claim_lease_secs;
         if claim_lease_secs <= self.smtp.timeout_secs {
@@ -472,6 +484,7 @@ impl RawConfig {
                 max_body_bytes: self.server.max_body_bytes as usize,
                 max_connections: self.server.max_connections as usize,
                 trusted_proxies,
+                public_url,
             },
             imap,
             smtp,
@@ -538,6 +551,59 @@ fn endpoint(
         security,
         Duration::from_secs(raw.timeout_secs),
     ))
+}
+
+/// Checks and normalises `server.public_url`: `http(s)://host[:port][/prefix]`, nothing else
+/// (no user, query or fragment); a trailing `/` or `/Microsoft-Server-ActiveSync` is dropped.
+fn public_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{raw}` must start with https://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Err(format!("`{raw}` has no host name"));
+    }
+    let host_ok = authority
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, rest)) => (
+                h,
+                rest.strip_prefix(':')
+                    .or(Some(rest).filter(|r| !r.is_empty())),
+            ),
+            None => ("", None),
+        },
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0));
+    if !host_ok || host.is_empty() || host.contains(['[', ']']) || !port_ok {
+        return Err(format!("`{raw}`: `{authority}` is not a host name[:port]"));
+    }
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | '~'));
+    if !path_ok {
+        return Err(format!(
+            "`{raw}`: the path may hold only letters, digits, / . - _ ~ (no query or fragment)"
+        ));
+    }
+    let mut path = path.trim_end_matches('/');
+    const EAS: &str = "/microsoft-server-activesync";
+    if path.len() >= EAS.len() && path[path.len() - EAS.len()..].eq_ignore_ascii_case(EAS) {
+        path = path[..path.len() - EAS.len()].trim_end_matches('/');
+    }
+    let scheme = &url[..url.len() - rest.len()];
+    Ok(format!("{scheme}{}{path}", authority.to_ascii_lowercase()))
 }
 
 /// Alias file: one line per user, `user@domain: alias1@domain, alias2@domain`; `#` comments.
@@ -653,6 +719,7 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "max_body_bytes",
             "max_connections",
             "trusted_proxies",
+            "public_url",
             "host",
             "port",
             "security",
@@ -709,6 +776,66 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
         assert!(Config::from_toml(&text, Path::new(".")).is_err());
         let example = include_str!("../deploy/eas-gateway.example.toml");
         assert!(example.contains("claim_lease_secs ="), "documented");
+    }
+
+    #[test]
+    fn public_url_is_checked_and_normalised() {
+        let c = Config::from_toml(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(c.server.public_url, None, "absent by default");
+        for (given, want) in [
+            ("https://Mail.Example.org", "https://mail.example.org"),
+            ("https://mail.example.org/", "https://mail.example.org"),
+            (
+                "https://mail.example.org:8443",
+                "https://mail.example.org:8443",
+            ),
+            (
+                "https://mail.example.org/Microsoft-Server-ActiveSync",
+                "https://mail.example.org",
+            ),
+            ("https://example.org/eas/", "https://example.org/eas"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("https://[2001:db8::1]:8443/", "https://[2001:db8::1]:8443"),
+            ("https://[2001:db8::1]", "https://[2001:db8::1]"),
+        ] {
+            let text = MINIMAL.replacen(
+                "[server]",
+                &format!("[server]\npublic_url = \"{given}\""),
+                1,
+            );
+            let c = Config::from_toml(&text, Path::new(".")).expect(given);
+            assert_eq!(c.server.public_url.as_deref(), Some(want), "{given}");
+        }
+        for bad in [
+            "mail.example.org",
+            "ftp://mail.example.org",
+            "https://",
+            "https:///x",
+            "https://mail.example.org/?q=1",
+            "https://mail.example.org/#x",
+            "https://user@mail.example.org",
+            "https://mail example.org",
+            "https://mail.example.org:",
+            "https://mail.example.org:0",
+            "https://mail.example.org:99999",
+            "https://a:b:c",
+            "https://:443",
+            "https://mail.example.org/\"><x",
+        ] {
+            let text = MINIMAL.replacen(
+                "[server]",
+                &format!("[server]\npublic_url = {}", toml_string(bad)),
+                1,
+            );
+            let err = Config::from_toml(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("server.public_url"), "{bad}: {err}");
+        }
+    }
+
+    fn toml_string(s: &str) -> String {
+        format!("'{s}'")
     }
 
     #[test]

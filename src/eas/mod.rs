@@ -2,6 +2,7 @@
 //! requests and responses of each command. No I/O, no async: everything here is a function of
 //! its input, so it is tested on its own.
 
+pub mod autodiscover;
 pub mod command;
 pub mod compose_mail;
 pub mod find;

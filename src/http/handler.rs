@@ -121,6 +121,9 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         log: &mut RequestLog,
     ) -> Response<Body> {
         let path = req.uri().path().trim_end_matches('/').to_ascii_lowercase();
+        if let Some(endpoint) = super::autodiscover::Endpoint::of(&path) {
+            return self.autodiscover(endpoint, req, client_ip, log).await;
+        }
         if path != EAS_PATH {
             log.reason = "unknown path";
             return response::empty(404);
@@ -138,7 +141,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         }
     }
 
-    async fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         headers: &HeaderMap,
         client_ip: IpAddr,
@@ -408,10 +411,10 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
 }
 
 #[derive(Default)]
-struct RequestLog {
-    bytes_in: u64,
+pub(super) struct RequestLog {
+    pub(super) bytes_in: u64,
     eas_status: Option<u32>,
-    reason: &'static str,
+    pub(super) reason: &'static str,
 }
 
 fn response_len(resp: &Response<Body>) -> u64 {

@@ -4,6 +4,7 @@
 //! and hands every request to [`handler::handle`].
 
 pub mod auth;
+pub mod autodiscover;
 pub mod handler;
 pub mod response;
 pub mod tls;
