@@ -49,8 +49,19 @@ pub struct ServerConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Largest request body accepted (bytes); larger answers 413 before decoding.
     pub max_body_bytes: usize,
-    /// Most connections served at once; more wait in the accept queue.
+    /// Most connections served at once; when all are taken, a connection that finished its TLS
+    /// handshake waits for one up to `handshake_timeout + header_timeout` after it was accepted.
     pub max_connections: usize,
+    /// Most connections at once from one client address (the TCP peer; trusted proxies are
+    /// exempt). Connections over it are closed at once.
+    pub max_connections_per_ip: usize,
+    /// A connection must finish its TLS handshake within this time of being accepted.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this time of its first byte (of the connection's
+    /// acceptance, for the first request).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this time.
+    pub idle_timeout: Duration,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` headers are believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -166,6 +177,14 @@ struct RawServer {
     max_body_bytes: u64,
     #[serde(default = "default_max_connections")]
     max_connections: u64,
+    #[serde(default = "default_max_connections_per_ip")]
+    max_connections_per_ip: u64,
+    #[serde(default = "default_handshake_timeout")]
+    handshake_timeout_secs: u64,
+    #[serde(default = "default_header_timeout")]
+    header_timeout_secs: u64,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout_secs: u64,
     #[serde(default)]
     trusted_proxies: Vec<String>,
 }
@@ -240,6 +259,21 @@ fn default_max_body_bytes() -> u64 {
 fn default_max_connections() -> u64 {
     20_000
 }
+/// An office or a carrier NAT puts many phones behind one address, each holding a waiting Ping
+/// and now and then a second request: 200 fits about a hundred phones, and one address can still
+/// hold only 1 % of the default 20,000 slots.
+fn default_max_connections_per_ip() -> u64 {
+    200
+}
+fn default_handshake_timeout() -> u64 {
+    10
+}
+fn default_header_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
 fn default_security() -> String {
     "none".into()
 }
@@ -295,6 +329,30 @@ impl RawConfig {
                 key: "server.max_connections",
                 reason: "must be at least 1".into(),
             });
+        }
+        if self.server.max_connections_per_ip == 0 {
+            return Err(ConfigError::Value {
+                key: "server.max_connections_per_ip",
+                reason: "must be at least 1".into(),
+            });
+        }
+        for (key, secs) in [
+            (
+                "server.handshake_timeout_secs",
+                self.server.handshake_timeout_secs,
+            ),
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(ConfigError::Value {
+                    key,
+                    reason: "must be between 1 and 3600".into(),
+                });
+            }
         }
         let mut trusted_proxies = Vec::new();
         for p in &self.server.trusted_proxies {
@@ -431,6 +489,10 @@ impl RawConfig {
                 tls,
                 max_body_bytes: self.server.max_body_bytes as usize,
                 max_connections: self.server.max_connections as usize,
+                max_connections_per_ip: self.server.max_connections_per_ip as usize,
+                handshake_timeout: Duration::from_secs(self.server.handshake_timeout_secs),
+                header_timeout: Duration::from_secs(self.server.header_timeout_secs),
+                idle_timeout: Duration::from_secs(self.server.idle_timeout_secs),
                 trusted_proxies,
             },
             imap,
@@ -611,6 +673,10 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "tls_key",
             "max_body_bytes",
             "max_connections",
+            "max_connections_per_ip",
+            "handshake_timeout_secs",
+            "header_timeout_secs",
+            "idle_timeout_secs",
             "trusted_proxies",
             "host",
             "port",
