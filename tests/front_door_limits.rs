@@ -1,5 +1,5 @@
 //! The front door against slow and hostile clients: connections that send nothing or trickle
-//! their headers, idle keep-alive connections, floods from one address.
+//! their headers, idle keep-alive connections, floods from one address, and a busy state store.
 //! Real gateway (HTTPS) in front of the dev mail stack; short deadlines in the test configs.
 
 mod common;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use eas_gateway::wbxml::tags::ping as p;
+use eas_gateway::wbxml::tags::{folder_hierarchy as f, ping as p};
 use eas_gateway::wbxml::Element;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -91,6 +91,10 @@ fn client_from(ip: &str) -> reqwest::Client {
         .local_address(ip.parse::<std::net::IpAddr>().unwrap())
         .build()
         .unwrap()
+}
+
+fn folder_sync_body() -> Element {
+    Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0")
 }
 
 /// The `max_connections` = 64 of this test against 1,000 silent connections and 100 that trickle
@@ -278,4 +282,23 @@ async fn a_flood_from_one_address_is_capped_and_others_are_served() {
     let mut same = TestDevice::new(&gw, &user, &pw, "14.1");
     same.client = client_from("127.0.0.1");
     same.provision().await;
+}
+
+/// A state store locked by another writer past its busy timeout answers 503 with Retry-After
+/// (the phone retries), not 500; once the lock is gone the same request succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_state_store_answers_503_with_retry_after() {
+    let gw = start_gateway().await;
+    let (dev, _, _) = provisioned(&gw, "busy", "14.1").await;
+    let db = gw.dir.path().join("state.db");
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let r = dev.post("FolderSync", &folder_sync_body()).await;
+    assert_eq!(r.status, 503, "a busy state store is a temporary condition");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let r = dev.post("FolderSync", &folder_sync_body()).await;
+    assert_eq!(r.status, 200, "served again once the store is free");
 }

@@ -356,7 +356,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             Err(e) => {
                 warn!(error = %e, "state store failed");
                 log.reason = "state store failed";
-                return response::empty(500);
+                return response::from_error(&commands::CommandError::from(e));
             }
         };
         let ctx = Context {
