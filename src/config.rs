@@ -84,6 +84,10 @@ pub struct AuthConfig {
     pub max_failures_per_ip: u32,
     /// Failed logins allowed per user within `failure_window`.
     pub max_failures_per_user: u32,
+    /// Failed logins allowed per (client IP, user) within `failure_window`: a password guesser
+    /// is stopped here, before the mail server's own per-address penalty builds up and slows the
+    /// other users of that address.
+    pub max_failures_per_ip_user: u32,
     /// The window over which failures are counted, and how long a block lasts.
     pub failure_window: Duration,
 }
@@ -224,6 +228,8 @@ struct RawAuth {
     max_failures_per_ip: u32,
     #[serde(default = "default_failures_user")]
     max_failures_per_user: u32,
+    #[serde(default = "default_failures_ip_user")]
+    max_failures_per_ip_user: u32,
     #[serde(default = "default_failure_window")]
     failure_window_secs: u64,
 }
@@ -234,6 +240,7 @@ impl Default for RawAuth {
             cache_secs: default_cache_secs(),
             max_failures_per_ip: default_failures_ip(),
             max_failures_per_user: default_failures_user(),
+            max_failures_per_ip_user: default_failures_ip_user(),
             failure_window_secs: default_failure_window(),
         }
     }
@@ -288,6 +295,9 @@ fn default_failures_ip() -> u32 {
 }
 fn default_failures_user() -> u32 {
     10
+}
+fn default_failures_ip_user() -> u32 {
+    3
 }
 fn default_failure_window() -> u64 {
     300
@@ -418,6 +428,7 @@ impl RawConfig {
             cache_ttl: Duration::from_secs(a.cache_secs),
             max_failures_per_ip: a.max_failures_per_ip,
             max_failures_per_user: a.max_failures_per_user,
+            max_failures_per_ip_user: a.max_failures_per_ip_user,
             failure_window: Duration::from_secs(a.failure_window_secs),
         };
         let d = PolicyConfig::default();
@@ -689,6 +700,7 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "cache_secs",
             "max_failures_per_ip",
             "max_failures_per_user",
+            "max_failures_per_ip_user",
             "failure_window_secs",
             "require_password",
             "allow_simple_password",
