@@ -200,8 +200,7 @@ struct RawEndpoint {
     port: i64,
     #[serde(default = "default_security")]
     security: String,
-    #[serde(default = "default_timeout_secs")]
-    timeout_secs: u64,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -284,9 +283,10 @@ fn default_idle_timeout() -> u64 {
 fn default_security() -> String {
     "none".into()
 }
-fn default_timeout_secs() -> u64 {
-    15
-}
+/// IMAP: longer than Dovecot's longest auth penalty (15 s, on every login from an address that
+/// just failed), so a correct login delayed by it completes instead of timing out.
+const DEFAULT_IMAP_TIMEOUT_SECS: u64 = 20;
+const DEFAULT_SMTP_TIMEOUT_SECS: u64 = 15;
 fn default_cache_secs() -> u64 {
     300
 }
@@ -558,18 +558,17 @@ fn endpoint(
             })
         }
     };
-    if raw.timeout_secs == 0 {
+    let timeout_secs = raw.timeout_secs.unwrap_or(match section {
+        "imap" => DEFAULT_IMAP_TIMEOUT_SECS,
+        _ => DEFAULT_SMTP_TIMEOUT_SECS,
+    });
+    if timeout_secs == 0 {
         return Err(ConfigError::Value {
             key: timeout_key,
             reason: "must be at least 1".into(),
         });
     }
-    Ok((
-        raw.host,
-        port,
-        security,
-        Duration::from_secs(raw.timeout_secs),
-    ))
+    Ok((raw.host, port, security, Duration::from_secs(timeout_secs)))
 }
 
 /// Alias file: one line per user, `user@domain: alias1@domain, alias2@domain`; `#` comments.
