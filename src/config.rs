@@ -58,7 +58,7 @@ pub struct ServerConfig {
     /// A connection must finish its TLS handshake within this time of being accepted.
     pub handshake_timeout: Duration,
     /// A request's headers must arrive within this time of its first byte (of the connection's
-    /// acceptance, for the first request).
+    /// acceptance, for the first request); a request body that stalls this long is given up.
     pub header_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed after this time.
     pub idle_timeout: Duration,

@@ -284,6 +284,46 @@ async fn a_flood_from_one_address_is_capped_and_others_are_served() {
     same.provision().await;
 }
 
+/// A request whose body stops arriving is answered 408 once it has stalled for
+/// `header_timeout_secs`, instead of holding its connection and handler for ever.
+#[tokio::test]
+async fn a_stalled_request_body_is_given_up() {
+    let gw = start_gateway_with(GatewayOptions {
+        server: "header_timeout_secs = 2",
+        ..Default::default()
+    })
+    .await;
+    let (user, pw) = new_user("stall");
+    let dev = TestDevice::new(&gw, &user, &pw, "14.1");
+    let mut tls = tls_connect(&gw).await.unwrap();
+    let head = format!(
+        "POST /Microsoft-Server-ActiveSync?{} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\
+         MS-ASProtocolVersion: 14.1\r\nContent-Type: application/vnd.ms-sync.wbxml\r\n\
+         Content-Length: 100\r\n\r\n",
+        dev.query("FolderSync"),
+        dev.auth()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&[3, 1, 106, 0]).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2 + 3), async {
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 /// A state store locked by another writer past its busy timeout answers 503 with Retry-After
 /// (the phone retries), not 500; once the lock is gone the same request succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
