@@ -54,8 +54,19 @@ pub struct ServerConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Largest request body accepted (bytes); larger answers 413 before decoding.
     pub max_body_bytes: usize,
-    /// Most connections served at once; more wait in the accept queue.
+    /// Most connections served at once; when all are taken, a connection that finished its TLS
+    /// handshake waits for one up to `handshake_timeout + header_timeout` after it was accepted.
     pub max_connections: usize,
+    /// Most connections at once from one client address (the TCP peer; trusted proxies are
+    /// exempt). Connections over it are closed at once.
+    pub max_connections_per_ip: usize,
+    /// A connection must finish its TLS handshake within this time of being accepted.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this time of its first byte (of the connection's
+    /// acceptance, for the first request); a request body that stalls this long is given up.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this time.
+    pub idle_timeout: Duration,
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` headers are believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// `public_url`: the gateway's address as phones reach it (`https://mail.example.org`, no
@@ -82,6 +93,10 @@ pub struct AuthConfig {
     pub max_failures_per_ip: u32,
     /// Failed logins allowed per user within `failure_window`.
     pub max_failures_per_user: u32,
+    /// Failed logins allowed per (client IP, user) within `failure_window`: a password guesser
+    /// is stopped here, before the mail server's own per-address penalty builds up and slows the
+    /// other users of that address.
+    pub max_failures_per_ip_user: u32,
     /// The window over which failures are counted, and how long a block lasts.
     pub failure_window: Duration,
 }
@@ -175,6 +190,14 @@ struct RawServer {
     max_body_bytes: u64,
     #[serde(default = "default_max_connections")]
     max_connections: u64,
+    #[serde(default = "default_max_connections_per_ip")]
+    max_connections_per_ip: u64,
+    #[serde(default = "default_handshake_timeout")]
+    handshake_timeout_secs: u64,
+    #[serde(default = "default_header_timeout")]
+    header_timeout_secs: u64,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout_secs: u64,
     #[serde(default)]
     trusted_proxies: Vec<String>,
     public_url: Option<String>,
@@ -187,8 +210,7 @@ struct RawEndpoint {
     port: i64,
     #[serde(default = "default_security")]
     security: String,
-    #[serde(default = "default_timeout_secs")]
-    timeout_secs: u64,
+    timeout_secs: Option<u64>,
 }
 
 /// `[smtp]`: an endpoint, and the lease of a send claim.
@@ -199,8 +221,7 @@ struct RawSmtp {
     port: i64,
     #[serde(default = "default_security")]
     security: String,
-    #[serde(default = "default_timeout_secs")]
-    timeout_secs: u64,
+    timeout_secs: Option<u64>,
     #[serde(default = "default_claim_lease_secs")]
     claim_lease_secs: u64,
 }
@@ -229,6 +250,8 @@ struct RawAuth {
     max_failures_per_ip: u32,
     #[serde(default = "default_failures_user")]
     max_failures_per_user: u32,
+    #[serde(default = "default_failures_ip_user")]
+    max_failures_per_ip_user: u32,
     #[serde(default = "default_failure_window")]
     failure_window_secs: u64,
 }
@@ -239,6 +262,7 @@ impl Default for RawAuth {
             cache_secs: default_cache_secs(),
             max_failures_per_ip: default_failures_ip(),
             max_failures_per_user: default_failures_user(),
+            max_failures_per_ip_user: default_failures_ip_user(),
             failure_window_secs: default_failure_window(),
         }
     }
@@ -264,15 +288,31 @@ fn default_max_body_bytes() -> u64 {
 fn default_max_connections() -> u64 {
     20_000
 }
+/// An office or a carrier NAT puts many phones behind one address, each holding a waiting Ping
+/// and now and then a second request: 200 fits about a hundred phones, and one address can still
+/// hold only 1 % of the default 20,000 slots.
+fn default_max_connections_per_ip() -> u64 {
+    200
+}
+fn default_handshake_timeout() -> u64 {
+    10
+}
+fn default_header_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    120
+}
 fn default_security() -> String {
     "none".into()
-}
-fn default_timeout_secs() -> u64 {
-    15
 }
 fn default_claim_lease_secs() -> u64 {
     300
 }
+/// IMAP: longer than Dovecot's longest auth penalty (15 s, on every login from an address that
+/// just failed), so a correct login delayed by it completes instead of timing out.
+const DEFAULT_IMAP_TIMEOUT_SECS: u64 = 20;
+const DEFAULT_SMTP_TIMEOUT_SECS: u64 = 15;
 fn default_cache_secs() -> u64 {
     300
 }
@@ -281,6 +321,9 @@ fn default_failures_ip() -> u32 {
 }
 fn default_failures_user() -> u32 {
     10
+}
+fn default_failures_ip_user() -> u32 {
+    3
 }
 fn default_failure_window() -> u64 {
     300
@@ -323,6 +366,30 @@ impl RawConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        if self.server.max_connections_per_ip == 0 {
+            return Err(ConfigError::Value {
+                key: "server.max_connections_per_ip",
+                reason: "must be at least 1".into(),
+            });
+        }
+        for (key, secs) in [
+            (
+                "server.handshake_timeout_secs",
+                self.server.handshake_timeout_secs,
+            ),
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(ConfigError::Value {
+                    key,
+                    reason: "must be between 1 and 3600".into(),
+                });
+            }
+        }
         let mut trusted_proxies = Vec::new();
         for p in &self.server.trusted_proxies {
             trusted_proxies.push(p.parse().map_err(|_| ConfigError::Value {
@@ -339,13 +406,11 @@ impl RawConfig {
         };
         let imap = endpoint(self.imap, "imap")?;
         let claim_lease_secs = self.smtp.claim_lease_secs;
-        if claim_lease_secs <= self.smtp.timeout_secs {
+        let smtp_timeout_secs = self.smtp.timeout_secs.unwrap_or(DEFAULT_SMTP_TIMEOUT_SECS);
+        if claim_lease_secs <= smtp_timeout_secs {
             return Err(ConfigError::Value {
                 key: "smtp.claim_lease_secs",
-                reason: format!(
-                    "must be above smtp.timeout_secs ({})",
-                    self.smtp.timeout_secs
-                ),
+                reason: format!("must be above smtp.timeout_secs ({smtp_timeout_secs})"),
             });
         }
         let smtp = endpoint(
@@ -412,6 +477,7 @@ impl RawConfig {
             cache_ttl: Duration::from_secs(a.cache_secs),
             max_failures_per_ip: a.max_failures_per_ip,
             max_failures_per_user: a.max_failures_per_user,
+            max_failures_per_ip_user: a.max_failures_per_ip_user,
             failure_window: Duration::from_secs(a.failure_window_secs),
         };
         let d = PolicyConfig::default();
@@ -483,6 +549,10 @@ impl RawConfig {
                 tls,
                 max_body_bytes: self.server.max_body_bytes as usize,
                 max_connections: self.server.max_connections as usize,
+                max_connections_per_ip: self.server.max_connections_per_ip as usize,
+                handshake_timeout: Duration::from_secs(self.server.handshake_timeout_secs),
+                header_timeout: Duration::from_secs(self.server.header_timeout_secs),
+                idle_timeout: Duration::from_secs(self.server.idle_timeout_secs),
                 trusted_proxies,
                 public_url,
             },
@@ -539,18 +609,17 @@ fn endpoint(
             })
         }
     };
-    if raw.timeout_secs == 0 {
+    let timeout_secs = raw.timeout_secs.unwrap_or(match section {
+        "imap" => DEFAULT_IMAP_TIMEOUT_SECS,
+        _ => DEFAULT_SMTP_TIMEOUT_SECS,
+    });
+    if timeout_secs == 0 {
         return Err(ConfigError::Value {
             key: timeout_key,
             reason: "must be at least 1".into(),
         });
     }
-    Ok((
-        raw.host,
-        port,
-        security,
-        Duration::from_secs(raw.timeout_secs),
-    ))
+    Ok((raw.host, port, security, Duration::from_secs(timeout_secs)))
 }
 
 /// Checks and normalises `server.public_url`: `http(s)://host[:port][/prefix]`, nothing else
@@ -718,6 +787,10 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "tls_key",
             "max_body_bytes",
             "max_connections",
+            "max_connections_per_ip",
+            "handshake_timeout_secs",
+            "header_timeout_secs",
+            "idle_timeout_secs",
             "trusted_proxies",
             "public_url",
             "host",
@@ -731,6 +804,7 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "cache_secs",
             "max_failures_per_ip",
             "max_failures_per_user",
+            "max_failures_per_ip_user",
             "failure_window_secs",
             "require_password",
             "allow_simple_password",

@@ -209,6 +209,10 @@ pub enum CommandError {
     /// The mail server is unreachable or busy (HTTP 503 + Retry-After).
     #[error("mail server unavailable: {0}")]
     Unavailable(String),
+    /// The state store is busy (locked by another writer past its busy timeout) or cannot be
+    /// reached; nothing was applied and the request may be retried (HTTP 503 + Retry-After).
+    #[error("state store unavailable: {0}")]
+    StoreUnavailable(String),
     /// The mail server refused the stored credentials mid-request (HTTP 401).
     #[error("mail server refused the login")]
     AuthFailed,
@@ -229,7 +233,11 @@ impl From<BackendError> for CommandError {
 
 impl From<StoreError> for CommandError {
     fn from(e: StoreError) -> Self {
-        CommandError::Internal(format!("state store: {e}"))
+        if e.is_retryable() {
+            CommandError::StoreUnavailable(e.to_string())
+        } else {
+            CommandError::Internal(format!("state store: {e}"))
+        }
     }
 }
 

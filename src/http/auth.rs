@@ -3,9 +3,18 @@
 //! The one place where logins are normalised: `DOMAIN\user` drops the domain, `user` becomes
 //! `user@<identity.domain>`, and the result is lower-cased. Successful logins are remembered in
 //! memory for `auth.cache_secs`, keyed by a salted SHA-256 of login and password (never the
-//! password itself). Failed logins are counted per client IP and per user; past the limit the
-//! gateway answers 429 without asking the mail server, so one attacker cannot make the mail
-//! server's own penalty slow every user (all gateway logins reach it from one address).
+//! password itself). Failed logins are counted per client IP, per user and per (client IP, user);
+//! past a limit the gateway answers 429 without asking the mail server. The mail server sees the
+//! client's address (IMAP ID `x-originating-ip`) and Dovecot delays every login from an address
+//! after a failure from it (its auth penalty: up to 15 s, until 15 s pass without a failure or a
+//! login succeeds), also the correct logins of other users of that address. So a guesser is
+//! stopped after a few tries of one user (`max_failures_per_ip_user`), and a login that times
+//! out while its address has just failed is answered 429, not 503: the delay is the address's
+//! own doing, not a mail server outage.
+//!
+//! Credentials longer than [`MAX_USER_BYTES`] / [`MAX_PASSWORD_BYTES`] are refused at the door
+//! (401, counted as a failure) and never sent to the mail server, whose input buffer they could
+//! overrun.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -30,6 +39,16 @@ pub enum AuthOutcome {
     Unavailable(String),
 }
 
+/// Longest user name accepted (bytes, as sent).
+pub const MAX_USER_BYTES: usize = 256;
+/// Longest password accepted (bytes).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// How long after a failed login from an address a mail server may still delay logins from it
+/// (Dovecot's penalty lasts until 15 s after the last failure; plus a login's own 15 s timeout).
+const PENALTY_HORIZON: Duration = Duration::from_secs(30);
+/// Retry-After for a login that timed out in the mail server's penalty for the address.
+const PENALTY_RETRY: Duration = Duration::from_secs(15);
+
 /// Login cache and failure counters.
 pub struct Authenticator {
     config: AuthConfig,
@@ -38,12 +57,25 @@ pub struct Authenticator {
     cache: DashMap<[u8; 32], Instant>,
     failures_ip: DashMap<IpAddr, Window>,
     failures_user: DashMap<String, Window>,
+    failures_pair: DashMap<(IpAddr, String), Window>,
 }
 
 #[derive(Clone, Copy)]
 struct Window {
     start: Instant,
     count: u32,
+    /// The latest failure.
+    last: Instant,
+}
+
+impl Window {
+    fn new(now: Instant) -> Window {
+        Window {
+            start: now,
+            count: 0,
+            last: now,
+        }
+    }
 }
 
 impl Authenticator {
@@ -55,6 +87,7 @@ impl Authenticator {
             cache: DashMap::new(),
             failures_ip: DashMap::new(),
             failures_user: DashMap::new(),
+            failures_pair: DashMap::new(),
         }
     }
 
@@ -70,26 +103,34 @@ impl Authenticator {
         header: Option<&str>,
         client_ip: IpAddr,
     ) -> AuthOutcome {
+        // The header is decoded whatever its length (hyper bounds the header block), so an
+        // oversized password still counts against its user.
+        let now = Instant::now();
         let Some((login, password)) = header.and_then(parse_basic) else {
             return AuthOutcome::Denied;
         };
+        if login.len() > MAX_USER_BYTES {
+            return self.oversized(client_ip, None, now);
+        }
         let address = self.normalise(&login);
         if address.is_empty() || password.is_empty() {
             return AuthOutcome::Denied;
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return self.oversized(client_ip, Some(&address), now);
         }
         let creds = Credentials {
             login: address.clone(),
             password: Secret::new(password),
         };
         let digest = self.digest(&creds);
-        let now = Instant::now();
         if let Some(until) = self.cache.get(&digest).map(|e| *e) {
             if until > now {
                 return AuthOutcome::Ok(creds);
             }
             self.cache.remove(&digest);
         }
-        if let Some(wait) = self.blocked(client_ip, &address, now) {
+        if let Some(wait) = self.blocked(client_ip, Some(&address), now) {
             return AuthOutcome::Throttled(wait);
         }
         match pool.backend().login(&creds, Some(client_ip)).await {
@@ -98,15 +139,45 @@ impl Authenticator {
                 pool.put(&creds, session);
                 self.cache.insert(digest, now + self.config.cache_ttl);
                 self.failures_user.remove(&address);
+                self.failures_pair.remove(&(client_ip, address));
                 AuthOutcome::Ok(creds)
             }
             Err(BackendError::AuthFailed) => {
-                self.record_failure(client_ip, &address, now);
+                self.record_failure(client_ip, Some(&address), now);
                 AuthOutcome::Denied
             }
-            Err(BackendError::Unavailable(reason)) => AuthOutcome::Unavailable(reason),
-            Err(other) => AuthOutcome::Unavailable(other.to_string()),
+            Err(e) => {
+                let reason = match e {
+                    BackendError::Unavailable(reason) => reason,
+                    other => other.to_string(),
+                };
+                // The mail server delays logins from an address that just failed (Dovecot's
+                // auth penalty): a login from such an address that did not finish in time is
+                // held up by that address's own failures, not by an outage.
+                if self.failed_lately(client_ip, Instant::now()) {
+                    tracing::info!(reason = %reason, "login from an address with recent failures did not finish");
+                    return AuthOutcome::Throttled(PENALTY_RETRY);
+                }
+                AuthOutcome::Unavailable(reason)
+            }
         }
+    }
+
+    /// Credentials too long to be real: refused and counted, never sent to the mail server.
+    fn oversized(&self, ip: IpAddr, user: Option<&str>, now: Instant) -> AuthOutcome {
+        if let Some(wait) = self.blocked(ip, user, now) {
+            return AuthOutcome::Throttled(wait);
+        }
+        tracing::info!("credentials over the length limit refused");
+        self.record_failure(ip, user, now);
+        AuthOutcome::Denied
+    }
+
+    /// Whether a login from `ip` failed within [`PENALTY_HORIZON`].
+    fn failed_lately(&self, ip: IpAddr, now: Instant) -> bool {
+        self.failures_ip
+            .get(&ip)
+            .is_some_and(|w| w.count > 0 && now.duration_since(w.last) < PENALTY_HORIZON)
     }
 
     /// Drops expired login-cache entries and failure windows that have ended, so the maps hold
@@ -118,15 +189,18 @@ impl Authenticator {
             .retain(|_, w| now.duration_since(w.start) < window);
         self.failures_user
             .retain(|_, w| now.duration_since(w.start) < window);
+        self.failures_pair
+            .retain(|_, w| now.duration_since(w.start) < window);
     }
 
-    /// (cached logins, IPs with failures, users with failures).
+    /// (cached logins, IPs with failures, users with failures, (IP, user) pairs with failures).
     #[cfg(test)]
-    fn sizes(&self) -> (usize, usize, usize) {
+    fn sizes(&self) -> (usize, usize, usize, usize) {
         (
             self.cache.len(),
             self.failures_ip.len(),
             self.failures_user.len(),
+            self.failures_pair.len(),
         )
     }
 
@@ -139,49 +213,55 @@ impl Authenticator {
         h.finalize().into()
     }
 
-    fn blocked(&self, ip: IpAddr, user: &str, now: Instant) -> Option<Duration> {
+    fn blocked(&self, ip: IpAddr, user: Option<&str>, now: Instant) -> Option<Duration> {
         let window = self.config.failure_window;
         let check = |w: Option<Window>, max: u32| -> Option<Duration> {
             let w = w?;
             let age = now.duration_since(w.start);
             (age < window && w.count >= max).then(|| window - age)
         };
-        check(
-            self.failures_ip.get(&ip).map(|w| *w),
-            self.config.max_failures_per_ip,
-        )
-        .or_else(|| {
+        let c = &self.config;
+        let pair = user.and_then(|u| {
             check(
-                self.failures_user.get(user).map(|w| *w),
-                self.config.max_failures_per_user,
+                self.failures_pair.get(&(ip, u.to_string())).map(|w| *w),
+                c.max_failures_per_ip_user,
             )
+        });
+        pair.or_else(|| {
+            user.and_then(|u| {
+                check(
+                    self.failures_user.get(u).map(|w| *w),
+                    c.max_failures_per_user,
+                )
+            })
         })
+        .or_else(|| check(self.failures_ip.get(&ip).map(|w| *w), c.max_failures_per_ip))
     }
 
-    fn record_failure(&self, ip: IpAddr, user: &str, now: Instant) {
+    fn record_failure(&self, ip: IpAddr, user: Option<&str>, now: Instant) {
         let window = self.config.failure_window;
         let bump = |w: &mut Window| {
             if now.duration_since(w.start) >= window {
-                *w = Window {
-                    start: now,
-                    count: 0,
-                };
+                *w = Window::new(now);
             }
             w.count += 1;
+            w.last = now;
         };
-        bump(&mut self.failures_ip.entry(ip).or_insert(Window {
-            start: now,
-            count: 0,
-        }));
-        bump(
-            &mut self
-                .failures_user
-                .entry(user.to_string())
-                .or_insert(Window {
-                    start: now,
-                    count: 0,
-                }),
-        );
+        bump(&mut self.failures_ip.entry(ip).or_insert(Window::new(now)));
+        if let Some(user) = user {
+            bump(
+                &mut self
+                    .failures_user
+                    .entry(user.to_string())
+                    .or_insert(Window::new(now)),
+            );
+            bump(
+                &mut self
+                    .failures_pair
+                    .entry((ip, user.to_string()))
+                    .or_insert(Window::new(now)),
+            );
+        }
     }
 }
 
@@ -227,20 +307,21 @@ mod tests {
                 cache_ttl: Duration::from_secs(60),
                 max_failures_per_ip: 5,
                 max_failures_per_user: 5,
+                max_failures_per_ip_user: 3,
                 failure_window: Duration::from_secs(30),
             },
             "example.test".into(),
         );
         let t0 = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        auth.record_failure(ip, "a@example.test", t0);
+        auth.record_failure(ip, Some("a@example.test"), t0);
         auth.cache.insert([1; 32], t0 + Duration::from_secs(60));
         auth.sweep(t0 + Duration::from_secs(29));
-        assert_eq!(auth.sizes(), (1, 1, 1), "nothing has ended yet");
+        assert_eq!(auth.sizes(), (1, 1, 1, 1), "nothing has ended yet");
         auth.sweep(t0 + Duration::from_secs(30));
-        assert_eq!(auth.sizes(), (1, 0, 0), "failure windows ended");
+        assert_eq!(auth.sizes(), (1, 0, 0, 0), "failure windows ended");
         auth.sweep(t0 + Duration::from_secs(60));
-        assert_eq!(auth.sizes(), (0, 0, 0), "the cached login expired");
+        assert_eq!(auth.sizes(), (0, 0, 0, 0), "the cached login expired");
     }
 
     #[test]

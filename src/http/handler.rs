@@ -303,18 +303,39 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             .get(hyper::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(200).collect::<String>());
-        let body: Bytes = match Limited::new(req.into_body(), max).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    log.reason = "body over the size limit";
-                    return response::empty(413);
+        // A body that stops arriving for as long as headers may take is given up (408): a
+        // client trickling its body must not hold a connection and a handler for ever.
+        let stall = self.gateway.config.server.header_timeout;
+        let mut incoming = Limited::new(req.into_body(), max);
+        let mut chunks: Vec<Bytes> = Vec::new();
+        loop {
+            match tokio::time::timeout(stall, incoming.frame()).await {
+                Err(_) => {
+                    log.reason = "request body stalled";
+                    return response::empty(408);
                 }
-                log.reason = "body could not be read";
-                return response::empty(400);
+                Ok(None) => break,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        chunks.push(data);
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        log.reason = "body over the size limit";
+                        return response::empty(413);
+                    }
+                    log.reason = "body could not be read";
+                    return response::empty(400);
+                }
             }
+        }
+        let body: Bytes = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => chunks.concat().into(),
         };
         log.bytes_in = body.len() as u64;
         let is_mime_command = matches!(
@@ -359,7 +380,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             Err(e) => {
                 warn!(error = %e, "state store failed");
                 log.reason = "state store failed";
-                return response::empty(500);
+                return response::from_error(&commands::CommandError::from(e));
             }
         };
         let ctx = Context {

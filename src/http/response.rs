@@ -114,6 +114,8 @@ pub const WBXML: &str = "application/vnd.ms-sync.wbxml";
 
 /// Seconds a phone is told to wait when the mail server is unreachable.
 pub const RETRY_AFTER_SECS: u64 = 30;
+/// Seconds a phone is told to wait when the state store is busy (a short-lived lock).
+pub const STORE_RETRY_AFTER_SECS: u64 = 10;
 
 pub fn empty(status: u16) -> Response<Body> {
     let mut r = Response::new(Body::Full(None));
@@ -172,6 +174,7 @@ pub fn from_error(e: &CommandError) -> Response<Body> {
     match e {
         CommandError::BadRequest(_) => empty(400),
         CommandError::Unavailable(_) => retry_after(503, RETRY_AFTER_SECS),
+        CommandError::StoreUnavailable(_) => retry_after(503, STORE_RETRY_AFTER_SECS),
         CommandError::AuthFailed => unauthorized(),
         CommandError::Internal(_) => empty(500),
     }

@@ -72,6 +72,8 @@ pub struct GatewayOptions {
     pub max_body_bytes: Option<usize>,
     /// IMAP timeout (5 s when unset); when set, also the SMTP timeout.
     pub timeout_secs: Option<u64>,
+    /// Extra lines of the `[server]` section.
+    pub server: &'static str,
 }
 
 pub async fn start_gateway() -> TestGateway {
@@ -102,6 +104,7 @@ listen = "127.0.0.1:0"
 tls_cert = "cert.pem"
 tls_key = "key.pem"
 max_body_bytes = {max_body_bytes}
+{server}
 [imap]
 host = "127.0.0.1"
 port = {imap_port}
@@ -138,6 +141,7 @@ domain = "{DOMAIN}"
         auth = opts.auth,
         policy = opts.policy,
         push = opts.push,
+        server = opts.server,
     );
     let mut config = Config::from_toml(&toml, dir.path()).expect("test config");
     configure(&mut config);
