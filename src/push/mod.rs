@@ -6,9 +6,12 @@
 //! mailbox states fresh in memory (NOTIFY events, or IDLE on INBOX plus a batched poll). A
 //! waiter compares those states with the *baseline* of each watched collection: the
 //! UIDVALIDITY and HIGHESTMODSEQ of the device's last committed view. The device's own
-//! changes are in its view, so they never wake its own request, while they do wake the user's
-//! other devices. Before answering "changed", a waiter asks the watcher for a fresh STATUS of
-//! the mailboxes that look changed, so a stale state never causes a false wake-up.
+//! changes are in its view (or, for those that are not, such as its Sent Items copy, recorded
+//! by [`own`] and the baseline carried past them), so they never wake its own request, while
+//! they do wake the user's other devices. Only a mod-sequence above the baseline is a change:
+//! a watcher that has not yet heard of the device's own change knows less than the device.
+//! Before answering "changed", a waiter asks the watcher for a fresh STATUS of the mailboxes
+//! that look changed, so a stale state never causes a false wake-up.
 //!
 //! Every waiter ends by its deadline whatever the watcher does (a dropped IMAP connection
 //! never keeps a phone waiting past its heartbeat). A device has at most one waiter: a new
@@ -18,6 +21,7 @@
 //! No lock is held across an `.await`: the maps are `DashMap`s or `std::sync::Mutex`es only
 //! touched in short synchronous sections.
 
+pub mod own;
 pub mod watcher;
 
 use std::collections::HashMap;
@@ -147,6 +151,8 @@ pub(crate) struct Inner {
     /// "user\0device" -> last Ping parameters: a cache of what the state store holds
     /// (`commands::ping` reads the store when this has nothing, after a restart).
     ping_params: DashMap<String, PingParams>,
+    /// "user\0device\0mailbox" -> the device's own recent changes there ([`own`]).
+    own: DashMap<String, Vec<own::Mark>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -241,6 +247,7 @@ impl Hub {
                 devices: DashMap::new(),
                 next_waiter: std::sync::atomic::AtomicU64::new(1),
                 ping_params: DashMap::new(),
+                own: DashMap::new(),
                 shutdown,
             }),
         }
@@ -334,6 +341,16 @@ impl Hub {
             .folders
             .iter()
             .filter_map(|w| w.baseline.map(|b| (w, b)))
+            .map(|(w, mut b)| {
+                b.highest_modseq = self.past_own_changes(
+                    &req.user,
+                    &req.device_id,
+                    &w.mailbox,
+                    b.uid_validity,
+                    b.highest_modseq,
+                );
+                (w, b)
+            })
             .collect();
         let more: Vec<String> = watched
             .iter()
@@ -438,8 +455,13 @@ fn verdict(b: &Baseline, snapshot: Option<&MailboxInfo>, s: Option<MailboxInfo>)
         return Verdict::Changed;
     }
     if b.highest_modseq != 0 || s.highest_modseq != 0 {
-        if s.highest_modseq != b.highest_modseq {
+        if s.highest_modseq > b.highest_modseq || (b.highest_modseq != 0 && s.highest_modseq == 0) {
             return Verdict::Changed;
+        }
+        if s.highest_modseq < b.highest_modseq {
+            // Mod-sequences only grow: the watcher has not yet heard of a change the device
+            // already holds (typically its own), which says nothing about later ones.
+            return Verdict::Unknown;
         }
         return if s.complete {
             Verdict::Same
