@@ -30,6 +30,7 @@ fn push_config() -> PushConfig {
         min_heartbeat_secs: 2,
         max_heartbeat_secs: 120,
         watcher_grace: Duration::from_secs(30),
+        hierarchy_poll: Duration::from_secs(1),
         ..PushConfig::default()
     }
 }
@@ -115,13 +116,13 @@ async fn ping_waiting(server: &TestServer, dev: &TestDevice, body: Element) -> J
 }
 
 /// The Ping is still waiting after [`QUIET`]: the device's own change did not wake it.
-async fn assert_still_waiting(task: &JoinHandle<Answer>, what: &str) {
+async fn assert_still_waiting(task: &mut JoinHandle<Answer>, what: &str) {
     let t = Instant::now();
     while t.elapsed() < QUIET {
-        assert!(
-            !task.is_finished(),
-            "{what}: the device's own change ended its Ping"
-        );
+        if task.is_finished() {
+            let a = task.await.unwrap();
+            panic!("{what}: the Ping ended after {:?}: {a:?}", t.elapsed());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -187,7 +188,7 @@ async fn device_with_new_mail(
     let inbox = folder_id(&dev, "Inbox").await;
     let (_, key) = full_sync(&dev, &inbox, 100).await;
     // The phone waits; a new mail wakes it; it syncs the mail.
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
     let t = Instant::now();
     append(&user, &pw, "INBOX", &mail("new", "x"), None).await;
     assert_woken(task, t, &inbox, "new mail").await;
@@ -207,8 +208,8 @@ async fn own_read_and_flag_do_not_wake_own_ping_but_imap_does() {
     let (_gw, server, dev, user, pw, inbox, key, sid) = device_with_new_mail("ownread").await;
     let r = sync_commands(&dev, &inbox, &key, vec![read_change(&sid)]).await;
     let key = r.key.unwrap();
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
-    assert_still_waiting(&task, "Read").await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    assert_still_waiting(&mut task, "Read").await;
     // The same kind of change over IMAP wakes it.
     let t = Instant::now();
     let uid = uid_of(&sid);
@@ -238,8 +239,8 @@ async fn own_read_and_flag_do_not_wake_own_ping_but_imap_does() {
     .await;
     let _ = flag_change;
     let key = r.key.unwrap();
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
-    assert_still_waiting(&task, "Flag").await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    assert_still_waiting(&mut task, "Flag").await;
     let t = Instant::now();
     imap(
         &user,
@@ -258,8 +259,8 @@ async fn own_delete_does_not_wake_own_ping_but_an_imap_expunge_does() {
     let del = Element::new(a::DELETE).text_child(a::SERVER_ID, &sid);
     let r = sync_commands(&dev, &inbox, &key, vec![del]).await;
     let key = r.key.unwrap();
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
-    assert_still_waiting(&task, "Delete").await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    assert_still_waiting(&mut task, "Delete").await;
     let t = Instant::now();
     imap(
         &user,
@@ -290,8 +291,8 @@ async fn own_move_does_not_wake_own_ping_on_either_folder_but_an_imap_move_does(
         .and_then(|b| b.first(m::RESPONSE))
         .and_then(|e| e.text_of(m::STATUS));
     assert_eq!(status, Some("3"), "MoveItems");
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox, &archive])).await;
-    assert_still_waiting(&task, "MoveItems").await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox, &archive])).await;
+    assert_still_waiting(&mut task, "MoveItems").await;
     let t = Instant::now();
     imap(&user, &pw, &["SELECT INBOX", "MOVE 1 Archive"]).await;
     let a = task.await.unwrap();
@@ -330,8 +331,8 @@ async fn own_sent_copy_does_not_wake_a_ping_on_sent_items_but_another_clients_do
     assert!(compose_status(&r).is_none(), "SendMail: {:?}", r.body);
     let copies = uids_with_subject(&user, &pw, "Sent", &subject, 1, Duration::from_secs(5)).await;
     assert_eq!(copies.len(), 1);
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&sent])).await;
-    assert_still_waiting(&task, "SendMail's Sent copy").await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&sent])).await;
+    assert_still_waiting(&mut task, "SendMail's Sent copy").await;
     let t = Instant::now();
     append(&user, &pw, "Sent", &mail("sent elsewhere", "x"), None).await;
     assert_woken(task, t, &sent, "a Sent copy by another client").await;
@@ -367,8 +368,8 @@ async fn own_draft_edit_does_not_wake_own_ping_but_webmail_does() {
         .child(Element::new(a::APPLICATION_DATA).text_child(email::SUBJECT, "a better draft"));
     let r = sync_commands(&dev, &drafts, &key, vec![change]).await;
     let _key = r.key.unwrap();
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&drafts])).await;
-    assert_still_waiting(&task, "draft edit").await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&drafts])).await;
+    assert_still_waiting(&mut task, "draft edit").await;
     let t = Instant::now();
     append(&user, &pw, "Drafts", &mail("webmail draft", "x"), None).await;
     assert_woken(task, t, &drafts, "a draft from webmail").await;
@@ -427,7 +428,7 @@ async fn a_hierarchy_changed_while_the_ping_waits_answers_7() {
         "DELETE Gone",
     ] {
         dev.folder_sync("0").await;
-        let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+        let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
         assert!(
             !task.is_finished(),
             "{change}: the Ping ended before the change"
@@ -487,7 +488,7 @@ async fn a_folder_created_after_the_watcher_started_pushes_at_once() {
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
     // The user's watcher runs (this Ping), then a folder is made (a new Sieve target).
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
     assert_eq!(server.gateway.push.stats().watchers, 1);
     imap(&user, &pw, &["CREATE Lists"]).await;
     let a = task.await.unwrap();
@@ -495,7 +496,7 @@ async fn a_folder_created_after_the_watcher_started_pushes_at_once() {
     let lists = folder_id(&dev, "Lists").await;
     let (_, _key) = full_sync(&dev, &lists, 100).await;
     assert_eq!(server.gateway.push.stats().watchers, 1, "the same watcher");
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox, &lists])).await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox, &lists])).await;
     let t = Instant::now();
     append(&user, &pw, "Lists", &mail("filed", "x"), None).await;
     assert_woken(task, t, &lists, "mail filed into the new folder").await;
@@ -569,7 +570,7 @@ async fn a_ping_during_a_mail_server_outage_answers_503_early() {
     let inbox = folder_id(&dev, "Inbox").await;
     let (_, key) = full_sync(&dev, &inbox, 100).await;
 
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
     let t = Instant::now();
     relay.sever();
     let a = task.await.unwrap();
@@ -613,11 +614,11 @@ async fn a_short_break_within_the_grace_keeps_the_ping_waiting() {
     let dev = device_of(&gw, &user, &pw, "14.1").await;
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
-    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
     relay.sever();
     tokio::time::sleep(Duration::from_millis(200)).await;
     relay.mend();
-    assert_still_waiting(&task, "a short break").await;
+    assert_still_waiting(&mut task, "a short break").await;
     let t = Instant::now();
     append(&user, &pw, "INBOX", &mail("after the break", "x"), None).await;
     assert_woken(task, t, &inbox, "mail after the break").await;

@@ -257,6 +257,28 @@ impl ImapSession {
         Ok(out)
     }
 
+    /// The names of all the user's mailboxes (`LIST "" "*"`, nothing else), sorted; events
+    /// the server sent meanwhile are returned too.
+    pub async fn mailbox_names(&mut self) -> Result<(Vec<String>, Vec<WatchEvent>), BackendError> {
+        let c = self
+            .run_ok(&Command::new("LIST").raw(" \"\" \"*\""))
+            .await?;
+        let mut names = Vec::new();
+        let mut events = Vec::new();
+        for r in &c.untagged {
+            match r {
+                Response::Data { name, items, .. } if name == "LIST" => {
+                    if let Some(e) = parse_list(items) {
+                        names.push(mailbox_key(&e.name));
+                    }
+                }
+                other => events.extend(event_of(other)),
+            }
+        }
+        names.sort();
+        Ok((names, events))
+    }
+
     /// Starts IDLE; returns the running command and the events sent before the server's
     /// continuation.
     pub async fn idle_start(
@@ -470,6 +492,20 @@ mod tests {
 
     fn parse(line: &str) -> Response {
         imap_parse::parse_response(line.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn dovecot_rename_event_with_atoms() {
+        // As Dovecot 2.3 sends it: the names as atoms.
+        let r = [parse("* LIST () \"/\" Older (\"OLDNAME\" (Old))\r\n")];
+        assert_eq!(
+            events_of(&r),
+            vec![WatchEvent::Listed {
+                mailbox: "Older".into(),
+                gone: false,
+                old_name: Some("Old".into()),
+            }]
+        );
     }
 
     #[test]

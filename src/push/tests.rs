@@ -158,6 +158,7 @@ fn request(device: &str, modseq: u64, millis_: u64) -> WaitRequest {
                 baseline: None,
             },
         ],
+        hierarchy: crate::push::Hierarchy::Ignore,
         deadline: Instant::now() + Duration::from_millis(millis_),
     }
 }
