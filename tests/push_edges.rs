@@ -623,3 +623,36 @@ async fn a_short_break_within_the_grace_keeps_the_ping_waiting() {
     append(&user, &pw, "INBOX", &mail("after the break", "x"), None).await;
     assert_woken(task, t, &inbox, "mail after the break").await;
 }
+
+#[tokio::test]
+async fn a_folder_the_phone_just_created_pushes_at_once() {
+    let (gw, server) = start().await;
+    let (user, pw) = new_user("phonefolder");
+    let dev = device_of(&gw, &user, &pw, "14.1").await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    full_sync(&dev, &inbox, 100).await;
+    let key = dev
+        .folder_sync("0")
+        .await
+        .text_of(f::SYNC_KEY)
+        .unwrap()
+        .to_string();
+    // The user's watcher runs (this Ping); the phone's next request, a FolderCreate, ends it.
+    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    let create = Element::new(f::FOLDER_CREATE)
+        .text_child(f::SYNC_KEY, &key)
+        .text_child(f::PARENT_ID, "0")
+        .text_child(f::DISPLAY_NAME, "Receipts")
+        .text_child(f::TYPE, "12");
+    let r = dev.post("FolderCreate", &create).await;
+    let body = r.body.expect("FolderCreate body");
+    assert_eq!(body.text_of(f::STATUS), Some("1"), "{body:?}");
+    let receipts = body.text_of(f::SERVER_ID).unwrap().to_string();
+    assert_eq!(task.await.unwrap().status, "1");
+    full_sync(&dev, &receipts, 100).await;
+    assert_eq!(server.gateway.push.stats().watchers, 1, "the same watcher");
+    let task = ping_waiting(&server, &dev, ping_request(60, &[&inbox, &receipts])).await;
+    let t = Instant::now();
+    append(&user, &pw, "Receipts", &mail("receipt", "x"), None).await;
+    assert_woken(task, t, &receipts, "mail filed into the phone's new folder").await;
+}

@@ -1,9 +1,13 @@
 //! Ping (MS-ASCMD 2.2.1.13): wait until a watched folder changes or the heartbeat ends.
 //!
-//! The request's folders are resolved to IMAP mailboxes, and each folder the device has synced
-//! gets its baseline from the device's committed view; the waiting itself is the push hub's
-//! ([`crate::push::Hub::wait_for_changes`]). Folders the device never synced are not watched
-//! (they do not make the Ping fail either); a folder id that does not exist answers Status 7.
+//! The request's folders are resolved to IMAP mailboxes with a fresh listing (one LIST-STATUS),
+//! and each folder the device has synced gets its baseline from the device's committed view;
+//! the waiting itself is the push hub's ([`crate::push::Hub::wait_for_changes`]). Folders the
+//! device never synced are not watched (they do not make the Ping fail either); a folder id
+//! that does not exist answers Status 7, and so does a hierarchy that differs from the one the
+//! device got with its last FolderSync (a folder created, renamed, moved or deleted since),
+//! at once or as soon as the watcher hears of it while the Ping waits. A mail server that
+//! cannot be reached for a few seconds while the Ping waits answers 503 (Retry-After).
 //!
 //! A Ping without an interval or folders takes them from the device's last accepted Ping. Those
 //! parameters are in the state store (written only when they change) with a copy in the hub's

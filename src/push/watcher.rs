@@ -9,7 +9,13 @@
 //! mailboxes with one batched LIST-STATUS at [`PushConfig::poll_interval`]. Between IDLEs it
 //! answers waiters' refresh requests (fresh STATUS of a few mailboxes) in one batch.
 //!
-//! The watcher reconnects with exponential backoff, and stops (logging out and forgetting the
+//! LIST events (NOTIFY MailboxName) bump the user's hierarchy epoch, which ends the waits that
+//! watch the hierarchy; while such waits exist the watcher also re-reads the mailbox names
+//! every [`PushConfig::hierarchy_poll`] (without NOTIFY that is the only way it learns of them).
+//! NOTIFY SET is never re-issued on a connection: Dovecot 2.3 then stops sending events.
+//!
+//! The watcher reconnects with exponential backoff (its waiters end after
+//! [`PushConfig::outage_grace`] without a connection), and stops (logging out and forgetting the
 //! credentials) [`PushConfig::watcher_grace`] after its last waiter left.
 
 use std::collections::HashMap;
