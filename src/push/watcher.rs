@@ -38,6 +38,9 @@ use super::{shut_down, Inner, PushConfig};
 /// A boxed future (the connector traits are object-safe so tests can use fakes).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// All mailbox names, sorted, and the events the server sent meanwhile.
+pub type Names = (Vec<String>, Vec<WatchEvent>);
+
 /// Opens watch connections.
 pub trait Connector: Send + Sync + 'static {
     fn connect<'a>(
@@ -58,9 +61,7 @@ pub trait WatchConn: Send {
         mailboxes: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<WatchEvent>, BackendError>>;
     /// The names of all mailboxes, sorted, and events sent meanwhile (a fake may have none).
-    fn mailbox_names(
-        &mut self,
-    ) -> BoxFuture<'_, Result<(Vec<String>, Vec<WatchEvent>), BackendError>> {
+    fn mailbox_names(&mut self) -> BoxFuture<'_, Result<Names, BackendError>> {
         Box::pin(async { Ok((Vec::new(), Vec::new())) })
     }
     fn idle_start(&mut self) -> BoxFuture<'_, Result<Vec<WatchEvent>, BackendError>>;
@@ -120,9 +121,7 @@ impl WatchConn for ImapWatch {
         Box::pin(self.session.watch_states(mailboxes))
     }
 
-    fn mailbox_names(
-        &mut self,
-    ) -> BoxFuture<'_, Result<(Vec<String>, Vec<WatchEvent>), BackendError>> {
+    fn mailbox_names(&mut self) -> BoxFuture<'_, Result<Names, BackendError>> {
         Box::pin(self.session.mailbox_names())
     }
 
