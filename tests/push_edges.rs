@@ -648,3 +648,53 @@ async fn a_folder_the_phone_just_created_pushes_at_once() {
     append(&user, &pw, "Receipts", &mail("receipt", "x"), None).await;
     assert_woken(task, t, &receipts, "mail filed into the phone's new folder").await;
 }
+
+#[tokio::test]
+async fn own_smart_reply_and_forward_copies_do_not_wake_a_ping_on_sent_items() {
+    let (gw, server) = start().await;
+    let (user, pw) = new_user("ownsmart");
+    let subject = unique("lunch");
+    append(&user, &pw, "INBOX", &mail(&subject, "shall we?"), None).await;
+    let dev = device_of(&gw, &user, &pw, "14.1").await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let sent = folder_id(&dev, "Sent").await;
+    let (adds, _) = full_sync(&dev, &inbox, 100).await;
+    let (_, key) = full_sync(&dev, &sent, 100).await;
+    let item = adds[0].0.clone();
+    for (n, (cmd, tag)) in [
+        ("SmartReply", cm::SMART_REPLY),
+        ("SmartForward", cm::SMART_FORWARD),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mime = format!(
+            "From: {user}\r\nTo: {user}\r\nSubject: {cmd}: {subject}\r\n\
+             Content-Type: text/plain\r\n\r\nyes\r\n"
+        );
+        let req = Element::new(tag)
+            .text_child(
+                cm::CLIENT_ID,
+                format!("smart-{n}-{}", rand::random::<u32>()),
+            )
+            .child(Element::new(cm::SAVE_IN_SENT_ITEMS))
+            .child(
+                Element::new(cm::SOURCE)
+                    .text_child(cm::FOLDER_ID, &inbox)
+                    .text_child(cm::ITEM_ID, &item),
+            )
+            .opaque_child(cm::MIME, Bytes::from(mime.into_bytes()));
+        let r = dev.post(cmd, &req).await;
+        assert_eq!(r.status, 200, "{cmd}");
+        assert!(r.raw.is_empty(), "{cmd}: status {:?}", compose_status(&r));
+    }
+    let copies = uids_with_subject(&user, &pw, "Sent", &subject, 2, Duration::from_secs(5)).await;
+    assert_eq!(copies.len(), 2);
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&sent])).await;
+    assert_still_waiting(&mut task, "SmartReply/SmartForward Sent copies").await;
+    let t = Instant::now();
+    append(&user, &pw, "Sent", &mail("sent elsewhere", "x"), None).await;
+    assert_woken(task, t, &sent, "a Sent copy by another client").await;
+    let r = sync(&dev, &sent, &key, 100).await;
+    assert_eq!(r.adds.len(), 3, "{r:?}");
+}
