@@ -18,6 +18,8 @@ use super::Hub;
 
 /// Most marks kept per device and mailbox (a chain of recent own changes).
 const MAX_MARKS: usize = 8;
+/// Most (device, mailbox) pairs with marks.
+const MAX_KEYS: usize = 65_536;
 
 /// "From `before` to `after`, the folder changed only by this device."
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +98,11 @@ impl Hub {
             before: before.highest_modseq,
             after: after.highest_modseq,
         };
+        // Devices that never wait again leave their marks behind: a bound keeps that small
+        // (a mark lost costs at most one needless wake-up).
+        if self.inner.own.len() >= MAX_KEYS {
+            self.inner.own.clear();
+        }
         let mut marks = self
             .inner
             .own
