@@ -156,6 +156,7 @@ impl ImapSession {
         }
         let examined = self.run(&Command::new("EXAMINE").astring("INBOX")).await?;
         if examined.done.status == Status::Ok {
+            self.set_selected(Some("INBOX".to_string()));
             let c = self
                 .run(&Command::new("NOTIFY").raw(&format!(
                     " SET (selected (MessageNew MessageExpunge FlagChange)) {PERSONAL}"
@@ -170,6 +171,7 @@ impl ImapSession {
             );
             // Read-only: CLOSE expunges nothing.
             self.run_ok(&Command::new("CLOSE")).await?;
+            self.set_selected(None);
         }
         let c = self
             .run(&Command::new("NOTIFY").raw(&format!(" SET {PERSONAL}")))
@@ -202,13 +204,27 @@ impl ImapSession {
         }
         let attrs = self.status_attrs();
         let wanted: HashSet<String> = mailboxes.iter().map(|m| mailbox_key(m)).collect();
+        // The STATUS of the selected mailbox answers from this session's view of it, which
+        // lags behind changes made on other connections (a device's own flag change, just
+        // committed in its view) until the next command: a NOOP brings it up to date first.
+        // Not pipelined: Dovecot answers a STATUS sent along with a NOOP before the NOOP has
+        // caught up.
+        let mut out = Vec::new();
+        if self
+            .selected()
+            .is_some_and(|m| wanted.contains(&mailbox_key(m)))
+        {
+            let c = self.run_ok(&Command::new("NOOP")).await?;
+            out.extend(events_of(&c.untagged));
+        }
         if self.has_capability("LIST-STATUS") && wanted.len() > 1 {
             let cmd = Command::new("LIST")
                 .raw(" \"\" \"*\"")
                 .raw(&format!(" RETURN (STATUS ({attrs}))"));
             let c = self.run(&cmd).await?;
             if c.done.status == Status::Ok {
-                return Ok(states_from(&c, &wanted));
+                out.extend(states_from(&c, &wanted));
+                return Ok(out);
             }
         }
         let cmds: Vec<Command> = wanted
@@ -221,7 +237,6 @@ impl ImapSession {
             .collect();
         let names: Vec<&String> = wanted.iter().collect();
         let done = self.pipeline(&cmds).await?;
-        let mut out = Vec::new();
         for (name, c) in names.into_iter().zip(&done) {
             out.extend(events_of(&c.untagged));
             match c.done.status {
@@ -240,6 +255,28 @@ impl ImapSession {
             }
         }
         Ok(out)
+    }
+
+    /// The names of all the user's mailboxes (`LIST "" "*"`, nothing else), sorted; events
+    /// the server sent meanwhile are returned too.
+    pub async fn mailbox_names(&mut self) -> Result<(Vec<String>, Vec<WatchEvent>), BackendError> {
+        let c = self
+            .run_ok(&Command::new("LIST").raw(" \"\" \"*\""))
+            .await?;
+        let mut names = Vec::new();
+        let mut events = Vec::new();
+        for r in &c.untagged {
+            match r {
+                Response::Data { name, items, .. } if name == "LIST" => {
+                    if let Some(e) = parse_list(items) {
+                        names.push(mailbox_key(&e.name));
+                    }
+                }
+                other => events.extend(event_of(other)),
+            }
+        }
+        names.sort();
+        Ok((names, events))
     }
 
     /// Starts IDLE; returns the running command and the events sent before the server's
@@ -455,6 +492,20 @@ mod tests {
 
     fn parse(line: &str) -> Response {
         imap_parse::parse_response(line.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn dovecot_rename_event_with_atoms() {
+        // As Dovecot 2.3 sends it: the names as atoms.
+        let r = [parse("* LIST () \"/\" Older (\"OLDNAME\" (Old))\r\n")];
+        assert_eq!(
+            events_of(&r),
+            vec![WatchEvent::Listed {
+                mailbox: "Older".into(),
+                gone: false,
+                old_name: Some("Old".into()),
+            }]
+        );
     }
 
     #[test]

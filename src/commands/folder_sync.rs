@@ -108,6 +108,28 @@ async fn live_folders<B: MailBackend, S: StateStore>(
     Ok(out)
 }
 
+/// Whether the hierarchy in `listed` (a fresh listing) differs from what the device received
+/// with its last FolderSync (or folder command). A device that never synced its hierarchy has
+/// nothing to differ from.
+pub(crate) async fn changed_since_last_sync<S: StateStore>(
+    store: &S,
+    user: &str,
+    device_id: &str,
+    listed: &[folders::Resolved],
+) -> Result<bool, CommandError> {
+    let Some(state) = store.hierarchy(user, device_id).await? else {
+        return Ok(false);
+    };
+    let held = to_folders(&state.folders);
+    let by_name = folders::ids_by_name(listed);
+    let live: Vec<Folder> = listed
+        .iter()
+        .map(|r| folders::folder(r, &by_name))
+        .collect();
+    let (added, updated, deleted) = diff(&held, &live);
+    Ok(!(added.is_empty() && updated.is_empty() && deleted.is_empty()))
+}
+
 fn to_folders(entries: &[FolderEntry]) -> Vec<Folder> {
     entries
         .iter()

@@ -179,6 +179,7 @@ async fn move_group<B: MailBackend, S: StateStore>(
         });
     }
     let before = session.status(g.dst).await?;
+    let src_before = crate::push::own::before(session, g.src).await;
     let pairs = match session.move_messages(g.src, &uids, g.dst).await {
         Ok(p) => p,
         Err(
@@ -196,6 +197,19 @@ async fn move_group<B: MailBackend, S: StateStore>(
         .filter(|(old, _)| present.contains(*old))
         .collect();
     let after = session.status(g.dst).await?;
+    // The source lost the mails by the device's own doing: that must not wake its Ping there.
+    if let Some(src_before) = src_before {
+        let expected = crate::push::own::Expected {
+            appended: None,
+            removed: uids.len() as u32,
+        };
+        if let Some(src_after) =
+            crate::push::own::only_ours(session, g.src, src_before, expected).await
+        {
+            gw.push
+                .own_change(user, device_id, g.src, src_before, src_after);
+        }
+    }
     if new_uids.is_empty()
         && uids.len() == 1
         && after.uid_validity == before.uid_validity

@@ -1,9 +1,13 @@
 //! Ping (MS-ASCMD 2.2.1.13): wait until a watched folder changes or the heartbeat ends.
 //!
-//! The request's folders are resolved to IMAP mailboxes, and each folder the device has synced
-//! gets its baseline from the device's committed view; the waiting itself is the push hub's
-//! ([`crate::push::Hub::wait_for_changes`]). Folders the device never synced are not watched
-//! (they do not make the Ping fail either); a folder id that does not exist answers Status 7.
+//! The request's folders are resolved to IMAP mailboxes with a fresh listing (one LIST-STATUS),
+//! and each folder the device has synced gets its baseline from the device's committed view;
+//! the waiting itself is the push hub's ([`crate::push::Hub::wait_for_changes`]). Folders the
+//! device never synced are not watched (they do not make the Ping fail either); a folder id
+//! that does not exist answers Status 7, and so does a hierarchy that differs from the one the
+//! device got with its last FolderSync (a folder created, renamed, moved or deleted since),
+//! at once or as soon as the watcher hears of it while the Ping waits. A mail server that
+//! cannot be reached for a few seconds while the Ping waits answers 503 (Retry-After).
 //!
 //! A Ping without an interval or folders takes them from the device's last accepted Ping. Those
 //! parameters are in the state store (written only when they change) with a copy in the hub's
@@ -18,10 +22,10 @@ use tracing::debug;
 
 use crate::backend::MailBackend;
 use crate::eas::ping::{status, PingRequest, PingResponse};
-use crate::push::{Baseline, PingParams, WaitRequest, WaitResult, Watched};
+use crate::push::{Baseline, Hierarchy, PingParams, WaitRequest, WaitResult, Watched};
 use crate::state::StateStore;
 
-use super::{folders, Body, CommandError, Context, Gateway, Outcome};
+use super::{folder_sync, folders, Body, CommandError, Context, Gateway, Outcome};
 
 fn answer(r: PingResponse) -> Outcome {
     Outcome::Wbxml {
@@ -92,24 +96,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         r.max_folders = Some(cfg.max_folders);
         return Ok(answer(r));
     }
-    // Folder ids -> mailboxes: the cached listing, else one fresh listing.
-    let cached = gw.folders.cached(user);
-    let all_known = cached.as_ref().is_some_and(|list| {
-        watch
-            .iter()
-            .all(|(id, _)| list.iter().any(|r| &r.server_id == id))
-    });
-    let list = match cached {
-        Some(list) if all_known => list,
-        _ => {
-            // A pooled session: Ping adds no IMAP connection beyond the user's pool.
-            let mut session = gw
-                .sessions
-                .get(&ctx.user.credentials, ctx.client_ip)
-                .await?;
-            folders::list(&gw.store, &gw.folders, &mut *session, user).await?
-        }
-    };
+    // Folder ids -> mailboxes, from a fresh listing (one LIST-STATUS), which also tells
+    // whether the hierarchy changed since the device's last FolderSync. The epoch is read
+    // first, so a change the watcher hears of after the listing still ends the wait.
+    let mut epoch = hub.hierarchy_epoch(user);
+    let list = fresh_list(gw, ctx).await?;
     let mut folders_to_watch = Vec::with_capacity(watch.len());
     for (id, _class) in &watch {
         let Some(resolved) = list.iter().find(|r| &r.server_id == id) else {
@@ -138,6 +129,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         });
     }
 
+    if folder_sync::changed_since_last_sync(&gw.store, user, device_id, &list).await? {
+        debug!("folder hierarchy changed since the last FolderSync");
+        return Ok(status_only(status::FOLDER_SYNC_REQUIRED));
+    }
+
     let params = PingParams {
         heartbeat_secs: heartbeat,
         folders: watch,
@@ -150,24 +146,59 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         hub.set_ping_params(user, device_id, params);
     }
 
-    let result = hub
-        .wait_for_changes(WaitRequest {
-            user: user.to_string(),
-            device_id: device_id.to_string(),
-            credentials: ctx.user.credentials.clone(),
-            folders: folders_to_watch,
-            deadline: Instant::now() + Duration::from_secs(u64::from(heartbeat)),
-        })
-        .await;
+    let deadline = Instant::now() + Duration::from_secs(u64::from(heartbeat));
+    let result = loop {
+        let result = hub
+            .wait_for_changes(WaitRequest {
+                user: user.to_string(),
+                device_id: device_id.to_string(),
+                credentials: ctx.user.credentials.clone(),
+                folders: folders_to_watch.clone(),
+                deadline,
+                hierarchy: Hierarchy::Since(epoch),
+            })
+            .await;
+        if result != WaitResult::HierarchyChanged {
+            break result;
+        }
+        // The watcher heard of a folder change (or reconnected): is it one for the device?
+        epoch = hub.hierarchy_epoch(user);
+        let list = match fresh_list(gw, ctx).await {
+            // A pooled connection cut while the watcher reconnected: once more, on a new one.
+            Err(CommandError::Unavailable(_)) => fresh_list(gw, ctx).await?,
+            other => other?,
+        };
+        if folder_sync::changed_since_last_sync(&gw.store, user, device_id, &list).await? {
+            break result;
+        }
+    };
     debug!(result = ?result, "Ping ended");
     Ok(match result {
         WaitResult::Changed(ids) => answer(PingResponse::changes(ids)),
-        WaitResult::FolderGone(_) => {
+        WaitResult::FolderGone(_) | WaitResult::HierarchyChanged => {
             folders::forget(&gw.folders, user);
             status_only(status::FOLDER_SYNC_REQUIRED)
+        }
+        WaitResult::Unavailable => {
+            return Err(CommandError::Unavailable(
+                "the mail server cannot be reached".to_string(),
+            ))
         }
         WaitResult::Timeout | WaitResult::Superseded | WaitResult::Shutdown => {
             status_only(status::EXPIRED)
         }
     })
+}
+
+/// The user's folders as they are now, on a pooled session: Ping adds no IMAP connection beyond
+/// the user's pool.
+async fn fresh_list<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+) -> Result<std::sync::Arc<Vec<folders::Resolved>>, CommandError> {
+    let mut session = gw
+        .sessions
+        .get(&ctx.user.credentials, ctx.client_ip)
+        .await?;
+    folders::list(&gw.store, &gw.folders, &mut *session, &ctx.user.address).await
 }

@@ -686,7 +686,7 @@ async fn send_in_session<M: MailSession, S: StateStore>(
     // The mail has left: from here on, failures are only logged.
     if let Some(s) = session {
         if req.save_in_sent {
-            save_in_sent(gw, s, user, &out).await;
+            save_in_sent(gw, s, ctx, &out).await;
         }
         if let Some((mailbox, uid)) = original {
             let flag = if kind == ComposeKind::SmartReply {
@@ -763,9 +763,10 @@ async fn locate<M: MailSession, S: StateStore>(
 async fn save_in_sent<M: MailSession, S: StateStore>(
     gw: &Gateway<impl MailBackend, S>,
     session: &mut M,
-    user: &str,
+    ctx: &Context,
     out: &compose::Outgoing,
 ) {
+    let user = ctx.user.address.as_str();
     let list = match folders::list(&gw.store, &gw.folders, session, user).await {
         Ok(l) => l,
         Err(e) => {
@@ -781,11 +782,27 @@ async fn save_in_sent<M: MailSession, S: StateStore>(
         );
         return;
     };
+    let before = crate::push::own::before(session, &sent.name).await;
     match session
         .append_parts(&sent.name, &["\\Seen".to_string()], out.sent_copy_parts())
         .await
     {
-        Ok(uid) => debug!(user, mailbox = sent.name, ?uid, "Sent Items copy stored"),
+        Ok(uid) => {
+            debug!(user, mailbox = sent.name, ?uid, "Sent Items copy stored");
+            // The copy is the device's own: it must not wake the device's Ping on Sent Items.
+            if let (Some(before), Some(uid)) = (before, uid) {
+                let expected = crate::push::own::Expected {
+                    appended: Some(uid),
+                    removed: 0,
+                };
+                if let Some(after) =
+                    crate::push::own::only_ours(session, &sent.name, before, expected).await
+                {
+                    gw.push
+                        .own_change(user, ctx.device_id(), &sent.name, before, after);
+                }
+            }
+        }
         Err(e) => warn!(user, mailbox = sent.name, error = %e, "cannot store the Sent Items copy"),
     }
 }

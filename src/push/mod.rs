@@ -6,9 +6,12 @@
 //! mailbox states fresh in memory (NOTIFY events, or IDLE on INBOX plus a batched poll). A
 //! waiter compares those states with the *baseline* of each watched collection: the
 //! UIDVALIDITY and HIGHESTMODSEQ of the device's last committed view. The device's own
-//! changes are in its view, so they never wake its own request, while they do wake the user's
-//! other devices. Before answering "changed", a waiter asks the watcher for a fresh STATUS of
-//! the mailboxes that look changed, so a stale state never causes a false wake-up.
+//! changes are in its view (or, for those that are not, such as its Sent Items copy, recorded
+//! by [`own`] and the baseline carried past them), so they never wake its own request, while
+//! they do wake the user's other devices. Only a mod-sequence above the baseline is a change:
+//! a watcher that has not yet heard of the device's own change knows less than the device.
+//! Before answering "changed", a waiter asks the watcher for a fresh STATUS of the mailboxes
+//! that look changed, so a stale state never causes a false wake-up.
 //!
 //! Every waiter ends by its deadline whatever the watcher does (a dropped IMAP connection
 //! never keeps a phone waiting past its heartbeat). A device has at most one waiter: a new
@@ -18,6 +21,7 @@
 //! No lock is held across an `.await`: the maps are `DashMap`s or `std::sync::Mutex`es only
 //! touched in short synchronous sections.
 
+pub mod own;
 pub mod watcher;
 
 use std::collections::HashMap;
@@ -55,6 +59,12 @@ pub struct PushConfig {
     pub max_backoff: Duration,
     /// How long a waiter waits for fresh mailbox states before carrying on without them.
     pub refresh_timeout: Duration,
+    /// How long a user's watcher may be without a connection to the mail server (retrying)
+    /// before its waiters end with [`WaitResult::Unavailable`].
+    pub outage_grace: Duration,
+    /// While a wait watches the folder hierarchy, the watcher re-reads the mailbox names this
+    /// often besides listening for NOTIFY MailboxName events.
+    pub hierarchy_poll: Duration,
 }
 
 impl Default for PushConfig {
@@ -69,6 +79,8 @@ impl Default for PushConfig {
             watcher_grace: Duration::from_secs(30),
             max_backoff: Duration::from_secs(60),
             refresh_timeout: Duration::from_secs(10),
+            outage_grace: Duration::from_secs(5),
+            hierarchy_poll: Duration::from_secs(10),
         }
     }
 }
@@ -102,6 +114,19 @@ pub struct WaitRequest {
     pub credentials: Credentials,
     pub folders: Vec<Watched>,
     pub deadline: Instant,
+    /// Whether a change of the user's folder hierarchy ends the wait.
+    pub hierarchy: Hierarchy,
+}
+
+/// Watching the folder hierarchy during a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// Folders created, renamed or deleted do not end the wait (only a watched one gone does).
+    Ignore,
+    /// Any hierarchy change the watcher hears of after [`Hub::hierarchy_epoch`] said this
+    /// ([`WaitResult::HierarchyChanged`]), taken before the caller compared the hierarchy with
+    /// the device's; `None` when no watcher ran then.
+    Since(Option<u64>),
 }
 
 /// How a wait ended.
@@ -111,6 +136,12 @@ pub enum WaitResult {
     Changed(Vec<String>),
     /// These collections' mailboxes no longer exist: the device must sync its hierarchy.
     FolderGone(Vec<String>),
+    /// A folder was created, renamed, moved or deleted (or the watcher could not tell for a
+    /// while): the caller compares the hierarchy again.
+    HierarchyChanged,
+    /// The mail server could not be reached for [`PushConfig::outage_grace`]: nothing can be
+    /// said about the watched folders.
+    Unavailable,
     /// The deadline passed with no change.
     Timeout,
     /// A newer request of the same device ended this one.
@@ -147,6 +178,8 @@ pub(crate) struct Inner {
     /// "user\0device" -> last Ping parameters: a cache of what the state store holds
     /// (`commands::ping` reads the store when this has nothing, after a restart).
     ping_params: DashMap<String, PingParams>,
+    /// "user\0device\0mailbox" -> the device's own recent changes there ([`own`]).
+    own: DashMap<String, Vec<own::Mark>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -210,10 +243,14 @@ impl Drop for DeviceSlot<'_> {
 struct Attached {
     watch: Arc<UserWatch>,
     mailboxes: Vec<String>,
+    hierarchy: bool,
 }
 
 impl Drop for Attached {
     fn drop(&mut self) {
+        if self.hierarchy {
+            self.watch.hierarchy_waiters.fetch_sub(1, Ordering::SeqCst);
+        }
         self.watch.remove_interest(&self.mailboxes);
         self.watch.waiter_left();
     }
@@ -241,6 +278,7 @@ impl Hub {
                 devices: DashMap::new(),
                 next_waiter: std::sync::atomic::AtomicU64::new(1),
                 ping_params: DashMap::new(),
+                own: DashMap::new(),
                 shutdown,
             }),
         }
@@ -281,6 +319,13 @@ impl Hub {
             .insert(device_key(user, device_id), params);
     }
 
+    /// Counts the folder hierarchy changes the user's watcher heard of (and its reconnections,
+    /// after which it cannot tell); `None` when no watcher runs. Read it before comparing the
+    /// hierarchy and pass it to the wait ([`Hierarchy::Since`]).
+    pub fn hierarchy_epoch(&self, user: &str) -> Option<u64> {
+        self.inner.users.get(user).map(|w| *w.hierarchy.borrow())
+    }
+
     /// The device's last Ping parameters, as far as memory knows.
     pub fn ping_params(&self, user: &str, device_id: &str) -> Option<PingParams> {
         self.inner
@@ -306,7 +351,13 @@ impl Hub {
         )
     }
 
-    fn attach(&self, user: &str, creds: &Credentials, mailboxes: Vec<String>) -> Attached {
+    fn attach(
+        &self,
+        user: &str,
+        creds: &Credentials,
+        mailboxes: Vec<String>,
+        hierarchy: bool,
+    ) -> Attached {
         let watch = {
             let entry = self.inner.users.entry(user.to_string()).or_insert_with(|| {
                 let (w, rx) = UserWatch::new(user, creds.clone());
@@ -319,7 +370,14 @@ impl Hub {
         };
         watch.set_credentials(creds);
         watch.add_interest(&mailboxes);
-        Attached { watch, mailboxes }
+        if hierarchy {
+            watch.hierarchy_waiters.fetch_add(1, Ordering::SeqCst);
+        }
+        Attached {
+            watch,
+            mailboxes,
+            hierarchy,
+        }
     }
 
     /// Waits until a watched collection changes, the deadline passes, the device makes a new
@@ -334,6 +392,16 @@ impl Hub {
             .folders
             .iter()
             .filter_map(|w| w.baseline.map(|b| (w, b)))
+            .map(|(w, mut b)| {
+                b.highest_modseq = self.past_own_changes(
+                    &req.user,
+                    &req.device_id,
+                    &w.mailbox,
+                    b.uid_validity,
+                    b.highest_modseq,
+                );
+                (w, b)
+            })
             .collect();
         let more: Vec<String> = watched
             .iter()
@@ -344,7 +412,11 @@ impl Hub {
             return WaitResult::Changed(more);
         }
         let deadline = req.deadline;
-        if watched.is_empty() {
+        let hierarchy = match req.hierarchy {
+            Hierarchy::Ignore => None,
+            Hierarchy::Since(epoch) => Some(epoch),
+        };
+        if watched.is_empty() && hierarchy.is_none() {
             return tokio::select! {
                 _ = shut_down(&mut shutdown) => WaitResult::Shutdown,
                 _ = &mut superseded => WaitResult::Superseded,
@@ -352,8 +424,27 @@ impl Hub {
             };
         }
         let mailboxes: Vec<String> = watched.iter().map(|(w, _)| w.mailbox.clone()).collect();
-        let attached = self.attach(&req.user, &req.credentials, mailboxes.clone());
+        let attached = self.attach(
+            &req.user,
+            &req.credentials,
+            mailboxes.clone(),
+            hierarchy.is_some(),
+        );
         let watch = attached.watch.clone();
+        let mut hierarchy_rx = watch.hierarchy.subscribe();
+        if let Some(since) = hierarchy {
+            let now = *hierarchy_rx.borrow_and_update();
+            // A watcher that started meanwhile (0: not connected yet) reports its start.
+            let moved = match since {
+                Some(epoch) => epoch != now,
+                None => now != 0,
+            };
+            if moved {
+                return WaitResult::HierarchyChanged;
+            }
+        }
+        let mut down_rx = watch.down.subscribe();
+        let grace = self.inner.config.outage_grace;
         let limit = self.inner.config.refresh_timeout;
         // Baselines of collections without mod-sequences: the state when the wait began.
         let snapshots: std::sync::Mutex<HashMap<String, MailboxInfo>> = Default::default();
@@ -389,10 +480,36 @@ impl Hub {
                 _ => WaitResult::Superseded,
             },
             _ = tokio::time::sleep_until(deadline) => WaitResult::Timeout,
+            _ = changed(&mut hierarchy_rx, hierarchy.is_some()) => WaitResult::HierarchyChanged,
+            _ = outage(&mut down_rx, grace) => WaitResult::Unavailable,
             r = work => r,
         };
         drop(attached);
         result
+    }
+}
+
+/// Resolves when the value changes (never when `enabled` is false or the sender is gone).
+async fn changed(rx: &mut watch::Receiver<u64>, enabled: bool) {
+    if !enabled || rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves once the watcher has been without a connection for `grace` in one go.
+async fn outage(rx: &mut watch::Receiver<Option<Instant>>, grace: Duration) {
+    loop {
+        let since = *rx.borrow_and_update();
+        let ended = match since {
+            None => rx.changed().await.is_err(),
+            Some(t) => tokio::select! {
+                _ = tokio::time::sleep_until(t + grace) => return,
+                r = rx.changed() => r.is_err(),
+            },
+        };
+        if ended {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -438,8 +555,13 @@ fn verdict(b: &Baseline, snapshot: Option<&MailboxInfo>, s: Option<MailboxInfo>)
         return Verdict::Changed;
     }
     if b.highest_modseq != 0 || s.highest_modseq != 0 {
-        if s.highest_modseq != b.highest_modseq {
+        if s.highest_modseq > b.highest_modseq || (b.highest_modseq != 0 && s.highest_modseq == 0) {
             return Verdict::Changed;
+        }
+        if s.highest_modseq < b.highest_modseq {
+            // Mod-sequences only grow: the watcher has not yet heard of a change the device
+            // already holds (typically its own), which says nothing about later ones.
+            return Verdict::Unknown;
         }
         return if s.complete {
             Verdict::Same

@@ -158,6 +158,7 @@ fn request(device: &str, modseq: u64, millis_: u64) -> WaitRequest {
                 baseline: None,
             },
         ],
+        hierarchy: crate::push::Hierarchy::Ignore,
         deadline: Instant::now() + Duration::from_millis(millis_),
     }
 }
@@ -265,6 +266,75 @@ async fn a_vanished_mailbox_is_folder_gone_and_more_available_is_at_once() {
     );
 }
 
+#[tokio::test]
+async fn a_watcher_behind_the_baseline_is_no_change() {
+    // The device's view already holds modseq 11 (its own change); the server says 10.
+    let (hub, server) = hub();
+    assert_eq!(
+        hub.wait_for_changes(request("A", 11, 300)).await,
+        WaitResult::Timeout
+    );
+    let h = hub.clone();
+    let waiting = tokio::spawn(async move { h.wait_for_changes(request("A", 11, 5000)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Its own change arrives: still nothing new. A later one wakes it.
+    server.set("INBOX", (7, 2, 1, 11));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    server.set("INBOX", (7, 3, 2, 12));
+    assert_eq!(
+        waiting.await.unwrap(),
+        WaitResult::Changed(vec!["5".into()])
+    );
+}
+
+#[tokio::test]
+async fn own_changes_carry_only_that_devices_baseline() {
+    let (hub, server) = hub();
+    let st = |modseq| crate::backend::MailboxState {
+        uid_validity: 7,
+        uid_next: 2,
+        messages: 1,
+        highest_modseq: modseq,
+    };
+    // Device A appended twice to INBOX (10 -> 11 -> 12), nobody else changed it.
+    hub.own_change("alice@example.test", "A", "INBOX", st(10), st(11));
+    hub.own_change("alice@example.test", "A", "inbox", st(11), st(12));
+    server.set("INBOX", (7, 4, 3, 12));
+    assert_eq!(
+        hub.wait_for_changes(request("A", 10, 300)).await,
+        WaitResult::Timeout
+    );
+    assert_eq!(
+        hub.wait_for_changes(request("B", 10, 300)).await,
+        WaitResult::Changed(vec!["5".into()])
+    );
+    // A mark that does not follow on from the baseline is not used.
+    assert_eq!(
+        hub.wait_for_changes(request("A", 9, 300)).await,
+        WaitResult::Changed(vec!["5".into()])
+    );
+}
+
+#[tokio::test]
+async fn a_lasting_outage_ends_the_wait_as_unavailable() {
+    let server = Arc::new(FakeServer::default());
+    server.set("INBOX", (7, 2, 1, 10));
+    server.down.store(true, Ordering::SeqCst);
+    let cfg = PushConfig {
+        watcher_grace: Duration::from_secs(1),
+        outage_grace: Duration::from_millis(400),
+        ..PushConfig::default()
+    };
+    let hub = Hub::with_connector(cfg, Arc::new(FakeConnector(server.clone())));
+    let t = Instant::now();
+    assert_eq!(
+        hub.wait_for_changes(request("A", 10, 5000)).await,
+        WaitResult::Unavailable
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
 #[test]
 fn verdicts() {
     let b = Baseline {
@@ -298,6 +368,12 @@ fn verdicts() {
         ..s
     };
     assert_eq!(verdict(&b, None, Some(other_uv)), Verdict::Changed);
+    // A watcher that has not heard of the device's own change yet.
+    let older = MailboxInfo {
+        highest_modseq: 9,
+        ..s
+    };
+    assert_eq!(verdict(&b, None, Some(older)), Verdict::Unknown);
     // Without mod-sequences: compared with the state when the wait began.
     let b0 = Baseline {
         highest_modseq: 0,

@@ -9,7 +9,13 @@
 //! mailboxes with one batched LIST-STATUS at [`PushConfig::poll_interval`]. Between IDLEs it
 //! answers waiters' refresh requests (fresh STATUS of a few mailboxes) in one batch.
 //!
-//! The watcher reconnects with exponential backoff, and stops (logging out and forgetting the
+//! LIST events (NOTIFY MailboxName) bump the user's hierarchy epoch, which ends the waits that
+//! watch the hierarchy; while such waits exist the watcher also re-reads the mailbox names
+//! every [`PushConfig::hierarchy_poll`] (without NOTIFY that is the only way it learns of them).
+//! NOTIFY SET is never re-issued on a connection: Dovecot 2.3 then stops sending events.
+//!
+//! The watcher reconnects with exponential backoff (its waiters end after
+//! [`PushConfig::outage_grace`] without a connection), and stops (logging out and forgetting the
 //! credentials) [`PushConfig::watcher_grace`] after its last waiter left.
 
 use std::collections::HashMap;
@@ -32,6 +38,9 @@ use super::{shut_down, Inner, PushConfig};
 /// A boxed future (the connector traits are object-safe so tests can use fakes).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// All mailbox names, sorted, and the events the server sent meanwhile.
+pub type Names = (Vec<String>, Vec<WatchEvent>);
+
 /// Opens watch connections.
 pub trait Connector: Send + Sync + 'static {
     fn connect<'a>(
@@ -51,6 +60,10 @@ pub trait WatchConn: Send {
         &'a mut self,
         mailboxes: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<WatchEvent>, BackendError>>;
+    /// The names of all mailboxes, sorted, and events sent meanwhile (a fake may have none).
+    fn mailbox_names(&mut self) -> BoxFuture<'_, Result<Names, BackendError>> {
+        Box::pin(async { Ok((Vec::new(), Vec::new())) })
+    }
     fn idle_start(&mut self) -> BoxFuture<'_, Result<Vec<WatchEvent>, BackendError>>;
     /// Resolves when the server sent something; cancel-safe.
     fn idle_readable(&mut self) -> BoxFuture<'_, Result<(), BackendError>>;
@@ -106,6 +119,10 @@ impl WatchConn for ImapWatch {
         mailboxes: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<WatchEvent>, BackendError>> {
         Box::pin(self.session.watch_states(mailboxes))
+    }
+
+    fn mailbox_names(&mut self) -> BoxFuture<'_, Result<Names, BackendError>> {
+        Box::pin(self.session.mailbox_names())
     }
 
     fn idle_start(&mut self) -> BoxFuture<'_, Result<Vec<WatchEvent>, BackendError>> {
@@ -184,8 +201,17 @@ pub struct UserWatch {
     interest: Mutex<HashMap<String, usize>>,
     /// Bumped whenever `states` changed.
     pub generation: watch::Sender<u64>,
+    /// Bumped when the server reports a mailbox created, renamed or deleted, and when the
+    /// watcher (re)connects (it cannot know what changed while it was away). 0 until then.
+    pub hierarchy: watch::Sender<u64>,
+    /// Since when the watcher has had no usable connection; `None` while it has one.
+    pub down: watch::Sender<Option<Instant>>,
     refresh_tx: mpsc::UnboundedSender<Refresh>,
     pub waiters: AtomicUsize,
+    /// Waiters that watch the folder hierarchy (the watcher then re-reads the mailbox names).
+    pub(super) hierarchy_waiters: AtomicUsize,
+    /// The mailbox names last read, while hierarchy waiters exist.
+    names: Mutex<Option<Vec<String>>>,
     /// Signalled when a waiter leaves, so the watcher can start its grace period.
     left: Notify,
 }
@@ -202,6 +228,8 @@ impl UserWatch {
     ) -> (Arc<UserWatch>, mpsc::UnboundedReceiver<Refresh>) {
         let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
         let (generation, _) = watch::channel(0);
+        let (hierarchy, _) = watch::channel(0);
+        let (down, _) = watch::channel(Some(Instant::now()));
         (
             Arc::new(UserWatch {
                 user: user.to_string(),
@@ -209,8 +237,12 @@ impl UserWatch {
                 states: Mutex::new(HashMap::new()),
                 interest: Mutex::new(HashMap::new()),
                 generation,
+                hierarchy,
+                down,
                 refresh_tx,
                 waiters: AtomicUsize::new(0),
+                hierarchy_waiters: AtomicUsize::new(0),
+                names: Mutex::new(None),
                 left: Notify::new(),
             }),
             refresh_rx,
@@ -271,8 +303,25 @@ impl UserWatch {
     /// Applies events; bumps the generation when anything changed. True when the selected
     /// mailbox changed (its new state is not in the events: read it with a STATUS).
     fn apply(&self, events: &[WatchEvent]) -> bool {
+        self.apply_events(events).selected
+    }
+
+    /// Applies events the server pushed while idling: there a LIST is a mailbox created,
+    /// renamed or deleted (NOTIFY MailboxName), which bumps the hierarchy epoch.
+    fn apply_pushed(&self, events: &[WatchEvent]) -> Applied {
+        let applied = self.apply_events(events);
+        if applied.listed {
+            self.hierarchy.send_modify(|h| *h = h.wrapping_add(1));
+        }
+        applied
+    }
+
+    fn apply_events(&self, events: &[WatchEvent]) -> Applied {
+        let listed = events
+            .iter()
+            .any(|e| matches!(e, WatchEvent::Listed { .. }));
         if events.is_empty() {
-            return false;
+            return Applied::default();
         }
         let selected = events.iter().any(|e| matches!(e, WatchEvent::Selected));
         let mut changed = false;
@@ -311,8 +360,17 @@ impl UserWatch {
         if changed {
             self.generation.send_modify(|g| *g = g.wrapping_add(1));
         }
-        selected
+        Applied { selected, listed }
     }
+}
+
+/// What applying events found.
+#[derive(Debug, Clone, Copy, Default)]
+struct Applied {
+    /// The selected mailbox changed.
+    selected: bool,
+    /// A LIST event: the hierarchy changed.
+    listed: bool,
 }
 
 fn merge(entry: &mut MailboxInfo, v: &StatusValues) {
@@ -373,6 +431,14 @@ pub(super) async fn run(
             },
             Err(e) => e,
         };
+        me.down.send_if_modified(|d| {
+            if d.is_none() {
+                *d = Some(Instant::now());
+                true
+            } else {
+                false
+            }
+        });
         tracing::info!(
             user = %me.user,
             error = %error,
@@ -438,11 +504,18 @@ async fn session_inner(
     // Everything may have changed while disconnected: fresh states for all watched mailboxes.
     let events = conn.states(&me.interest()).await?;
     me.apply(&events);
-    // Waiters compare again even when nothing changed (they may have missed the old state).
+    // Waiters compare again even when nothing changed (they may have missed the old state),
+    // and the hierarchy too (changes while disconnected were not heard of).
     me.generation.send_modify(|g| *g = g.wrapping_add(1));
+    me.hierarchy.send_modify(|h| *h = h.wrapping_add(1));
+    me.down.send_replace(None);
     *backoff = Duration::from_millis(500);
     let mut shutdown = hub.shutdown_rx();
     let mut next_poll = Instant::now() + cfg.poll_interval;
+    // Mailbox names are re-read while hierarchy waiters exist: a safety net for a server whose
+    // MailboxName events stop (Dovecot 2.3 was seen going silent on one watch connection).
+    *lock(&me.names) = None;
+    let mut next_names = Instant::now();
     let mut pending: Vec<Refresh> = Vec::new();
     // The selected mailbox (INBOX) changed since its last STATUS (NOTIFY mode).
     let mut inbox_dirty = false;
@@ -470,6 +543,18 @@ async fn session_inner(
                 let _ = r.done.send(());
             }
         }
+        if me.hierarchy_waiters.load(Ordering::SeqCst) == 0 {
+            *lock(&me.names) = None;
+        } else if Instant::now() >= next_names {
+            let (names, events) = conn.mailbox_names().await?;
+            me.apply(&events);
+            let mut known = lock(&me.names);
+            if known.as_ref().is_some_and(|k| *k != names) {
+                me.hierarchy.send_modify(|h| *h = h.wrapping_add(1));
+            }
+            *known = Some(names);
+            next_names = Instant::now() + cfg.hierarchy_poll;
+        }
         if !notify && Instant::now() >= next_poll {
             let events = conn.states(&me.interest()).await?;
             me.apply(&events);
@@ -477,12 +562,15 @@ async fn session_inner(
         }
 
         let events = conn.idle_start().await?;
-        inbox_dirty |= me.apply(&events);
-        let restart = if notify {
+        inbox_dirty |= me.apply_pushed(&events).selected;
+        let mut restart = if notify {
             Instant::now() + cfg.idle_restart
         } else {
             next_poll.min(Instant::now() + cfg.idle_restart)
         };
+        if me.hierarchy_waiters.load(Ordering::SeqCst) > 0 {
+            restart = restart.min(next_names);
+        }
         let mut grace: Option<Instant> = None;
         let leave = if inbox_dirty {
             Leave::Selected
@@ -500,7 +588,7 @@ async fn session_inner(
                         let events = conn.idle_read().await?;
                         // benches/push.rs times the notification step with this line.
                         tracing::debug!(user = %me.user, events = events.len(), "push watcher event");
-                        if me.apply(&events) {
+                        if me.apply_pushed(&events).selected {
                             break Leave::Selected;
                         }
                     }
@@ -521,7 +609,7 @@ async fn session_inner(
             }
         };
         let events = conn.idle_done().await?;
-        inbox_dirty |= me.apply(&events);
+        inbox_dirty |= me.apply_pushed(&events).selected;
         match leave {
             Leave::Stop => {
                 hub.remove_watch(me);

@@ -33,7 +33,7 @@ use crate::eas::sync::{
 };
 use crate::eas::ProtocolVersion;
 use crate::mime;
-use crate::push::{Baseline, WaitRequest, WaitResult, Watched};
+use crate::push::{Baseline, Hierarchy, WaitRequest, WaitResult, Watched};
 use crate::state::StateStore;
 use crate::uidset::UidSet;
 use crate::wbxml::{self, Element, Limits};
@@ -127,6 +127,9 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         gw.sync_requests.insert(memo, bytes);
     }
 
+    // Read before the folders are resolved: a folder change the watcher hears of after that
+    // ends a hanging Sync.
+    let mut epoch = gw.push.hierarchy_epoch(user);
     let out = run_collections(gw, ctx, &request, &request.collections).await?;
     if !out.is_empty() {
         return Ok(reply(out));
@@ -165,16 +168,60 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             baseline,
         });
     }
-    let result = gw
-        .push
-        .wait_for_changes(WaitRequest {
-            user: user.to_string(),
-            device_id: device_id.to_string(),
-            credentials: ctx.user.credentials.clone(),
-            folders,
-            deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(wait),
-        })
-        .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let result = loop {
+        let result = gw
+            .push
+            .wait_for_changes(WaitRequest {
+                user: user.to_string(),
+                device_id: device_id.to_string(),
+                credentials: ctx.user.credentials.clone(),
+                folders: folders.clone(),
+                deadline,
+                hierarchy: Hierarchy::Since(epoch),
+            })
+            .await;
+        if result != WaitResult::HierarchyChanged {
+            break result;
+        }
+        // A folder was created, renamed or deleted: only the waited folders that are gone or
+        // were moved (another mailbox name) end the wait (Status 12).
+        epoch = gw.push.hierarchy_epoch(user);
+        let mut list = None;
+        // A pooled connection cut while the watcher reconnected: once more, on a new one.
+        for attempt in 0..2 {
+            let mut session = gw
+                .sessions
+                .get(&ctx.user.credentials, ctx.client_ip)
+                .await?;
+            match folders::list(&gw.store, &gw.folders, &mut *session, user).await {
+                Ok(l) => {
+                    list = Some(l);
+                    break;
+                }
+                Err(CommandError::Unavailable(_)) if attempt == 0 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(list) = list else {
+            return Err(CommandError::Unavailable(
+                "folder listing failed".to_string(),
+            ));
+        };
+        let moved: Vec<String> = folders
+            .iter()
+            .filter(|w| {
+                !list.iter().any(|r| {
+                    r.server_id == w.collection_id
+                        && r.mailbox.as_ref().is_some_and(|m| m.name == w.mailbox)
+                })
+            })
+            .map(|w| w.collection_id.clone())
+            .collect();
+        if !moved.is_empty() {
+            break WaitResult::FolderGone(moved);
+        }
+    };
     match result {
         WaitResult::Changed(ids) => {
             let changed: Vec<CollectionRequest> = request
@@ -197,7 +244,13 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 .collect();
             Ok(reply(out))
         }
-        WaitResult::Timeout | WaitResult::Superseded | WaitResult::Shutdown => Ok(Outcome::Empty),
+        WaitResult::Unavailable => Err(CommandError::Unavailable(
+            "the mail server cannot be reached".to_string(),
+        )),
+        WaitResult::Timeout
+        | WaitResult::Superseded
+        | WaitResult::Shutdown
+        | WaitResult::HierarchyChanged => Ok(Outcome::Empty),
     }
 }
 
