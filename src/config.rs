@@ -43,6 +43,26 @@ pub struct Config {
     pub auth: AuthConfig,
     pub policy: PolicyConfig,
     pub push: crate::push::PushConfig,
+    pub devices: DevicesConfig,
+}
+
+/// `[devices]`: what the device registry keeps.
+#[derive(Debug, Clone)]
+pub struct DevicesConfig {
+    /// `devices.log_entries`: requests kept per device in the request log (0 keeps none).
+    pub log_entries: u32,
+    /// `devices.keep_phone_identifiers`: keep the IMEI and PhoneNumber of DeviceInformation
+    /// (dropped before they reach the store when false).
+    pub keep_phone_identifiers: bool,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            log_entries: 200,
+            keep_phone_identifiers: false,
+        }
+    }
 }
 
 /// `[server]`: the HTTP(S) listener.
@@ -147,6 +167,15 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     push: RawPush,
+    #[serde(default)]
+    devices: RawDevices,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDevices {
+    log_entries: Option<u32>,
+    keep_phone_identifiers: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -464,8 +493,23 @@ impl RawConfig {
                 reason: "must be between 1 and 1740 (RFC 2177: 29 minutes)".into(),
             });
         }
+        let dd = DevicesConfig::default();
+        let devices = DevicesConfig {
+            log_entries: self.devices.log_entries.unwrap_or(dd.log_entries),
+            keep_phone_identifiers: self
+                .devices
+                .keep_phone_identifiers
+                .unwrap_or(dd.keep_phone_identifiers),
+        };
+        if devices.log_entries > 100_000 {
+            return Err(ConfigError::Value {
+                key: "devices.log_entries",
+                reason: "must be at most 100000".into(),
+            });
+        }
         Ok(Config {
             push,
+            devices,
             server: ServerConfig {
                 listen,
                 tls,
@@ -681,6 +725,8 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "poll_interval_secs",
             "idle_restart_secs",
             "watcher_grace_secs",
+            "log_entries",
+            "keep_phone_identifiers",
         ] {
             assert!(
                 text.contains(&format!("{key} =")),

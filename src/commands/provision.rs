@@ -33,7 +33,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     };
     if let Some(info) = &req.device_information {
         gw.store
-            .set_device_info(user, device_id, &info.fields)
+            .set_device_info(
+                user,
+                device_id,
+                &super::devices::kept_info(&gw.config.devices, &info.fields),
+            )
             .await?;
         resp.device_information_status = Some(1);
     }
