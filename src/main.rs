@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 use eas_gateway::backend::imap::ImapBackend;
 use eas_gateway::backend::{self, Credentials, Secret};
 use eas_gateway::commands::Gateway;
-use eas_gateway::config::Config;
+use eas_gateway::config::{Access, Config};
 use eas_gateway::http::{self, Server};
 use eas_gateway::state::sqlite::SqliteStore;
 
@@ -95,6 +95,19 @@ enum DevicesOp {
         #[arg(long)]
         folder: Option<String>,
     },
+    /// Wipe the device: its next request gets the Provision dance with RemoteWipe; once it
+    /// acknowledged, it is refused until removed.
+    Wipe { user: String, device: String },
+    /// Remove only this account from the device (AccountOnlyRemoteWipe, EAS 16.1 devices).
+    AccountWipe { user: String, device: String },
+    /// Cancel a wipe the device has not acknowledged yet.
+    CancelWipe { user: String, device: String },
+    /// Let the device in whatever the access rules say (releases a quarantined device).
+    Allow { user: String, device: String },
+    /// Refuse the device (common status 129) whatever the access rules say.
+    Block { user: String, device: String },
+    /// Drop the allow/block override: the access rules decide again.
+    ResetAccess { user: String, device: String },
     /// The device's last requests (devices.log_entries are kept).
     Log {
         user: String,
@@ -294,14 +307,30 @@ async fn devices(path: PathBuf, op: DevicesOp) -> anyhow::Result<()> {
     let user = |u: &str| d::user_name(&config, u);
     let out = match op {
         DevicesOp::List { user: u, json } => {
-            d::list(&store, u.as_deref().map(user).as_deref(), json).await?
+            d::list(&config, &store, u.as_deref().map(user).as_deref(), json).await?
         }
         DevicesOp::Show {
             user: u,
             device,
             json,
-        } => d::show(&store, &user(&u), &device, json).await?,
+        } => d::show(&config, &store, &user(&u), &device, json).await?,
         DevicesOp::Remove { user: u, device } => d::remove(&store, &user(&u), &device).await?,
+        DevicesOp::Wipe { user: u, device } => d::wipe(&store, &user(&u), &device, false).await?,
+        DevicesOp::AccountWipe { user: u, device } => {
+            d::wipe(&store, &user(&u), &device, true).await?
+        }
+        DevicesOp::CancelWipe { user: u, device } => {
+            d::cancel_wipe(&store, &user(&u), &device).await?
+        }
+        DevicesOp::Allow { user: u, device } => {
+            d::set_access(&store, &user(&u), &device, Some(Access::Allow)).await?
+        }
+        DevicesOp::Block { user: u, device } => {
+            d::set_access(&store, &user(&u), &device, Some(Access::Block)).await?
+        }
+        DevicesOp::ResetAccess { user: u, device } => {
+            d::set_access(&store, &user(&u), &device, None).await?
+        }
         DevicesOp::Resync {
             user: u,
             device,

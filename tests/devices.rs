@@ -15,15 +15,17 @@ use eas_gateway::wbxml::Element;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// A configuration for the CLI that names the gateway's state store.
+/// A configuration for the CLI that names the gateway's state store (plus the lines of
+/// `extra.toml` in the gateway's directory, when a test wrote one).
 fn cli_config(gw: &TestGateway) -> PathBuf {
     let path = gw.dir.path().join("cli.toml");
+    let extra = std::fs::read_to_string(gw.dir.path().join("extra.toml")).unwrap_or_default();
     std::fs::write(
         &path,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[imap]\nhost = \"127.0.0.1\"\nport = 143\n\
              [smtp]\nhost = \"127.0.0.1\"\nport = 587\n[state]\nurl = \"{}\"\n\
-             [identity]\ndomain = \"{DOMAIN}\"\n",
+             [identity]\ndomain = \"{DOMAIN}\"\n{extra}",
             gw.config.state_url
         ),
     )
@@ -420,4 +422,198 @@ async fn list_shows_local_times_and_the_old_form_still_lists() {
     // Unknown devices are an error, not an empty answer.
     let (ok, _, err) = cli(&gw, &["show", &user, "NOSUCHDEVICE"]).await;
     assert!(!ok && err.contains("no device"), "{err}");
+}
+
+fn provision_request() -> Element {
+    use eas_gateway::wbxml::tags::provision as pv;
+    Element::new(pv::PROVISION).child(
+        Element::new(pv::POLICIES).child(
+            Element::new(pv::POLICY).text_child(pv::POLICY_TYPE, "MS-EAS-Provisioning-WBXML"),
+        ),
+    )
+}
+
+fn wipe_ack(account_only: bool) -> Element {
+    use eas_gateway::wbxml::tags::provision as pv;
+    let tag = if account_only {
+        pv::ACCOUNT_ONLY_REMOTE_WIPE
+    } else {
+        pv::REMOTE_WIPE
+    };
+    Element::new(pv::PROVISION).child(Element::new(tag).text_child(pv::STATUS, "1"))
+}
+
+fn folder_sync_status(r: &Reply) -> Option<String> {
+    r.body
+        .as_ref()
+        .and_then(|b| b.text_of(f::STATUS))
+        .map(String::from)
+}
+
+async fn folder_sync_reply(dev: &TestDevice) -> Reply {
+    dev.post(
+        "FolderSync",
+        &Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn wipe_runs_the_provision_dance_and_then_refuses_the_device() {
+    use eas_gateway::wbxml::tags::provision as pv;
+    require_stack();
+    let (gw, dev, user, pw) = gateway_with_device("devwipe").await;
+    dev.folder_sync("0").await;
+
+    // Cancelled before the device saw it: nothing happens.
+    cli_ok(&gw, &["wipe", &user, &dev.device_id]).await;
+    cli_ok(&gw, &["cancel-wipe", &user, &dev.device_id]).await;
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&dev).await).as_deref(),
+        Some("1")
+    );
+
+    cli_ok(&gw, &["wipe", &user, &dev.device_id]).await;
+    // MS-ASPROV 3.2.5.1.2: any command gets 140, the device provisions and gets RemoteWipe.
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&dev).await).as_deref(),
+        Some("140")
+    );
+    let r = dev.post("Provision", &provision_request()).await;
+    let body = r.body.expect("Provision body");
+    assert_eq!(body.text_of(pv::STATUS), Some("1"));
+    assert!(body.first(pv::REMOTE_WIPE).is_some(), "{body:?}");
+    assert!(body.first(pv::POLICIES).is_none());
+    let r = dev.post("Provision", &wipe_ack(false)).await;
+    assert_eq!(r.body.expect("ack answer").text_of(pv::STATUS), Some("1"));
+    let shown: Value =
+        serde_json::from_str(&cli_ok(&gw, &["show", &user, &dev.device_id, "--json"]).await)
+            .unwrap();
+    assert_eq!(shown["wipe"], "acknowledged");
+    assert!(shown["wipe_acknowledged_at"].as_i64().unwrap() > 0);
+    // Afterwards the device is refused (and wiped again if it provisions) ...
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&dev).await).as_deref(),
+        Some("140")
+    );
+    // ... and the wipe cannot be cancelled any more.
+    let (ok, _, err) = cli(&gw, &["cancel-wipe", &user, &dev.device_id]).await;
+    assert!(!ok && err.contains("acknowledged"), "{err}");
+
+    // A 12.1 device is sent to Provision with HTTP 449.
+    let mut old = TestDevice::new(&gw, &user, &pw, "12.1");
+    old.provision().await;
+    cli_ok(&gw, &["wipe", &user, &old.device_id]).await;
+    assert_eq!(folder_sync_reply(&old).await.status, 449);
+}
+
+#[tokio::test]
+async fn account_wipe_needs_16_1() {
+    use eas_gateway::wbxml::tags::provision as pv;
+    require_stack();
+    let (gw, dev, user, pw) = gateway_with_device("devacctwipe").await;
+    let old = device_of(&gw, &user, &pw, "14.1").await;
+    let (ok, _, err) = cli(&gw, &["account-wipe", &user, &old.device_id]).await;
+    assert!(!ok && err.contains("16.1"), "{err}");
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&old).await).as_deref(),
+        Some("1")
+    );
+
+    cli_ok(&gw, &["account-wipe", &user, &dev.device_id]).await;
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&dev).await).as_deref(),
+        Some("140")
+    );
+    let body = dev
+        .post("Provision", &provision_request())
+        .await
+        .body
+        .unwrap();
+    assert!(
+        body.first(pv::ACCOUNT_ONLY_REMOTE_WIPE).is_some(),
+        "{body:?}"
+    );
+    assert!(body.first(pv::REMOTE_WIPE).is_none());
+    let r = dev.post("Provision", &wipe_ack(true)).await;
+    assert_eq!(r.body.unwrap().text_of(pv::STATUS), Some("1"));
+    let shown: Value =
+        serde_json::from_str(&cli_ok(&gw, &["show", &user, &dev.device_id, "--json"]).await)
+            .unwrap();
+    assert_eq!(shown["wipe"], "acknowledged");
+}
+
+#[tokio::test]
+async fn access_rules_and_overrides_block_and_quarantine() {
+    use eas_gateway::config::{Access, AccessRule, AccessRules};
+    require_stack();
+    let (gw, _) = start_gateway_server(GatewayOptions::default(), |c| {
+        c.access = AccessRules {
+            default: Access::Allow,
+            rules: vec![
+                AccessRule {
+                    action: Access::Block,
+                    user: None,
+                    device_type: Some("blockedphone".into()),
+                    user_agent: None,
+                    device_id: None,
+                },
+                AccessRule {
+                    action: Access::Quarantine,
+                    user: None,
+                    device_type: Some("NewPhone".into()),
+                    user_agent: Some("eas-gateway-tests/*".into()),
+                    device_id: None,
+                },
+            ],
+        }
+    })
+    .await;
+    // The CLI reads the same rules from its configuration.
+    std::fs::write(
+        gw.dir.path().join("extra.toml"),
+        "[[access.rule]]\naction = \"block\"\ndevice_type = \"blockedphone\"\n\
+         [[access.rule]]\naction = \"quarantine\"\ndevice_type = \"NewPhone\"\n\
+         user_agent = \"eas-gateway-tests/*\"\n",
+    )
+    .unwrap();
+    let (user, pw) = new_user("devaccess");
+    let mut blocked = TestDevice::new(&gw, &user, &pw, "16.1");
+    blocked.device_type = "BlockedPhone".into();
+    let r = blocked.post("Provision", &provision_request()).await;
+    assert_eq!(
+        r.body
+            .unwrap()
+            .text_of(eas_gateway::wbxml::tags::provision::STATUS),
+        Some("129")
+    );
+    let mut quarantined = TestDevice::new(&gw, &user, &pw, "16.1");
+    quarantined.device_type = "NewPhone".into();
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&quarantined).await).as_deref(),
+        Some("130")
+    );
+    let listed = cli_ok(&gw, &["list"]).await;
+    assert!(listed.contains("quarantined (rules)"), "{listed}");
+    assert!(listed.contains("blocked (rules)"), "{listed}");
+
+    // Released by the administrator, it provisions and syncs.
+    cli_ok(&gw, &["allow", &user, &quarantined.device_id]).await;
+    quarantined.provision().await;
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&quarantined).await).as_deref(),
+        Some("1")
+    );
+    // Blocked by the administrator, an allowed device gets 129.
+    let normal = device_of(&gw, &user, &pw, "16.1").await;
+    cli_ok(&gw, &["block", &user, &normal.device_id]).await;
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&normal).await).as_deref(),
+        Some("129")
+    );
+    cli_ok(&gw, &["reset-access", &user, &normal.device_id]).await;
+    assert_eq!(
+        folder_sync_status(&folder_sync_reply(&normal).await).as_deref(),
+        Some("1")
+    );
 }

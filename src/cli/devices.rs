@@ -10,9 +10,10 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::{Access, Config};
 use crate::state::{
     Device, DeviceActivity, FolderEntry, HierarchyState, RequestEntry, SqliteStore, StateStore,
+    WipeState,
 };
 
 /// Opens the store named by the configuration.
@@ -122,7 +123,26 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn device_json(d: &Device, activity: Option<&DeviceActivity>) -> Value {
+/// The device's access: the administrator's override, else what the access rules decide.
+pub fn access_text(config: &Config, d: &Device) -> String {
+    if !d.access.is_empty() {
+        return d.access.clone();
+    }
+    let decided = config.access.decide(
+        &d.user,
+        &d.device_id,
+        &d.device_type,
+        d.user_agent.as_deref().unwrap_or(""),
+    );
+    match decided {
+        Access::Allow => "allowed (rules)",
+        Access::Block => "blocked (rules)",
+        Access::Quarantine => "quarantined (rules)",
+    }
+    .to_string()
+}
+
+fn device_json(config: &Config, d: &Device, activity: Option<&DeviceActivity>) -> Value {
     let mut v = json!({
         "user": d.user,
         "device_id": d.device_id,
@@ -141,11 +161,7 @@ fn device_json(d: &Device, activity: Option<&DeviceActivity>) -> Value {
         "wipe": d.wipe.as_str(),
     });
     if let Some(a) = activity {
-        v["access"] = json!(if a.access.is_empty() {
-            "default"
-        } else {
-            &a.access
-        });
+        v["access"] = json!(access_text(config, d));
         v["wipe_acknowledged_at"] = json!(a.wipe_acknowledged_at);
         v["last_error"] = json!(a
             .last_error
@@ -157,6 +173,7 @@ fn device_json(d: &Device, activity: Option<&DeviceActivity>) -> Value {
 
 /// `devices list`.
 pub async fn list(
+    config: &Config,
     store: &SqliteStore,
     user: Option<&str>,
     as_json: bool,
@@ -170,7 +187,7 @@ pub async fn list(
         let all: Vec<Value> = devices
             .iter()
             .zip(&activities)
-            .map(|(d, a)| device_json(d, a.as_ref()))
+            .map(|(d, a)| device_json(config, d, a.as_ref()))
             .collect();
         return Ok(serde_json::to_string_pretty(&all)? + "\n");
     }
@@ -179,11 +196,7 @@ pub async fn list(
         .iter()
         .zip(&activities)
         .map(|(d, a)| {
-            let access = a
-                .as_ref()
-                .map(|a| a.access.as_str())
-                .filter(|s| !s.is_empty())
-                .unwrap_or("default");
+            let access = access_text(config, d);
             let error = a
                 .as_ref()
                 .and_then(|a| a.last_error.as_ref())
@@ -196,7 +209,7 @@ pub async fn list(
                 info(d, "Model").unwrap_or("-").to_string(),
                 d.protocol_version.clone().unwrap_or_else(|| "-".into()),
                 d.policy.as_str().to_string(),
-                access.to_string(),
+                access,
                 d.wipe.as_str().to_string(),
                 when(d.last_seen, now),
                 d.last_command.clone().unwrap_or_default(),
@@ -237,6 +250,7 @@ async fn known_device(store: &SqliteStore, user: &str, device_id: &str) -> anyho
 
 /// `devices show`.
 pub async fn show(
+    config: &Config,
     store: &SqliteStore,
     user: &str,
     device_id: &str,
@@ -249,7 +263,7 @@ pub async fn show(
         .unwrap_or_default();
     let h = store.hierarchy(user, device_id).await?;
     if as_json {
-        let mut v = device_json(&d, Some(&a));
+        let mut v = device_json(config, &d, Some(&a));
         v["commands"] = json!(a.commands);
         v["folders"] = json!(a
             .folders
@@ -293,14 +307,7 @@ pub async fn show(
             format!("{} (key {})", d.policy.as_str(), d.policy_key)
         },
     );
-    field(
-        "Access",
-        if a.access.is_empty() {
-            "default (access rules)".into()
-        } else {
-            a.access.clone()
-        },
-    );
+    field("Access", access_text(config, &d));
     field(
         "Wipe",
         match a.wipe_acknowledged_at {
@@ -484,6 +491,84 @@ pub async fn resync(
             ))
         }
     }
+}
+
+/// `devices wipe` / `account-wipe`: the device's next request gets the Provision dance with
+/// RemoteWipe (or AccountOnlyRemoteWipe, 16.1 only).
+pub async fn wipe(
+    store: &SqliteStore,
+    user: &str,
+    device_id: &str,
+    account_only: bool,
+) -> anyhow::Result<String> {
+    let d = known_device(store, user, device_id).await?;
+    if account_only && d.protocol_version.as_deref() != Some("16.1") {
+        bail!(
+            "an account-only wipe needs EAS 16.1; {device_id} speaks {}: nothing changed",
+            d.protocol_version
+                .as_deref()
+                .unwrap_or("an unknown version")
+        );
+    }
+    let state = if account_only {
+        WipeState::AccountOnlyRequested
+    } else {
+        WipeState::Requested
+    };
+    store.set_wipe(user, device_id, state).await?;
+    let what = if account_only {
+        "account-only wipe"
+    } else {
+        "remote wipe"
+    };
+    tracing::info!(who = %who(), user, device_id, "{what} requested");
+    Ok(format!(
+        "{what} of {device_id} of {user} requested: its next request is answered with it\n"
+    ))
+}
+
+/// `devices cancel-wipe`: only before the device acknowledged the wipe.
+pub async fn cancel_wipe(
+    store: &SqliteStore,
+    user: &str,
+    device_id: &str,
+) -> anyhow::Result<String> {
+    let d = known_device(store, user, device_id).await?;
+    match d.wipe {
+        WipeState::None => bail!("no wipe is pending for {device_id} of {user}"),
+        WipeState::Acknowledged => bail!(
+            "{device_id} of {user} acknowledged the wipe already; `devices remove` lets it start over"
+        ),
+        WipeState::Requested | WipeState::AccountOnlyRequested => {}
+    }
+    store.set_wipe(user, device_id, WipeState::None).await?;
+    tracing::info!(who = %who(), user, device_id, "wipe cancelled");
+    Ok(format!("wipe of {device_id} of {user} cancelled\n"))
+}
+
+/// `devices allow|block`: a per-device override of the access rules (`None`: back to the
+/// rules).
+pub async fn set_access(
+    store: &SqliteStore,
+    user: &str,
+    device_id: &str,
+    access: Option<Access>,
+) -> anyhow::Result<String> {
+    known_device(store, user, device_id).await?;
+    let value = match access {
+        None => "",
+        Some(Access::Allow) => "allowed",
+        Some(Access::Block) => "blocked",
+        Some(Access::Quarantine) => "quarantined",
+    };
+    store.set_access(user, device_id, value).await?;
+    let shown = if value.is_empty() {
+        "decided by the access rules"
+    } else {
+        value
+    };
+    tracing::info!(who = %who(), user, device_id, access = shown, "device access set");
+    Ok(format!("{device_id} of {user}: {shown}\n"))
 }
 
 fn size(n: u64) -> String {

@@ -8,10 +8,14 @@
 use std::sync::Mutex;
 
 use crate::backend::MailBackend;
-use crate::config::DevicesConfig;
+use crate::config::{Access, DevicesConfig};
+use crate::eas::provision::ProvisionResponse;
+use crate::eas::status::HTTP_NEEDS_PROVISIONING;
 use crate::eas::sync::{ClientCommand, CollectionRequest, CollectionResponse, ServerCommand};
-use crate::state::{CollectionLog, RequestEntry, StateStore};
+use crate::eas::Command;
+use crate::state::{CollectionLog, RequestEntry, StateStore, WipeState};
 use crate::wbxml::tags::ping as p;
+use crate::wbxml::Element;
 
 use super::{Body, CommandError, Context, Gateway, Outcome};
 
@@ -200,4 +204,93 @@ pub fn kept_info(config: &DevicesConfig, fields: &[(String, String)]) -> Vec<(St
         })
         .cloned()
         .collect()
+}
+
+/// Marks `resp` with the wipe the device must carry out, if one is pending (also after it
+/// was acknowledged: a wiped device that comes back is wiped again until an administrator
+/// removes it). Returns whether it did.
+pub fn wipe_pending(wipe: WipeState, resp: &mut ProvisionResponse) -> bool {
+    match wipe {
+        WipeState::None => false,
+        WipeState::AccountOnlyRequested => {
+            resp.account_only_wipe = true;
+            true
+        }
+        WipeState::Requested | WipeState::Acknowledged => {
+            resp.remote_wipe = true;
+            true
+        }
+    }
+}
+
+/// Keeps a device out before its command runs: a pending (or carried out) wipe sends it to
+/// Provision (common status 140, HTTP 449 for 12.x); a blocked device gets 129 and a
+/// quarantined one 130, without reaching the mail server. `None` lets the request through.
+pub(super) fn gate<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    command: Command,
+) -> Option<Outcome> {
+    let code = if ctx.device.wipe != WipeState::None {
+        if command == Command::Provision {
+            return None;
+        }
+        if !ctx.version.uses_status_for_provisioning() {
+            return Some(Outcome::Http {
+                status: HTTP_NEEDS_PROVISIONING,
+                reason: "remote wipe pending",
+            });
+        }
+        REMOTE_WIPE_REQUESTED
+    } else {
+        match access_of(gw, ctx) {
+            Access::Allow => return None,
+            Access::Block => DEVICE_BLOCKED,
+            Access::Quarantine => ACCESS_DENIED,
+        }
+    };
+    if !ctx.version.uses_status_for_provisioning() {
+        // 12.x has no common statuses: a refused device gets HTTP 403.
+        return Some(Outcome::Http {
+            status: 403,
+            reason: "device refused by access rules",
+        });
+    }
+    let root = match command {
+        Command::Provision => Some((
+            crate::wbxml::tags::provision::PROVISION,
+            crate::wbxml::tags::provision::STATUS,
+        )),
+        _ => super::provision::status_root(command),
+    };
+    let Some((root, status_tag)) = root else {
+        return Some(Outcome::Http {
+            status: 403,
+            reason: "device refused",
+        });
+    };
+    Some(Outcome::Wbxml {
+        body: Element::new(root).text_child(status_tag, code.to_string()),
+        status: Some(code),
+    })
+}
+
+/// MS-ASCMD 2.2.2 common statuses.
+const DEVICE_BLOCKED: u32 = 129;
+const ACCESS_DENIED: u32 = 130;
+const REMOTE_WIPE_REQUESTED: u32 = 140;
+
+fn access_of<B: MailBackend, S: StateStore>(gw: &Gateway<B, S>, ctx: &Context) -> Access {
+    match ctx.device.access.as_str() {
+        "allowed" => return Access::Allow,
+        "blocked" => return Access::Block,
+        "quarantined" => return Access::Quarantine,
+        _ => {}
+    }
+    gw.config.access.decide(
+        &ctx.user.address,
+        ctx.device_id(),
+        &ctx.device.device_type,
+        ctx.device.user_agent.as_deref().unwrap_or(""),
+    )
 }

@@ -310,6 +310,9 @@ async fn dispatch_command<B: MailBackend, S: StateStore>(
             reason: "command not implemented",
         });
     }
+    if let Some(outcome) = devices::gate(gw, ctx, command) {
+        return Ok(outcome);
+    }
     if command != Command::Provision {
         if let Some(outcome) = provision::gate(gw, ctx, command).await? {
             return Ok(outcome);

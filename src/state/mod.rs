@@ -127,6 +127,9 @@ pub struct Device {
     pub last_seen: i64,
     pub wipe: WipeState,
     pub last_command: Option<String>,
+    /// An administrator's access override: `allowed`, `blocked`, `quarantined`, or empty
+    /// (the configured access rules decide).
+    pub access: String,
 }
 
 /// One folder as reported to a device by FolderSync.

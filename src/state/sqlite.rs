@@ -238,7 +238,8 @@ fn check_key(key: u32) -> Result<(), StoreError> {
 }
 
 const DEVICE_COLUMNS: &str = "user_name, device_id, device_type, user_agent, protocol_version, \
-     policy_state, policy_key, policy_hash, first_seen, last_seen, wipe_state, last_command";
+     policy_state, policy_key, policy_hash, first_seen, last_seen, wipe_state, last_command, \
+     access_state";
 
 fn read_device_row(row: &Row<'_>) -> rusqlite::Result<(Device, String, String)> {
     Ok((
@@ -256,6 +257,7 @@ fn read_device_row(row: &Row<'_>) -> rusqlite::Result<(Device, String, String)> 
             last_seen: row.get(9)?,
             wipe: WipeState::None,
             last_command: row.get(11)?,
+            access: row.get(12)?,
         },
         row.get(5)?,
         row.get(10)?,
@@ -1176,7 +1178,11 @@ impl StateStore for SqliteStore {
         self.call(move |c| {
             update_device(
                 c,
-                "UPDATE devices SET wipe_state = ?3 WHERE user_name = ?1 AND device_id = ?2",
+                "UPDATE devices SET wipe_state = ?3,
+                     wipe_acknowledged_at = CASE WHEN ?3 = 'acknowledged'
+                         THEN COALESCE(wipe_acknowledged_at, CAST(strftime('%s', 'now') AS INTEGER))
+                         ELSE NULL END
+                 WHERE user_name = ?1 AND device_id = ?2",
                 params![user, device_id, wipe.as_str()],
             )
         })
