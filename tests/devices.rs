@@ -419,6 +419,33 @@ async fn list_shows_local_times_and_the_old_form_still_lists() {
     assert_eq!(all[0]["user_agent"], "eas-gateway-tests/1");
     assert_eq!(all[0]["protocol_version"], "16.1");
     assert_eq!(all[0]["last_command"], "Provision");
+    // DeviceInformation is kept, without the IMEI and phone number (keep_phone_identifiers
+    // is off by default).
+    use eas_gateway::wbxml::tags::settings as st;
+    let info = Element::new(st::SETTINGS).child(
+        Element::new(st::DEVICE_INFORMATION).child(
+            Element::new(st::SET)
+                .text_child(st::MODEL, "iPhone15,2")
+                .text_child(st::IMEI, "356938035643809")
+                .text_child(st::FRIENDLY_NAME, "Alice's iPhone")
+                .text_child(st::OS, "iOS 18.1")
+                .text_child(st::PHONE_NUMBER, "+15551234567"),
+        ),
+    );
+    assert_eq!(dev.post("Settings", &info).await.status, 200);
+    let shown: Value =
+        serde_json::from_str(&cli_ok(&gw, &["show", &user, &dev.device_id, "--json"]).await)
+            .unwrap();
+    assert_eq!(shown["model"], "iPhone15,2");
+    assert_eq!(shown["os"], "iOS 18.1");
+    assert_eq!(shown["friendly_name"], "Alice's iPhone");
+    let names: Vec<&str> = shown["device_information"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Model", "FriendlyName", "OS"]);
     // Unknown devices are an error, not an empty answer.
     let (ok, _, err) = cli(&gw, &["show", &user, "NOSUCHDEVICE"]).await;
     assert!(!ok && err.contains("no device"), "{err}");
