@@ -230,6 +230,11 @@ async fn the_log_of_a_session_holds_each_request_with_its_counts() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The registry shows the Ping waiting.
+    let shown: Value =
+        serde_json::from_str(&cli_ok(&gw, &["show", &user, &dev.device_id, "--json"]).await)
+            .unwrap();
+    assert_eq!(shown["waiting"], true, "{shown}");
     append(
         &user,
         &pw,
@@ -335,6 +340,7 @@ async fn the_log_of_a_session_holds_each_request_with_its_counts() {
         .find(|c| c["command"] == "Sync")
         .map(|c| c["count"].clone());
     assert_eq!(sync_count, Some(serde_json::json!(2)));
+    assert_eq!(shown["waiting"], false, "{shown}");
 }
 
 #[tokio::test]

@@ -123,6 +123,20 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// What the device is doing right now, when a request of it runs: `waiting in Ping since
+/// ...` for a Ping or hanging Sync.
+fn busy_text(d: &Device, a: &DeviceActivity, now: i64) -> Option<String> {
+    if a.requests_running == 0 {
+        return None;
+    }
+    let what = match d.last_command.as_deref() {
+        Some(c @ ("Ping" | "Sync")) => format!("waiting in {c}"),
+        Some(c) => format!("running {c}"),
+        None => "running a request".into(),
+    };
+    Some(format!("{what} since {}", when(d.last_seen, now)))
+}
+
 /// The device's access: the administrator's override, else what the access rules decide.
 pub fn access_text(config: &Config, d: &Device) -> String {
     if !d.access.is_empty() {
@@ -163,6 +177,10 @@ fn device_json(config: &Config, d: &Device, activity: Option<&DeviceActivity>) -
     if let Some(a) = activity {
         v["access"] = json!(access_text(config, d));
         v["wipe_acknowledged_at"] = json!(a.wipe_acknowledged_at);
+        v["requests_running"] = json!(a.requests_running);
+        v["waiting"] = json!(
+            a.requests_running > 0 && matches!(d.last_command.as_deref(), Some("Ping" | "Sync"))
+        );
         v["last_error"] = json!(a
             .last_error
             .as_ref()
@@ -212,6 +230,10 @@ pub async fn list(
                 access,
                 d.wipe.as_str().to_string(),
                 when(d.last_seen, now),
+                a.as_ref()
+                    .and_then(|a| busy_text(d, a, now))
+                    .and_then(|t| t.split(" since ").next().map(String::from))
+                    .unwrap_or_else(|| "-".into()),
                 d.last_command.clone().unwrap_or_default(),
                 error,
             ]
@@ -228,6 +250,7 @@ pub async fn list(
             "ACCESS",
             "WIPE",
             "LAST SEEN",
+            "NOW",
             "LAST COMMAND",
             "LAST ERROR",
         ],
@@ -299,6 +322,10 @@ pub async fn show(
     field("Protocol", opt(d.protocol_version.as_deref()));
     field("First seen", when(d.first_seen, now));
     field("Last seen", when(d.last_seen, now));
+    field(
+        "Now",
+        busy_text(&d, &a, now).unwrap_or_else(|| "idle".into()),
+    );
     field(
         "Policy",
         if d.policy_key == 0 {

@@ -216,6 +216,10 @@ ALTER TABLE devices ADD COLUMN last_error_at INTEGER;
 -- allowed | blocked | quarantined: an administrator's override ('' = the access rules decide).
 ALTER TABLE devices ADD COLUMN access_state TEXT NOT NULL DEFAULT '';
 ALTER TABLE devices ADD COLUMN wipe_acknowledged_at INTEGER;
+-- Requests started (counted by the request's first write) and recorded (counted when its
+-- log entry is written): a Ping or hanging Sync that is waiting right now is the difference.
+ALTER TABLE devices ADD COLUMN requests_started INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN requests_recorded INTEGER NOT NULL DEFAULT 0;
 
 -- The last request of each command a device made.
 CREATE TABLE device_commands (

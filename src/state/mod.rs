@@ -346,6 +346,9 @@ pub struct DeviceActivity {
     pub access: String,
     /// When the device acknowledged a remote wipe (unix seconds).
     pub wipe_acknowledged_at: Option<i64>,
+    /// Requests of the device that started and are not recorded yet: a waiting Ping or
+    /// hanging Sync (or a request still running; also one a stopped gateway never finished).
+    pub requests_running: u64,
     pub commands: Vec<CommandActivity>,
     pub folders: Vec<FolderActivity>,
     /// The committed FolderSync key.

@@ -353,14 +353,15 @@ fn op_touch_device(
     let tx = write_tx(conn)?;
     tx.prepare_cached(
         "INSERT INTO devices (user_name, device_id, device_type, user_agent, protocol_version,
-                              first_seen, last_seen, last_command)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
+                              first_seen, last_seen, last_command, requests_started)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, 1)
          ON CONFLICT (user_name, device_id) DO UPDATE SET
              device_type = excluded.device_type,
              user_agent = COALESCE(excluded.user_agent, devices.user_agent),
              protocol_version = COALESCE(excluded.protocol_version, devices.protocol_version),
              last_seen = MAX(devices.last_seen, excluded.last_seen),
-             last_command = excluded.last_command",
+             last_command = excluded.last_command,
+             requests_started = devices.requests_started + 1",
     )?
     .execute(params![
         user,

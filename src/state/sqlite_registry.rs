@@ -90,6 +90,11 @@ pub(crate) fn op_record_request(
             received
         ])?;
     }
+    tx.prepare_cached(
+        "UPDATE devices SET requests_recorded = requests_recorded + 1
+         WHERE user_name = ?1 AND device_id = ?2",
+    )?
+    .execute(params![e.user, e.device_id])?;
     if let Some(error) = &e.error {
         tx.prepare_cached(
             "UPDATE devices SET last_error = ?3, last_error_at = ?4
@@ -161,17 +166,18 @@ pub(crate) fn op_device_activity(
     device_id: &str,
 ) -> Result<Option<DeviceActivity>, StoreError> {
     let tx = read_tx(conn)?;
-    type Head = (Option<String>, Option<i64>, String, Option<i64>);
+    type Head = (Option<String>, Option<i64>, String, Option<i64>, i64);
     let head: Option<Head> = tx
         .prepare_cached(
-            "SELECT last_error, last_error_at, access_state, wipe_acknowledged_at FROM devices
-             WHERE user_name = ?1 AND device_id = ?2",
+            "SELECT last_error, last_error_at, access_state, wipe_acknowledged_at,
+                    requests_started - requests_recorded
+             FROM devices WHERE user_name = ?1 AND device_id = ?2",
         )?
         .query_row(params![user, device_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
-    let Some((error, error_at, access, wipe_ack)) = head else {
+    let Some((error, error_at, access, wipe_ack, running)) = head else {
         return Ok(None);
     };
     let commands = tx
@@ -253,9 +259,92 @@ pub(crate) fn op_device_activity(
         last_error: error.map(|e| (error_at.unwrap_or(0), e)),
         access,
         wipe_acknowledged_at: wipe_ack,
+        requests_running: running.max(0) as u64,
         commands,
         folders,
         hierarchy_key,
         sync_states,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state::{CollectionLog, RequestEntry, SqliteStore, StateStore};
+
+    fn entry(n: i64) -> RequestEntry {
+        RequestEntry {
+            user: "u".into(),
+            device_id: "d".into(),
+            at_ms: n * 1000,
+            command: if n % 2 == 0 { "Sync" } else { "Ping" }.into(),
+            http_status: 200,
+            collections: vec![CollectionLog {
+                collection_id: "3".into(),
+                key_in: n.to_string(),
+                key_out: Some((n + 1).to_string()),
+                status: 1,
+                added_out: 2,
+                changed_in: 1,
+                ..CollectionLog::default()
+            }],
+            ..RequestEntry::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_the_newest_entries_and_the_activity_adds_up() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .touch_device("u", "d", "t", None, None, "Sync", 1)
+            .await
+            .unwrap();
+        for n in 1..=40 {
+            store.record_request(&entry(n), 5).await.unwrap();
+        }
+        let all = store.request_log("u", "d", 0, 1000).await.unwrap();
+        // Cut back to 5 every 16 inserts: never more than 5 + 15 kept.
+        assert!(all.len() >= 5 && all.len() < 5 + 16, "{}", all.len());
+        let last: Vec<i64> = all.iter().rev().take(5).map(|e| e.at_ms / 1000).collect();
+        assert_eq!(last, [40, 39, 38, 37, 36]);
+        let tail = store.request_log("u", "d", 0, 3).await.unwrap();
+        assert_eq!(tail.iter().map(|e| e.id).collect::<Vec<_>>(), [38, 39, 40]);
+        assert_eq!(tail[2].collections, entry(40).collections);
+        let newer = store.request_log("u", "d", 39, 100).await.unwrap();
+        assert_eq!(newer.len(), 1);
+
+        let a = store.device_activity("u", "d").await.unwrap().unwrap();
+        assert_eq!(a.commands.iter().map(|c| c.count).sum::<u64>(), 40);
+        let f = &a.folders[0];
+        assert_eq!((f.last_sent, f.last_received), (2, 1));
+        assert_eq!((f.total_sent, f.total_received), (80, 40));
+        assert_eq!(f.sync_key.as_deref(), Some("41"));
+        // One request started (touch_device), forty recorded: nothing is waiting.
+        assert_eq!(a.requests_running, 0);
+
+        let mut failed = entry(41);
+        failed.error = Some("mail server unavailable".into());
+        store.record_request(&failed, 5).await.unwrap();
+        let a = store.device_activity("u", "d").await.unwrap().unwrap();
+        assert_eq!(a.last_error, Some((41, "mail server unavailable".into())));
+
+        // Nothing is kept for unknown devices, and removing a device drops its log.
+        let mut stranger = entry(1);
+        stranger.device_id = "other".into();
+        assert!(store.record_request(&stranger, 5).await.is_err());
+        store.delete_device("u", "d").await.unwrap();
+        store
+            .touch_device("u", "d", "t", None, None, "Sync", 1)
+            .await
+            .unwrap();
+        assert!(store
+            .request_log("u", "d", 0, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let a = store.device_activity("u", "d").await.unwrap().unwrap();
+        assert_eq!(
+            a.requests_running, 1,
+            "the request that touched the device runs"
+        );
+    }
 }
