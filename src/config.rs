@@ -43,6 +43,117 @@ pub struct Config {
     pub auth: AuthConfig,
     pub policy: PolicyConfig,
     pub push: crate::push::PushConfig,
+    pub devices: DevicesConfig,
+    pub access: AccessRules,
+}
+
+/// What the access rules decide for a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Allow,
+    Block,
+    Quarantine,
+}
+
+/// `[access]`: which devices may use the gateway, like Exchange's device access rules.
+#[derive(Debug, Clone)]
+pub struct AccessRules {
+    /// `access.default`: the decision when no rule matches.
+    pub default: Access,
+    /// `[[access.rule]]`, evaluated in order: the first that matches decides.
+    pub rules: Vec<AccessRule>,
+}
+
+impl Default for AccessRules {
+    fn default() -> Self {
+        AccessRules {
+            default: Access::Allow,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One `[[access.rule]]`: every condition given must match (case-insensitively; `user_agent`
+/// is a pattern where `*` matches any run of characters).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    pub action: Access,
+    pub user: Option<String>,
+    pub device_type: Option<String>,
+    pub user_agent: Option<String>,
+    pub device_id: Option<String>,
+}
+
+impl AccessRule {
+    fn matches(&self, user: &str, device_id: &str, device_type: &str, user_agent: &str) -> bool {
+        let eq = |want: &Option<String>, have: &str| {
+            want.as_ref().is_none_or(|w| w.eq_ignore_ascii_case(have))
+        };
+        eq(&self.user, user)
+            && eq(&self.device_id, device_id)
+            && eq(&self.device_type, device_type)
+            && self
+                .user_agent
+                .as_ref()
+                .is_none_or(|p| glob(&p.to_ascii_lowercase(), &user_agent.to_ascii_lowercase()))
+    }
+}
+
+impl AccessRules {
+    /// The decision for a device.
+    pub fn decide(
+        &self,
+        user: &str,
+        device_id: &str,
+        device_type: &str,
+        user_agent: &str,
+    ) -> Access {
+        self.rules
+            .iter()
+            .find(|r| r.matches(user, device_id, device_type, user_agent))
+            .map_or(self.default, |r| r.action)
+    }
+}
+
+/// `*` matches any run of characters (also none); everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// `[devices]`: what the device registry keeps.
+#[derive(Debug, Clone)]
+pub struct DevicesConfig {
+    /// `devices.log_entries`: requests kept per device in the request log (0 keeps none).
+    pub log_entries: u32,
+    /// `devices.keep_phone_identifiers`: keep the IMEI and PhoneNumber of DeviceInformation
+    /// (dropped before they reach the store when false).
+    pub keep_phone_identifiers: bool,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            log_entries: 200,
+            keep_phone_identifiers: false,
+        }
+    }
 }
 
 /// `[server]`: the HTTP(S) listener.
@@ -166,6 +277,25 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     push: RawPush,
+    #[serde(default)]
+    devices: RawDevices,
+    #[serde(default)]
+    access: RawAccess,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    default: Option<Access>,
+    #[serde(default)]
+    rule: Vec<AccessRule>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDevices {
+    log_entries: Option<u32>,
+    keep_phone_identifiers: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -542,8 +672,28 @@ impl RawConfig {
                 reason: "must be between 1 and 1740 (RFC 2177: 29 minutes)".into(),
             });
         }
+        let dd = DevicesConfig::default();
+        let devices = DevicesConfig {
+            log_entries: self.devices.log_entries.unwrap_or(dd.log_entries),
+            keep_phone_identifiers: self
+                .devices
+                .keep_phone_identifiers
+                .unwrap_or(dd.keep_phone_identifiers),
+        };
+        if devices.log_entries > 100_000 {
+            return Err(ConfigError::Value {
+                key: "devices.log_entries",
+                reason: "must be at most 100000".into(),
+            });
+        }
+        let access = AccessRules {
+            default: self.access.default.unwrap_or(Access::Allow),
+            rules: self.access.rule,
+        };
         Ok(Config {
             push,
+            devices,
+            access,
             server: ServerConfig {
                 listen,
                 tls,
@@ -822,6 +972,11 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "poll_interval_secs",
             "idle_restart_secs",
             "watcher_grace_secs",
+            "log_entries",
+            "keep_phone_identifiers",
+            "action",
+            "user_agent",
+            "device_type",
         ] {
             assert!(
                 text.contains(&format!("{key} =")),
@@ -910,6 +1065,23 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
 
     fn toml_string(s: &str) -> String {
         format!("'{s}'")
+    }
+
+    #[test]
+    fn access_rules_decide_in_order() {
+        let text = format!(
+            "{MINIMAL}\n[access]\ndefault = \"quarantine\"\n\
+             [[access.rule]]\naction = \"block\"\nuser_agent = \"Bad*Client/*\"\n\
+             [[access.rule]]\naction = \"allow\"\ndevice_type = \"iphone\"\n"
+        );
+        let c = Config::from_toml(&text, Path::new(".")).expect("valid");
+        let d = |t: &str, ua: &str| c.access.decide("u@x", "D1", t, ua);
+        assert_eq!(d("iPhone", "Apple-iPhone/1"), Access::Allow);
+        assert_eq!(d("iPhone", "BadMailClient/2"), Access::Block);
+        assert_eq!(d("Android", "x"), Access::Quarantine);
+        assert!(glob("a*", "a") && glob("*b", "ab") && !glob("a*c", "ab") && glob("a**", "a"));
+        let bad = format!("{MINIMAL}\n[[access.rule]]\naction = \"maybe\"\n");
+        assert!(Config::from_toml(&bad, Path::new(".")).is_err());
     }
 
     #[test]

@@ -12,9 +12,9 @@ use tracing_subscriber::EnvFilter;
 use eas_gateway::backend::imap::ImapBackend;
 use eas_gateway::backend::{self, Credentials, Secret};
 use eas_gateway::commands::Gateway;
-use eas_gateway::config::Config;
+use eas_gateway::config::{Access, Config};
 use eas_gateway::http::{self, Server};
-use eas_gateway::state::{sqlite::SqliteStore, StateStore};
+use eas_gateway::state::sqlite::SqliteStore;
 
 #[derive(Parser)]
 #[command(
@@ -45,13 +45,17 @@ enum Cmd {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
-    /// List known devices.
+    /// The device registry: list, inspect, resync or forget devices, read their request logs.
+    /// Without a subcommand: `list`.
     Devices {
-        #[arg(long)]
-        config: PathBuf,
-        /// Only this user's devices.
+        /// The gateway's configuration (its state store is used).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// Only this user's devices (for `devices` without a subcommand).
         #[arg(long)]
         user: Option<String>,
+        #[command(subcommand)]
+        op: Option<DevicesOp>,
     },
     /// Print every WBXML tag: PAGE TOKEN TAG.
     Codepages,
@@ -59,6 +63,63 @@ enum Cmd {
     Wbxml {
         #[command(subcommand)]
         op: WbxmlOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesOp {
+    /// Every known device: a table with local times, or JSON.
+    List {
+        /// Only this user's devices.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything known about one device, with each folder's sync state.
+    Show {
+        user: String,
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget all state of a device: its next request starts over with Provision and
+    /// FolderSync (nothing on the mail server changes).
+    Remove { user: String, device: String },
+    /// Make the device sync again from the start: the next Sync of the folder (or of every
+    /// folder, and the next FolderSync) answers that its sync key is invalid.
+    Resync {
+        user: String,
+        device: String,
+        /// Only this folder (display name or ServerId).
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Wipe the device: its next request gets the Provision dance with RemoteWipe; once it
+    /// acknowledged, it is refused until removed.
+    Wipe { user: String, device: String },
+    /// Remove only this account from the device (AccountOnlyRemoteWipe, EAS 16.1 devices).
+    AccountWipe { user: String, device: String },
+    /// Cancel a wipe the device has not acknowledged yet.
+    CancelWipe { user: String, device: String },
+    /// Let the device in whatever the access rules say (releases a quarantined device).
+    Allow { user: String, device: String },
+    /// Refuse the device (common status 129) whatever the access rules say.
+    Block { user: String, device: String },
+    /// Drop the allow/block override: the access rules decide again.
+    ResetAccess { user: String, device: String },
+    /// The device's last requests (devices.log_entries are kept).
+    Log {
+        user: String,
+        device: String,
+        /// Keep printing new requests as they are recorded.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+        /// At most this many of the recorded requests (default: all kept).
+        #[arg(long)]
+        limit: Option<u32>,
     },
 }
 
@@ -96,7 +157,13 @@ fn main() -> anyhow::Result<()> {
             user,
             password_file,
         } => runtime()?.block_on(check_config(config, user, password_file)),
-        Cmd::Devices { config, user } => runtime()?.block_on(devices(config, user)),
+        Cmd::Devices { config, user, op } => {
+            let Some(config) = config else {
+                anyhow::bail!("devices: --config FILE is required");
+            };
+            let op = op.unwrap_or(DevicesOp::List { user, json: false });
+            runtime()?.block_on(devices(config, op))
+        }
     }
 }
 
@@ -224,22 +291,63 @@ fn prompt_password(user: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-async fn devices(path: PathBuf, user: Option<String>) -> anyhow::Result<()> {
+async fn devices(path: PathBuf, op: DevicesOp) -> anyhow::Result<()> {
+    use eas_gateway::cli::devices as d;
+    // Diagnostics and the record of each change go to stderr; stdout is the answer.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("EAS_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("warn,eas_gateway::cli=info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let config = Config::load(&path)?;
-    let store = SqliteStore::open_url(&config.state_url)?;
-    let user = user.map(|u| eas_gateway::http::auth::normalise(&u, &config.identity.domain));
-    println!("USER\tDEVICE_ID\tTYPE\tVERSION\tPOLICY\tLAST_SEEN\tLAST_COMMAND");
-    for d in store.devices(user.as_deref()).await? {
-        println!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            d.user,
-            d.device_id,
-            d.device_type,
-            d.protocol_version.unwrap_or_default(),
-            d.policy.as_str(),
-            d.last_seen,
-            d.last_command.unwrap_or_default()
-        );
-    }
+    let store = d::open_store(&config)?;
+    let user = |u: &str| d::user_name(&config, u);
+    let out = match op {
+        DevicesOp::List { user: u, json } => {
+            d::list(&config, &store, u.as_deref().map(user).as_deref(), json).await?
+        }
+        DevicesOp::Show {
+            user: u,
+            device,
+            json,
+        } => d::show(&config, &store, &user(&u), &device, json).await?,
+        DevicesOp::Remove { user: u, device } => d::remove(&store, &user(&u), &device).await?,
+        DevicesOp::Wipe { user: u, device } => d::wipe(&store, &user(&u), &device, false).await?,
+        DevicesOp::AccountWipe { user: u, device } => {
+            d::wipe(&store, &user(&u), &device, true).await?
+        }
+        DevicesOp::CancelWipe { user: u, device } => {
+            d::cancel_wipe(&store, &user(&u), &device).await?
+        }
+        DevicesOp::Allow { user: u, device } => {
+            d::set_access(&store, &user(&u), &device, Some(Access::Allow)).await?
+        }
+        DevicesOp::Block { user: u, device } => {
+            d::set_access(&store, &user(&u), &device, Some(Access::Block)).await?
+        }
+        DevicesOp::ResetAccess { user: u, device } => {
+            d::set_access(&store, &user(&u), &device, None).await?
+        }
+        DevicesOp::Resync {
+            user: u,
+            device,
+            folder,
+        } => d::resync(&store, &user(&u), &device, folder.as_deref()).await?,
+        DevicesOp::Log {
+            user: u,
+            device,
+            follow,
+            json,
+            limit,
+        } => {
+            let limit = limit.unwrap_or(config.devices.log_entries.max(1));
+            d::log(&store, &user(&u), &device, limit, follow, json).await?;
+            String::new()
+        }
+    };
+    print!("{out}");
     Ok(())
 }

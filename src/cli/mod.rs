@@ -1,3 +1,4 @@
 //! Command-line subcommands.
 
+pub mod devices;
 pub mod wbxml;

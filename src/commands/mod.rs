@@ -4,6 +4,7 @@
 
 pub mod attachment_part;
 pub mod conversation_move;
+pub mod devices;
 pub mod find;
 pub mod folder_changes;
 pub mod folder_sync;
@@ -129,6 +130,8 @@ pub struct Context {
     pub version: ProtocolVersion,
     pub client_ip: Option<IpAddr>,
     pub now: i64,
+    /// What the request did, for the device's request log.
+    pub report: Arc<devices::RequestReport>,
 }
 
 impl Context {
@@ -289,8 +292,16 @@ impl Body {
     }
 }
 
-/// Runs one command.
+/// Runs one command, and reports it for the device's request log.
 pub async fn dispatch<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    ctx: &Context,
+    body: Body,
+) -> Result<Outcome, CommandError> {
+    devices::reported(gw, ctx, body).await
+}
+
+async fn dispatch_command<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
     body: Body,
@@ -306,6 +317,9 @@ pub async fn dispatch<B: MailBackend, S: StateStore>(
             status: 501,
             reason: "command not implemented",
         });
+    }
+    if let Some(outcome) = devices::gate(gw, ctx, command) {
+        return Ok(outcome);
     }
     if command != Command::Provision {
         if let Some(outcome) = provision::gate(gw, ctx, command).await? {

@@ -32,6 +32,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 device_information_status: None,
                 policy: None,
                 remote_wipe: false,
+                account_only_wipe: false,
             }));
         }
     };
@@ -44,10 +45,15 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         device_information_status: None,
         policy: None,
         remote_wipe: false,
+        account_only_wipe: false,
     };
     if let Some(info) = &req.device_information {
         gw.store
-            .set_device_info(user, device_id, &info.fields)
+            .set_device_info(
+                user,
+                device_id,
+                &super::devices::kept_info(&gw.config.devices, &info.fields),
+            )
             .await?;
         resp.device_information_status = Some(1);
     }
@@ -59,6 +65,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         gw.store
             .set_wipe(user, device_id, crate::state::WipeState::Acknowledged)
             .await?;
+    }
+    // A pending wipe answers the policy request (MS-ASPROV 3.2.5.1.2).
+    if req.remote_wipe_status.is_none() && super::devices::wipe_pending(ctx.device.wipe, &mut resp)
+    {
+        return Ok(wbxml(resp));
     }
     let Some(policy) = req.policy else {
         return Ok(wbxml(resp));
@@ -199,7 +210,7 @@ pub async fn gate<B: MailBackend, S: StateStore>(
 }
 
 /// The root element and Status element of each command's response.
-fn status_root(command: Command) -> Option<(Tag, Tag)> {
+pub(super) fn status_root(command: Command) -> Option<(Tag, Tag)> {
     use tags::*;
     Some(match command {
         Command::Sync => (airsync::SYNC, airsync::STATUS),

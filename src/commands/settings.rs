@@ -33,7 +33,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             SettingsOp::OofGet => SettingsResult::OofDisabled,
             SettingsOp::DeviceInformationSet(ref info) => {
                 gw.store
-                    .set_device_info(&ctx.user.address, ctx.device_id(), &info.fields)
+                    .set_device_info(
+                        &ctx.user.address,
+                        ctx.device_id(),
+                        &super::devices::kept_info(&gw.config.devices, &info.fields),
+                    )
                     .await?;
                 SettingsResult::Status(op, 1)
             }

@@ -76,7 +76,11 @@ impl ProvisionRequest {
                 status,
             });
         }
-        if let Some(rw) = root.first(p::REMOTE_WIPE) {
+        // An account-only wipe (16.1) is acknowledged the same way in its own element.
+        if let Some(rw) = root
+            .first(p::REMOTE_WIPE)
+            .or_else(|| root.first(p::ACCOUNT_ONLY_REMOTE_WIPE))
+        {
             req.remote_wipe_status = rw.text_of(p::STATUS).and_then(|v| v.trim().parse().ok());
         }
         if req.policy.is_none() && req.remote_wipe_status.is_none() {
@@ -197,6 +201,8 @@ pub struct ProvisionResponse {
     pub policy: Option<PolicyResponse>,
     /// Present when a wipe is pending.
     pub remote_wipe: bool,
+    /// Present when an account-only wipe (16.1) is pending.
+    pub account_only_wipe: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +222,9 @@ impl ProvisionResponse {
         }
         if self.remote_wipe {
             root.push(Element::new(p::REMOTE_WIPE));
+        }
+        if self.account_only_wipe {
+            root.push(Element::new(p::ACCOUNT_ONLY_REMOTE_WIPE));
         }
         if let Some(pol) = &self.policy {
             let mut policy = Element::new(p::POLICY)

@@ -97,6 +97,17 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 "request done"
             ),
         }
+        self.gateway.record_request(
+            &log.report,
+            commands::devices::Finished {
+                http_status: status,
+                eas_status: log.eas_status,
+                duration_ms: elapsed_ms,
+                bytes_in: log.bytes_in,
+                bytes_out,
+                reason: log.reason,
+            },
+        );
         resp
     }
 
@@ -390,6 +401,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             version,
             client_ip: Some(client_ip),
             now,
+            report: log.report.clone(),
         };
         match commands::dispatch(&self.gateway, &ctx, element).await {
             Ok(Outcome::Wbxml { body, status }) => {
@@ -436,6 +448,8 @@ pub(super) struct RequestLog {
     pub(super) bytes_in: u64,
     eas_status: Option<u32>,
     pub(super) reason: &'static str,
+    /// What the command reported, for the device's request log.
+    report: std::sync::Arc<commands::devices::RequestReport>,
 }
 
 fn response_len(resp: &Response<Body>) -> u64 {

@@ -207,6 +207,71 @@ ALTER TABLE send_records ADD COLUMN phase TEXT NOT NULL DEFAULT 'claimed'
 UPDATE send_records SET phase = CASE sent WHEN 1 THEN 'sent' ELSE 'data' END;
 "#,
     },
+    Migration {
+        version: 6,
+        description: "device registry: last error, access state, per-command and per-folder activity, request log",
+        sql: r#"
+ALTER TABLE devices ADD COLUMN last_error TEXT;
+ALTER TABLE devices ADD COLUMN last_error_at INTEGER;
+-- allowed | blocked | quarantined: an administrator's override ('' = the access rules decide).
+ALTER TABLE devices ADD COLUMN access_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN wipe_acknowledged_at INTEGER;
+-- Requests started (counted by the request's first write) and recorded (counted when its
+-- log entry is written): a Ping or hanging Sync that is waiting right now is the difference.
+ALTER TABLE devices ADD COLUMN requests_started INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN requests_recorded INTEGER NOT NULL DEFAULT 0;
+
+-- The last request of each command a device made.
+CREATE TABLE device_commands (
+    user_name TEXT    NOT NULL,
+    device_id TEXT    NOT NULL,
+    command   TEXT    NOT NULL,
+    last_at   INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (user_name, device_id, command),
+    FOREIGN KEY (user_name, device_id) REFERENCES devices (user_name, device_id) ON DELETE CASCADE
+);
+
+-- The last Sync of each folder a device synced: when, the key it ended with, the items of
+-- that Sync each way and the totals.
+CREATE TABLE device_folders (
+    user_name      TEXT    NOT NULL,
+    device_id      TEXT    NOT NULL,
+    collection_id  TEXT    NOT NULL,
+    last_sync      INTEGER NOT NULL,
+    sync_key       TEXT,
+    status         INTEGER NOT NULL,
+    last_sent      INTEGER NOT NULL,
+    last_received  INTEGER NOT NULL,
+    total_sent     INTEGER NOT NULL,
+    total_received INTEGER NOT NULL,
+    PRIMARY KEY (user_name, device_id, collection_id),
+    FOREIGN KEY (user_name, device_id) REFERENCES devices (user_name, device_id) ON DELETE CASCADE
+);
+
+-- The last requests of each device (the gateway keeps devices.log_entries of them).
+CREATE TABLE request_log (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_name    TEXT    NOT NULL,
+    device_id    TEXT    NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    command      TEXT    NOT NULL,
+    eas_status   INTEGER,
+    http_status  INTEGER NOT NULL,
+    duration_ms  INTEGER NOT NULL,
+    bytes_in     INTEGER NOT NULL,
+    bytes_out    INTEGER NOT NULL,
+    -- JSON: [{collection_id, key_in, key_out, status, added_out, ...}]
+    collections  TEXT    NOT NULL,
+    -- the watched folder ids, one per line
+    ping_folders TEXT    NOT NULL,
+    ping_outcome TEXT,
+    error        TEXT,
+    FOREIGN KEY (user_name, device_id) REFERENCES devices (user_name, device_id) ON DELETE CASCADE
+);
+CREATE INDEX request_log_device ON request_log (user_name, device_id, id);
+"#,
+    },
 ];
 
 /// The schema version this build writes.

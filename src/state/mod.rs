@@ -30,6 +30,7 @@ use std::future::Future;
 
 mod migrations;
 pub mod sqlite;
+mod sqlite_registry;
 
 pub use sqlite::SqliteStore;
 
@@ -126,6 +127,9 @@ pub struct Device {
     pub last_seen: i64,
     pub wipe: WipeState,
     pub last_command: Option<String>,
+    /// An administrator's access override: `allowed`, `blocked`, `quarantined`, or empty
+    /// (the configured access rules decide).
+    pub access: String,
 }
 
 /// One folder as reported to a device by FolderSync.
@@ -244,6 +248,114 @@ pub struct DraftVersion {
     pub message_id: Option<String>,
 }
 
+/// One collection of a logged Sync request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CollectionLog {
+    pub collection_id: String,
+    /// The sync key the device sent.
+    pub key_in: String,
+    /// The sync key it was answered with (none for an error without a key).
+    pub key_out: Option<String>,
+    pub status: u32,
+    /// Items sent to the device.
+    pub added_out: u32,
+    pub changed_out: u32,
+    pub deleted_out: u32,
+    /// Changes the device sent.
+    pub added_in: u32,
+    pub changed_in: u32,
+    pub deleted_in: u32,
+}
+
+impl CollectionLog {
+    /// Items sent to the device.
+    pub fn sent(&self) -> u32 {
+        self.added_out + self.changed_out + self.deleted_out
+    }
+
+    /// Changes the device sent.
+    pub fn received(&self) -> u32 {
+        self.added_in + self.changed_in + self.deleted_in
+    }
+}
+
+/// One request of a device, as the request log keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestEntry {
+    /// Assigned by the store; increases with every entry (0 for an entry not stored yet).
+    pub id: i64,
+    pub user: String,
+    pub device_id: String,
+    /// Unix milliseconds when the request arrived.
+    pub at_ms: i64,
+    pub command: String,
+    pub eas_status: Option<u32>,
+    pub http_status: u16,
+    pub duration_ms: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub collections: Vec<CollectionLog>,
+    /// The folders a Ping watched.
+    pub ping_folders: Vec<String>,
+    /// How a Ping ended: `changed: ID,ID`, `expired`, ...
+    pub ping_outcome: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The last request of one command a device made.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CommandActivity {
+    pub command: String,
+    /// Unix seconds.
+    pub last_at: i64,
+    pub count: u64,
+}
+
+/// The last Sync of one folder on a device.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FolderActivity {
+    pub collection_id: String,
+    /// Unix seconds.
+    pub last_sync: i64,
+    pub sync_key: Option<String>,
+    pub status: u32,
+    /// Items sent to the device by that Sync, and changes the device sent.
+    pub last_sent: u64,
+    pub last_received: u64,
+    pub total_sent: u64,
+    pub total_received: u64,
+}
+
+/// The committed sync state of one collection, for the admin.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SyncStateSummary {
+    pub collection_id: String,
+    pub sync_key: u32,
+    pub previous_key: Option<u32>,
+    pub more_available: bool,
+    /// Start of the FilterType window, unix seconds.
+    pub filter_start: Option<i64>,
+}
+
+/// What the registry knows about a device beyond its [`Device`] record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceActivity {
+    /// (unix seconds, text) of the last failed request.
+    pub last_error: Option<(i64, String)>,
+    /// An administrator's override: `allowed`, `blocked`, `quarantined`; empty when none.
+    pub access: String,
+    /// When the device acknowledged a remote wipe (unix seconds).
+    pub wipe_acknowledged_at: Option<i64>,
+    /// Requests of the device that started and are not recorded yet: a waiting Ping or
+    /// hanging Sync (or a request still running; also one a stopped gateway never finished).
+    pub requests_running: u64,
+    pub commands: Vec<CommandActivity>,
+    pub folders: Vec<FolderActivity>,
+    /// The committed FolderSync key.
+    pub hierarchy_key: Option<u32>,
+    pub sync_states: Vec<SyncStateSummary>,
+}
+
 /// Errors from a [`StateStore`]. Messages never contain credentials (store
 /// URLs are not echoed back).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -357,6 +469,43 @@ pub trait StateStore: Clone + Send + Sync + 'static {
         user: &str,
         device_id: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    // ---- device registry -------------------------------------------------
+
+    /// Records one finished request of a device: appends it to the device's request log
+    /// (keeping about the last `keep` entries; none when `0`), and updates the device's
+    /// per-command and per-folder activity and its last error (when `entry.error` is set).
+    /// One transaction. Fails with [`StoreError::DeviceNotFound`] for an unknown device.
+    fn record_request(
+        &self,
+        entry: &RequestEntry,
+        keep: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The device's logged requests with an id above `after_id`, the last `limit` of them,
+    /// oldest first.
+    fn request_log(
+        &self,
+        user: &str,
+        device_id: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RequestEntry>, StoreError>> + Send;
+
+    /// The device's activity, if the device is known.
+    fn device_activity(
+        &self,
+        user: &str,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Option<DeviceActivity>, StoreError>> + Send;
+
+    /// Sets an administrator's access override (`""` removes it).
+    fn set_access(
+        &self,
+        user: &str,
+        device_id: &str,
+        access: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     // ---- per-user folder ids -------------------------------------------
 

@@ -24,9 +24,11 @@ use rusqlite::{
 };
 
 use super::migrations;
+use super::sqlite_registry as registry;
 use super::{
-    CollectionState, CollectionView, Device, DraftVersion, FolderEntry, HierarchyState, PingParams,
-    PolicyState, SendClaim, SendPhase, StateStore, StoreError, WipeState,
+    CollectionState, CollectionView, Device, DeviceActivity, DraftVersion, FolderEntry,
+    HierarchyState, PingParams, PolicyState, RequestEntry, SendClaim, SendPhase, StateStore,
+    StoreError, WipeState,
 };
 
 /// How long a statement waits for another writer before failing with
@@ -196,12 +198,12 @@ fn parse_url(url: &str) -> Result<Option<PathBuf>, StoreError> {
 
 // ---- helpers ----------------------------------------------------------------
 
-fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+pub(super) fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
     Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
 /// Read transaction: gives multi-statement reads one consistent snapshot.
-fn read_tx(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+pub(super) fn read_tx(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
     Ok(conn.transaction_with_behavior(TransactionBehavior::Deferred)?)
 }
 
@@ -213,7 +215,11 @@ fn device_exists(conn: &Connection, user: &str, device_id: &str) -> Result<bool,
     Ok(found.is_some())
 }
 
-fn require_device(conn: &Connection, user: &str, device_id: &str) -> Result<(), StoreError> {
+pub(super) fn require_device(
+    conn: &Connection,
+    user: &str,
+    device_id: &str,
+) -> Result<(), StoreError> {
     if device_exists(conn, user, device_id)? {
         Ok(())
     } else {
@@ -232,7 +238,8 @@ fn check_key(key: u32) -> Result<(), StoreError> {
 }
 
 const DEVICE_COLUMNS: &str = "user_name, device_id, device_type, user_agent, protocol_version, \
-     policy_state, policy_key, policy_hash, first_seen, last_seen, wipe_state, last_command";
+     policy_state, policy_key, policy_hash, first_seen, last_seen, wipe_state, last_command, \
+     access_state";
 
 fn read_device_row(row: &Row<'_>) -> rusqlite::Result<(Device, String, String)> {
     Ok((
@@ -250,6 +257,7 @@ fn read_device_row(row: &Row<'_>) -> rusqlite::Result<(Device, String, String)> 
             last_seen: row.get(9)?,
             wipe: WipeState::None,
             last_command: row.get(11)?,
+            access: row.get(12)?,
         },
         row.get(5)?,
         row.get(10)?,
@@ -345,14 +353,15 @@ fn op_touch_device(
     let tx = write_tx(conn)?;
     tx.prepare_cached(
         "INSERT INTO devices (user_name, device_id, device_type, user_agent, protocol_version,
-                              first_seen, last_seen, last_command)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
+                              first_seen, last_seen, last_command, requests_started)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, 1)
          ON CONFLICT (user_name, device_id) DO UPDATE SET
              device_type = excluded.device_type,
              user_agent = COALESCE(excluded.user_agent, devices.user_agent),
              protocol_version = COALESCE(excluded.protocol_version, devices.protocol_version),
              last_seen = MAX(devices.last_seen, excluded.last_seen),
-             last_command = excluded.last_command",
+             last_command = excluded.last_command,
+             requests_started = devices.requests_started + 1",
     )?
     .execute(params![
         user,
@@ -1170,7 +1179,11 @@ impl StateStore for SqliteStore {
         self.call(move |c| {
             update_device(
                 c,
-                "UPDATE devices SET wipe_state = ?3 WHERE user_name = ?1 AND device_id = ?2",
+                "UPDATE devices SET wipe_state = ?3,
+                     wipe_acknowledged_at = CASE WHEN ?3 = 'acknowledged'
+                         THEN COALESCE(wipe_acknowledged_at, CAST(strftime('%s', 'now') AS INTEGER))
+                         ELSE NULL END
+                 WHERE user_name = ?1 AND device_id = ?2",
                 params![user, device_id, wipe.as_str()],
             )
         })
@@ -1186,6 +1199,54 @@ impl StateStore for SqliteStore {
                 .execute(params![user, device_id])?;
             tx.commit()?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn record_request(&self, entry: &RequestEntry, keep: u32) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.call(move |c| registry::op_record_request(c, &entry, keep))
+            .await
+    }
+
+    async fn request_log(
+        &self,
+        user: &str,
+        device_id: &str,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<RequestEntry>, StoreError> {
+        let (user, device_id) = (user.to_owned(), device_id.to_owned());
+        self.call(move |c| registry::op_request_log(c, &user, &device_id, after_id, limit))
+            .await
+    }
+
+    async fn device_activity(
+        &self,
+        user: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceActivity>, StoreError> {
+        let (user, device_id) = (user.to_owned(), device_id.to_owned());
+        self.call(move |c| registry::op_device_activity(c, &user, &device_id))
+            .await
+    }
+
+    async fn set_access(
+        &self,
+        user: &str,
+        device_id: &str,
+        access: &str,
+    ) -> Result<(), StoreError> {
+        if !matches!(access, "" | "allowed" | "blocked" | "quarantined") {
+            return Err(StoreError::InvalidInput(format!("access state {access:?}")));
+        }
+        let (user, device_id, access) = (user.to_owned(), device_id.to_owned(), access.to_owned());
+        self.call(move |c| {
+            update_device(
+                c,
+                "UPDATE devices SET access_state = ?3 WHERE user_name = ?1 AND device_id = ?2",
+                params![user, device_id, access],
+            )
         })
         .await
     }

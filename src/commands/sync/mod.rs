@@ -303,6 +303,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
         // would start only after this response is encoded and written.
         tokio::task::yield_now().await;
     }
+    ctx.report.sync(collections, &out);
     Ok(out)
 }
 
