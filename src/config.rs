@@ -308,6 +308,8 @@ struct RawPush {
     poll_interval_secs: Option<u64>,
     idle_restart_secs: Option<u64>,
     watcher_grace_secs: Option<u64>,
+    hierarchy_poll_secs: Option<u64>,
+    outage_grace_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -652,6 +654,14 @@ impl RawConfig {
                 .watcher_grace_secs
                 .map(Duration::from_secs)
                 .unwrap_or(dp.watcher_grace),
+            hierarchy_poll: rp
+                .hierarchy_poll_secs
+                .map(Duration::from_secs)
+                .unwrap_or(dp.hierarchy_poll),
+            outage_grace: rp
+                .outage_grace_secs
+                .map(Duration::from_secs)
+                .unwrap_or(dp.outage_grace),
             ..dp
         };
         if push.min_heartbeat_secs == 0 || push.max_heartbeat_secs < push.min_heartbeat_secs {
@@ -665,6 +675,17 @@ impl RawConfig {
                 key: "push.poll_interval_secs",
                 reason: "must be at least 1".into(),
             });
+        }
+        for (key, value) in [
+            ("push.hierarchy_poll_secs", push.hierarchy_poll),
+            ("push.outage_grace_secs", push.outage_grace),
+        ] {
+            if value.is_zero() || value > Duration::from_secs(3600) {
+                return Err(ConfigError::Value {
+                    key,
+                    reason: "must be between 1 and 3600".into(),
+                });
+            }
         }
         if push.idle_restart > Duration::from_secs(29 * 60) || push.idle_restart.is_zero() {
             return Err(ConfigError::Value {
@@ -972,6 +993,8 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "poll_interval_secs",
             "idle_restart_secs",
             "watcher_grace_secs",
+            "hierarchy_poll_secs",
+            "outage_grace_secs",
             "log_entries",
             "keep_phone_identifiers",
             "action",
