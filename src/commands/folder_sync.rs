@@ -35,9 +35,9 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     } else {
         let key: Option<u32> = req.sync_key.parse().ok();
         match (&state, key) {
-            (Some(s), Some(k)) if k == s.key => Some(to_folders(&s.folders)),
+            (Some(s), Some(k)) if k == s.key => Some(folders::to_folders(&s.folders)),
             (Some(s), Some(k)) if s.previous.as_ref().is_some_and(|(pk, _)| *pk == k) => {
-                s.previous.as_ref().map(|(_, f)| to_folders(f))
+                s.previous.as_ref().map(|(_, f)| folders::to_folders(f))
             }
             _ => None,
         }
@@ -106,38 +106,4 @@ async fn live_folders<B: MailBackend, S: StateStore>(
         .map(|r| folders::folder(r, &by_name))
         .collect();
     Ok(out)
-}
-
-/// Whether the hierarchy in `listed` (a fresh listing) differs from what the device received
-/// with its last FolderSync (or folder command). A device that never synced its hierarchy has
-/// nothing to differ from.
-pub(crate) async fn changed_since_last_sync<S: StateStore>(
-    store: &S,
-    user: &str,
-    device_id: &str,
-    listed: &[folders::Resolved],
-) -> Result<bool, CommandError> {
-    let Some(state) = store.hierarchy(user, device_id).await? else {
-        return Ok(false);
-    };
-    let held = to_folders(&state.folders);
-    let by_name = folders::ids_by_name(listed);
-    let live: Vec<Folder> = listed
-        .iter()
-        .map(|r| folders::folder(r, &by_name))
-        .collect();
-    let (added, updated, deleted) = diff(&held, &live);
-    Ok(!(added.is_empty() && updated.is_empty() && deleted.is_empty()))
-}
-
-fn to_folders(entries: &[FolderEntry]) -> Vec<Folder> {
-    entries
-        .iter()
-        .map(|e| Folder {
-            server_id: e.server_id.clone(),
-            parent_id: e.parent_id.clone(),
-            display_name: e.display_name.clone(),
-            folder_type: e.folder_type,
-        })
-        .collect()
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::backend::{MailFolder, MailSession, SpecialUse};
-use crate::eas::folder_sync::{folder_type, Folder};
+use crate::eas::folder_sync::{diff, folder_type, Folder};
 use crate::state::{FolderEntry, StateStore};
 
 use super::CommandError;
@@ -165,6 +165,37 @@ pub fn ids_by_name(list: &[Resolved]) -> HashMap<&str, &str> {
             r.mailbox
                 .as_ref()
                 .map(|m| (m.name.as_str(), r.server_id.as_str()))
+        })
+        .collect()
+}
+
+/// Whether the hierarchy in `listed` (a fresh listing) differs from what the device received
+/// with its last FolderSync (or folder command). A device that never synced its hierarchy has
+/// nothing to differ from.
+pub async fn changed_since_last_sync<S: StateStore>(
+    store: &S,
+    user: &str,
+    device_id: &str,
+    listed: &[Resolved],
+) -> Result<bool, CommandError> {
+    let Some(state) = store.hierarchy(user, device_id).await? else {
+        return Ok(false);
+    };
+    let held = to_folders(&state.folders);
+    let by_name = ids_by_name(listed);
+    let live: Vec<Folder> = listed.iter().map(|r| folder(r, &by_name)).collect();
+    let (added, updated, deleted) = diff(&held, &live);
+    Ok(!(added.is_empty() && updated.is_empty() && deleted.is_empty()))
+}
+
+pub fn to_folders(entries: &[FolderEntry]) -> Vec<Folder> {
+    entries
+        .iter()
+        .map(|e| Folder {
+            server_id: e.server_id.clone(),
+            parent_id: e.parent_id.clone(),
+            display_name: e.display_name.clone(),
+            folder_type: e.folder_type,
         })
         .collect()
 }

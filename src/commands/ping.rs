@@ -25,7 +25,7 @@ use crate::eas::ping::{status, PingRequest, PingResponse};
 use crate::push::{Baseline, Hierarchy, PingParams, WaitRequest, WaitResult, Watched};
 use crate::state::StateStore;
 
-use super::{folder_sync, folders, Body, CommandError, Context, Gateway, Outcome};
+use super::{folders, Body, CommandError, Context, Gateway, Outcome};
 
 fn answer(r: PingResponse) -> Outcome {
     Outcome::Wbxml {
@@ -129,7 +129,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         });
     }
 
-    if folder_sync::changed_since_last_sync(&gw.store, user, device_id, &list).await? {
+    if folders::changed_since_last_sync(&gw.store, user, device_id, &list).await? {
         debug!("folder hierarchy changed since the last FolderSync");
         return Ok(status_only(status::FOLDER_SYNC_REQUIRED));
     }
@@ -168,7 +168,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             Err(CommandError::Unavailable(_)) => fresh_list(gw, ctx).await?,
             other => other?,
         };
-        if folder_sync::changed_since_last_sync(&gw.store, user, device_id, &list).await? {
+        if folders::changed_since_last_sync(&gw.store, user, device_id, &list).await? {
             break result;
         }
     };
