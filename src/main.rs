@@ -75,6 +75,9 @@ enum DevicesOp {
         user: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Only devices waiting in quarantine (release one with `devices allow`).
+        #[arg(long)]
+        quarantined: bool,
     },
     /// Everything known about one device, with each folder's sync state.
     Show {
@@ -161,7 +164,11 @@ fn main() -> anyhow::Result<()> {
             let Some(config) = config else {
                 anyhow::bail!("devices: --config FILE is required");
             };
-            let op = op.unwrap_or(DevicesOp::List { user, json: false });
+            let op = op.unwrap_or(DevicesOp::List {
+                user,
+                json: false,
+                quarantined: false,
+            });
             runtime()?.block_on(devices(config, op))
         }
     }
@@ -306,8 +313,19 @@ async fn devices(path: PathBuf, op: DevicesOp) -> anyhow::Result<()> {
     let store = d::open_store(&config)?;
     let user = |u: &str| d::user_name(&config, u);
     let out = match op {
-        DevicesOp::List { user: u, json } => {
-            d::list(&config, &store, u.as_deref().map(user).as_deref(), json).await?
+        DevicesOp::List {
+            user: u,
+            json,
+            quarantined,
+        } => {
+            d::list(
+                &config,
+                &store,
+                u.as_deref().map(user).as_deref(),
+                json,
+                quarantined,
+            )
+            .await?
         }
         DevicesOp::Show {
             user: u,

@@ -189,14 +189,31 @@ fn device_json(config: &Config, d: &Device, activity: Option<&DeviceActivity>) -
     v
 }
 
-/// `devices list`.
+/// Whether the device waits in quarantine (by its override or by the access rules) for an
+/// administrator to release it with `devices allow`.
+pub fn is_quarantined(config: &Config, d: &Device) -> bool {
+    crate::commands::devices::access_for(
+        &config.access,
+        Some(d),
+        &d.user,
+        &d.device_id,
+        &d.device_type,
+        None,
+    ) == Access::Quarantine
+}
+
+/// `devices list` (`quarantined`: only the devices waiting in quarantine).
 pub async fn list(
     config: &Config,
     store: &SqliteStore,
     user: Option<&str>,
     as_json: bool,
+    quarantined: bool,
 ) -> anyhow::Result<String> {
-    let devices = store.devices(user).await?;
+    let mut devices = store.devices(user).await?;
+    if quarantined {
+        devices.retain(|d| is_quarantined(config, d));
+    }
     let mut activities = Vec::with_capacity(devices.len());
     for d in &devices {
         activities.push(store.device_activity(&d.user, &d.device_id).await?);

@@ -237,6 +237,12 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         span.record("device_id", line.device_id.as_str());
         span.record("device_type", line.device_type.as_str());
 
+        if let Some(r) = self
+            .refuse_before_login(req.headers(), &line, client_ip, log)
+            .await
+        {
+            return r;
+        }
         let user = match self.authenticate(req.headers(), client_ip, log).await {
             Ok(u) => u,
             Err(r) => return r,
@@ -446,7 +452,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
 #[derive(Default)]
 pub(super) struct RequestLog {
     pub(super) bytes_in: u64,
-    eas_status: Option<u32>,
+    pub(super) eas_status: Option<u32>,
     pub(super) reason: &'static str,
     /// What the command reported, for the device's request log.
     report: std::sync::Arc<commands::devices::RequestReport>,
@@ -457,7 +463,7 @@ fn response_len(resp: &Response<Body>) -> u64 {
     resp.body().size_hint().exact().unwrap_or(0)
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

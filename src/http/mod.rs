@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod autodiscover;
 pub mod conn;
+mod door;
 pub mod handler;
 pub mod response;
 pub mod tls;
