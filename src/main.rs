@@ -111,6 +111,18 @@ enum DevicesOp {
     Block { user: String, device: String },
     /// Drop the allow/block override: the access rules decide again.
     ResetAccess { user: String, device: String },
+    /// Write the device's requests and responses, decoded to XML, to its file under
+    /// devices.trace_dir (credentials always redacted, mail bodies unless --bodies); the
+    /// running gateway picks it up with the device's next request.
+    Trace {
+        user: String,
+        device: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Include mail bodies and attachments.
+        #[arg(long)]
+        bodies: bool,
+    },
     /// The device's last requests (devices.log_entries are kept).
     Log {
         user: String,
@@ -349,6 +361,12 @@ async fn devices(path: PathBuf, op: DevicesOp) -> anyhow::Result<()> {
         DevicesOp::ResetAccess { user: u, device } => {
             d::set_access(&store, &user(&u), &device, None).await?
         }
+        DevicesOp::Trace {
+            user: u,
+            device,
+            state,
+            bodies,
+        } => d::trace(&config, &store, &user(&u), &device, state == "on", bodies).await?,
         DevicesOp::Resync {
             user: u,
             device,

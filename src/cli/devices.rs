@@ -744,3 +744,35 @@ mod tests {
         assert_eq!(t, "A     BB\nlong  x\n");
     }
 }
+
+/// `devices trace USER DEVICE on|off [--bodies]`: the running gateway reads the flag with the
+/// device's next request.
+pub async fn trace(
+    config: &Config,
+    store: &SqliteStore,
+    user: &str,
+    device_id: &str,
+    on: bool,
+    bodies: bool,
+) -> anyhow::Result<String> {
+    let device = known_device(store, user, device_id).await?;
+    let mode = match (on, bodies) {
+        (false, _) => "",
+        (true, false) => "on",
+        (true, true) => "bodies",
+    };
+    store.set_trace(user, device_id, mode).await?;
+    let path = crate::http::trace::file_of(&config.devices, &device);
+    tracing::info!(who = %who(), user, device_id, trace = if on { mode } else { "off" }, "device trace set");
+    Ok(match mode {
+        "" => format!("trace of {device_id} of {user} off ({})\n", path.display()),
+        "on" => format!(
+            "tracing {device_id} of {user} to {} (credentials and mail bodies redacted)\n",
+            path.display()
+        ),
+        _ => format!(
+            "tracing {device_id} of {user} to {} (credentials redacted; mail bodies included)\n",
+            path.display()
+        ),
+    })
+}

@@ -371,7 +371,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                     }
                 }
             }
-            Some("message/rfc822") if is_mime_command => commands::Body::Mime(body),
+            Some("message/rfc822") if is_mime_command => commands::Body::Mime(body.clone()),
             _ => {
                 log.reason = "unsupported Content-Type";
                 return response::empty(400);
@@ -400,6 +400,15 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 return response::from_error(&commands::CommandError::from(e));
             }
         };
+        let trace = super::trace::Trace::begin(
+            &self.gateway.config.devices,
+            &device,
+            command,
+            version,
+            content_type.as_deref(),
+            &body,
+        );
+        let mut wbxml_out = None;
         let ctx = Context {
             user,
             device,
@@ -409,10 +418,13 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             now,
             report: log.report.clone(),
         };
-        match commands::dispatch(&self.gateway, &ctx, element).await {
+        let resp = match commands::dispatch(&self.gateway, &ctx, element).await {
             Ok(Outcome::Wbxml { body, status }) => {
                 log.eas_status = status;
                 let bytes = wbxml::encode_bytes(&body);
+                if trace.is_some() {
+                    wbxml_out = Some(bytes.clone());
+                }
                 if body.has_more_nodes_than(LARGE_TREE) {
                     // Freeing a tree of thousands of nodes (Search or Find results) takes as
                     // long as encoding it; the device need not wait for that. A Sync page's
@@ -445,7 +457,11 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 log.reason = "command failed";
                 response::from_error(&e)
             }
+        };
+        if let Some(trace) = trace {
+            trace.finish(&resp, wbxml_out.as_ref());
         }
+        resp
     }
 }
 

@@ -10,6 +10,7 @@ mod door;
 pub mod handler;
 pub mod response;
 pub mod tls;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
