@@ -33,6 +33,10 @@ enum Cmd {
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// `text` (one line per event, the default) or `json` (one JSON object per line, for
+        /// log shippers).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate the configuration and probe the IMAP and SMTP servers.
     CheckConfig {
@@ -64,6 +68,12 @@ enum Cmd {
         #[command(subcommand)]
         op: WbxmlOp,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -166,7 +176,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Wbxml {
             op: WbxmlOp::Encode { file },
         } => eas_gateway::cli::wbxml::encode_command(&file),
-        Cmd::Serve { config } => runtime()?.block_on(serve(config)),
+        Cmd::Serve { config, log_format } => runtime()?.block_on(serve(config, log_format)),
         Cmd::CheckConfig {
             config,
             user,
@@ -192,19 +202,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
-    // Colours only on a terminal: the journal and log files get plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("EAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_env("EAS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    match format {
+        // Colours only on a terminal: the journal and log files get plain text.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init(),
+        // One object per line: time, level, target, the message and fields, and the
+        // request's span fields (client_ip, cmd, user, device_id, ...).
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
-async fn serve(path: PathBuf) -> anyhow::Result<()> {
-    init_logging();
+async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logging(log_format);
     let config = Arc::new(Config::load(&path)?);
     let store = SqliteStore::open_url(&config.state_url)
         .with_context(|| format!("opening state store {}", config.state_url))?;

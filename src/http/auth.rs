@@ -293,6 +293,22 @@ impl Authenticator {
     }
 }
 
+/// Logs a refused login in one fixed form for fail2ban and the like:
+/// `auth failed: client_ip=203.0.113.7 user=alice@example.test` (the user as normalised, `-`
+/// when none could be read; characters other than printable ASCII become `?`, so that the
+/// line stays one line whatever a client sends). Never the password.
+pub fn log_failure(client_ip: IpAddr, user: Option<&str>) {
+    let user: String = match user {
+        Some(u) if !u.is_empty() => u
+            .chars()
+            .take(MAX_USER_BYTES)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect(),
+        _ => "-".to_string(),
+    };
+    tracing::warn!("auth failed: client_ip={client_ip} user={user}");
+}
+
 /// `DOMAIN\user` -> `user`; no `@` -> `user@domain`; lower-cased.
 pub fn normalise(login: &str, domain: &str) -> String {
     let login = login.trim();

@@ -175,10 +175,14 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             }
             AuthOutcome::Denied => {
                 log.reason = "authentication failed";
+                if header.is_some() {
+                    super::auth::log_failure(client_ip, self.auth.login_of(header).as_deref());
+                }
                 Err(response::unauthorized())
             }
             AuthOutcome::Throttled(wait) => {
                 log.reason = "too many failed logins";
+                super::auth::log_failure(client_ip, self.auth.login_of(header).as_deref());
                 Err(response::retry_after(429, wait.as_secs()))
             }
             AuthOutcome::Unavailable(reason) => {
