@@ -716,35 +716,6 @@ pub async fn log(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_times() {
-        assert_eq!(ago(100, 100), "just now");
-        assert_eq!(ago(100, 130), "30 s ago");
-        assert_eq!(ago(0, 180), "3 min ago");
-        assert_eq!(ago(0, 7200), "2 h ago");
-        assert_eq!(ago(0, 86_400), "1 day ago");
-        assert_eq!(ago(0, 3 * 86_400 + 5), "3 days ago");
-    }
-
-    #[test]
-    fn local_times_have_the_documented_shape() {
-        let s = local_time(1_796_652_191);
-        assert_eq!(s.len(), "2026-12-07 14:03:11".len(), "{s}");
-        assert_eq!(&s[4..5], "-");
-        assert_eq!(&s[13..14], ":");
-    }
-
-    #[test]
-    fn columns_line_up() {
-        let t = table(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
-        assert_eq!(t, "A     BB\nlong  x\n");
-    }
-}
-
 /// `devices trace USER DEVICE on|off [--bodies]`: the running gateway reads the flag with the
 /// device's next request.
 pub async fn trace(
@@ -775,4 +746,33 @@ pub async fn trace(
             path.display()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(ago(100, 100), "just now");
+        assert_eq!(ago(100, 130), "30 s ago");
+        assert_eq!(ago(0, 180), "3 min ago");
+        assert_eq!(ago(0, 7200), "2 h ago");
+        assert_eq!(ago(0, 86_400), "1 day ago");
+        assert_eq!(ago(0, 3 * 86_400 + 5), "3 days ago");
+    }
+
+    #[test]
+    fn local_times_have_the_documented_shape() {
+        let s = local_time(1_796_652_191);
+        assert_eq!(s.len(), "2026-12-07 14:03:11".len(), "{s}");
+        assert_eq!(&s[4..5], "-");
+        assert_eq!(&s[13..14], ":");
+    }
+
+    #[test]
+    fn columns_line_up() {
+        let t = table(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
+        assert_eq!(t, "A     BB\nlong  x\n");
+    }
 }
