@@ -86,6 +86,8 @@ async fn a_trace_holds_decoded_xml_and_no_password_or_body() {
     let said = cli_ok(&gw, &dir, &["trace", &user, &dev.device_id, "on"]).await;
     let file = dir.join(format!("{user}_{}.trace", dev.device_id));
     assert!(said.contains(&file.display().to_string()), "{said}");
+    let shown = cli_ok(&gw, &dir, &["show", &user, &dev.device_id]).await;
+    assert!(shown.contains("on, bodies redacted"), "{shown}");
 
     // Traced: a Sync with the mail, a Fetch of its body, a DevicePassword, a SendMail.
     let (adds, _) = full_sync(&dev, &inbox, 10).await;

@@ -176,6 +176,10 @@ fn device_json(config: &Config, d: &Device, activity: Option<&DeviceActivity>) -
     });
     if let Some(a) = activity {
         v["access"] = json!(access_text(config, d));
+        v["trace"] = json!(match d.trace.as_str() {
+            "" => "off",
+            t => t,
+        });
         v["wipe_acknowledged_at"] = json!(a.wipe_acknowledged_at);
         v["requests_running"] = json!(a.requests_running);
         v["waiting"] = json!(
@@ -352,6 +356,20 @@ pub async fn show(
         },
     );
     field("Access", access_text(config, &d));
+    if !d.trace.is_empty() {
+        let what = if d.trace == "bodies" {
+            "with mail bodies"
+        } else {
+            "bodies redacted"
+        };
+        field(
+            "Trace",
+            format!(
+                "on, {what}: {}",
+                crate::http::trace::file_of(&config.devices, &d).display()
+            ),
+        );
+    }
     field(
         "Wipe",
         match a.wipe_acknowledged_at {
