@@ -218,3 +218,37 @@ async fn a_trace_over_its_cap_is_rotated_once() {
         .sum();
     assert!((1..12).contains(&total), "{total} entries kept");
 }
+
+#[tokio::test]
+async fn a_12_1_sendmail_is_traced_without_its_mime_body() {
+    require_stack();
+    let trace_dir = tempfile::tempdir().unwrap();
+    let dir = trace_dir.path().to_path_buf();
+    let d = dir.clone();
+    let (gw, _) = start_gateway_server(GatewayOptions::default(), move |c| {
+        c.devices.trace_dir = d;
+    })
+    .await;
+    let (user, pw) = new_user("trace12");
+    let dev = device_of(&gw, &user, &pw, "12.1").await;
+    cli_ok(&gw, &dir, &["trace", &user, &dev.device_id, "on"]).await;
+    let file = dir.join(format!("{user}_{}.trace", dev.device_id));
+    let marker = format!("MIMEMARKER{:08x}", rand::random::<u32>());
+    let url = format!("{}?{}&SaveInSent=T", dev.base, dev.query("SendMail"));
+    let r = dev
+        .post_raw(
+            &url,
+            mail("sent by 12.1", &marker)
+                .replace("someone@example.test", &user)
+                .replace("Sender <sender@example.org>", &user)
+                .into_bytes(),
+            "message/rfc822",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let text = trace_with(&file, 1).await;
+    assert!(text.contains("request SendMail"), "{text}");
+    assert!(text.contains("[MIME message redacted:"), "{text}");
+    assert!(!text.contains(&marker), "{text}");
+    assert!(!text.contains(&pw), "{text}");
+}
