@@ -145,6 +145,12 @@ pub struct DevicesConfig {
     /// `devices.keep_phone_identifiers`: keep the IMEI and PhoneNumber of DeviceInformation
     /// (dropped before they reach the store when false).
     pub keep_phone_identifiers: bool,
+    /// `devices.trace_dir`: where `devices trace` writes a device's wire trace (one file per
+    /// device; relative to the configuration file's directory).
+    pub trace_dir: PathBuf,
+    /// `devices.trace_max_bytes`: the size a trace file may reach; past it, it is moved to
+    /// `<file>.1` (replacing an older one) and a new file is begun.
+    pub trace_max_bytes: u64,
 }
 
 impl Default for DevicesConfig {
@@ -152,6 +158,8 @@ impl Default for DevicesConfig {
         DevicesConfig {
             log_entries: 200,
             keep_phone_identifiers: false,
+            trace_dir: PathBuf::from("/var/lib/eas-gateway/trace"),
+            trace_max_bytes: 10 << 20,
         }
     }
 }
@@ -296,6 +304,8 @@ struct RawAccess {
 struct RawDevices {
     log_entries: Option<u32>,
     keep_phone_identifiers: Option<bool>,
+    trace_dir: Option<PathBuf>,
+    trace_max_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -700,7 +710,18 @@ impl RawConfig {
                 .devices
                 .keep_phone_identifiers
                 .unwrap_or(dd.keep_phone_identifiers),
+            trace_dir: self
+                .devices
+                .trace_dir
+                .map_or(dd.trace_dir, |d| base.join(d)),
+            trace_max_bytes: self.devices.trace_max_bytes.unwrap_or(dd.trace_max_bytes),
         };
+        if devices.trace_max_bytes < 4096 {
+            return Err(ConfigError::Value {
+                key: "devices.trace_max_bytes",
+                reason: "must be at least 4096".into(),
+            });
+        }
         if devices.log_entries > 100_000 {
             return Err(ConfigError::Value {
                 key: "devices.log_entries",
@@ -997,6 +1018,8 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "outage_grace_secs",
             "log_entries",
             "keep_phone_identifiers",
+            "trace_dir",
+            "trace_max_bytes",
             "action",
             "user_agent",
             "device_type",

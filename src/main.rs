@@ -33,6 +33,10 @@ enum Cmd {
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// `text` (one line per event, the default) or `json` (one JSON object per line, for
+        /// log shippers).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate the configuration and probe the IMAP and SMTP servers.
     CheckConfig {
@@ -66,6 +70,12 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum DevicesOp {
     /// Every known device: a table with local times, or JSON.
@@ -75,6 +85,9 @@ enum DevicesOp {
         user: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Only devices waiting in quarantine (release one with `devices allow`).
+        #[arg(long)]
+        quarantined: bool,
     },
     /// Everything known about one device, with each folder's sync state.
     Show {
@@ -108,6 +121,18 @@ enum DevicesOp {
     Block { user: String, device: String },
     /// Drop the allow/block override: the access rules decide again.
     ResetAccess { user: String, device: String },
+    /// Write the device's requests and responses, decoded to XML, to its file under
+    /// devices.trace_dir (credentials always redacted, mail bodies unless --bodies); the
+    /// running gateway picks it up with the device's next request.
+    Trace {
+        user: String,
+        device: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Include mail bodies and attachments.
+        #[arg(long)]
+        bodies: bool,
+    },
     /// The device's last requests (devices.log_entries are kept).
     Log {
         user: String,
@@ -151,7 +176,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Wbxml {
             op: WbxmlOp::Encode { file },
         } => eas_gateway::cli::wbxml::encode_command(&file),
-        Cmd::Serve { config } => runtime()?.block_on(serve(config)),
+        Cmd::Serve { config, log_format } => runtime()?.block_on(serve(config, log_format)),
         Cmd::CheckConfig {
             config,
             user,
@@ -161,7 +186,11 @@ fn main() -> anyhow::Result<()> {
             let Some(config) = config else {
                 anyhow::bail!("devices: --config FILE is required");
             };
-            let op = op.unwrap_or(DevicesOp::List { user, json: false });
+            let op = op.unwrap_or(DevicesOp::List {
+                user,
+                json: false,
+                quarantined: false,
+            });
             runtime()?.block_on(devices(config, op))
         }
     }
@@ -173,19 +202,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
-    // Colours only on a terminal: the journal and log files get plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("EAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_env("EAS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    match format {
+        // Colours only on a terminal: the journal and log files get plain text.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init(),
+        // One object per line: time, level, target, the message and fields, and the
+        // request's span fields (client_ip, cmd, user, device_id, ...).
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
-async fn serve(path: PathBuf) -> anyhow::Result<()> {
-    init_logging();
+async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logging(log_format);
     let config = Arc::new(Config::load(&path)?);
     let store = SqliteStore::open_url(&config.state_url)
         .with_context(|| format!("opening state store {}", config.state_url))?;
@@ -306,8 +344,19 @@ async fn devices(path: PathBuf, op: DevicesOp) -> anyhow::Result<()> {
     let store = d::open_store(&config)?;
     let user = |u: &str| d::user_name(&config, u);
     let out = match op {
-        DevicesOp::List { user: u, json } => {
-            d::list(&config, &store, u.as_deref().map(user).as_deref(), json).await?
+        DevicesOp::List {
+            user: u,
+            json,
+            quarantined,
+        } => {
+            d::list(
+                &config,
+                &store,
+                u.as_deref().map(user).as_deref(),
+                json,
+                quarantined,
+            )
+            .await?
         }
         DevicesOp::Show {
             user: u,
@@ -331,6 +380,12 @@ async fn devices(path: PathBuf, op: DevicesOp) -> anyhow::Result<()> {
         DevicesOp::ResetAccess { user: u, device } => {
             d::set_access(&store, &user(&u), &device, None).await?
         }
+        DevicesOp::Trace {
+            user: u,
+            device,
+            state,
+            bodies,
+        } => d::trace(&config, &store, &user(&u), &device, state == "on", bodies).await?,
         DevicesOp::Resync {
             user: u,
             device,

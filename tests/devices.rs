@@ -628,6 +628,17 @@ async fn access_rules_and_overrides_block_and_quarantine() {
     );
     let listed = cli_ok(&gw, &["list"]).await;
     assert!(listed.contains("quarantined (rules)"), "{listed}");
+    // The blocked phone was answered at the door, its password unchecked: not registered.
+    assert!(!listed.contains("blocked (rules)"), "{listed}");
+    // Now that the password is in the login cache (the quarantined phone's login), it is.
+    let r = blocked.post("Provision", &provision_request()).await;
+    assert_eq!(
+        r.body
+            .unwrap()
+            .text_of(eas_gateway::wbxml::tags::provision::STATUS),
+        Some("129")
+    );
+    let listed = cli_ok(&gw, &["list"]).await;
     assert!(listed.contains("blocked (rules)"), "{listed}");
 
     // Released by the administrator, it provisions and syncs.

@@ -176,6 +176,10 @@ fn device_json(config: &Config, d: &Device, activity: Option<&DeviceActivity>) -
     });
     if let Some(a) = activity {
         v["access"] = json!(access_text(config, d));
+        v["trace"] = json!(match d.trace.as_str() {
+            "" => "off",
+            t => t,
+        });
         v["wipe_acknowledged_at"] = json!(a.wipe_acknowledged_at);
         v["requests_running"] = json!(a.requests_running);
         v["waiting"] = json!(
@@ -189,14 +193,31 @@ fn device_json(config: &Config, d: &Device, activity: Option<&DeviceActivity>) -
     v
 }
 
-/// `devices list`.
+/// Whether the device waits in quarantine (by its override or by the access rules) for an
+/// administrator to release it with `devices allow`.
+pub fn is_quarantined(config: &Config, d: &Device) -> bool {
+    crate::commands::devices::access_for(
+        &config.access,
+        Some(d),
+        &d.user,
+        &d.device_id,
+        &d.device_type,
+        None,
+    ) == Access::Quarantine
+}
+
+/// `devices list` (`quarantined`: only the devices waiting in quarantine).
 pub async fn list(
     config: &Config,
     store: &SqliteStore,
     user: Option<&str>,
     as_json: bool,
+    quarantined: bool,
 ) -> anyhow::Result<String> {
-    let devices = store.devices(user).await?;
+    let mut devices = store.devices(user).await?;
+    if quarantined {
+        devices.retain(|d| is_quarantined(config, d));
+    }
     let mut activities = Vec::with_capacity(devices.len());
     for d in &devices {
         activities.push(store.device_activity(&d.user, &d.device_id).await?);
@@ -335,6 +356,20 @@ pub async fn show(
         },
     );
     field("Access", access_text(config, &d));
+    if !d.trace.is_empty() {
+        let what = if d.trace == "bodies" {
+            "with mail bodies"
+        } else {
+            "bodies redacted"
+        };
+        field(
+            "Trace",
+            format!(
+                "on, {what}: {}",
+                crate::http::trace::file_of(&config.devices, &d).display()
+            ),
+        );
+    }
     field(
         "Wipe",
         match a.wipe_acknowledged_at {
@@ -697,6 +732,38 @@ pub async fn log(
             last = print(&entries)?;
         }
     }
+}
+
+/// `devices trace USER DEVICE on|off [--bodies]`: the running gateway reads the flag with the
+/// device's next request.
+pub async fn trace(
+    config: &Config,
+    store: &SqliteStore,
+    user: &str,
+    device_id: &str,
+    on: bool,
+    bodies: bool,
+) -> anyhow::Result<String> {
+    let device = known_device(store, user, device_id).await?;
+    let mode = match (on, bodies) {
+        (false, _) => "",
+        (true, false) => "on",
+        (true, true) => "bodies",
+    };
+    store.set_trace(user, device_id, mode).await?;
+    let path = crate::http::trace::file_of(&config.devices, &device);
+    tracing::info!(who = %who(), user, device_id, trace = if on { mode } else { "off" }, "device trace set");
+    Ok(match mode {
+        "" => format!("trace of {device_id} of {user} off ({})\n", path.display()),
+        "on" => format!(
+            "tracing {device_id} of {user} to {} (credentials and mail bodies redacted)\n",
+            path.display()
+        ),
+        _ => format!(
+            "tracing {device_id} of {user} to {} (credentials redacted; mail bodies included)\n",
+            path.display()
+        ),
+    })
 }
 
 #[cfg(test)]

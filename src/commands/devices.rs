@@ -8,12 +8,12 @@
 use std::sync::Mutex;
 
 use crate::backend::MailBackend;
-use crate::config::{Access, DevicesConfig};
+use crate::config::{Access, AccessRules, DevicesConfig};
 use crate::eas::provision::ProvisionResponse;
 use crate::eas::status::HTTP_NEEDS_PROVISIONING;
 use crate::eas::sync::{ClientCommand, CollectionRequest, CollectionResponse, ServerCommand};
-use crate::eas::Command;
-use crate::state::{CollectionLog, RequestEntry, StateStore, WipeState};
+use crate::eas::{Command, ProtocolVersion};
+use crate::state::{CollectionLog, Device, RequestEntry, StateStore, WipeState};
 use crate::wbxml::tags::ping as p;
 use crate::wbxml::Element;
 
@@ -226,12 +226,14 @@ pub fn wipe_pending(wipe: WipeState, resp: &mut ProvisionResponse) -> bool {
 /// Keeps a device out before its command runs: a pending (or carried out) wipe sends it to
 /// Provision (common status 140, HTTP 449 for 12.x); a blocked device gets 129 and a
 /// quarantined one 130, without reaching the mail server. `None` lets the request through.
+/// (The HTTP layer answers most refused devices before their login already, with
+/// [`access_for`] and [`refusal`]; this catches the rest.)
 pub(super) fn gate<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
     command: Command,
 ) -> Option<Outcome> {
-    let code = if ctx.device.wipe != WipeState::None {
+    if ctx.device.wipe != WipeState::None {
         if command == Command::Provision {
             return None;
         }
@@ -241,20 +243,38 @@ pub(super) fn gate<B: MailBackend, S: StateStore>(
                 reason: "remote wipe pending",
             });
         }
-        REMOTE_WIPE_REQUESTED
-    } else {
-        match access_of(gw, ctx) {
-            Access::Allow => return None,
-            Access::Block => DEVICE_BLOCKED,
-            Access::Quarantine => ACCESS_DENIED,
-        }
+        return Some(refused(REMOTE_WIPE_REQUESTED, ctx.version, command));
+    }
+    let access = access_for(
+        &gw.config.access,
+        Some(&ctx.device),
+        &ctx.user.address,
+        ctx.device_id(),
+        &ctx.device.device_type,
+        ctx.device.user_agent.as_deref(),
+    );
+    refusal(access, ctx.version, command)
+}
+
+/// The answer for a device the access decision keeps out: common status 129 when blocked,
+/// 130 when quarantined (HTTP 403 for 12.x, which has no common statuses); `None` when the
+/// device is allowed.
+pub fn refusal(access: Access, version: ProtocolVersion, command: Command) -> Option<Outcome> {
+    let code = match access {
+        Access::Allow => return None,
+        Access::Block => DEVICE_BLOCKED,
+        Access::Quarantine => ACCESS_DENIED,
     };
-    if !ctx.version.uses_status_for_provisioning() {
+    Some(refused(code, version, command))
+}
+
+fn refused(code: u32, version: ProtocolVersion, command: Command) -> Outcome {
+    if !version.uses_status_for_provisioning() {
         // 12.x has no common statuses: a refused device gets HTTP 403.
-        return Some(Outcome::Http {
+        return Outcome::Http {
             status: 403,
             reason: "device refused by access rules",
-        });
+        };
     }
     let root = match command {
         Command::Provision => Some((
@@ -264,15 +284,15 @@ pub(super) fn gate<B: MailBackend, S: StateStore>(
         _ => super::provision::status_root(command),
     };
     let Some((root, status_tag)) = root else {
-        return Some(Outcome::Http {
+        return Outcome::Http {
             status: 403,
             reason: "device refused",
-        });
+        };
     };
-    Some(Outcome::Wbxml {
+    Outcome::Wbxml {
         body: Element::new(root).text_child(status_tag, code.to_string()),
         status: Some(code),
-    })
+    }
 }
 
 /// MS-ASCMD 2.2.2 common statuses.
@@ -280,17 +300,24 @@ const DEVICE_BLOCKED: u32 = 129;
 const ACCESS_DENIED: u32 = 130;
 const REMOTE_WIPE_REQUESTED: u32 = 140;
 
-fn access_of<B: MailBackend, S: StateStore>(gw: &Gateway<B, S>, ctx: &Context) -> Access {
-    match ctx.device.access.as_str() {
-        "allowed" => return Access::Allow,
-        "blocked" => return Access::Block,
-        "quarantined" => return Access::Quarantine,
+/// The access decision for a device: the administrator's override on its record, else the
+/// configured rules (with the request's DeviceType and User-Agent, or the stored ones).
+pub fn access_for(
+    rules: &AccessRules,
+    device: Option<&Device>,
+    user: &str,
+    device_id: &str,
+    device_type: &str,
+    user_agent: Option<&str>,
+) -> Access {
+    match device.map(|d| d.access.as_str()) {
+        Some("allowed") => return Access::Allow,
+        Some("blocked") => return Access::Block,
+        Some("quarantined") => return Access::Quarantine,
         _ => {}
     }
-    gw.config.access.decide(
-        &ctx.user.address,
-        ctx.device_id(),
-        &ctx.device.device_type,
-        ctx.device.user_agent.as_deref().unwrap_or(""),
-    )
+    let user_agent = user_agent
+        .or_else(|| device.and_then(|d| d.user_agent.as_deref()))
+        .unwrap_or("");
+    rules.decide(user, device_id, device_type, user_agent)
 }

@@ -96,6 +96,34 @@ impl Authenticator {
         normalise(login, &self.domain)
     }
 
+    /// The normalised login a Basic `Authorization` header names, without checking its password
+    /// (`None` when the header is missing, malformed, empty or over the length limits).
+    pub fn login_of(&self, header: Option<&str>) -> Option<String> {
+        let (login, password) = header.and_then(parse_basic)?;
+        if login.len() > MAX_USER_BYTES
+            || password.is_empty()
+            || password.len() > MAX_PASSWORD_BYTES
+        {
+            return None;
+        }
+        Some(self.normalise(&login)).filter(|a| !a.is_empty())
+    }
+
+    /// Whether the header's credentials are in the login cache: their password was checked by
+    /// the mail server within `auth.cache_secs`. Asks nobody.
+    pub fn cached(&self, header: Option<&str>) -> bool {
+        let Some((login, password)) = header.and_then(parse_basic) else {
+            return false;
+        };
+        let creds = Credentials {
+            login: self.normalise(&login),
+            password: Secret::new(password),
+        };
+        self.cache
+            .get(&self.digest(&creds))
+            .is_some_and(|until| *until > Instant::now())
+    }
+
     /// Checks the `Authorization` header value against the mail server.
     pub async fn check<B: MailBackend>(
         &self,
@@ -263,6 +291,22 @@ impl Authenticator {
             );
         }
     }
+}
+
+/// Logs a refused login in one fixed form for fail2ban and the like:
+/// `auth failed: client_ip=203.0.113.7 user=alice@example.test` (the user as normalised, `-`
+/// when none could be read; characters other than printable ASCII become `?`, so that the
+/// line stays one line whatever a client sends). Never the password.
+pub fn log_failure(client_ip: IpAddr, user: Option<&str>) {
+    let user: String = match user {
+        Some(u) if !u.is_empty() => u
+            .chars()
+            .take(MAX_USER_BYTES)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect(),
+        _ => "-".to_string(),
+    };
+    tracing::warn!("auth failed: client_ip={client_ip} user={user}");
 }
 
 /// `DOMAIN\user` -> `user`; no `@` -> `user@domain`; lower-cased.

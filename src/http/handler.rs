@@ -175,10 +175,14 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             }
             AuthOutcome::Denied => {
                 log.reason = "authentication failed";
+                if header.is_some() {
+                    super::auth::log_failure(client_ip, self.auth.login_of(header).as_deref());
+                }
                 Err(response::unauthorized())
             }
             AuthOutcome::Throttled(wait) => {
                 log.reason = "too many failed logins";
+                super::auth::log_failure(client_ip, self.auth.login_of(header).as_deref());
                 Err(response::retry_after(429, wait.as_secs()))
             }
             AuthOutcome::Unavailable(reason) => {
@@ -237,6 +241,12 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         span.record("device_id", line.device_id.as_str());
         span.record("device_type", line.device_type.as_str());
 
+        if let Some(r) = self
+            .refuse_before_login(req.headers(), &line, client_ip, log)
+            .await
+        {
+            return r;
+        }
         let user = match self.authenticate(req.headers(), client_ip, log).await {
             Ok(u) => u,
             Err(r) => return r,
@@ -365,7 +375,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                     }
                 }
             }
-            Some("message/rfc822") if is_mime_command => commands::Body::Mime(body),
+            Some("message/rfc822") if is_mime_command => commands::Body::Mime(body.clone()),
             _ => {
                 log.reason = "unsupported Content-Type";
                 return response::empty(400);
@@ -394,6 +404,15 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 return response::from_error(&commands::CommandError::from(e));
             }
         };
+        let trace = super::trace::Trace::begin(
+            &self.gateway.config.devices,
+            &device,
+            command,
+            version,
+            content_type.as_deref(),
+            &body,
+        );
+        let mut wbxml_out = None;
         let ctx = Context {
             user,
             device,
@@ -403,10 +422,13 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             now,
             report: log.report.clone(),
         };
-        match commands::dispatch(&self.gateway, &ctx, element).await {
+        let resp = match commands::dispatch(&self.gateway, &ctx, element).await {
             Ok(Outcome::Wbxml { body, status }) => {
                 log.eas_status = status;
                 let bytes = wbxml::encode_bytes(&body);
+                if trace.is_some() {
+                    wbxml_out = Some(bytes.clone());
+                }
                 if body.has_more_nodes_than(LARGE_TREE) {
                     // Freeing a tree of thousands of nodes (Search or Find results) takes as
                     // long as encoding it; the device need not wait for that. A Sync page's
@@ -439,14 +461,18 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 log.reason = "command failed";
                 response::from_error(&e)
             }
+        };
+        if let Some(trace) = trace {
+            trace.finish(&resp, wbxml_out.as_ref());
         }
+        resp
     }
 }
 
 #[derive(Default)]
 pub(super) struct RequestLog {
     pub(super) bytes_in: u64,
-    eas_status: Option<u32>,
+    pub(super) eas_status: Option<u32>,
     pub(super) reason: &'static str,
     /// What the command reported, for the device's request log.
     report: std::sync::Arc<commands::devices::RequestReport>,
@@ -457,7 +483,7 @@ fn response_len(resp: &Response<Body>) -> u64 {
     resp.body().size_hint().exact().unwrap_or(0)
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -6,9 +6,11 @@
 pub mod auth;
 pub mod autodiscover;
 pub mod conn;
+mod door;
 pub mod handler;
 pub mod response;
 pub mod tls;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

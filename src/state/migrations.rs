@@ -272,6 +272,15 @@ CREATE TABLE request_log (
 CREATE INDEX request_log_device ON request_log (user_name, device_id, id);
 "#,
     },
+    Migration {
+        version: 7,
+        description: "device registry: wire trace on demand",
+        sql: r#"
+-- '' (off) | on (bodies redacted) | bodies: the gateway writes the device's requests and
+-- responses, decoded to XML, to a trace file.
+ALTER TABLE devices ADD COLUMN trace TEXT NOT NULL DEFAULT '';
+"#,
+    },
 ];
 
 /// The schema version this build writes.

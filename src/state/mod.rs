@@ -130,6 +130,8 @@ pub struct Device {
     /// An administrator's access override: `allowed`, `blocked`, `quarantined`, or empty
     /// (the configured access rules decide).
     pub access: String,
+    /// Wire trace: `on` (bodies redacted), `bodies`, or empty (off).
+    pub trace: String,
 }
 
 /// One folder as reported to a device by FolderSync.
@@ -505,6 +507,14 @@ pub trait StateStore: Clone + Send + Sync + 'static {
         user: &str,
         device_id: &str,
         access: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets the device's wire trace: `on`, `bodies` or `""` (off).
+    fn set_trace(
+        &self,
+        user: &str,
+        device_id: &str,
+        trace: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     // ---- per-user folder ids -------------------------------------------

@@ -239,7 +239,7 @@ fn check_key(key: u32) -> Result<(), StoreError> {
 
 const DEVICE_COLUMNS: &str = "user_name, device_id, device_type, user_agent, protocol_version, \
      policy_state, policy_key, policy_hash, first_seen, last_seen, wipe_state, last_command, \
-     access_state";
+     access_state, trace";
 
 fn read_device_row(row: &Row<'_>) -> rusqlite::Result<(Device, String, String)> {
     Ok((
@@ -258,6 +258,7 @@ fn read_device_row(row: &Row<'_>) -> rusqlite::Result<(Device, String, String)> 
             wipe: WipeState::None,
             last_command: row.get(11)?,
             access: row.get(12)?,
+            trace: row.get(13)?,
         },
         row.get(5)?,
         row.get(10)?,
@@ -1246,6 +1247,21 @@ impl StateStore for SqliteStore {
                 c,
                 "UPDATE devices SET access_state = ?3 WHERE user_name = ?1 AND device_id = ?2",
                 params![user, device_id, access],
+            )
+        })
+        .await
+    }
+
+    async fn set_trace(&self, user: &str, device_id: &str, trace: &str) -> Result<(), StoreError> {
+        if !matches!(trace, "" | "on" | "bodies") {
+            return Err(StoreError::InvalidInput(format!("trace mode {trace:?}")));
+        }
+        let (user, device_id, trace) = (user.to_owned(), device_id.to_owned(), trace.to_owned());
+        self.call(move |c| {
+            update_device(
+                c,
+                "UPDATE devices SET trace = ?3 WHERE user_name = ?1 AND device_id = ?2",
+                params![user, device_id, trace],
             )
         })
         .await
