@@ -17,8 +17,6 @@
 //! registry), and so appears in `devices list --quarantined` for the administrator to release.
 //! A device with a remote wipe pending also takes the normal path (it must reach Provision).
 
-use std::net::IpAddr;
-
 use hyper::header::HeaderMap;
 use hyper::Response;
 use tracing::debug;
@@ -38,7 +36,6 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         &self,
         headers: &HeaderMap,
         line: &RequestLine,
-        _client_ip: IpAddr,
         log: &mut RequestLog,
     ) -> Option<Response<Body>> {
         let command = line.command?;

@@ -241,10 +241,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         span.record("device_id", line.device_id.as_str());
         span.record("device_type", line.device_type.as_str());
 
-        if let Some(r) = self
-            .refuse_before_login(req.headers(), &line, client_ip, log)
-            .await
-        {
+        if let Some(r) = self.refuse_before_login(req.headers(), &line, log).await {
             return r;
         }
         let user = match self.authenticate(req.headers(), client_ip, log).await {
