@@ -1131,6 +1131,16 @@ impl StateStore for SqliteStore {
         self.call(move |c| load_device(c, &user, &device_id)).await
     }
 
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        // BEGIN IMMEDIATE takes the write lock: it fails on a read-only database and when
+        // another writer holds the lock past the busy timeout.
+        self.call(|c| {
+            write_tx(c)?.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn devices(&self, user: Option<&str>) -> Result<Vec<Device>, StoreError> {
         let user = user.map(str::to_owned);
         self.call(move |c| op_devices(c, user.as_deref())).await

@@ -1,0 +1,135 @@
+//! The admin listener: health checks for probes and `/metrics` for Prometheus, on an address of
+//! its own (`[admin] listen`), never the phone-facing one.
+//!
+//! `/healthz` and `/readyz` answer anyone (they tell up/down and a one-line reason, nothing
+//! more); every other path requires `Authorization: Bearer <token>` with the token from
+//! `[admin] token_file`, compared in constant time.
+
+pub mod http;
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::backend::MailBackend;
+use crate::commands::Gateway;
+use crate::state::StateStore;
+
+pub use http::serve;
+
+/// The admin token, kept as its SHA-256 digest: comparing digests in constant time hides both
+/// the token and its length.
+pub struct Token([u8; 32]);
+
+impl Token {
+    /// Reads the token file (surrounding whitespace is not part of the token).
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Token> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read admin token file {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.len() < 16 {
+            anyhow::bail!(
+                "admin token in {} is shorter than 16 characters",
+                path.display()
+            );
+        }
+        Ok(Token::new(token))
+    }
+
+    pub fn new(token: &str) -> Token {
+        Token(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether an `Authorization` header value carries this token as a bearer token.
+    pub fn accepts(&self, header: Option<&str>) -> bool {
+        let Some(given) = header.and_then(|h| {
+            let (scheme, rest) = h.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        }) else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+        bool::from(digest.ct_eq(&self.0))
+    }
+}
+
+/// Reads the token file and the TLS files, as [`serve`] will: errors name the file.
+pub fn check(cfg: &crate::config::AdminConfig) -> anyhow::Result<()> {
+    Token::read(&cfg.token_file)?;
+    if let Some((cert, key)) = &cfg.tls {
+        crate::http::tls::acceptor(cert, key)?;
+    }
+    Ok(())
+}
+
+/// How long the readiness check waits for the mail server.
+const READY_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long device gauges computed from the store are reused.
+const DEVICES_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Whether the gateway can serve: `Err` carries the one-line reason for the 503.
+pub async fn readiness<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+) -> Result<(), &'static str> {
+    let timeout = READY_TIMEOUT.min(gw.config.imap.timeout);
+    match tokio::time::timeout(
+        timeout,
+        crate::backend::imap::probe_imap(&gw.config.imap, None),
+    )
+    .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: mail server does not answer");
+            return Err("mail server unavailable");
+        }
+        Err(_) => {
+            tracing::warn!("readiness: mail server did not answer in time");
+            return Err("mail server unavailable");
+        }
+    }
+    match tokio::time::timeout(READY_TIMEOUT, gw.store.check_writable()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: state store not writable");
+            Err("state store not writable")
+        }
+        Err(_) => {
+            tracing::warn!("readiness: state store did not answer in time");
+            Err("state store not writable")
+        }
+    }
+}
+
+/// The metrics page: the gauges read now, the device counts at most 30 s old.
+pub async fn metrics_text<B: MailBackend, S: StateStore>(gw: &Gateway<B, S>) -> String {
+    let m = crate::metrics::get();
+    let stats = gw.push.stats();
+    m.push_waiting.set(stats.waiters as i64);
+    m.push_watchers.set(stats.watchers as i64);
+    m.imap_idle_sessions.set(gw.sessions.idle_count() as i64);
+    if m.devices_stale(DEVICES_MAX_AGE) {
+        match gw.store.devices(None).await {
+            Ok(devices) => m.set_devices(&devices),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot list devices"),
+        }
+    }
+    m.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    #[test]
+    fn bearer_token_is_checked() {
+        let t = Token::new("0123456789abcdef");
+        assert!(t.accepts(Some("Bearer 0123456789abcdef")));
+        assert!(t.accepts(Some("bearer  0123456789abcdef ")));
+        assert!(!t.accepts(Some("Bearer 0123456789abcdeF")));
+        assert!(!t.accepts(Some("Basic 0123456789abcdef")));
+        assert!(!t.accepts(Some("Bearer")));
+        assert!(!t.accepts(None));
+    }
+}
