@@ -422,6 +422,75 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_grafana_dashboard_uses_only_exported_metrics() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                command: "Sync",
+                eas_status: "1".into(),
+                http_status: 200,
+            })
+            .inc();
+        m.request_duration
+            .get_or_create(&CommandLabel { command: "Sync" })
+            .observe(0.1);
+        for (kind, outcome) in [("ping", "changed")] {
+            m.push_ended
+                .get_or_create(&PushLabels { kind, outcome })
+                .inc();
+        }
+        m.smtp_submissions
+            .get_or_create(&ResultLabel { result: "ok" })
+            .inc();
+        m.sync_key_resets
+            .get_or_create(&ResetLabels {
+                command: "Sync",
+                cause: "uidvalidity",
+            })
+            .inc();
+        m.items_synced
+            .get_or_create(&ItemLabels {
+                direction: "to_device",
+                op: "add",
+            })
+            .inc();
+        m.devices_by_version
+            .get_or_create(&VersionLabel {
+                version: "16.1".into(),
+            })
+            .set(1);
+        m.devices_by_type
+            .get_or_create(&TypeLabel {
+                device_type: "iPhone".into(),
+            })
+            .set(1);
+        let text = m.encode();
+        let dashboard = include_str!("../deploy/grafana/eas-gateway.json");
+        let mut used: Vec<&str> = dashboard
+            .match_indices("eas_")
+            .map(|(i, _)| {
+                let rest = &dashboard[i..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .filter(|n| *n != "eas_status" && *n != "eas_gateway")
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        assert!(used.len() >= 10, "{used:?}");
+        for name in used {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{name} "))
+                        || l.starts_with(&format!("{name}{{"))),
+                "the dashboard's {name} is not exported:\n{text}"
+            );
+        }
+    }
+
+    #[test]
     fn device_types_are_sanitised() {
         assert_eq!(device_type_label("iPhone"), "iPhone");
         assert_eq!(device_type_label("a\"b}c\n"), "abc");
