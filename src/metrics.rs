@@ -434,11 +434,12 @@ mod tests {
         m.request_duration
             .get_or_create(&CommandLabel { command: "Sync" })
             .observe(0.1);
-        for (kind, outcome) in [("ping", "changed")] {
-            m.push_ended
-                .get_or_create(&PushLabels { kind, outcome })
-                .inc();
-        }
+        m.push_ended
+            .get_or_create(&PushLabels {
+                kind: "ping",
+                outcome: "changed",
+            })
+            .inc();
         m.smtp_submissions
             .get_or_create(&ResultLabel { result: "ok" })
             .inc();
