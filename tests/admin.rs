@@ -356,4 +356,21 @@ async fn metrics_count_a_scripted_session_exactly() {
         }
     }
     assert!(!text.contains(&user) && !text.contains(&dev.device_id));
+
+    // The devices page (with the token) lists the device that just synced.
+    let base = gw.admin.clone().unwrap();
+    let resp = client()
+        .get(format!("{base}/devices"))
+        .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(&user), "{html}");
+    assert!(html.contains(&dev.device_id), "{html}");
+    assert!(html.contains("<td>16.1</td>"), "{html}");
+    assert!(!html.contains("<script"), "no script on the page");
 }

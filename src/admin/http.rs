@@ -157,6 +157,36 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
             r
         }
+        "/" | "/devices" => match super::pages::devices_page(&server.gateway.store).await {
+            Ok(html) => {
+                let mut r = Response::new(Full::new(Bytes::from(html)));
+                let h = r.headers_mut();
+                h.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                // Nothing but the page itself and its inline style.
+                h.insert(
+                    "Content-Security-Policy",
+                    HeaderValue::from_static(
+                        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+                    ),
+                );
+                h.insert(
+                    "X-Content-Type-Options",
+                    HeaderValue::from_static("nosniff"),
+                );
+                r
+            }
+            Err(e) => {
+                warn!(error = %e, "admin devices page failed");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the device list is not available\n",
+                )
+            }
+        },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }

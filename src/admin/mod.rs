@@ -6,6 +6,7 @@
 //! `[admin] token_file`, compared in constant time.
 
 pub mod http;
+pub mod pages;
 
 use std::time::Duration;
 
