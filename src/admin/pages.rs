@@ -37,7 +37,7 @@ fn utc(unix: i64) -> String {
 
 /// The devices table, most recently seen first.
 pub fn devices_html(devices: &mut [Device], now: i64) -> Result<String, minijinja::Error> {
-    devices.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    devices.sort_by_key(|d| std::cmp::Reverse(d.last_seen));
     let rows: Vec<Row<'_>> = devices
         .iter()
         .map(|d| Row {
