@@ -374,3 +374,82 @@ async fn metrics_count_a_scripted_session_exactly() {
     assert!(html.contains("<td>16.1</td>"), "{html}");
     assert!(!html.contains("<script"), "no script on the page");
 }
+
+/// Writes a config for the binary: phone-facing on `port`, admin on `admin_port`.
+fn binary_config(dir: &std::path::Path, port: u16, admin_port: u16) -> std::path::PathBuf {
+    let config = dir.join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[imap]\nhost = \"127.0.0.1\"\nport = 143\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = 587\n[state]\nurl = \"sqlite://{}\"\n\
+             [identity]\ndomain = \"{DOMAIN}\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken_file = \"admin.token\"\n",
+            dir.join("state.db").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_admin_listener_until_sigterm() {
+    require_stack();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_port(), free_port());
+    let config = binary_config(dir.path(), port, admin_port);
+
+    // Without its token file the gateway does not start.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("admin token file"), "{stderr}");
+
+    std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eas-gateway"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", admin_port)).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the admin listener did not start");
+    assert_eq!(get(&format!("{admin}/healthz"), None).await.0, 200);
+    assert_eq!(get(&format!("{admin}/readyz"), None).await.0, 200);
+    assert_eq!(get(&format!("{admin}/metrics"), None).await.0, 401);
+    assert_eq!(
+        get(&format!("{admin}/metrics"), Some(ADMIN_TOKEN)).await.0,
+        200
+    );
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the process exits")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", admin_port)).await.is_err(),
+        "the admin listener is closed"
+    );
+}
