@@ -85,6 +85,7 @@ pub struct Metrics {
     pub auth_throttled: Counter,
     pub devices_by_version: Family<VersionLabel, Gauge>,
     pub devices_by_type: Family<TypeLabel, Gauge>,
+    pub store_calls: Histogram,
     /// When the device gauges were last computed from the store.
     devices_at: Mutex<Option<Instant>>,
 }
@@ -188,7 +189,15 @@ impl Metrics {
             "Known devices, by DeviceType (letters and digits only, rare types as other)",
             devices_by_type.clone(),
         );
+        // 100 µs .. about 3 s.
+        let store_calls = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
+        registry.register(
+            "store_call_duration_seconds",
+            "State store operations, from the request for the connection to the result",
+            store_calls.clone(),
+        );
         Metrics {
+            store_calls,
             registry,
             requests,
             request_duration,
@@ -356,6 +365,21 @@ pub fn push_ended(kind: &'static str, result: &WaitResult) {
         .push_ended
         .get_or_create(&PushLabels { kind, outcome })
         .inc();
+}
+
+/// Times one state store operation (observed when dropped, so a cancelled call counts too).
+pub struct StoreCall(Instant);
+
+impl StoreCall {
+    pub fn start() -> StoreCall {
+        StoreCall(Instant::now())
+    }
+}
+
+impl Drop for StoreCall {
+    fn drop(&mut self) {
+        get().store_calls.observe(self.0.elapsed().as_secs_f64());
+    }
 }
 
 /// An invalid sync key answer.

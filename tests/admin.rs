@@ -341,6 +341,8 @@ async fn metrics_count_a_scripted_session_exactly() {
     assert_eq!(delta("eas_auth_throttled_total", &[]), 0.0);
     assert_eq!(delta("eas_sync_key_resets_total", &[]), 0.0);
     assert_eq!(value(&after, "eas_push_waiting", &[]), 0.0);
+    // The 7 authenticated requests each touch the store at least once.
+    assert!(hist_delta("eas_store_call_duration_seconds", &[]) >= 7.0);
 
     // No label value names the user, the device or an address.
     let mut labels: HashMap<String, String> = HashMap::new();

@@ -159,6 +159,7 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let _timed = crate::metrics::StoreCall::start();
         tokio::task::spawn_blocking(move || {
             // A poisoned lock only means an earlier closure panicked; any
             // transaction it had open was rolled back when it unwound, so
