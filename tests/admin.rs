@@ -359,6 +359,24 @@ async fn metrics_count_a_scripted_session_exactly() {
     }
     assert!(!text.contains(&user) && !text.contains(&dev.device_id));
 
+    // A Sync with a key the gateway never issued: Status 3, counted as a reset by cause.
+    let bogus = sync(&dev, &inbox, "999", 100).await;
+    assert_eq!(bogus.status.as_deref(), Some("3"), "{bogus:?}");
+    let (reset, _) = scrape(&gw).await;
+    let resets = |s: &Scrape| {
+        value(
+            s,
+            "eas_sync_key_resets_total",
+            &[("command", "Sync"), ("cause", "unknown_key")],
+        )
+    };
+    assert_eq!(resets(&reset) - resets(&after), 1.0);
+    assert_eq!(
+        value(&reset, "eas_sync_key_resets_total", &[])
+            - value(&after, "eas_sync_key_resets_total", &[]),
+        1.0
+    );
+
     // The devices page (with the token) lists the device that just synced.
     let base = gw.admin.clone().unwrap();
     let resp = client()
