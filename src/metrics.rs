@@ -88,6 +88,8 @@ pub struct Metrics {
     pub store_calls: Histogram,
     /// When the device gauges were last computed from the store.
     devices_at: Mutex<Option<Instant>>,
+    /// Held while a scrape sets the gauges it reads and encodes them.
+    scrape: Mutex<()>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -215,6 +217,7 @@ impl Metrics {
             devices_by_version,
             devices_by_type,
             devices_at: Mutex::new(None),
+            scrape: Mutex::new(()),
         }
     }
 
@@ -224,6 +227,11 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Serialises scrapes (see [`crate::admin::metrics_text`]).
+    pub fn scrape_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.scrape.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the device gauges are older than `max_age` (then the caller recomputes them).

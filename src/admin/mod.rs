@@ -106,15 +106,24 @@ pub async fn readiness<B: MailBackend, S: StateStore>(
 /// The metrics page: the gauges read now, the device counts at most 30 s old.
 pub async fn metrics_text<B: MailBackend, S: StateStore>(gw: &Gateway<B, S>) -> String {
     let m = crate::metrics::get();
+    let devices = if m.devices_stale(DEVICES_MAX_AGE) {
+        gw.store
+            .devices(None)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "metrics: cannot list devices"))
+            .ok()
+    } else {
+        None
+    };
+    // The gauges read now and the text they end up in, as one step: two scrapes at once
+    // (of two gateways in one process, in tests) must not mix their readings.
+    let _scrape = m.scrape_lock();
     let stats = gw.push.stats();
     m.push_waiting.set(stats.waiters as i64);
     m.push_watchers.set(stats.watchers as i64);
     m.imap_idle_sessions.set(gw.sessions.idle_count() as i64);
-    if m.devices_stale(DEVICES_MAX_AGE) {
-        match gw.store.devices(None).await {
-            Ok(devices) => m.set_devices(&devices),
-            Err(e) => tracing::warn!(error = %e, "metrics: cannot list devices"),
-        }
+    if let Some(devices) = devices {
+        m.set_devices(&devices);
     }
     m.encode()
 }
