@@ -473,3 +473,70 @@ async fn the_binary_serves_the_admin_listener_until_sigterm() {
         "the admin listener is closed"
     );
 }
+
+#[tokio::test]
+async fn a_browser_logs_in_with_the_token_and_gets_a_session_cookie() {
+    let (gw, _server) = admin_gateway(GatewayOptions::default()).await;
+    let base = gw.admin.clone().unwrap();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The devices page without credentials: 401, with the login form.
+    let resp = no_redirects
+        .get(format!("{base}/devices"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.text().await.unwrap().contains("action=\"/login\""));
+    let (status, form) = get(&format!("{base}/login"), None).await;
+    assert_eq!(status, 200);
+    assert!(form.contains("name=\"token\""), "{form}");
+
+    let post = |token: &'static str| {
+        no_redirects
+            .post(format!("{base}/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+    };
+    let wrong = post("test-admin-token-0123456788").await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+
+    let right = post(ADMIN_TOKEN).await.unwrap();
+    assert_eq!(right.status().as_u16(), 303);
+    assert_eq!(right.headers()["location"], "/devices");
+    let cookie = right.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(ADMIN_TOKEN),
+        "the token itself is not the cookie"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let page = no_redirects
+        .get(format!("{base}/devices"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("<table id=\"devices\">"));
+    // A made-up session is not one.
+    let forged = no_redirects
+        .get(format!("{base}/devices"))
+        .header("Cookie", format!("eas_admin_session={}", "0".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+}

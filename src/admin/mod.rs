@@ -42,6 +42,12 @@ impl Token {
         Token(Sha256::digest(token.as_bytes()).into())
     }
 
+    /// Whether `given` is the token.
+    pub fn matches(&self, given: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+        bool::from(digest.ct_eq(&self.0))
+    }
+
     /// Whether an `Authorization` header value carries this token as a bearer token.
     pub fn accepts(&self, header: Option<&str>) -> bool {
         let Some(given) = header.and_then(|h| {
@@ -63,6 +69,70 @@ pub fn check(cfg: &crate::config::AdminConfig) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Browser sessions opened with the token on the login form: the cookie holds a random id,
+/// the map its SHA-256 digest and expiry (the token itself never goes into a cookie).
+pub struct Sessions {
+    open: dashmap::DashMap<[u8; 32], std::time::Instant>,
+}
+
+/// How long a browser session lasts.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Browser sessions kept at most (the oldest go first when more are opened).
+const MAX_SESSIONS: usize = 1000;
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            open: dashmap::DashMap::new(),
+        }
+    }
+}
+
+impl Sessions {
+    /// Opens a session; returns the cookie value.
+    pub fn open(&self) -> String {
+        let now = std::time::Instant::now();
+        self.open.retain(|_, expires| *expires > now);
+        while self.open.len() >= MAX_SESSIONS {
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|e| *e.value())
+                .map(|e| *e.key());
+            match oldest {
+                Some(k) => {
+                    self.open.remove(&k);
+                }
+                None => break,
+            }
+        }
+        let id: [u8; 32] = rand::random();
+        let id = hex::encode(id);
+        self.open
+            .insert(Sha256::digest(id.as_bytes()).into(), now + SESSION_LIFETIME);
+        id
+    }
+
+    /// Whether a `Cookie` header carries an open session.
+    pub fn accepts(&self, cookie_header: Option<&str>) -> bool {
+        let Some(id) = cookie_header.and_then(|h| {
+            h.split(';')
+                .filter_map(|c| c.trim().split_once('='))
+                .find(|(name, _)| *name == SESSION_COOKIE)
+                .map(|(_, v)| v.trim())
+        }) else {
+            return false;
+        };
+        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        self.open
+            .get(&key)
+            .is_some_and(|expires| *expires > std::time::Instant::now())
+    }
+}
+
+/// The browser session cookie's name.
+pub const SESSION_COOKIE: &str = "eas_admin_session";
 
 /// How long the readiness check waits for the mail server.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -141,5 +211,18 @@ mod tests {
         assert!(!t.accepts(Some("Basic 0123456789abcdef")));
         assert!(!t.accepts(Some("Bearer")));
         assert!(!t.accepts(None));
+        assert!(t.matches("0123456789abcdef"));
+        assert!(!t.matches("0123456789abcde"));
+    }
+
+    #[test]
+    fn sessions_open_and_are_recognised() {
+        let s = super::Sessions::default();
+        let id = s.open();
+        assert_eq!(id.len(), 64);
+        assert!(s.accepts(Some(&format!("a=b; eas_admin_session={id}"))));
+        assert!(!s.accepts(Some("eas_admin_session=00")));
+        assert!(!s.accepts(Some(&format!("other={id}"))));
+        assert!(!s.accepts(None));
     }
 }
