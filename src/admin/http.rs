@@ -164,7 +164,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         if path == "/" || path == "/devices" {
             let mut r = html(
                 StatusCode::UNAUTHORIZED,
-                LOGIN_PAGE.replace("{message}", "").into(),
+                LOGIN_PAGE.replace("{message}", ""),
             );
             r.headers_mut().insert(
                 WWW_AUTHENTICATE,
