@@ -86,6 +86,7 @@ pub struct Metrics {
     pub devices_by_version: Family<VersionLabel, Gauge>,
     pub devices_by_type: Family<TypeLabel, Gauge>,
     pub store_calls: Histogram,
+    pub push_wake: Histogram,
     /// When the device gauges were last computed from the store.
     devices_at: Mutex<Option<Instant>>,
     /// Held while a scrape sets the gauges it reads and encodes them.
@@ -198,7 +199,15 @@ impl Metrics {
             "State store operations, from the request for the connection to the result",
             store_calls.clone(),
         );
+        // 1 ms .. about 16 s.
+        let push_wake = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "push_wake_duration_seconds",
+            "From the push watcher hearing of a change to the waiting request being woken (the refresh that confirms the change)",
+            push_wake.clone(),
+        );
         Metrics {
+            push_wake,
             store_calls,
             registry,
             requests,

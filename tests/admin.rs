@@ -326,6 +326,12 @@ async fn metrics_count_a_scripted_session_exactly() {
         1.0
     );
     assert_eq!(delta("eas_push_waits_ended_total", &[]), 1.0);
+    assert_eq!(hist_delta("eas_push_wake_duration_seconds", &[]), 1.0);
+    println!(
+        "push wake-up (watcher event -> Ping woken): {:.1} ms; 3 Syncs: {:.1} ms in all",
+        delta("eas_push_wake_duration_seconds_sum", &[]) * 1000.0,
+        delta("eas_request_duration_seconds_sum", &[("command", "Sync")]) * 1000.0
+    );
     assert_eq!(
         delta(
             "eas_sync_items_total",
