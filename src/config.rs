@@ -45,6 +45,20 @@ pub struct Config {
     pub push: crate::push::PushConfig,
     pub devices: DevicesConfig,
     pub access: AccessRules,
+    /// `[admin]`: the admin listener (health checks, metrics); `None` when off.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: a second listener for health checks and `/metrics`, never the phone-facing one.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `admin.listen`.
+    pub listen: SocketAddr,
+    /// `admin.token_file`: holds the bearer token every path but `/healthz` and `/readyz`
+    /// requires (read when the listener starts).
+    pub token_file: PathBuf,
+    /// `admin.tls_cert` and `admin.tls_key` (PEM), resolved against the config's directory.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// What the access rules decide for a device.
@@ -289,6 +303,17 @@ struct RawConfig {
     devices: RawDevices,
     #[serde(default)]
     access: RawAccess,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -732,10 +757,12 @@ impl RawConfig {
             default: self.access.default.unwrap_or(Access::Allow),
             rules: self.access.rule,
         };
+        let admin = self.admin.validate(base, listen)?;
         Ok(Config {
             push,
             devices,
             access,
+            admin,
             server: ServerConfig {
                 listen,
                 tls,
@@ -756,6 +783,58 @@ impl RawConfig {
             auth,
             policy,
         })
+    }
+}
+
+impl RawAdmin {
+    fn validate(self, base: &Path, phone: SocketAddr) -> Result<Option<AdminConfig>, ConfigError> {
+        let Some(listen) = self.listen else {
+            if self.token_file.is_some() || self.tls_cert.is_some() || self.tls_key.is_some() {
+                return Err(ConfigError::Value {
+                    key: "admin.listen",
+                    reason: "the [admin] section needs `listen` (or remove the section)".into(),
+                });
+            }
+            return Ok(None);
+        };
+        let listen: SocketAddr = listen.parse().map_err(|_| ConfigError::Value {
+            key: "admin.listen",
+            reason: format!("`{listen}` is not an address like 127.0.0.1:9090"),
+        })?;
+        // Port 0 (any free port) never collides; otherwise the admin pages must not share the
+        // phone-facing address.
+        if listen.port() != 0
+            && listen.port() == phone.port()
+            && (listen.ip() == phone.ip()
+                || listen.ip().is_unspecified()
+                || phone.ip().is_unspecified())
+        {
+            return Err(ConfigError::Value {
+                key: "admin.listen",
+                reason: "must differ from server.listen (the admin listener is never the phone-facing one)".into(),
+            });
+        }
+        let Some(token_file) = self.token_file else {
+            return Err(ConfigError::Value {
+                key: "admin.token_file",
+                reason: "required when admin.listen is set".into(),
+            });
+        };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Value {
+                    key: "admin.tls_cert",
+                    reason: "admin.tls_cert and admin.tls_key go together".into(),
+                })
+            }
+        };
+        Ok(Some(AdminConfig {
+            listen,
+            token_file: base.join(token_file),
+            tls,
+        }))
     }
 }
 

@@ -21,8 +21,11 @@
 //! | [`state`] | persistent device and sync state |
 //! | [`config`] | the TOML configuration |
 //! | [`cli`] | command-line tools (WBXML decode/encode, code pages) |
+//! | [`admin`] | the admin listener: health checks and `/metrics` |
+//! | [`metrics`] | the Prometheus metrics registry |
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod backend;
 pub mod cli;
 pub mod commands;
@@ -30,6 +33,7 @@ pub mod compose;
 pub mod config;
 pub mod eas;
 pub mod http;
+pub mod metrics;
 pub mod mime;
 pub mod push;
 pub mod state;

@@ -241,7 +241,27 @@ async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
         hub.shutdown();
         let _ = tx.send(true);
     });
+    let admin = match &server.gateway.config.admin {
+        Some(a) => {
+            let listener = TcpListener::bind(a.listen)
+                .await
+                .with_context(|| format!("binding the admin listener {}", a.listen))?;
+            let server = server.clone();
+            let rx = rx.clone();
+            // A missing token file or bad TLS files stop the start, before phones are served.
+            eas_gateway::admin::check(a)?;
+            Some(tokio::spawn(async move {
+                if let Err(e) = eas_gateway::admin::serve(listener, server, rx).await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
     http::serve(listener, server.clone(), rx).await?;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     // Let the answered requests reach the wire before the connection tasks are dropped.
     let started = std::time::Instant::now();
     while server.gateway.push.stats().waiters > 0 && started.elapsed() < Duration::from_secs(5) {

@@ -139,6 +139,9 @@ impl<B: MailBackend> SessionPool<B> {
             return Ok(self.lend(key, idle.session, idle.permit));
         }
         let sem = self.user_limit(&creds.login);
+        if sem.available_permits() == 0 {
+            crate::metrics::get().imap_pool_waits.inc();
+        }
         let permit =
             match tokio::time::timeout(self.inner.config.wait, sem.clone().acquire_owned()).await {
                 Ok(Ok(p)) => p,
@@ -152,6 +155,7 @@ impl<B: MailBackend> SessionPool<B> {
                 }
             };
         let session = self.inner.backend.login(creds, client_ip).await?;
+        crate::metrics::get().imap_logins.inc();
         Ok(self.lend(key, session, permit))
     }
 
@@ -178,6 +182,7 @@ impl<B: MailBackend> SessionPool<B> {
             return Ok(None);
         };
         let session = self.inner.backend.login(creds, client_ip).await?;
+        crate::metrics::get().imap_logins.inc();
         Ok(Some(self.lend(key, session, permit)))
     }
 

@@ -111,9 +111,12 @@ where
         );
     }
     let timeout = settings.timeout;
-    let mut conn = within(timeout, connect(settings)).await?;
+    let mut conn = within(timeout, connect(settings))
+        .await
+        .inspect_err(|_| crate::metrics::smtp_submission(false))?;
 
     let result = transaction(&mut conn, settings, creds, &from, &to, sub).await;
+    crate::metrics::smtp_submission(result.is_ok());
     match &result {
         Ok(_) => {
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;

@@ -44,6 +44,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     };
     let Some(held) = held else {
         tracing::debug!(sync_key = %req.sync_key, "unknown hierarchy sync key");
+        crate::metrics::sync_key_reset("FolderSync", "unknown_key");
         return Ok(reply(FolderSyncResponse::error(status::INVALID_SYNC_KEY)));
     };
 

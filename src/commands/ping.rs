@@ -173,6 +173,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         }
     };
     debug!(result = ?result, "Ping ended");
+    crate::metrics::push_ended("ping", &result);
     Ok(match result {
         WaitResult::Changed(ids) => answer(PingResponse::changes(ids)),
         WaitResult::FolderGone(_) | WaitResult::HierarchyChanged => {

@@ -66,6 +66,11 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             protocol_version = field::Empty,
         );
         let mut log = RequestLog::default();
+        let metric_cmd = crate::metrics::command_label(
+            req.method().as_str(),
+            req.uri().path(),
+            req.uri().query(),
+        );
         let mut resp = self
             .route(req, client_ip, &mut log)
             .instrument(span.clone())
@@ -107,6 +112,13 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 bytes_out,
                 reason: log.reason,
             },
+        );
+        crate::metrics::request_done(
+            metric_cmd,
+            status,
+            log.eas_status,
+            log.reason,
+            started.elapsed(),
         );
         resp
     }

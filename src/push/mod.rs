@@ -460,6 +460,7 @@ impl Hub {
                 if generation.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
+                let heard = std::time::Instant::now();
                 take_snapshots(&watch, &watched, &snapshots);
                 let suspects = suspects(&watch, &watched, &snapshots);
                 if suspects.is_empty() {
@@ -468,6 +469,9 @@ impl Hub {
                 watch.refresh(suspects, limit).await;
                 generation.borrow_and_update();
                 if let Some(r) = evaluate(&watch, &watched, &snapshots, true) {
+                    crate::metrics::get()
+                        .push_wake
+                        .observe(heard.elapsed().as_secs_f64());
                     return r;
                 }
             }

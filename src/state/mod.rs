@@ -768,4 +768,8 @@ pub trait StateStore: Clone + Send + Sync + 'static {
         uid_validity: u32,
         item: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes the store's write lock and lets it go (for readiness checks): fails when the
+    /// store cannot be written now.
+    fn check_writable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -159,6 +159,7 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let _timed = crate::metrics::StoreCall::start();
         tokio::task::spawn_blocking(move || {
             // A poisoned lock only means an earlier closure panicked; any
             // transaction it had open was rolled back when it unwound, so
@@ -1130,6 +1131,16 @@ impl StateStore for SqliteStore {
     async fn device(&self, user: &str, device_id: &str) -> Result<Option<Device>, StoreError> {
         let (user, device_id) = (user.to_owned(), device_id.to_owned());
         self.call(move |c| load_device(c, &user, &device_id)).await
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        // BEGIN IMMEDIATE takes the write lock: it fails on a read-only database and when
+        // another writer holds the lock past the busy timeout.
+        self.call(|c| {
+            write_tx(c)?.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     async fn devices(&self, user: Option<&str>) -> Result<Vec<Device>, StoreError> {

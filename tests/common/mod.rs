@@ -54,7 +54,12 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub shutdown: tokio::sync::watch::Sender<bool>,
     pub config: Arc<Config>,
+    /// `http://127.0.0.1:PORT` of the admin listener, when [`GatewayOptions::admin`] is set.
+    pub admin: Option<String>,
 }
+
+/// The admin bearer token of test gateways started with [`GatewayOptions::admin`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// Extra TOML lines per section, for tests that need other settings.
 #[derive(Default)]
@@ -74,6 +79,8 @@ pub struct GatewayOptions {
     pub timeout_secs: Option<u64>,
     /// Extra lines of the `[server]` section.
     pub server: &'static str,
+    /// Also run the admin listener (plain HTTP on 127.0.0.1:0, token [`ADMIN_TOKEN`]).
+    pub admin: bool,
 }
 
 pub async fn start_gateway() -> TestGateway {
@@ -125,6 +132,7 @@ domain = "{DOMAIN}"
 {policy}
 [push]
 {push}
+{admin}
 "#,
         imap_port = opts.imap_port.unwrap_or(143),
         max_body_bytes = opts.max_body_bytes.unwrap_or(1 << 20),
@@ -142,6 +150,12 @@ domain = "{DOMAIN}"
         policy = opts.policy,
         push = opts.push,
         server = opts.server,
+        admin = if opts.admin {
+            std::fs::write(dir.path().join("admin.token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n"
+        } else {
+            ""
+        },
     );
     let mut config = Config::from_toml(&toml, dir.path()).expect("test config");
     configure(&mut config);
@@ -152,6 +166,19 @@ domain = "{DOMAIN}"
     let port = listener.local_addr().unwrap().port();
     let server = Arc::new(Server::new(Gateway::new(backend, store, config.clone())));
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let admin = if opts.admin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (s, rx) = (server.clone(), rx.clone());
+        tokio::spawn(async move {
+            eas_gateway::admin::serve(listener, s, rx)
+                .await
+                .expect("admin serve");
+        });
+        Some(format!("http://127.0.0.1:{port}"))
+    } else {
+        None
+    };
     let s = server.clone();
     tokio::spawn(async move {
         http::serve(listener, s, rx).await.expect("serve");
@@ -161,6 +188,7 @@ domain = "{DOMAIN}"
         dir,
         shutdown: tx,
         config,
+        admin,
     };
     (gw, server)
 }

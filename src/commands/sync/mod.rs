@@ -222,6 +222,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             break WaitResult::FolderGone(moved);
         }
     };
+    crate::metrics::push_ended("sync", &result);
     match result {
         WaitResult::Changed(ids) => {
             let changed: Vec<CollectionRequest> = request
@@ -304,6 +305,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
         tokio::task::yield_now().await;
     }
     ctx.report.sync(collections, &out);
+    crate::metrics::synced(collections, &out);
     Ok(out)
 }
 
@@ -467,6 +469,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     }
 
     let Some(state) = state else {
+        crate::metrics::sync_key_reset("Sync", "no_state");
         return Ok(Some(CollectionResponse::error(
             cid,
             status::INVALID_SYNC_KEY,
@@ -480,6 +483,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         }
         _ => {
             debug!(collection_id = cid, sync_key = %col.sync_key, "unknown sync key");
+            crate::metrics::sync_key_reset("Sync", "unknown_key");
             return Ok(Some(CollectionResponse::error(
                 cid,
                 status::INVALID_SYNC_KEY,
@@ -487,6 +491,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         }
     };
     let Some(held) = View::decode(held) else {
+        crate::metrics::sync_key_reset("Sync", "unreadable_state");
         return Ok(Some(CollectionResponse::error(
             cid,
             status::INVALID_SYNC_KEY,
@@ -613,6 +618,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                     collection_id = cid,
                     "UIDVALIDITY changed: the device must resync"
                 );
+                crate::metrics::sync_key_reset("Sync", "uidvalidity");
                 return Ok(Some(CollectionResponse::error(
                     cid,
                     status::INVALID_SYNC_KEY,
