@@ -86,6 +86,7 @@ mod tests {
             wipe: Default::default(),
             last_command: Some("Sync".into()),
             access: String::new(),
+            trace: String::new(),
         }];
         let html = devices_html(&mut d, 1_700_000_100).unwrap();
         assert!(html.contains("alice@example.test"));
