@@ -245,6 +245,75 @@ async fn own_read_and_flag_do_not_wake_own_ping_but_imap_does() {
     assert_eq!(r.changes.len(), 1, "{r:?}");
 }
 
+/// A Sync carrying only the device's changes, with `GetChanges` 0 (as pyactivesync and some
+/// Android clients send them).
+async fn sync_commands_no_changes(
+    dev: &TestDevice,
+    cid: &str,
+    key: &str,
+    cmds: Vec<Element>,
+) -> SyncResult {
+    let mut req = sync_request(cid, key, 100, None);
+    let mut c = Element::new(a::COMMANDS);
+    for cmd in cmds {
+        c.push(cmd);
+    }
+    req.first_mut(a::COLLECTIONS)
+        .and_then(|col| col.first_mut(a::COLLECTION))
+        .expect("one collection")
+        .push(Element::with_text(a::GET_CHANGES, "0"));
+    push_commands(&mut req, c);
+    let r = sync_result(&dev.post("Sync", &req).await);
+    assert_eq!(r.status.as_deref(), Some("1"), "{r:?}");
+    assert!(
+        r.adds.is_empty() && r.changes.is_empty(),
+        "GetChanges 0 sends nothing: {r:?}"
+    );
+    r
+}
+
+#[tokio::test]
+async fn own_read_with_get_changes_0_does_not_wake_own_ping() {
+    let (_gw, server, dev, user, pw, inbox, key, sid) = device_with_new_mail("ownread0").await;
+    let r = sync_commands_no_changes(&dev, &inbox, &key, vec![read_change(&sid)]).await;
+    let key = r.key.unwrap();
+    let mut task = ping_waiting(&server, &dev, ping_request(60, &[&inbox])).await;
+    assert_still_waiting(&mut task, "Read with GetChanges 0").await;
+    let t = Instant::now();
+    imap(
+        &user,
+        &pw,
+        &[
+            "SELECT INBOX",
+            &format!("UID STORE {} +FLAGS (\\Flagged)", uid_of(&sid)),
+        ],
+    )
+    .await;
+    assert_woken(task, t, &inbox, "flag over IMAP").await;
+    let r = sync(&dev, &inbox, &key, 100).await;
+    assert_eq!(r.changes.len(), 1, "{r:?}");
+}
+
+#[tokio::test]
+async fn another_clients_change_before_an_own_change_with_get_changes_0_is_not_skipped() {
+    let (_gw, _server, dev, user, pw, inbox, key, sid) = device_with_new_mail("ownread0b").await;
+    // Webmail flags the mail, then the phone marks it read without asking for changes.
+    imap(
+        &user,
+        &pw,
+        &[
+            "SELECT INBOX",
+            &format!("UID STORE {} +FLAGS (\\Flagged)", uid_of(&sid)),
+        ],
+    )
+    .await;
+    let r = sync_commands_no_changes(&dev, &inbox, &key, vec![read_change(&sid)]).await;
+    let key = r.key.unwrap();
+    // The flag set elsewhere still reaches the phone.
+    let r = sync(&dev, &inbox, &key, 100).await;
+    assert_eq!(r.changes.len(), 1, "the webmail flag is delivered: {r:?}");
+}
+
 #[tokio::test]
 async fn own_delete_does_not_wake_own_ping_but_an_imap_expunge_does() {
     let (_gw, server, dev, user, pw, inbox, key, sid) = device_with_new_mail("owndel").await;

@@ -636,6 +636,28 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                     Some(slot()),
                 )
                 .await?
+            } else if has_commands && mstate.highest_modseq > held_now.highest_modseq {
+                // GetChanges 0: nothing is sent, but when the device's own changes are all
+                // that changed, the view moves past them, so they do not wake its Ping.
+                let found = server_changes::compute(
+                    session,
+                    &mailbox.name,
+                    &held_now,
+                    mstate,
+                    window,
+                    &applied.touched,
+                    limit,
+                    None,
+                )
+                .await?;
+                let only_own = found.is_empty() && found.pending == 0;
+                server_changes::Changes {
+                    new_view: Some(match found.new_view {
+                        Some(view) if only_own => view,
+                        _ => held_now.clone(),
+                    }),
+                    ..Default::default()
+                }
             } else {
                 server_changes::Changes {
                     new_view: Some(held_now.clone()),
