@@ -546,3 +546,224 @@ async fn a_browser_logs_in_with_the_token_and_gets_a_session_cookie() {
         .unwrap();
     assert_eq!(forged.status().as_u16(), 401);
 }
+
+/// Logs in through the form; returns the `Cookie` header value of the session.
+async fn login_session(http: &reqwest::Client, base: &str) -> String {
+    let resp = http
+        .post(format!("{base}/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn page(http: &reqwest::Client, url: &str, cookie: &str) -> (u16, String, String) {
+    let resp = http.get(url).header("Cookie", cookie).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let csp = resp
+        .headers()
+        .get("content-security-policy")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, resp.text().await.unwrap(), csp)
+}
+
+fn folder_sync_status(dev_reply: &Element) -> Option<String> {
+    use eas_gateway::wbxml::tags::folder_hierarchy as f;
+    dev_reply.text_of(f::STATUS).map(String::from)
+}
+
+async fn folder_sync_any(dev: &TestDevice) -> Reply {
+    use eas_gateway::wbxml::tags::folder_hierarchy as f;
+    dev.post(
+        "FolderSync",
+        &Element::new(f::FOLDER_SYNC).text_child(f::SYNC_KEY, "0"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_device_page_shows_its_log_and_wipes_it_with_the_session_s_form_token() {
+    use eas_gateway::wbxml::tags::provision as pv;
+    let _turn = EAS_TRAFFIC.lock().await;
+    let (gw, _server) = admin_gateway(GatewayOptions::default()).await;
+    let base = gw.admin.clone().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (dev, user, _pw) = provisioned(&gw, "dashdev", "16.1").await;
+    let inbox = folder_id(&dev, "Inbox").await;
+    let synced = sync(&dev, &inbox, "0", 10).await;
+    assert_eq!(synced.status.as_deref(), Some("1"));
+
+    let cookie = login_session(&http, &base).await;
+    let path = format!("/devices/{}/{}", user.replace('@', "%40"), dev.device_id);
+    // The devices table links to the page.
+    let (status, list, _) = page(&http, &format!("{base}/devices"), &cookie).await;
+    assert_eq!(status, 200);
+    // (minijinja writes `/` in attributes as `&#x2f;`, which browsers read as `/`.)
+    let list = list.replace("&#x2f;", "/");
+    assert!(list.contains(&format!("href=\"{path}\"")), "{list}");
+
+    // The request log is written after the response: wait for the Sync to show.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (device_page, csp) = loop {
+        let (status, body, csp) = page(&http, &format!("{base}{path}"), &cookie).await;
+        assert_eq!(status, 200, "{body}");
+        if body.contains("<td>Sync</td>") {
+            break (body, csp);
+        }
+        assert!(Instant::now() < deadline, "no Sync in the log: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(device_page.contains(&dev.device_id));
+    assert!(
+        device_page.contains("Folders (FolderSync key"),
+        "{device_page}"
+    );
+    assert!(device_page.contains("<script src=\"/admin.js\">"));
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline'; script"));
+    let (status, rows, _) = page(&http, &format!("{base}{path}/log"), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(rows.contains("<td>Sync</td>"), "{rows}");
+    let (status, js, _) = page(&http, &format!("{base}/admin.js"), &cookie).await;
+    assert_eq!(status, 200);
+    assert!(js.contains("confirm("));
+    let csrf = device_page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the action forms carry a token")
+        .to_string();
+    assert_eq!(csrf.len(), 64);
+
+    let post = |cookie: Option<&str>, body: String| {
+        let mut req = http
+            .post(format!("{base}{path}/wipe"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        req.send()
+    };
+    // Without the form's token, with another one, or without a session: refused.
+    assert_eq!(
+        post(Some(&cookie), String::new())
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        post(Some(&cookie), format!("csrf={}", "0".repeat(64)))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        post(None, format!("csrf={csrf}"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let other = login_session(&http, &base).await;
+    assert_eq!(
+        post(Some(&other), format!("csrf={csrf}"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403,
+        "the token is the session's own"
+    );
+    let r = folder_sync_any(&dev).await;
+    assert_eq!(
+        folder_sync_status(r.body.as_ref().unwrap()).as_deref(),
+        Some("1")
+    );
+
+    // With it: the device's next request is sent to Provision, which carries RemoteWipe.
+    let done = post(Some(&cookie), format!("csrf={csrf}")).await.unwrap();
+    assert_eq!(done.status().as_u16(), 303);
+    assert_eq!(done.headers()["location"], path.as_str());
+    let r = folder_sync_any(&dev).await;
+    assert_eq!(
+        folder_sync_status(r.body.as_ref().unwrap()).as_deref(),
+        Some("140")
+    );
+    let r = dev
+        .post(
+            "Provision",
+            &Element::new(pv::PROVISION).child(Element::new(pv::POLICIES).child(
+                Element::new(pv::POLICY).text_child(pv::POLICY_TYPE, "MS-EAS-Provisioning-WBXML"),
+            )),
+        )
+        .await;
+    let body = r.body.expect("Provision body");
+    assert!(body.first(pv::REMOTE_WIPE).is_some(), "{body:?}");
+    let (_, after, _) = page(&http, &format!("{base}{path}"), &cookie).await;
+    assert!(after.contains("requested"), "{after}");
+
+    // An unknown device and unknown action.
+    let (status, _, _) = page(&http, &format!("{base}/devices/nobody%40x/NODEV"), &cookie).await;
+    assert_eq!(status, 404);
+    let resp = http
+        .post(format!("{base}{path}/explode"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+}
+
+#[tokio::test]
+async fn the_overview_counts_requests_errors_and_devices_seen_today() {
+    let _turn = EAS_TRAFFIC.lock().await;
+    let (gw, _server) = admin_gateway(GatewayOptions::default()).await;
+    let base = gw.admin.clone().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (status, login, _) = page(&http, &format!("{base}/"), "").await;
+    assert_eq!(status, 401);
+    assert!(login.contains("action=\"/login\""));
+
+    let (dev, _user, _pw) = provisioned(&gw, "dashover", "16.1").await;
+    dev.folder_sync("0").await;
+    // A Sync of a folder the device does not have: an error the log keeps.
+    let bad = sync(&dev, "no-such-folder", "0", 10).await;
+    assert_ne!(bad.status.as_deref(), Some("1"));
+
+    let cookie = login_session(&http, &base).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let overview = loop {
+        let (status, body, _) = page(&http, &format!("{base}/"), &cookie).await;
+        assert_eq!(status, 200, "{body}");
+        // Provision twice, FolderSync, Sync.
+        if body.contains("<b>4</b>requests in the last hour") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "requests not counted: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        overview.contains("<b>1</b>devices seen today (of 1)"),
+        "{overview}"
+    );
+    assert!(overview.contains("<b>0</b>Pings waiting now"), "{overview}");
+    assert!(overview.contains("<svg id=\"chart\""));
+    assert_eq!(overview.matches("<rect ").count(), 60);
+    assert!(overview.contains("<td>Sync</td><td>1</td>"), "{overview}");
+}

@@ -136,21 +136,27 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     if path == "/login" {
         return login(auth, req).await;
     }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        r.headers_mut()
-            .insert("Allow", HeaderValue::from_static("GET, HEAD"));
-        return r;
-    }
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
     match path.as_str() {
-        "/healthz" => return text(StatusCode::OK, "ok\n"),
-        "/readyz" => {
+        "/healthz" if read => return text(StatusCode::OK, "ok\n"),
+        "/readyz" if read => {
             return match super::readiness(&server.gateway).await {
                 Ok(()) => text(StatusCode::OK, "ready\n"),
                 Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
             }
         }
         _ => {}
+    }
+    let device = device_route(&path);
+    let action = device.as_ref().and_then(|(_, _, rest)| rest.as_deref());
+    let post_allowed = action.is_some_and(|a| ACTIONS.contains(&a));
+    let post = post_allowed && req.method() == Method::POST;
+    if !read && !post {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        let allow = if post_allowed { "POST" } else { "GET, HEAD" };
+        r.headers_mut()
+            .insert("Allow", HeaderValue::from_static(allow));
+        return r;
     }
     let header = req
         .headers()
@@ -159,9 +165,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let cookie = req
         .headers()
         .get(hyper::header::COOKIE)
-        .and_then(|v| v.to_str().ok());
-    if !auth.token.accepts(header) && !auth.sessions.accepts(cookie) {
-        if path == "/" || path == "/devices" {
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bearer = auth.token.accepts(header);
+    if !bearer && !auth.sessions.accepts(cookie.as_deref()) {
+        if read && (path == "/" || path == "/devices" || (device.is_some() && action.is_none())) {
             let mut r = html(
                 StatusCode::UNAUTHORIZED,
                 LOGIN_PAGE.replace("{message}", ""),
@@ -179,6 +187,65 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         );
         return r;
     }
+    let store = &server.gateway.store;
+    if let Some((user, device_id, rest)) = device {
+        return match rest.as_deref() {
+            None if read => {
+                let csrf = super::csrf_token(cookie.as_deref());
+                match super::pages::device_page(
+                    &server.gateway.config,
+                    store,
+                    &user,
+                    &device_id,
+                    &csrf,
+                )
+                .await
+                {
+                    Ok(Some(page)) => html(StatusCode::OK, page),
+                    Ok(None) => text(StatusCode::NOT_FOUND, "no such device\n"),
+                    Err(e) => {
+                        warn!(error = %e, "admin device page failed");
+                        text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the device page is not available\n",
+                        )
+                    }
+                }
+            }
+            Some("log") if read => {
+                match super::pages::log_fragment(store, &user, &device_id).await {
+                    Ok(rows) => html(StatusCode::OK, rows),
+                    Err(e) => {
+                        warn!(error = %e, "admin device log failed");
+                        text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the request log is not available\n",
+                        )
+                    }
+                }
+            }
+            Some(action) if !read && ACTIONS.contains(&action) => {
+                let who = if bearer {
+                    "admin bearer token".to_string()
+                } else {
+                    format!("admin {}", super::session_label(cookie.as_deref()))
+                };
+                let action = action.to_string();
+                device_action(
+                    server,
+                    req,
+                    bearer,
+                    cookie.as_deref(),
+                    &who,
+                    &user,
+                    &device_id,
+                    &action,
+                )
+                .await
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        };
+    }
     match path.as_str() {
         "/metrics" => {
             let body = super::metrics_text(&server.gateway).await;
@@ -187,28 +254,35 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
             r
         }
-        "/" | "/devices" => match super::pages::devices_page(&server.gateway.store).await {
-            Ok(html) => {
-                let mut r = Response::new(Full::new(Bytes::from(html)));
-                let h = r.headers_mut();
-                h.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/html; charset=utf-8"),
-                );
-                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                // Nothing but the page itself and its inline style.
-                h.insert(
-                    "Content-Security-Policy",
-                    HeaderValue::from_static(
-                        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-                    ),
-                );
-                h.insert(
-                    "X-Content-Type-Options",
-                    HeaderValue::from_static("nosniff"),
-                );
-                r
+        "/admin.js" => {
+            let mut r = Response::new(Full::new(Bytes::from_static(ADMIN_JS.as_bytes())));
+            let h = r.headers_mut();
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            );
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert(
+                "X-Content-Type-Options",
+                HeaderValue::from_static("nosniff"),
+            );
+            r
+        }
+        "/" => {
+            let waiting = server.gateway.push.stats().waiters;
+            match super::pages::overview_page(store, waiting).await {
+                Ok(page) => html(StatusCode::OK, page),
+                Err(e) => {
+                    warn!(error = %e, "admin overview page failed");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the overview is not available\n",
+                    )
+                }
             }
+        }
+        "/devices" => match super::pages::devices_page(store).await {
+            Ok(page) => html(StatusCode::OK, page),
             Err(e) => {
                 warn!(error = %e, "admin devices page failed");
                 text(
@@ -218,6 +292,94 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             }
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The actions a device's page offers, each a `POST /devices/{user}/{device}/{action}`.
+const ACTIONS: &[&str] = &["wipe", "account-wipe", "block", "allow", "resync", "remove"];
+
+/// The script the pages load (confirmations, the request log's refresh).
+const ADMIN_JS: &str = include_str!("templates/admin.js");
+
+/// `/devices/{user}/{device}[/{rest}]`, segments percent-decoded.
+fn device_route(path: &str) -> Option<(String, String, Option<String>)> {
+    let rest = path.strip_prefix("/devices/")?;
+    let mut parts = rest.split('/');
+    let user = super::pages::decode_segment(parts.next()?)?;
+    let device = super::pages::decode_segment(parts.next()?)?;
+    let extra = parts.next().map(str::to_string);
+    if parts.next().is_some() || user.is_empty() || device.is_empty() {
+        return None;
+    }
+    Some((user, device, extra.filter(|e| !e.is_empty())))
+}
+
+/// A device action from its page's form: the session's anti-forgery token must come with it
+/// (a bearer token, which a browser never adds by itself, needs none). Runs the same code as
+/// the `devices` command line, logged with the admin's identity.
+#[allow(clippy::too_many_arguments)]
+async fn device_action<B: MailBackend, S: StateStore>(
+    server: &Server<B, S>,
+    req: Request<Incoming>,
+    bearer: bool,
+    cookie: Option<&str>,
+    who: &str,
+    user: &str,
+    device_id: &str,
+    action: &str,
+) -> Response<Full<Bytes>> {
+    use crate::cli::devices as cli;
+    use crate::config::Access;
+    use http_body_util::{BodyExt, Limited};
+    let body = match tokio::time::timeout(
+        HEADER_TIMEOUT,
+        Limited::new(req.into_body(), MAX_LOGIN_BODY).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => return text(StatusCode::BAD_REQUEST, "bad request\n"),
+    };
+    if !bearer {
+        let given = form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if !super::csrf_matches(cookie, &given) {
+            warn!(
+                who,
+                action, "admin action refused: the form's anti-forgery token is missing or wrong"
+            );
+            return text(
+                StatusCode::FORBIDDEN,
+                "refused: the form is stale or did not come from this admin page; reload it\n",
+            );
+        }
+    }
+    let store = &server.gateway.store;
+    let result = match action {
+        "wipe" => cli::wipe_by(store, user, device_id, false, who).await,
+        "account-wipe" => cli::wipe_by(store, user, device_id, true, who).await,
+        "block" => cli::set_access_by(store, user, device_id, Some(Access::Block), who).await,
+        "allow" => cli::set_access_by(store, user, device_id, Some(Access::Allow), who).await,
+        "resync" => cli::resync_by(store, user, device_id, None, who).await,
+        "remove" => cli::remove_by(store, user, device_id, who).await,
+        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    match result {
+        Ok(_) => {
+            let to = if action == "remove" {
+                "/devices".to_string()
+            } else {
+                super::pages::device_path(user, device_id)
+            };
+            let mut r = text(StatusCode::SEE_OTHER, "done\n");
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(hyper::header::LOCATION, v);
+            }
+            r
+        }
+        Err(e) => text(StatusCode::CONFLICT, &format!("{e}\n")),
     }
 }
 
@@ -289,11 +451,12 @@ fn html(status: StatusCode, page: String) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // Nothing but the page itself, its inline style and its own form target.
+    // Nothing but the page itself, its inline style, the admin listener's own script (no
+    // inline script), its fetches and form targets.
     h.insert(
         "Content-Security-Policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
     h.insert(

@@ -116,12 +116,7 @@ impl Sessions {
 
     /// Whether a `Cookie` header carries an open session.
     pub fn accepts(&self, cookie_header: Option<&str>) -> bool {
-        let Some(id) = cookie_header.and_then(|h| {
-            h.split(';')
-                .filter_map(|c| c.trim().split_once('='))
-                .find(|(name, _)| *name == SESSION_COOKIE)
-                .map(|(_, v)| v.trim())
-        }) else {
+        let Some(id) = session_id(cookie_header) else {
             return false;
         };
         let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
@@ -129,6 +124,44 @@ impl Sessions {
             .get(&key)
             .is_some_and(|expires| *expires > std::time::Instant::now())
     }
+}
+
+/// The session id a `Cookie` header carries.
+fn session_id(cookie_header: Option<&str>) -> Option<&str> {
+    cookie_header.and_then(|h| {
+        h.split(';')
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(name, _)| *name == SESSION_COOKIE)
+            .map(|(_, v)| v.trim())
+    })
+}
+
+/// The anti-forgery token of the session a `Cookie` header carries: derived from the secret
+/// session id, so only a page served to that session knows it (empty without a session).
+pub fn csrf_token(cookie_header: Option<&str>) -> String {
+    session_id(cookie_header)
+        .map(|id| hex::encode(Sha256::digest(format!("csrf:{id}").as_bytes())))
+        .unwrap_or_default()
+}
+
+/// Whether `given` is the anti-forgery token of the session in the `Cookie` header.
+pub fn csrf_matches(cookie_header: Option<&str>, given: &str) -> bool {
+    let expected = csrf_token(cookie_header);
+    !expected.is_empty()
+        && bool::from(Sha256::digest(expected.as_bytes()).ct_eq(&Sha256::digest(given.as_bytes())))
+}
+
+/// Names the session in logs: the first 12 hex digits of its id's SHA-256 digest (the id
+/// itself is a secret).
+pub fn session_label(cookie_header: Option<&str>) -> String {
+    session_id(cookie_header)
+        .map(|id| {
+            format!(
+                "session {}",
+                &hex::encode(Sha256::digest(id.as_bytes()))[..12]
+            )
+        })
+        .unwrap_or_else(|| "session ?".into())
 }
 
 /// The browser session cookie's name.
@@ -224,5 +257,13 @@ mod tests {
         assert!(!s.accepts(Some("eas_admin_session=00")));
         assert!(!s.accepts(Some(&format!("other={id}"))));
         assert!(!s.accepts(None));
+        let cookie = format!("eas_admin_session={id}");
+        let csrf = super::csrf_token(Some(&cookie));
+        assert_eq!(csrf.len(), 64);
+        assert!(super::csrf_matches(Some(&cookie), &csrf));
+        assert!(!super::csrf_matches(Some(&cookie), ""));
+        assert!(!super::csrf_matches(Some("eas_admin_session=other"), &csrf));
+        assert!(!super::csrf_matches(None, ""));
+        assert!(super::session_label(Some(&cookie)).starts_with("session "));
     }
 }

@@ -285,7 +285,11 @@ fn folder_name(h: Option<&HierarchyState>, id: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn known_device(store: &SqliteStore, user: &str, device_id: &str) -> anyhow::Result<Device> {
+async fn known_device(
+    store: &impl StateStore,
+    user: &str,
+    device_id: &str,
+) -> anyhow::Result<Device> {
     match store.device(user, device_id).await? {
         Some(d) => Ok(d),
         None => bail!("no device {device_id} of {user}"),
@@ -295,7 +299,7 @@ async fn known_device(store: &SqliteStore, user: &str, device_id: &str) -> anyho
 /// `devices show`.
 pub async fn show(
     config: &Config,
-    store: &SqliteStore,
+    store: &impl StateStore,
     user: &str,
     device_id: &str,
     as_json: bool,
@@ -469,11 +473,21 @@ pub async fn show(
 
 /// `devices remove`: forgets the device and all its state.
 pub async fn remove(store: &SqliteStore, user: &str, device_id: &str) -> anyhow::Result<String> {
+    remove_by(store, user, device_id, &who()).await
+}
+
+/// [`remove`] on behalf of `who`.
+pub async fn remove_by(
+    store: &impl StateStore,
+    user: &str,
+    device_id: &str,
+    who: &str,
+) -> anyhow::Result<String> {
     if !store.delete_device(user, device_id).await? {
         bail!("no device {device_id} of {user}");
     }
     tracing::info!(
-        who = %who(),
+        who = %who,
         user,
         device_id,
         "device removed: its next request starts over with Provision and FolderSync"
@@ -517,8 +531,18 @@ pub async fn resync(
     device_id: &str,
     folder: Option<&str>,
 ) -> anyhow::Result<String> {
+    resync_by(store, user, device_id, folder, &who()).await
+}
+
+/// [`resync`] on behalf of `who`.
+pub async fn resync_by(
+    store: &impl StateStore,
+    user: &str,
+    device_id: &str,
+    folder: Option<&str>,
+    who: &str,
+) -> anyhow::Result<String> {
     known_device(store, user, device_id).await?;
-    let who = who();
     match folder {
         Some(name) => {
             let Some(h) = store.hierarchy(user, device_id).await? else {
@@ -563,6 +587,17 @@ pub async fn wipe(
     device_id: &str,
     account_only: bool,
 ) -> anyhow::Result<String> {
+    wipe_by(store, user, device_id, account_only, &who()).await
+}
+
+/// [`wipe`] on behalf of `who`.
+pub async fn wipe_by(
+    store: &impl StateStore,
+    user: &str,
+    device_id: &str,
+    account_only: bool,
+    who: &str,
+) -> anyhow::Result<String> {
     let d = known_device(store, user, device_id).await?;
     if account_only && d.protocol_version.as_deref() != Some("16.1") {
         bail!(
@@ -583,7 +618,7 @@ pub async fn wipe(
     } else {
         "remote wipe"
     };
-    tracing::info!(who = %who(), user, device_id, "{what} requested");
+    tracing::info!(who = %who, user, device_id, "{what} requested");
     Ok(format!(
         "{what} of {device_id} of {user} requested: its next request is answered with it\n"
     ))
@@ -616,6 +651,17 @@ pub async fn set_access(
     device_id: &str,
     access: Option<Access>,
 ) -> anyhow::Result<String> {
+    set_access_by(store, user, device_id, access, &who()).await
+}
+
+/// [`set_access`] on behalf of `who`.
+pub async fn set_access_by(
+    store: &impl StateStore,
+    user: &str,
+    device_id: &str,
+    access: Option<Access>,
+    who: &str,
+) -> anyhow::Result<String> {
     known_device(store, user, device_id).await?;
     let value = match access {
         None => "",
@@ -629,7 +675,7 @@ pub async fn set_access(
     } else {
         value
     };
-    tracing::info!(who = %who(), user, device_id, access = shown, "device access set");
+    tracing::info!(who = %who, user, device_id, access = shown, "device access set");
     Ok(format!("{device_id} of {user}: {shown}\n"))
 }
 
