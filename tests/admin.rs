@@ -609,6 +609,19 @@ async fn the_device_page_shows_its_log_and_wipes_it_with_the_session_s_form_toke
     // (minijinja writes `/` in attributes as `&#x2f;`, which browsers read as `/`.)
     let list = list.replace("&#x2f;", "/");
     assert!(list.contains(&format!("href=\"{path}\"")), "{list}");
+    // Filtered by user: this device, or none.
+    let local = user.split('@').next().unwrap_or_default();
+    let url = format!("{base}/devices?user={local}&seen=hour&sort=type");
+    let (status, list, _) = page(&http, &url, &cookie).await;
+    assert_eq!(status, 200);
+    assert!(list.contains(&dev.device_id), "{list}");
+    let (_, list, _) = page(
+        &http,
+        &format!("{base}/devices?user=nobody-at-all"),
+        &cookie,
+    )
+    .await;
+    assert!(!list.contains(&dev.device_id), "{list}");
 
     // The request log is written after the response: wait for the Sync to show.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -281,7 +281,12 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 }
             }
         }
-        "/devices" => match super::pages::devices_page(store).await {
+        "/devices" => match super::pages::devices_page(
+            store,
+            &super::pages::DeviceFilter::from_query(req.uri().query().unwrap_or("")),
+        )
+        .await
+        {
             Ok(page) => html(StatusCode::OK, page),
             Err(e) => {
                 warn!(error = %e, "admin devices page failed");

@@ -41,10 +41,90 @@ fn utc(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// What the devices table shows: `/devices?user=&type=&version=&state=&seen=&sort=`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceFilter {
+    /// Part of the user's address (any letter case).
+    pub user: String,
+    /// Part of the DeviceType (any letter case).
+    #[serde(rename = "type")]
+    pub device_type: String,
+    /// The protocol version, exactly.
+    pub version: String,
+    /// A word of the device's policy, access or wipe state (`provisioned`, `blocked`,
+    /// `quarantined`, `pending`, ...).
+    pub state: String,
+    /// Seen within: `hour`, `day` or `week`; anything else is no bound.
+    pub seen: String,
+    /// `user`, `type` or `version`; anything else sorts by last seen, newest first.
+    pub sort: String,
+}
+
+impl DeviceFilter {
+    /// The filter of a query string (unknown keys are ignored).
+    pub fn from_query(query: &str) -> DeviceFilter {
+        let mut f = DeviceFilter::default();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let v: String = v.trim().chars().take(200).collect();
+            match k.as_ref() {
+                "user" => f.user = v,
+                "type" => f.device_type = v,
+                "version" => f.version = v,
+                "state" => f.state = v,
+                "seen" => f.seen = v,
+                "sort" => f.sort = v,
+                _ => {}
+            }
+        }
+        f
+    }
+
+    fn keeps(&self, d: &Device, now: i64) -> bool {
+        let has = |hay: &str, needle: &str| {
+            needle.is_empty() || hay.to_lowercase().contains(&needle.to_lowercase())
+        };
+        let within = match self.seen.as_str() {
+            "hour" => Some(3_600),
+            "day" => Some(86_400),
+            "week" => Some(7 * 86_400),
+            _ => None,
+        };
+        let state = format!("{} {} {}", d.policy.as_str(), d.access, d.wipe.as_str());
+        has(&d.user, &self.user)
+            && has(&d.device_type, &self.device_type)
+            && (self.version.is_empty() || d.protocol_version.as_deref() == Some(&self.version))
+            && has(&state, &self.state)
+            && within.is_none_or(|w| d.last_seen >= now - w)
+    }
+
+    fn sort(&self, devices: &mut [&Device]) {
+        // Ties are ordered by user and device, so the table does not shuffle.
+        let who = |d: &Device| (d.user.clone(), d.device_id.clone());
+        match self.sort.as_str() {
+            "user" => devices.sort_by_key(|d| who(d)),
+            "type" => devices.sort_by_key(|d| (d.device_type.to_lowercase(), who(d))),
+            "version" => {
+                devices.sort_by_key(|d| (std::cmp::Reverse(d.protocol_version.clone()), who(d)))
+            }
+            _ => devices.sort_by_key(|d| std::cmp::Reverse(d.last_seen)),
+        }
+    }
+}
+
 /// The devices table, most recently seen first.
 pub fn devices_html(devices: &mut [Device], now: i64) -> Result<String, minijinja::Error> {
-    devices.sort_by_key(|d| std::cmp::Reverse(d.last_seen));
-    let rows: Vec<Row<'_>> = devices
+    devices_html_filtered(devices, &DeviceFilter::default(), now)
+}
+
+/// The devices `filter` keeps, in its order.
+pub fn devices_html_filtered(
+    devices: &[Device],
+    filter: &DeviceFilter,
+    now: i64,
+) -> Result<String, minijinja::Error> {
+    let mut kept: Vec<&Device> = devices.iter().filter(|d| filter.keeps(d, now)).collect();
+    filter.sort(&mut kept);
+    let rows: Vec<Row<'_>> = kept
         .iter()
         .map(|d| Row {
             href: device_path(&d.user, &d.device_id),
@@ -60,16 +140,22 @@ pub fn devices_html(devices: &mut [Device], now: i64) -> Result<String, minijinj
             wipe: d.wipe.as_str(),
         })
         .collect();
-    TEMPLATES
-        .get_template("devices.html")?
-        .render(context! { devices => minijinja::value::Serde(&rows), now => utc(now) })
+    TEMPLATES.get_template("devices.html")?.render(context! {
+        devices => minijinja::value::Serde(&rows),
+        total => devices.len(),
+        filter => minijinja::value::Serde(filter),
+        now => utc(now),
+    })
 }
 
-/// The devices page from the store.
-pub async fn devices_page<S: StateStore>(store: &S) -> Result<String, String> {
-    let mut devices = store.devices(None).await.map_err(|e| e.to_string())?;
+/// The devices page from the store, as `filter` has it.
+pub async fn devices_page<S: StateStore>(
+    store: &S,
+    filter: &DeviceFilter,
+) -> Result<String, String> {
+    let devices = store.devices(None).await.map_err(|e| e.to_string())?;
     let now = jiff::Timestamp::now().as_second();
-    devices_html(&mut devices, now).map_err(|e| e.to_string())
+    devices_html_filtered(&devices, filter, now).map_err(|e| e.to_string())
 }
 
 /// Percent-encodes one path segment (everything but unreserved characters).
@@ -342,5 +428,47 @@ mod tests {
         assert!(!html.contains("<b>"));
         let html = devices_html(&mut [], 0).unwrap();
         assert!(html.contains("No device has connected yet."));
+    }
+
+    #[test]
+    fn the_filter_keeps_and_orders_devices() {
+        let dev = |user: &str, id: &str, ty: &str, v: &str, seen: i64| Device {
+            user: user.into(),
+            device_id: id.into(),
+            device_type: ty.into(),
+            protocol_version: Some(v.into()),
+            user_agent: None,
+            policy: Default::default(),
+            policy_key: 0,
+            policy_hash: None,
+            device_info: Vec::new(),
+            first_seen: seen,
+            last_seen: seen,
+            wipe: Default::default(),
+            last_command: None,
+            access: String::new(),
+            trace: String::new(),
+        };
+        let now = 1_000_000;
+        let all = vec![
+            dev("alice@x", "A1", "iPhone", "16.1", now - 10),
+            dev("bob@x", "B1", "Android", "14.1", now - 90_000),
+            dev("alice@x", "A2", "Android", "14.1", now - 100),
+        ];
+        let ids = |q: &str| {
+            let html = devices_html_filtered(&all, &DeviceFilter::from_query(q), now).unwrap();
+            let mut found: Vec<(usize, &str)> = ["A1", "A2", "B1"]
+                .iter()
+                .filter_map(|id| html.find(&format!(">{id}</a>")).map(|at| (at, *id)))
+                .collect();
+            found.sort();
+            found.into_iter().map(|(_, id)| id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(""), ["A1", "A2", "B1"], "newest first");
+        assert_eq!(ids("user=ALICE"), ["A1", "A2"]);
+        assert_eq!(ids("type=android&sort=user"), ["A2", "B1"]);
+        assert_eq!(ids("version=14.1&seen=day"), ["A2"]);
+        assert_eq!(ids("sort=type"), ["A2", "B1", "A1"]);
+        assert_eq!(ids("state=provisioned"), Vec::<&str>::new());
     }
 }
