@@ -39,6 +39,11 @@ pub struct PushLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImapCommandLabel {
+    pub command: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResetLabels {
     pub command: &'static str,
     pub cause: &'static str,
@@ -87,6 +92,8 @@ pub struct Metrics {
     pub devices_by_type: Family<TypeLabel, Gauge>,
     pub store_calls: Histogram,
     pub push_wake: Histogram,
+    pub imap_connections: Gauge,
+    pub imap_commands: HistogramFamily<ImapCommandLabel>,
     /// When the device gauges were last computed from the store.
     devices_at: Mutex<Option<Instant>>,
     /// Held while a scrape sets the gauges it reads and encodes them.
@@ -206,7 +213,23 @@ impl Metrics {
             "From the push watcher hearing of a change to the waiting request being woken (the refresh that confirms the change)",
             push_wake.clone(),
         );
+        let imap_connections = Gauge::default();
+        registry.register(
+            "imap_connections",
+            "IMAP connections open now (pooled sessions, push watchers, logins under way)",
+            imap_connections.clone(),
+        );
+        // 100 µs .. about 3 s.
+        let imap_commands: HistogramFamily<ImapCommandLabel> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 15)));
+        registry.register(
+            "imap_command_duration_seconds",
+            "IMAP command round trips, from the tag sent to the completion read, by command",
+            imap_commands.clone(),
+        );
         Metrics {
+            imap_connections,
+            imap_commands,
             push_wake,
             store_calls,
             registry,
@@ -397,6 +420,37 @@ impl Drop for StoreCall {
     fn drop(&mut self) {
         get().store_calls.observe(self.0.elapsed().as_secs_f64());
     }
+}
+
+/// Counts one open IMAP connection while it lives.
+#[derive(Debug)]
+pub struct ImapOpen(());
+
+impl ImapOpen {
+    pub fn new() -> ImapOpen {
+        get().imap_connections.inc();
+        ImapOpen(())
+    }
+}
+
+impl Default for ImapOpen {
+    fn default() -> Self {
+        ImapOpen::new()
+    }
+}
+
+impl Drop for ImapOpen {
+    fn drop(&mut self) {
+        get().imap_connections.dec();
+    }
+}
+
+/// One IMAP command's round trip.
+pub fn imap_command(command: &'static str, took: Duration) {
+    get()
+        .imap_commands
+        .get_or_create(&ImapCommandLabel { command })
+        .observe(took.as_secs_f64());
 }
 
 /// An invalid sync key answer.

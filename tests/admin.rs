@@ -327,6 +327,15 @@ async fn metrics_count_a_scripted_session_exactly() {
     );
     assert_eq!(delta("eas_push_waits_ended_total", &[]), 1.0);
     assert_eq!(hist_delta("eas_push_wake_duration_seconds", &[]), 1.0);
+    // The Syncs fetched mail: IMAP round trips were timed, and connections are open.
+    assert!(
+        hist_delta(
+            "eas_imap_command_duration_seconds",
+            &[("command", "UID FETCH")]
+        ) >= 1.0,
+        "UID FETCH round trips: {text}"
+    );
+    assert!(value(&after, "eas_imap_connections", &[]) >= 1.0);
     println!(
         "push wake-up (watcher event -> Ping woken): {:.1} ms; 3 Syncs: {:.1} ms in all",
         delta("eas_push_wake_duration_seconds_sum", &[]) * 1000.0,

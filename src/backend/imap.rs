@@ -290,6 +290,8 @@ pub struct ImapConn<S> {
     /// The response being read; emptied when a command completes, so that idle
     /// connections hold no buffer.
     read_buf: Vec<u8>,
+    /// Counted in the open IMAP connections while it lives.
+    _open: crate::metrics::ImapOpen,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
@@ -303,6 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             logging_out: false,
             in_flight: false,
             read_buf: Vec::new(),
+            _open: crate::metrics::ImapOpen::new(),
         }
     }
 
@@ -547,6 +550,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
                 cmd.name
             ))),
         };
+        crate::metrics::imap_command(cmd.name, started.elapsed());
         tracing::trace!(
             command = cmd.name,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -613,6 +617,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
                     .ok_or_else(|| BackendError::Protocol("missing IMAP completion".to_string()))?;
                 let tag = waiting.remove(i);
                 if let Some(slot) = tags.iter().position(|t| t == tag) {
+                    if let Some(c) = cmds.get(slot) {
+                        crate::metrics::imap_command(c.name, started.elapsed());
+                    }
                     out[slot] = Some(Completed { untagged, done });
                 }
             }
