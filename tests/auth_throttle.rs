@@ -5,79 +5,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A relay in front of Dovecot that counts LOGIN commands; when `stall` is set, new connections
-/// are held without an answer (a mail server that delays the login past the gateway's timeout).
-struct LoginRelay {
-    port: u16,
-    logins: Arc<AtomicUsize>,
-    stall: Arc<AtomicBool>,
-}
-
-impl LoginRelay {
-    async fn start() -> LoginRelay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let logins = Arc::new(AtomicUsize::new(0));
-        let stall = Arc::new(AtomicBool::new(false));
-        let (l, st) = (logins.clone(), stall.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                let (logins, stall) = (l.clone(), st.clone());
-                tokio::spawn(async move {
-                    if stall.load(Ordering::SeqCst) {
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                        return;
-                    }
-                    let Ok(server) = TcpStream::connect(IMAP).await else {
-                        return;
-                    };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    let down = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
-                    });
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = match cr.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        let chunk = &buf[..n];
-                        logins.fetch_add(
-                            chunk.windows(7).filter(|w| w == b" LOGIN ").count(),
-                            Ordering::SeqCst,
-                        );
-                        if sw.write_all(chunk).await.is_err() {
-                            break;
-                        }
-                    }
-                    down.abort();
-                });
-            }
-        });
-        LoginRelay {
-            port,
-            logins,
-            stall,
-        }
-    }
-
-    fn logins(&self) -> usize {
-        self.logins.load(Ordering::SeqCst)
-    }
-}
 
 fn basic(user: &str, password: &str) -> String {
     let raw = format!("{user}:{password}");

@@ -6,69 +6,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use common::*;
 use eas_gateway::config::{Access, AccessRule, AccessRules};
 use eas_gateway::wbxml::tags::{folder_hierarchy as f, provision as pv};
 use eas_gateway::wbxml::Element;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A relay in front of Dovecot that counts LOGIN commands.
-struct LoginRelay {
-    port: u16,
-    logins: Arc<AtomicUsize>,
-}
-
-impl LoginRelay {
-    async fn start() -> LoginRelay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let logins = Arc::new(AtomicUsize::new(0));
-        let l = logins.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                let logins = l.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(IMAP).await else {
-                        return;
-                    };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    let down = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
-                    });
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = match cr.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        let chunk = &buf[..n];
-                        logins.fetch_add(
-                            chunk.windows(7).filter(|w| w == b" LOGIN ").count(),
-                            Ordering::SeqCst,
-                        );
-                        if sw.write_all(chunk).await.is_err() {
-                            break;
-                        }
-                    }
-                    down.abort();
-                });
-            }
-        });
-        LoginRelay { port, logins }
-    }
-
-    fn logins(&self) -> usize {
-        self.logins.load(Ordering::SeqCst)
-    }
-}
 
 fn provision_request() -> Element {
     Element::new(pv::PROVISION).child(

@@ -893,3 +893,68 @@ pub async fn start_binary_with(
     }
     panic!("the gateway did not start listening");
 }
+
+/// A relay in front of Dovecot that counts LOGIN commands; when `stall` is set, new connections
+/// are held without an answer (a mail server that delays the login past the gateway's timeout).
+pub struct LoginRelay {
+    pub port: u16,
+    pub logins: Arc<std::sync::atomic::AtomicUsize>,
+    pub stall: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LoginRelay {
+    pub async fn start() -> LoginRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let logins = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, st) = (logins.clone(), stall.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let (logins, stall) = (l.clone(), st.clone());
+                tokio::spawn(async move {
+                    if stall.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        return;
+                    }
+                    let Ok(server) = TcpStream::connect(IMAP).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let down = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match tokio::io::AsyncReadExt::read(&mut cr, &mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        logins.fetch_add(
+                            chunk.windows(7).filter(|w| w == b" LOGIN ").count(),
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                        if AsyncWriteExt::write_all(&mut sw, chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    down.abort();
+                });
+            }
+        });
+        LoginRelay {
+            port,
+            logins,
+            stall,
+        }
+    }
+
+    pub fn logins(&self) -> usize {
+        self.logins.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
