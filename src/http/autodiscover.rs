@@ -16,9 +16,8 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use hyper::header::{HeaderValue, HOST};
 use hyper::{Method, Request, Response};
 use tracing::debug;
 
@@ -96,29 +95,13 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             return response::empty(400);
         };
         let max = ad::MAX_REQUEST_BYTES.min(self.limits.max_body_bytes);
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max as u64) {
-            log.reason = "body over the size limit";
-            return response::empty(413);
+        if let Some(r) = self.over_limit(&req, max, log) {
+            return r;
         }
-        let body: Bytes = match Limited::new(req.into_body(), max).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    log.reason = "body over the size limit";
-                    return response::empty(413);
-                }
-                log.reason = "body could not be read";
-                return response::empty(400);
-            }
+        let body = match self.read_body(req.into_body(), max, log).await {
+            Ok(b) => b,
+            Err(r) => return r,
         };
-        log.bytes_in = body.len() as u64;
         let request = match ad::parse_request(&body) {
             Ok(r) => r,
             Err(e) => {

@@ -234,6 +234,70 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         r
     }
 
+    /// 413 when the declared Content-Length is over `max`.
+    pub(super) fn over_limit(
+        &self,
+        req: &Request<Incoming>,
+        max: usize,
+        log: &mut RequestLog,
+    ) -> Option<Response<Body>> {
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            log.reason = "body over the size limit";
+            return Some(response::empty(413));
+        }
+        None
+    }
+
+    /// The whole request body, at most `max` bytes (else 413). A body that stops arriving for
+    /// as long as headers may take is given up (408): a client trickling its body must not
+    /// hold a connection and a handler for ever.
+    pub(super) async fn read_body(
+        &self,
+        body: Incoming,
+        max: usize,
+        log: &mut RequestLog,
+    ) -> Result<Bytes, Response<Body>> {
+        let stall = self.gateway.config.server.header_timeout;
+        let mut incoming = Limited::new(body, max);
+        let mut chunks: Vec<Bytes> = Vec::new();
+        loop {
+            match tokio::time::timeout(stall, incoming.frame()).await {
+                Err(_) => {
+                    log.reason = "request body stalled";
+                    return Err(response::empty(408));
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        chunks.push(data);
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        log.reason = "body over the size limit";
+                        return Err(response::empty(413));
+                    }
+                    log.reason = "body could not be read";
+                    return Err(response::empty(400));
+                }
+            }
+        }
+        let body = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => chunks.concat().into(),
+        };
+        log.bytes_in = body.len() as u64;
+        Ok(body)
+    }
+
     async fn post(
         &self,
         req: Request<Incoming>,
@@ -307,15 +371,8 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         }
 
         // Body: size first, then media type, then WBXML.
-        let max = self.limits.max_body_bytes;
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max as u64) {
-            log.reason = "body over the size limit";
-            return response::empty(413);
+        if let Some(r) = self.over_limit(&req, self.limits.max_body_bytes, log) {
+            return r;
         }
         let content_type = req
             .headers()
@@ -333,39 +390,12 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             .get(hyper::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(200).collect::<String>());
-        // A body that stops arriving for as long as headers may take is given up (408): a
-        // client trickling its body must not hold a connection and a handler for ever.
-        let stall = self.gateway.config.server.header_timeout;
-        let mut incoming = Limited::new(req.into_body(), max);
-        let mut chunks: Vec<Bytes> = Vec::new();
-        loop {
-            match tokio::time::timeout(stall, incoming.frame()).await {
-                Err(_) => {
-                    log.reason = "request body stalled";
-                    return response::empty(408);
-                }
-                Ok(None) => break,
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        chunks.push(data);
-                    }
-                }
-                Ok(Some(Err(e))) => {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        log.reason = "body over the size limit";
-                        return response::empty(413);
-                    }
-                    log.reason = "body could not be read";
-                    return response::empty(400);
-                }
-            }
-        }
-        let body: Bytes = match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().unwrap_or_default(),
-            _ => chunks.concat().into(),
+        let body = match self
+            .read_body(req.into_body(), self.limits.max_body_bytes, log)
+            .await
+        {
+            Ok(b) => b,
+            Err(r) => return r,
         };
         log.bytes_in = body.len() as u64;
         let is_mime_command = matches!(
