@@ -624,21 +624,11 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                     status::INVALID_SYNC_KEY,
                 )));
             }
-            let changes = if get_changes {
-                server_changes::compute(
-                    session,
-                    &mailbox.name,
-                    &held_now,
-                    mstate,
-                    window,
-                    &applied.touched,
-                    limit,
-                    Some(slot()),
-                )
-                .await?
-            } else if has_commands && mstate.highest_modseq > held_now.highest_modseq {
-                // GetChanges 0: nothing is sent, but when the device's own changes are all
-                // that changed, the view moves past them, so they do not wake its Ping.
+            // GetChanges 0 sends nothing, but when the device's own changes are all that
+            // changed, the view moves past them, so they do not wake its Ping.
+            let own_only =
+                !get_changes && has_commands && mstate.highest_modseq > held_now.highest_modseq;
+            let changes = if get_changes || own_only {
                 let found = server_changes::compute(
                     session,
                     &mailbox.name,
@@ -647,16 +637,21 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                     window,
                     &applied.touched,
                     limit,
-                    None,
+                    get_changes.then(slot),
                 )
                 .await?;
-                let only_own = found.is_empty() && found.pending == 0;
-                server_changes::Changes {
-                    new_view: Some(match found.new_view {
-                        Some(view) if only_own => view,
-                        _ => held_now.clone(),
-                    }),
-                    ..Default::default()
+                match found.new_view {
+                    _ if get_changes => found,
+                    Some(view) if found.is_empty() && found.pending == 0 => {
+                        server_changes::Changes {
+                            new_view: Some(view),
+                            ..Default::default()
+                        }
+                    }
+                    _ => server_changes::Changes {
+                        new_view: Some(held_now.clone()),
+                        ..Default::default()
+                    },
                 }
             } else {
                 server_changes::Changes {
