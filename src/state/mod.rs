@@ -30,7 +30,6 @@ use std::future::Future;
 
 mod migrations;
 pub mod sqlite;
-mod sqlite_registry;
 
 pub use sqlite::SqliteStore;
 
