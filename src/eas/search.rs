@@ -264,18 +264,16 @@ pub fn parse_date(s: &str) -> Option<i64> {
     if h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + se - offset)
+    // A day past the month's end (the 31st of February) runs on into the next month.
+    Some(month_start(y, m)? + (d - 1) * 86_400 + h * 3600 + mi * 60 + se - offset)
 }
 
-// H. Hinnant's algorithm (proleptic Gregorian, days since 1970-01-01).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Unix seconds at midnight UTC on the first of month `m` of year `y` (proleptic Gregorian).
+fn month_start(y: i64, m: i64) -> Option<i64> {
+    let date = jiff::civil::Date::new(i16::try_from(y).ok()?, i8::try_from(m).ok()?, 1).ok()?;
+    let midnight = date.to_datetime(jiff::civil::Time::midnight());
+    let at = jiff::tz::Offset::UTC.to_timestamp(midnight).ok()?;
+    Some(at.as_second())
 }
 
 /// A `m-n` range (zero-based, inclusive, m <= n).

@@ -384,30 +384,12 @@ const MAX_DATE: i64 = 253_402_300_799;
 /// seconds; values outside 1970..=9999 are clamped to that range.
 pub(crate) fn format_date(unix: i64) -> String {
     let t = unix.clamp(0, MAX_DATE);
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian
-/// (H. Hinnant's `civil_from_days`). `days` must be non-negative.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    // Civil arithmetic: a `jiff::Timestamp` ends a day short of MAX_DATE. In range by the
+    // clamp, so the addition cannot fail.
+    jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0)
+        .checked_add(jiff::SignedDuration::from_secs(t))
+        .map(|at| at.strftime("%Y-%m-%dT%H:%M:%S.000Z").to_string())
+        .unwrap_or_default()
 }
 
 /// `email2:ConversationId`: the first 16 bytes of SHA-256 of the thread's
