@@ -34,7 +34,8 @@ pub fn decode(encoding: TransferEncoding, input: &[u8]) -> Vec<u8> {
 /// kept.
 pub struct TransferDecoder {
     encoding: TransferEncoding,
-    /// Base64: sextets not yet decoded; quoted-printable: an incomplete escape.
+    /// Base64: characters of the alphabet not yet decoded; quoted-printable: an incomplete
+    /// escape.
     pending: Vec<u8>,
     done: bool,
 }
@@ -55,25 +56,21 @@ impl TransferDecoder {
             TransferEncoding::Base64 => {
                 for &b in input {
                     if self.done {
-                        return;
+                        break;
                     }
-                    let v = match b {
-                        b'A'..=b'Z' => b - b'A',
-                        b'a'..=b'z' => b - b'a' + 26,
-                        b'0'..=b'9' => b - b'0' + 52,
-                        b'+' => 62,
-                        b'/' => 63,
-                        b'=' => {
-                            self.done = true;
-                            continue;
+                    match b {
+                        b'=' => self.done = true,
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => {
+                            self.pending.push(b)
                         }
-                        _ => continue,
-                    };
-                    self.pending.push(v);
-                    if let [a, b, c, d] = self.pending[..] {
-                        out.extend_from_slice(&[a << 2 | b >> 4, b << 4 | c >> 2, c << 6 | d]);
-                        self.pending.clear();
+                        _ => {}
                     }
+                }
+                // Whole groups now; an incomplete one waits for the next call.
+                let whole = self.pending.len() / 4 * 4;
+                if let Some(groups) = self.pending.get(..whole).filter(|g| !g.is_empty()) {
+                    decode_base64(groups, out);
+                    self.pending.drain(..whole);
                 }
             }
             TransferEncoding::QuotedPrintable => {
@@ -90,10 +87,10 @@ impl TransferDecoder {
         match self.encoding {
             TransferEncoding::Identity => {}
             TransferEncoding::Base64 => {
-                match self.pending[..] {
-                    [a, b] => out.push(a << 2 | b >> 4),
-                    [a, b, c] => out.extend_from_slice(&[a << 2 | b >> 4, b << 4 | c >> 2]),
-                    _ => {}
+                // Two or three characters give one or two bytes (their unused bits ignored);
+                // a single one gives nothing.
+                if self.pending.len() > 1 {
+                    decode_base64(&self.pending, out);
                 }
                 self.pending.clear();
             }
@@ -105,7 +102,31 @@ impl TransferDecoder {
     }
 }
 
-/// Decodes quoted-printable; returns how many input bytes were used. Without `last`, an
+/// Base64 without padding, unused bits of a last partial group ignored.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+);
+
+/// Appends to `out` the bytes of `chars`, characters of the base64 alphabet only: whole groups
+/// of four and at most one last group of two or three, so it always decodes.
+fn decode_base64(chars: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine;
+    let len = out.len();
+    // Cannot fail on such input; were it to, nothing is appended.
+    if BASE64.decode_vec(chars, out).is_err() {
+        out.truncate(len);
+    }
+}
+
+/// Decodes quoted-printable; returns how many input bytes were used.
+///
+/// `mime::slim` has a second quoted-printable decoder on purpose: it reproduces how
+/// `mail-parser` decodes text parts (blanks before a line break dropped, line breaks
+/// normalised, decoding up to the next boundary), which this decoder, reading an attachment's
+/// bytes as RFC 2045 gives them, must not do. Without `last`, an
 /// escape cut by the end of `input` is left for the next call.
 fn decode_qp(input: &[u8], out: &mut Vec<u8>, last: bool) -> usize {
     fn hex(b: u8) -> Option<u8> {
@@ -146,4 +167,56 @@ fn decode_qp(input: &[u8], out: &mut Vec<u8>, last: bool) -> usize {
         }
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `input` fed in two pieces split at every position, then finished.
+    fn split_everywhere(encoding: TransferEncoding, input: &[u8]) -> Vec<Vec<u8>> {
+        (0..=input.len())
+            .map(|at| {
+                let (a, b) = input.split_at(at);
+                let mut d = TransferDecoder::new(encoding);
+                let mut out = Vec::new();
+                d.feed(a, &mut out);
+                d.feed(b, &mut out);
+                d.finish(&mut out);
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn base64_is_lenient_and_chunking_does_not_matter() {
+        let cases: [(&[u8], &[u8]); 8] = [
+            (b"aGVsbG8=", b"hello"),
+            (b"aGVs\r\nbG8=\r\n", b"hello"),
+            (b"aGVsbG8", b"hello"),
+            (b"a G-V*s\tbG8", b"hello"),
+            (b"aGVsbA==aGVsbG8=", b"hell"),
+            // Unused bits of a last partial group are ignored; one character gives nothing.
+            (b"QR", b"A"),
+            (b"QUJ", b"AB"),
+            (b"QUJDR", b"ABC"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(decode(TransferEncoding::Base64, input), want, "{input:?}");
+            for got in split_everywhere(TransferEncoding::Base64, input) {
+                assert_eq!(got, want, "{input:?}");
+            }
+        }
+        assert_eq!(decode(TransferEncoding::Base64, b""), b"");
+    }
+
+    #[test]
+    fn quoted_printable_chunking_does_not_matter() {
+        let input = b"a=3Db=\r\nc=\nd=ZZ= x=4";
+        let whole = decode(TransferEncoding::QuotedPrintable, input);
+        assert_eq!(whole, b"a=bcd=ZZ= x=4");
+        for got in split_everywhere(TransferEncoding::QuotedPrintable, input) {
+            assert_eq!(got, whole);
+        }
+    }
 }
