@@ -145,13 +145,12 @@ impl UidSet {
         let mut j = 0;
         for &(lo, hi) in &self.ranges {
             let mut cur = lo;
-            while j < other.ranges.len() && other.ranges[j].1 < cur {
+            while other.ranges.get(j).is_some_and(|&(_, ohi)| ohi < cur) {
                 j += 1;
             }
             let mut k = j;
             let mut done = false;
-            while k < other.ranges.len() && other.ranges[k].0 <= hi {
-                let (olo, ohi) = other.ranges[k];
+            while let Some(&(olo, ohi)) = other.ranges.get(k).filter(|&&(olo, _)| olo <= hi) {
                 if olo > cur {
                     out.push((cur, olo - 1));
                 }

@@ -176,13 +176,13 @@ pub fn decode_segment(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
             let hex = s.get(i + 1..i + 3)?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
-            out.push(bytes[i]);
+            out.push(b);
             i += 1;
         }
     }
@@ -346,7 +346,9 @@ pub fn overview_html(
         .filter(|e| e.at_ms >= start && e.at_ms <= now_ms)
     {
         let minute = (((e.at_ms - start) / 60_000) as usize).min(59);
-        per_minute[minute] += 1;
+        if let Some(count) = per_minute.get_mut(minute) {
+            *count += 1;
+        }
         total += 1;
         if failed(e) {
             *errors.entry(e.command.as_str()).or_default() += 1;

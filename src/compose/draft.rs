@@ -155,8 +155,7 @@ pub fn build(
             if deleted.contains(&i) {
                 continue;
             }
-            let ct = ContentType::parse(&a.content_type)
-                .unwrap_or_else(|_| ContentType::parse("application/octet-stream").unwrap());
+            let ct = ContentType::parse(&a.content_type).unwrap_or_else(|_| octet_stream());
             parts.push(Attachment::new(a.file_name).body(a.data, ct));
         }
     }
@@ -166,7 +165,7 @@ pub fn build(
             .content_type
             .as_deref()
             .and_then(|c| ContentType::parse(c).ok())
-            .unwrap_or_else(|| ContentType::parse("application/octet-stream").unwrap());
+            .unwrap_or_else(octet_stream);
         let name = if a.display_name.is_empty() {
             format!("attachment-{}", parts.len() + 1)
         } else {
@@ -220,11 +219,17 @@ fn parse_list(text: &str) -> Result<Option<Mailboxes>, DraftError> {
         .map_err(|_| DraftError::InvalidAddress(text.trim().to_string()))
 }
 
+/// `application/octet-stream`, the type of an attachment whose own type does not parse.
+#[allow(clippy::expect_used)] // a fixed, valid media type: parsing it cannot fail
+fn octet_stream() -> ContentType {
+    ContentType::parse("application/octet-stream").expect("a valid media type")
+}
+
 fn whole_message(mime: Bytes, old_id: Option<String>, domain: &str) -> Result<Built, DraftError> {
     let raw = headers::crlf(mime);
     let block = HeaderBlock::split(&raw).ok_or(DraftError::InvalidMime)?;
     let parsed = MessageParser::default()
-        .parse_headers(&raw[..block.body_start])
+        .parse_headers(raw.get(..block.body_start).ok_or(DraftError::InvalidMime)?)
         .ok_or(DraftError::InvalidMime)?;
     if let Some(id) = parsed.message_id().map(str::trim).filter(|i| !i.is_empty()) {
         return Ok(Built {

@@ -41,8 +41,8 @@ impl HeaderBlock {
             return None;
         }
         let mut pos = 0;
-        while pos < raw.len() {
-            let end = match raw[pos..].iter().position(|b| *b == b'\n') {
+        while let Some(rest) = raw.get(pos..).filter(|r| !r.is_empty()) {
+            let end = match rest.iter().position(|b| *b == b'\n') {
                 Some(i) => pos + i + 1,
                 None => {
                     // The last header line without a line end and no body.
@@ -52,7 +52,7 @@ impl HeaderBlock {
                     });
                 }
             };
-            let line = &raw[pos..end];
+            let line = rest.get(..end - pos).unwrap_or(rest);
             if line == b"\r\n" || line == b"\n" {
                 return Some(HeaderBlock {
                     body_start: pos,
@@ -70,20 +70,21 @@ impl HeaderBlock {
     /// The fields of the block, in order. Lines that are neither a field nor a continuation
     /// are kept with the field before them (they are passed through untouched).
     pub fn fields(&self, raw: &[u8]) -> Vec<Field> {
-        let head = &raw[..self.body_start.min(raw.len())];
+        let head = raw.get(..self.body_start).unwrap_or(raw);
         let mut out: Vec<Field> = Vec::new();
         let mut pos = 0;
-        while pos < head.len() {
-            let end = head[pos..]
+        while let Some(rest) = head.get(pos..).filter(|r| !r.is_empty()) {
+            let len = rest
                 .iter()
                 .position(|b| *b == b'\n')
-                .map_or(head.len(), |i| pos + i + 1);
-            let line = &head[pos..end];
+                .map_or(rest.len(), |i| i + 1);
+            let line = rest.get(..len).unwrap_or(rest);
+            let end = pos + line.len();
             let continuation = matches!(line.first(), Some(b' ' | b'\t'));
             let name = line
                 .iter()
                 .position(|b| *b == b':')
-                .map(|i| &line[..i])
+                .and_then(|i| line.get(..i))
                 .filter(|n| !n.is_empty() && n.iter().all(|b| b.is_ascii_graphic()));
             match (continuation, name, out.last_mut()) {
                 (false, Some(n), _) => out.push(Field {
@@ -110,8 +111,8 @@ pub fn crlf(raw: Bytes) -> Bytes {
     }
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
     let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
+    while let Some(&b) = raw.get(i) {
+        match b {
             b'\r' if raw.get(i + 1) == Some(&b'\n') => {
                 out.extend_from_slice(b"\r\n");
                 i += 2;
@@ -131,8 +132,8 @@ pub fn crlf(raw: Bytes) -> Bytes {
 
 fn needs_crlf(raw: &[u8]) -> bool {
     let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
+    while let Some(&b) = raw.get(i) {
+        match b {
             b'\r' if raw.get(i + 1) == Some(&b'\n') => i += 2,
             b'\r' | b'\n' => return true,
             _ => i += 1,

@@ -90,13 +90,15 @@ impl Outgoing {
     /// The submitted message (without Bcc) in pieces, without copying the body, and without
     /// its final CRLF: the SMTP writer ends the data with `CRLF . CRLF` itself.
     pub fn wire_chunks(&self) -> impl Iterator<Item = &[u8]> {
-        let head = &self.head[self.bcc_len..];
-        let (head, body) = if self.body.ends_with(b"\r\n") {
-            (head, &self.body[..self.body.len() - 2])
-        } else if self.body.is_empty() {
-            (&head[..head.len().saturating_sub(2)], &self.body[..])
+        let head = self.head.get(self.bcc_len..).unwrap_or_default();
+        let body: &[u8] = &self.body;
+        let (head, body) = if let Some(body) = body.strip_suffix(b"\r\n") {
+            (head, body)
+        } else if body.is_empty() {
+            let cut = head.len().saturating_sub(2);
+            (head.get(..cut).unwrap_or_default(), body)
         } else {
-            (head, &self.body[..])
+            (head, body)
         };
         std::iter::once(head).chain(body.chunks(CHUNK))
     }
@@ -104,7 +106,7 @@ impl Outgoing {
     /// The submitted message in one buffer (for tests and small messages).
     pub fn submitted(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.submitted_len());
-        out.extend_from_slice(&self.head[self.bcc_len..]);
+        out.extend_from_slice(self.head.get(self.bcc_len..).unwrap_or_default());
         out.extend_from_slice(&self.body);
         out
     }
@@ -136,7 +138,10 @@ pub fn prepare(raw: Bytes, who: &Identity, now: i64) -> Result<Outgoing, Prepare
     let raw = headers::crlf(raw);
     let block = HeaderBlock::split(&raw).ok_or(PrepareError::InvalidMime)?;
     let parsed = mail_parser::MessageParser::default()
-        .parse_headers(&raw[..block.body_start])
+        .parse_headers(
+            raw.get(..block.body_start)
+                .ok_or(PrepareError::InvalidMime)?,
+        )
         .ok_or(PrepareError::InvalidMime)?;
 
     // The sender.
@@ -187,11 +192,11 @@ pub fn prepare(raw: Bytes, who: &Identity, now: i64) -> Result<Outgoing, Prepare
     let fields = block.fields(&raw);
     let mut head = Vec::with_capacity(block.body_start + 256);
     for f in fields.iter().filter(|f| f.is("bcc")) {
-        head.extend_from_slice(&raw[f.range.clone()]);
+        head.extend_from_slice(raw.get(f.range.clone()).unwrap_or_default());
     }
     let bcc_len = head.len();
     for f in fields.iter().filter(|f| !f.is("bcc")) {
-        head.extend_from_slice(&raw[f.range.clone()]);
+        head.extend_from_slice(raw.get(f.range.clone()).unwrap_or_default());
     }
     if !has_from {
         head.extend_from_slice(format!("From: <{}>\r\n", who.address).as_bytes());

@@ -128,7 +128,7 @@ pub fn compose(
         has_in_reply_to |= f.is("in-reply-to");
         has_references |= f.is("references");
         if !MIME_FIELDS.iter().any(|m| f.is(m)) {
-            out.extend_from_slice(&new_raw[f.range.clone()]);
+            out.extend_from_slice(new_raw.get(f.range.clone()).unwrap_or_default());
         }
     }
     if kind == SmartKind::Reply {
@@ -195,7 +195,7 @@ fn raw_attachments(m: &Message<'_>, raw: &[u8]) -> Vec<Vec<u8>> {
         if start >= end {
             continue;
         }
-        out.push(raw[start..end].to_vec());
+        out.push(raw.get(start..end).unwrap_or_default().to_vec());
     }
     out
 }
@@ -326,7 +326,10 @@ fn find_ci(hay: &str, needle: &str, from_end: bool) -> Option<usize> {
     if n.len() > h.len() {
         return None;
     }
-    let matches = |i: &usize| h[*i..*i + n.len()].eq_ignore_ascii_case(n);
+    let matches = |i: &usize| {
+        h.get(*i..*i + n.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(n))
+    };
     let range = 0..=h.len() - n.len();
     if from_end {
         range.rev().find(matches)

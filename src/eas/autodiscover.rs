@@ -130,7 +130,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, InvalidRequest> {
                             return invalid("more than one Request");
                         }
                     }
-                    2 if open[1] == "Request" => {
+                    2 if open.get(1).is_some_and(|e| e == "Request") => {
                         field = match local.as_str() {
                             "EMailAddress" if address.is_some() => {
                                 return invalid("more than one EMailAddress")

@@ -360,8 +360,8 @@ fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while let Some(&b) = bytes.get(i) {
+        match b {
             b'%' => {
                 let hex = s.get(i + 1..i + 3)?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);

@@ -126,7 +126,8 @@ fn parse_base64(query: &str) -> Result<RequestLine, QueryError> {
         0 => None,
         4 => {
             let b = r.take(4)?;
-            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            let b: [u8; 4] = b.try_into().map_err(|_| QueryError::Truncated(r.pos))?;
+            Some(u32::from_le_bytes(b))
         }
         n => return Err(QueryError::BadPolicyKeyLength(n)),
     };
@@ -187,7 +188,10 @@ impl<'a> Cursor<'a> {
             .checked_add(n)
             .filter(|e| *e <= self.buf.len())
             .ok_or(QueryError::Truncated(self.pos))?;
-        let s = &self.buf[self.pos..end];
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(QueryError::Truncated(self.pos))?;
         self.pos = end;
         Ok(s)
     }

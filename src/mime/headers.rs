@@ -418,7 +418,9 @@ pub(crate) fn conversation_id(p: &Parsed<'_>, thread_topic: &str, date: i64) -> 
     }
     let digest = h.finalize();
     let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
+    for (o, d) in out.iter_mut().zip(digest) {
+        *o = d;
+    }
     out
 }
 

@@ -147,7 +147,7 @@ fn header_mentions_encoding_or_multipart(raw: &[u8]) -> bool {
     let end = memmem::find(raw, b"\n\r\n")
         .or_else(|| memmem::find(raw, b"\n\n"))
         .unwrap_or(raw.len());
-    raw[..end].windows(6).any(|w| {
+    raw.get(..end).unwrap_or(raw).windows(6).any(|w| {
         w.eq_ignore_ascii_case(b"base64")
             || w.eq_ignore_ascii_case(b"multip")
             || w.eq_ignore_ascii_case(b"quoted")
@@ -163,7 +163,7 @@ fn part_headers(raw: &[u8], start: usize, end: usize) -> Option<(Vec<Header<'_>>
     let body = loop {
         let rest = part.get(line..)?;
         let nl = memchr::memchr(b'\n', rest)?;
-        let content = &rest[..nl];
+        let content = rest.get(..nl)?;
         if content.is_empty() || content == b"\r" {
             break line + nl + 1;
         }
@@ -178,7 +178,7 @@ fn part_headers(raw: &[u8], start: usize, end: usize) -> Option<(Vec<Header<'_>>
         return Some((Vec::new(), start + body));
     }
     let headers = parser()
-        .parse_headers(&part[..body])
+        .parse_headers(part.get(..body)?)
         .and_then(|m| m.parts.into_iter().next())
         .map(|p| p.headers)
         .unwrap_or_default();
@@ -300,10 +300,12 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    /// Leaves out `raw[start..end]`.
-    fn cut(&mut self, start: usize, end: usize) {
-        self.out.extend_from_slice(&self.raw[self.copied..start]);
+    /// Leaves out `raw[start..end]`, which starts at or after what is already copied.
+    fn cut(&mut self, start: usize, end: usize) -> Option<()> {
+        self.out
+            .extend_from_slice(self.raw.get(self.copied..start)?);
         self.copied = end;
+        Some(())
     }
 
     /// Splits the body `raw[start..end]` of a multipart and walks its children.
@@ -331,7 +333,7 @@ impl<'a> Walk<'a> {
         let mut closed = false;
         for pos in found {
             let at = start + pos;
-            if closed || (at > start && raw[at - 1] != b'\n') {
+            if closed || (at > start && raw.get(at - 1) != Some(&b'\n')) {
                 return None;
             }
             let mut i = at + delim_len;
@@ -343,7 +345,7 @@ impl<'a> Walk<'a> {
                 if i >= end {
                     break;
                 }
-                match raw[i] {
+                match raw.get(i)? {
                     b'\n' => {
                         i += 1;
                         break;
@@ -359,10 +361,12 @@ impl<'a> Walk<'a> {
         }
         let mut children = Vec::with_capacity(lines.len() - 1);
         for pair in lines.windows(2) {
-            let (child_start, next) = (pair[0].1, pair[1].0);
+            let &[(_, child_start), (next, _)] = pair else {
+                return None;
+            };
             // The line break before a delimiter belongs to the delimiter.
             let mut child_end = next.checked_sub(1)?;
-            if child_end > child_start && raw[child_end - 1] == b'\r' {
+            if child_end > child_start && raw.get(child_end - 1) == Some(&b'\r') {
                 child_end -= 1;
             }
             if next <= child_start {
@@ -389,26 +393,26 @@ impl<'a> Walk<'a> {
                     alternative,
                 } => self.multipart(c.body, c.end, boundary.as_bytes(), alternative, depth + 1)?,
                 Kind::Leaf if c.body < c.end => {
-                    let body = &raw[c.body..c.end];
+                    let body = raw.get(c.body..c.end)?;
                     let size = match encoding(&c.headers) {
                         Encoding::Base64 => base64_size(body),
                         Encoding::QuotedPrintable => None,
                         Encoding::None => Some(body.len() as u64),
                     };
                     if let Some(size) = size {
-                        self.cut(c.body, c.end);
+                        self.cut(c.body, c.end)?;
                         self.omitted.push((self.index, size));
                     }
                 }
                 Kind::Plain if has_html && self.drop_plain && c.body < c.end => {
-                    let body = &raw[c.body..c.end];
+                    let body = raw.get(c.body..c.end)?;
                     let decodes = match encoding(&c.headers) {
                         Encoding::Base64 => base64_size(body).is_some(),
                         Encoding::QuotedPrintable => quoted_printable_decodes(body),
                         Encoding::None => true,
                     };
                     if decodes {
-                        self.cut(c.body, c.end);
+                        self.cut(c.body, c.end)?;
                         self.texts.push(self.index);
                     } else {
                         self.decode_text(c);
@@ -428,18 +432,24 @@ impl<'a> Walk<'a> {
     /// parser's cost. Only done when the base64 is in its plain form or the quoted-printable
     /// decodes by the parser's rules, and the decoded bytes hold no enclosing boundary.
     fn decode_text(&mut self, c: &Child<'_>) {
+        let mark = self.out.len();
+        if self.try_decode_text(c).is_none() {
+            self.out.truncate(mark);
+        }
+    }
+
+    /// [`Self::decode_text`]; `None` (with bytes appended to `out` past its length on entry,
+    /// to be cut off, and nothing else changed) when the part is left as it is.
+    fn try_decode_text(&mut self, c: &Child<'_>) -> Option<()> {
         let enc = encoding(&c.headers);
         if c.body >= c.end || enc == Encoding::None {
-            return;
+            return None;
         }
-        let Some(field) = c
+        let field = c
             .headers
             .iter()
             .rev()
-            .find(|h| h.name == HeaderName::ContentTransferEncoding)
-        else {
-            return;
-        };
+            .find(|h| h.name == HeaderName::ContentTransferEncoding)?;
         let (from, to) = (
             c.start + field.offset_start as usize,
             c.start + field.offset_end as usize,
@@ -448,30 +458,30 @@ impl<'a> Walk<'a> {
             Encoding::Base64 => b"base64",
             _ => b"quoted-printable",
         };
-        let Some(at) = self.raw.get(from..to).and_then(|v| {
+        let at = self.raw.get(from..to).and_then(|v| {
             v.windows(word.len())
                 .position(|w| w.eq_ignore_ascii_case(word))
-        }) else {
-            return;
-        };
+        })?;
         // Written in place; undone when the text cannot stand in for the encoded one.
         let raw = self.raw;
-        let mark = self.out.len();
         let word_at = from + at;
-        self.out.extend_from_slice(&raw[self.copied..word_at]);
+        self.out.extend_from_slice(raw.get(self.copied..word_at)?);
         self.out.extend_from_slice(b"binary");
         self.out
-            .extend_from_slice(&raw[word_at + word.len()..c.body]);
+            .extend_from_slice(raw.get(word_at + word.len()..c.body)?);
         let text_at = self.out.len();
         let decoded = match enc {
-            Encoding::Base64 => decode_plain_base64(&raw[c.body..c.end], self.out),
+            Encoding::Base64 => decode_plain_base64(raw.get(c.body..c.end)?, self.out),
             _ => {
                 // The parser decodes up to the delimiter of the innermost multipart.
-                let boundary = self.boundaries.last().map_or(&b""[..], |d| &d[2..]);
-                decode_quoted_printable(&raw[c.body..], c.end - c.body, boundary, self.out)
+                let boundary = self
+                    .boundaries
+                    .last()
+                    .map_or(b"".as_slice(), |d| d.get(2..).unwrap_or_default());
+                decode_quoted_printable(raw.get(c.body..)?, c.end - c.body, boundary, self.out)
             }
         };
-        let text = &self.out[text_at..];
+        let text = self.out.get(text_at..)?;
         if !decoded
             || text.is_empty()
             || self
@@ -479,8 +489,7 @@ impl<'a> Walk<'a> {
                 .iter()
                 .any(|b| memmem::find(text, b).is_some())
         {
-            self.out.truncate(mark);
-            return;
+            return None;
         }
         self.copied = c.end;
         if enc == Encoding::QuotedPrintable {
@@ -492,10 +501,13 @@ impl<'a> Walk<'a> {
             .is_none();
         if read_as_utf8 {
             let from = self.side.len();
-            self.side.extend_from_slice(&self.out[text_at..]);
+            // `out` only grew past `text_at`.
+            self.side
+                .extend_from_slice(self.out.get(text_at..).unwrap_or_default());
             self.out.truncate(text_at);
             self.supplied.push((self.index, from..self.side.len()));
         }
+        Some(())
     }
 }
 
@@ -506,8 +518,9 @@ fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
         let r = rest?;
         let line = match memchr::memchr(b'\n', r) {
             Some(i) => {
-                rest = Some(&r[i + 1..]);
-                &r[..i]
+                let (line, tail) = r.split_at_checked(i).unwrap_or((r, &[]));
+                rest = tail.get(1..);
+                line
             }
             None => {
                 rest = None;
@@ -580,7 +593,7 @@ fn base64_size(body: &[u8]) -> Option<u64> {
             .take(2)
             .take_while(|&&b| b == b'=')
             .count();
-        let data = &line[..line.len() - pad];
+        let data = line.get(..line.len() - pad).unwrap_or_default();
         if line.len() % 4 != 0 || !data.iter().fold(true, |ok, &b| ok & is_base64(b)) {
             return base64_size_by_character(body);
         }
@@ -593,13 +606,17 @@ fn base64_size(body: &[u8]) -> Option<u64> {
 /// two); at the end of the body an unfinished group gives nothing. Blanks and line breaks are
 /// skipped; anything else (a `-` included) is not counted on.
 fn base64_size_by_character(body: &[u8]) -> Option<u64> {
-    const PAD: [u64; 4] = [0, 1, 1, 2];
     let mut total = 0u64;
     let mut group = 0u64;
     for &b in body {
         match b {
             b'=' => {
-                total += group / 4 * 3 + PAD[(group % 4) as usize];
+                let pad = match group % 4 {
+                    1 | 2 => 1,
+                    3 => 2,
+                    _ => 0,
+                };
+                total += group / 4 * 3 + pad;
                 group = 0;
             }
             b' ' | b'\t' | b'\r' | b'\n' => {}
@@ -652,9 +669,9 @@ fn decode_quoted_printable_into(
     let mut i = 0;
     while let Some(&ch) = data.get(i) {
         if state == State::None && i < plain {
-            let end = memchr::memchr3(b'=', b'\n', b'\r', &data[i..plain]).map_or(plain, |k| i + k);
-            if end > i {
-                let run = &data[i..end];
+            let ordinary = data.get(i..plain).unwrap_or_default();
+            let end = memchr::memchr3(b'=', b'\n', b'\r', ordinary).map_or(plain, |k| i + k);
+            if let Some(run) = data.get(i..end).filter(|run| !run.is_empty()) {
                 buf.extend_from_slice(run);
                 let blanks = run
                     .iter()
@@ -666,12 +683,11 @@ fn decode_quoted_printable_into(
                 } else {
                     blanks
                 };
-                before_last = if run.len() >= 2 {
-                    run[run.len() - 2]
-                } else {
-                    last
+                before_last = match run {
+                    [.., b, _] => *b,
+                    _ => last,
                 };
-                last = run[run.len() - 1];
+                last = run.last().copied().unwrap_or(last);
                 i = end;
                 continue;
             }
@@ -694,7 +710,10 @@ fn decode_quoted_printable_into(
                 ws = 0;
             }
             b'\r' => crlf = b"\r\n",
-            b'-' if !boundary.is_empty() && last == b'-' && data[i..].starts_with(boundary) => {
+            b'-' if !boundary.is_empty()
+                && last == b'-'
+                && data.get(i..).is_some_and(|rest| rest.starts_with(boundary)) =>
+            {
                 let cut = if before_last == b'\n' {
                     crlf.len() + 1
                 } else {
@@ -758,7 +777,7 @@ fn quoted_printable_decodes(body: &[u8]) -> bool {
 /// The giving-up part of [`quoted_printable_decodes`].
 fn quoted_printable_accepts(body: &[u8]) -> bool {
     let mut i = 0;
-    while let Some(off) = memchr::memchr(b'=', &body[i..]) {
+    while let Some(off) = memchr::memchr(b'=', body.get(i..).unwrap_or_default()) {
         let mut j = i + off + 1;
         // After "=": blanks keep it pending, a line break ends it (soft break).
         loop {

@@ -207,7 +207,7 @@ impl Reader {
         if n > self.limits.max_string_bytes {
             return err(at, K::StringLimit(self.limits.max_string_bytes));
         }
-        match utf8(&rest[..n]) {
+        match utf8(rest.get(..n).unwrap_or_default()) {
             Ok(s) => Ok(s.to_owned()),
             Err(_) => err(at, K::InvalidUtf8),
         }
@@ -272,7 +272,7 @@ impl Reader {
                     let start = self.pos;
                     let rest = self.input.get(start..).unwrap_or_default();
                     let max = self.limits.max_string_bytes;
-                    let window = &rest[..rest.len().min(max.saturating_add(1))];
+                    let window = rest.get(..max.saturating_add(1)).unwrap_or(rest);
                     let n = match memchr::memchr(0, window) {
                         Some(n) => n,
                         None if window.len() < rest.len() => return err(at, K::StringLimit(max)),
@@ -281,7 +281,7 @@ impl Reader {
                     if n > max {
                         return err(at, K::StringLimit(max));
                     }
-                    let s = match utf8(&rest[..n]) {
+                    let s = match utf8(window.get(..n).unwrap_or_default()) {
                         Ok(s) => s.to_owned(),
                         Err(e) => return err(start + e.valid_up_to(), K::InvalidUtf8),
                     };

@@ -59,6 +59,8 @@ impl Default for Writer {
     }
 }
 
+// A u64 has at most ten 7-bit groups, so `i` stays within `tmp`.
+#[allow(clippy::indexing_slicing)]
 pub(crate) fn put_mb_u_int(buf: &mut BytesMut, mut v: u64) {
     let mut tmp = [0u8; 10];
     let mut i = tmp.len();
