@@ -21,12 +21,6 @@ use std::time::Duration;
 use crate::uidset::UidSet;
 
 pub mod imap;
-mod imap_display;
-pub mod imap_idle;
-mod imap_mailbox;
-pub mod imap_parse;
-mod imap_parts;
-mod imap_search;
 pub mod mailbox;
 pub mod pool;
 pub mod smtp;
@@ -34,9 +28,10 @@ pub mod submit;
 pub mod tls;
 pub mod utf7;
 
-pub use imap::{probe_imap, ImapBackend, ImapProbe, ImapSession};
-pub use imap_display::FetchedMail;
-pub use imap_search::{MailQuery, MailSearch};
+pub use imap::{idle as imap_idle, parse as imap_parse};
+pub use imap::{
+    probe_imap, FetchedMail, ImapBackend, ImapProbe, ImapSession, MailQuery, MailSearch,
+};
 pub use mailbox::{MailboxState, MessageMeta};
 pub use smtp::probe_smtp;
 

@@ -12,11 +12,11 @@
 
 use bytes::Bytes;
 
-use super::imap::{Command, ImapSession};
-use super::imap_mailbox::{fetch_attr, fetch_uid, WHOLE_CHUNK};
-use super::imap_parse::{Item, Status};
-use super::mailbox::MessageMeta;
-use super::{BackendError, MimePart};
+use super::mailbox::{fetch_attr, fetch_uid, WHOLE_CHUNK};
+use super::parse::{Item, Status};
+use super::{Command, ImapSession};
+use crate::backend::mailbox::MessageMeta;
+use crate::backend::{BackendError, MimePart};
 use crate::uidset::UidSet;
 
 /// Most bytes (by RFC822.SIZE) per whole-message `UID FETCH`.
@@ -258,7 +258,7 @@ impl ImapSession {
         for c in &mut done {
             c.ok("UID FETCH")?;
             for items in c.data_mut("FETCH") {
-                let Some((meta, prefix)) = super::imap_mailbox::parse_fetch(items) else {
+                let Some((meta, prefix)) = super::mailbox::parse_fetch(items) else {
                     continue;
                 };
                 match prefix {
@@ -345,7 +345,7 @@ impl ImapSession {
                 // Expunged meanwhile.
                 continue;
             };
-            if let Some((_, Some(body))) = super::imap_mailbox::parse_fetch(items) {
+            if let Some((_, Some(body))) = super::mailbox::parse_fetch(items) {
                 out.push(FetchedMail::whole(meta.clone(), body));
             }
         }
@@ -393,9 +393,9 @@ fn whole_command(uids: &[u32]) -> Command {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::imap_parse::parse_response;
-    use crate::backend::imap_parse::Response;
-    use crate::backend::imap_parts::parse_bodystructure;
+    use crate::backend::imap::parse::parse_response;
+    use crate::backend::imap::parse::Response;
+    use crate::backend::imap::parts::parse_bodystructure;
 
     fn fetch_items(line: &str) -> Vec<Item> {
         match parse_response(line.as_bytes()).unwrap() {

@@ -6,10 +6,10 @@
 
 use bytes::Bytes;
 
-use super::imap::{Command, Completed, ImapSession};
-use super::imap_parse::{parse_status, Item};
-use super::mailbox::{MailboxState, MessageMeta};
-use super::{BackendError, FlagStore};
+use super::parse::{parse_status, Item};
+use super::{Command, Completed, ImapSession};
+use crate::backend::mailbox::{MailboxState, MessageMeta};
+use crate::backend::{BackendError, FlagStore};
 use crate::uidset::UidSet;
 
 /// Most UIDs named in one command (keeps command lines short).
@@ -32,7 +32,7 @@ impl ImapSession {
         let mut st = MailboxState::default();
         for r in &c.untagged {
             match r {
-                super::imap_parse::Response::Status(s) => {
+                super::parse::Response::Status(s) => {
                     if let Some(code) = &s.code {
                         let arg = code
                             .args
@@ -46,7 +46,7 @@ impl ImapSession {
                         }
                     }
                 }
-                super::imap_parse::Response::Data {
+                super::parse::Response::Data {
                     number: Some(n),
                     name,
                     ..
@@ -371,7 +371,7 @@ impl ImapSession {
                 )
                 .await?;
             for r in &c.untagged {
-                if let super::imap_parse::Response::Status(s) = r {
+                if let super::parse::Response::Status(s) = r {
                     pairs.extend(copyuid(s));
                 }
             }
@@ -458,7 +458,7 @@ impl ImapSession {
 }
 
 /// `(old, new)` UID pairs from a `[COPYUID validity old-set new-set]` code.
-fn copyuid(s: &super::imap_parse::StatusResp) -> Vec<(u32, u32)> {
+fn copyuid(s: &super::parse::StatusResp) -> Vec<(u32, u32)> {
     let Some(code) = s.code.as_ref().filter(|c| c.name == "COPYUID") else {
         return Vec::new();
     };
@@ -702,9 +702,9 @@ mod tests {
 
     #[test]
     fn copyuid_pairs() {
-        let s = super::super::imap_parse::StatusResp {
-            status: super::super::imap_parse::Status::Ok,
-            code: Some(super::super::imap_parse::Code {
+        let s = super::super::parse::StatusResp {
+            status: super::super::parse::Status::Ok,
+            code: Some(super::super::parse::Code {
                 name: "COPYUID".into(),
                 args: Some("38505 3,5:6 101:103".into()),
             }),

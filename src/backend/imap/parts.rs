@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::imap::{Command, ImapSession};
-use super::imap_mailbox::{fetch_attr, fetch_uid, take_fetch_str};
-use super::imap_parse::Item;
-use super::{BackendError, MimePart};
+use super::mailbox::{fetch_attr, fetch_uid, take_fetch_str};
+use super::parse::Item;
+use super::{Command, ImapSession};
+use crate::backend::{BackendError, MimePart};
 use crate::uidset::UidSet;
 
 /// Most parts of one mail whose headers are fetched.
@@ -242,7 +242,7 @@ fn fill_headers(root: &mut MimePart, fetched: &[Item]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::imap_parse::{parse_response, Response};
+    use crate::backend::imap::parse::{parse_response, Response};
 
     fn structure(line: &str) -> MimePart {
         let Response::Data { items, .. } = parse_response(line.as_bytes()).unwrap() else {

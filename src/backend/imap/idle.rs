@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-use super::imap::{Command, Completed, ImapSession};
-use super::imap_parse::{self, parse_list, parse_status, Item, Response, Status};
-use super::{server_text, BackendError};
+use super::parse::{self as imap_parse, parse_list, parse_status, Item, Response, Status};
+use super::{Command, Completed, ImapSession};
+use crate::backend::{server_text, BackendError};
 
 /// Longest response line accepted while idling, literals excluded.
 const MAX_LINE: usize = 64 * 1024;

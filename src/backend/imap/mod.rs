@@ -2,7 +2,7 @@
 //! RFC 5530 error classification, capabilities and the folder hierarchy.
 //!
 //! The protocol layer ([`ImapConn`]) reads whole responses (lines plus literals),
-//! parses them with [`super::imap_parse`], and runs tagged commands under a
+//! parses them with [`parse`], and runs tagged commands under a
 //! timeout. Commands are logged by name only; command text (which for LOGIN
 //! holds the password) never reaches a log line or an error.
 
@@ -18,16 +18,26 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::imap_parse::{
-    self, parse_list, parse_namespace, parse_status, Item, ListEntry, Namespaces, Response, Status,
-    StatusEntry, StatusResp,
-};
 use super::{
     server_text, tls, utf7, BackendError, Credentials, ImapSettings, MailBackend, MailFolder,
     MailSession, MailboxState, MessageMeta, Security, SpecialUse,
 };
 use crate::uidset::UidSet;
 use bytes::Bytes;
+use parse::{
+    parse_list, parse_namespace, parse_status, Item, ListEntry, Namespaces, Response, Status,
+    StatusEntry, StatusResp,
+};
+
+mod display;
+pub mod idle;
+mod mailbox;
+pub mod parse;
+mod parts;
+mod search;
+
+pub use display::FetchedMail;
+pub use search::{MailQuery, MailSearch};
 
 /// Longest response line accepted, literals excluded.
 const MAX_LINE: usize = 256 * 1024;
@@ -356,7 +366,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
                 }
             }
             let line = out.get(line_start..).unwrap_or_default();
-            let Some(len) = imap_parse::trailing_literal_len(line) else {
+            let Some(len) = parse::trailing_literal_len(line) else {
                 return Ok(());
             };
             if out.len().saturating_add(len) > MAX_RESPONSE {
@@ -380,7 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             let mut raw = std::mem::take(&mut self.read_buf);
             raw.clear();
             let read = self.read_raw(&mut raw).await;
-            let parsed = read.map(|()| imap_parse::parse_response(&raw));
+            let parsed = read.map(|()| parse::parse_response(&raw));
             let untagged = raw.starts_with(b"* ");
             let len = raw.len();
             self.read_buf = raw;
@@ -1256,7 +1266,7 @@ impl MailSession for ImapSession {
         &mut self,
         mailbox: &str,
         uids: &[u32],
-    ) -> Result<Vec<super::FetchedMail>, BackendError> {
+    ) -> Result<Vec<FetchedMail>, BackendError> {
         self.fetch_display(mailbox, uids).await
     }
 
@@ -1358,8 +1368,8 @@ impl MailSession for ImapSession {
     async fn search_mail(
         &mut self,
         mailbox: &str,
-        query: &super::MailQuery,
-    ) -> Result<super::MailSearch, BackendError> {
+        query: &MailQuery,
+    ) -> Result<MailSearch, BackendError> {
         self.search_mailbox(mailbox, query).await
     }
 }
@@ -1403,7 +1413,7 @@ pub async fn probe_imap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::imap_parse::{Code, Namespace};
+    use crate::backend::imap::parse::{Code, Namespace};
     use crate::backend::Secret;
     use std::sync::Mutex;
     use tokio::io::AsyncBufReadExt;
@@ -1439,7 +1449,7 @@ mod tests {
                         return;
                     }
                     cmd.extend_from_slice(&line);
-                    match imap_parse::trailing_literal_len(&line) {
+                    match parse::trailing_literal_len(&line) {
                         Some(n) => {
                             if !line.ends_with(b"+}\r\n") {
                                 let _ = s.get_mut().write_all(b"+ go ahead\r\n").await;

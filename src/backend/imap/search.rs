@@ -11,10 +11,10 @@
 //! - The matches come back newest first (INTERNALDATE, then UID), with the mailbox's
 //!   UIDVALIDITY, so that callers can merge several mailboxes and name mails durably.
 
-use super::imap::{Command, ImapSession};
-use super::imap_mailbox::{imap_date, parse_internal_date};
-use super::imap_parse::Item;
-use super::BackendError;
+use super::mailbox::{imap_date, parse_internal_date};
+use super::parse::Item;
+use super::{Command, ImapSession};
+use crate::backend::BackendError;
 use crate::uidset::UidSet;
 
 /// Most UID ranges named in one FETCH.
