@@ -1,131 +1,31 @@
-//! Per-mailbox IMAP operations of an [`ImapSession`]: SELECT/STATUS, ESEARCH, FETCH, STORE,
-//! MOVE, EXPUNGE, APPEND and folder changes.
-//!
-//! Bodies are always fetched with `BODY.PEEK[]`: reading a mail on the phone never marks it
-//! read on the server; only a device's Read change touches `\Seen`.
+//! Helpers of the session's per-mailbox operations: SELECT and STATUS replies, UID SEARCH
+//! (ESEARCH, RFC 4731), FETCH replies, conditional STORE (RFC 7162), COPYUID (RFC 4315), UID
+//! sets cut to command size, and IMAP dates.
 
 use bytes::Bytes;
 
-use super::parse::{parse_status, Item};
+use super::parse::{parse_status, Item, Response, StatusResp};
 use super::{Command, Completed, ImapSession};
 use crate::backend::mailbox::{MailboxState, MessageMeta};
-use crate::backend::{BackendError, FlagStore};
+use crate::backend::{BackendError, FlagStore, MailSession};
 use crate::uidset::UidSet;
 
 /// Most UIDs named in one command (keeps command lines short).
 const UID_CHUNK: usize = 500;
 
 impl ImapSession {
-    /// The current state of `mailbox`, selected afterwards. Re-SELECTing a large mailbox is
-    /// expensive (tens of ms at 20,000 mails), so an already selected one is brought up to date
-    /// with NOOP and read with STATUS instead.
-    pub async fn select_mailbox(&mut self, mailbox: &str) -> Result<MailboxState, BackendError> {
-        if self.selected() == Some(mailbox) {
-            return self.mailbox_status(mailbox).await;
-        }
-        let condstore = self.has_capability("CONDSTORE");
-        let mut cmd = Command::new("SELECT").astring(mailbox);
-        if condstore {
-            cmd = cmd.raw(" (CONDSTORE)");
-        }
-        let c = self.run_ok(&cmd).await?;
-        let mut st = MailboxState::default();
-        for r in &c.untagged {
-            match r {
-                super::parse::Response::Status(s) => {
-                    if let Some(code) = &s.code {
-                        let arg = code
-                            .args
-                            .as_deref()
-                            .and_then(|a| a.trim().parse::<u64>().ok());
-                        match code.name.as_str() {
-                            "UIDVALIDITY" => st.uid_validity = arg.unwrap_or(0) as u32,
-                            "UIDNEXT" => st.uid_next = arg.unwrap_or(0) as u32,
-                            "HIGHESTMODSEQ" => st.highest_modseq = arg.unwrap_or(0),
-                            _ => {}
-                        }
-                    }
-                }
-                super::parse::Response::Data {
-                    number: Some(n),
-                    name,
-                    ..
-                } if name == "EXISTS" => st.messages = *n,
-                _ => {}
-            }
-        }
-        self.set_selected(Some(mailbox.to_string()));
-        Ok(st)
-    }
-
-    pub(crate) async fn ensure_selected(&mut self, mailbox: &str) -> Result<(), BackendError> {
+    /// SELECTs `mailbox` unless it is selected already.
+    pub(super) async fn ensure_selected(&mut self, mailbox: &str) -> Result<(), BackendError> {
         if self.selected() != Some(mailbox) {
-            self.select_mailbox(mailbox).await?;
+            self.select(mailbox).await?;
         }
         Ok(())
     }
 
-    /// STATUS without selecting: the cheap "did anything change" check.
-    pub async fn mailbox_status(&mut self, mailbox: &str) -> Result<MailboxState, BackendError> {
-        let items = if self.has_capability("CONDSTORE") {
-            " (UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ)"
-        } else {
-            " (UIDVALIDITY UIDNEXT MESSAGES)"
-        };
-        // STATUS of the selected mailbox answers from this session's view of it, which only
-        // catches up on the next command: a NOOP brings it up to date first. Not pipelined:
-        // Dovecot answers a STATUS sent along with a NOOP before the NOOP has caught up.
-        if self.selected() == Some(mailbox) {
-            self.run_ok(&Command::new("NOOP")).await?;
-        }
-        let c = self
-            .run_ok(&Command::new("STATUS").astring(mailbox).raw(items))
-            .await?;
-        let entry = c
-            .data("STATUS")
-            .filter_map(parse_status)
-            .next()
-            .ok_or_else(|| BackendError::Protocol("STATUS: no data".to_string()))?;
-        let num = |k: &str| entry.values.get(k).and_then(|v| v.parse::<u64>().ok());
-        Ok(MailboxState {
-            uid_validity: num("UIDVALIDITY").unwrap_or(0) as u32,
-            uid_next: num("UIDNEXT").unwrap_or(0) as u32,
-            messages: num("MESSAGES").unwrap_or(0) as u32,
-            highest_modseq: num("HIGHESTMODSEQ").unwrap_or(0),
-        })
-    }
-
-    /// UIDs of mails whose INTERNALDATE is on or after `since` (all mails for `None`).
-    pub async fn search_since(
-        &mut self,
-        mailbox: &str,
-        since: Option<i64>,
-    ) -> Result<UidSet, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let criteria = match since {
-            Some(t) => format!(" SINCE {}", imap_date(t)),
-            None => " ALL".to_string(),
-        };
-        self.uid_search(&criteria).await
-    }
-
-    /// The UIDs of `uids` that still exist in the mailbox.
-    pub async fn existing_uids(
-        &mut self,
-        mailbox: &str,
-        uids: &UidSet,
-    ) -> Result<UidSet, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let mut out = UidSet::new();
-        for chunk in chunks(uids) {
-            out = out.union(&self.uid_search(&format!(" UID {chunk}")).await?);
-        }
-        Ok(out)
-    }
-
-    async fn uid_search(&mut self, criteria: &str) -> Result<UidSet, BackendError> {
+    /// The UIDs matching `criteria` (after a space) in the selected mailbox.
+    pub(super) async fn uid_search(&mut self, criteria: &str) -> Result<UidSet, BackendError> {
         let c = self.run_ok(&self.search_command(criteria)).await?;
-        self.search_result(&c)
+        search_uids(&c, self.has_capability("ESEARCH"))
     }
 
     fn search_command(&self, criteria: &str) -> Command {
@@ -136,97 +36,9 @@ impl ImapSession {
         }
     }
 
-    /// The UIDs of a completed `search_command`.
-    fn search_result(&self, c: &Completed) -> Result<UidSet, BackendError> {
-        let mut set = UidSet::new();
-        if self.has_capability("ESEARCH") {
-            for items in c.data("ESEARCH") {
-                let mut it = items.iter();
-                while let Some(item) = it.next() {
-                    if item
-                        .as_atom()
-                        .is_some_and(|a| a.eq_ignore_ascii_case("ALL"))
-                    {
-                        if let Some(v) = it.next().and_then(Item::as_atom) {
-                            set = set
-                                .union(&UidSet::parse(v).map_err(|e| {
-                                    BackendError::Protocol(format!("ESEARCH: {e}"))
-                                })?);
-                        }
-                    }
-                }
-            }
-        } else {
-            for items in c.data("SEARCH") {
-                set = set.union(&UidSet::from_uids(
-                    items.iter().filter_map(|i| i.as_u64()).map(|u| u as u32),
-                ));
-            }
-        }
-        Ok(set)
-    }
-
-    /// Flags, INTERNALDATE, size and MODSEQ of `uids`; with `changed_since`, only mails whose
-    /// MODSEQ is higher (CONDSTORE).
-    pub async fn fetch_meta_uids(
-        &mut self,
-        mailbox: &str,
-        uids: &UidSet,
-        changed_since: Option<u64>,
-    ) -> Result<Vec<MessageMeta>, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let condstore = self.has_capability("CONDSTORE");
-        let items = self.meta_items();
-        let cmds = chunks(uids).into_iter().map(|chunk| {
-            let mut args = format!(" {chunk} ({items})");
-            if let (Some(m), true) = (changed_since, condstore) {
-                args.push_str(&format!(" (CHANGEDSINCE {m})"));
-            }
-            Command::new("UID FETCH").raw(&args)
-        });
-        let mut done = self.fetch_pipeline(cmds.collect()).await?;
-        Ok(done
-            .iter_mut()
-            .flat_map(|c| c.data_mut("FETCH"))
-            .filter_map(|items| parse_fetch(items).map(|(meta, _)| meta))
-            .collect())
-    }
-
-    /// Whole messages (`BODY.PEEK[]`) with their metadata; missing UIDs are left out.
-    pub async fn fetch_full(
-        &mut self,
-        mailbox: &str,
-        uids: &[u32],
-    ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let items = self.meta_items();
-        let cmds = uids.chunks(WHOLE_CHUNK).map(|chunk| {
-            let set = UidSet::from_uids(chunk.iter().copied());
-            Command::new("UID FETCH").raw(&format!(" {set} ({items} BODY.PEEK[])"))
-        });
-        self.fetch_with_section(cmds.collect()).await
-    }
-
-    /// The threading header fields (Message-ID, References, In-Reply-To, Subject, Date) of
-    /// `uids` with their metadata, read without setting `\Seen`.
-    pub async fn fetch_thread_headers(
-        &mut self,
-        mailbox: &str,
-        uids: &UidSet,
-    ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let cmds = chunks(uids).into_iter().map(|chunk| {
-            Command::new("UID FETCH").raw(&format!(
-                " {chunk} (UID FLAGS INTERNALDATE \
-                 BODY.PEEK[HEADER.FIELDS (MESSAGE-ID REFERENCES IN-REPLY-TO SUBJECT DATE)])"
-            ))
-        });
-        self.fetch_with_section(cmds.collect()).await
-    }
-
     /// Runs FETCH commands that ask for the metadata and one body section of each mail; mails
     /// answered without the section are left out.
-    async fn fetch_with_section(
+    pub(super) async fn fetch_with_section(
         &mut self,
         cmds: Vec<Command>,
     ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
@@ -242,7 +54,7 @@ impl ImapSession {
     }
 
     /// The metadata items every mail read asks for.
-    pub(crate) fn meta_items(&self) -> &'static str {
+    pub(super) fn meta_items(&self) -> &'static str {
         if self.has_capability("CONDSTORE") {
             "UID FLAGS INTERNALDATE RFC822.SIZE MODSEQ"
         } else {
@@ -251,7 +63,10 @@ impl ImapSession {
     }
 
     /// FETCH commands sent in one pipeline; every one must succeed.
-    async fn fetch_pipeline(&mut self, cmds: Vec<Command>) -> Result<Vec<Completed>, BackendError> {
+    pub(super) async fn fetch_pipeline(
+        &mut self,
+        cmds: Vec<Command>,
+    ) -> Result<Vec<Completed>, BackendError> {
         let done = self.pipeline(&cmds).await?;
         for c in &done {
             c.ok("UID FETCH")?;
@@ -259,38 +74,12 @@ impl ImapSession {
         Ok(done)
     }
 
-    /// Adds and removes flags on one mail. `false` when the mail does not exist.
-    pub async fn store_uid_flags(
-        &mut self,
-        mailbox: &str,
-        uid: u32,
-        add: &[String],
-        remove: &[String],
-    ) -> Result<bool, BackendError> {
-        let r = self.store_flags(mailbox, uid, add, remove, None).await?;
-        Ok(r != FlagStore::Missing)
-    }
-
-    /// Like [`ImapSession::store_uid_flags`], but only while the mail's MODSEQ is at most
-    /// `modseq` (`UNCHANGEDSINCE`, RFC 7162 3.1.3).
-    pub async fn store_uid_flags_unchanged_since(
-        &mut self,
-        mailbox: &str,
-        uid: u32,
-        add: &[String],
-        remove: &[String],
-        modseq: u64,
-    ) -> Result<FlagStore, BackendError> {
-        self.store_flags(mailbox, uid, add, remove, Some(modseq))
-            .await
-    }
-
     /// The existence check and the STOREs in one round trip: a STORE of a missing UID is a
     /// no-op, and a non-silent STORE cannot tell (Dovecot sends no FETCH for flags that did not
     /// change). With `unchanged_since` only the first STORE is conditional; when both adding
     /// and removing, the second follows once the first succeeded (each STORE raises the
     /// MODSEQ, so the second is unconditional).
-    async fn store_flags(
+    pub(super) async fn store_flag_changes(
         &mut self,
         mailbox: &str,
         uid: u32,
@@ -333,7 +122,7 @@ impl ImapSession {
             c.ok("UID STORE")?;
         }
         let exists = match done.first() {
-            Some(c) => !self.search_result(c)?.is_empty(),
+            Some(c) => !search_uids(c, self.has_capability("ESEARCH"))?.is_empty(),
             None => false,
         };
         if !exists {
@@ -347,118 +136,89 @@ impl ImapSession {
         }
         Ok(FlagStore::Stored)
     }
+}
 
-    /// Moves mails to `target` (UID MOVE, else COPY + \Deleted + UID EXPUNGE). Returns the
-    /// (old, new) UID pairs the server reported (COPYUID), possibly empty.
-    pub async fn move_uids(
-        &mut self,
-        mailbox: &str,
-        uids: &[u32],
-        target: &str,
-    ) -> Result<Vec<(u32, u32)>, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let set = UidSet::from_uids(uids.iter().copied());
-        if set.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pairs = Vec::new();
-        if self.has_capability("MOVE") {
-            let c = self
-                .run_ok(
-                    &Command::new("UID MOVE")
-                        .raw(&format!(" {set}"))
-                        .astring(target),
-                )
-                .await?;
-            for r in &c.untagged {
-                if let super::parse::Response::Status(s) = r {
-                    pairs.extend(copyuid(s));
+/// The mailbox state from the responses to SELECT.
+pub(super) fn select_state(c: &Completed) -> MailboxState {
+    let mut st = MailboxState::default();
+    for r in &c.untagged {
+        match r {
+            Response::Status(s) => {
+                if let Some(code) = &s.code {
+                    let arg = code
+                        .args
+                        .as_deref()
+                        .and_then(|a| a.trim().parse::<u64>().ok());
+                    match code.name.as_str() {
+                        "UIDVALIDITY" => st.uid_validity = arg.unwrap_or(0) as u32,
+                        "UIDNEXT" => st.uid_next = arg.unwrap_or(0) as u32,
+                        "HIGHESTMODSEQ" => st.highest_modseq = arg.unwrap_or(0),
+                        _ => {}
+                    }
                 }
             }
-            pairs.extend(copyuid(&c.done));
-        } else {
-            let c = self
-                .run_ok(
-                    &Command::new("UID COPY")
-                        .raw(&format!(" {set}"))
-                        .astring(target),
-                )
-                .await?;
-            pairs.extend(copyuid(&c.done));
-            self.expunge_uids(mailbox, uids).await?;
+            Response::Data {
+                number: Some(n),
+                name,
+                ..
+            } if name == "EXISTS" => st.messages = *n,
+            _ => {}
         }
-        Ok(pairs)
     }
+    st
+}
 
-    /// Marks mails \Deleted and expunges exactly them (UID EXPUNGE with UIDPLUS).
-    pub async fn expunge_uids(&mut self, mailbox: &str, uids: &[u32]) -> Result<(), BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let set = UidSet::from_uids(uids.iter().copied());
-        if set.is_empty() {
-            return Ok(());
+/// The mailbox state from the reply to one STATUS.
+pub(super) fn status_state(c: &Completed) -> Result<MailboxState, BackendError> {
+    let entry = c
+        .data("STATUS")
+        .filter_map(parse_status)
+        .next()
+        .ok_or_else(|| BackendError::Protocol("STATUS: no data".to_string()))?;
+    let num = |k: &str| entry.values.get(k).and_then(|v| v.parse::<u64>().ok());
+    Ok(MailboxState {
+        uid_validity: num("UIDVALIDITY").unwrap_or(0) as u32,
+        uid_next: num("UIDNEXT").unwrap_or(0) as u32,
+        messages: num("MESSAGES").unwrap_or(0) as u32,
+        highest_modseq: num("HIGHESTMODSEQ").unwrap_or(0),
+    })
+}
+
+/// The UIDs of a completed UID SEARCH: `* ESEARCH ... ALL <set>` when sent with
+/// `RETURN (ALL)` (`esearch`), else `* SEARCH <uid>...`.
+pub(super) fn search_uids(c: &Completed, esearch: bool) -> Result<UidSet, BackendError> {
+    let mut set = UidSet::new();
+    if esearch {
+        for items in c.data("ESEARCH") {
+            let mut it = items.iter();
+            while let Some(item) = it.next() {
+                if item
+                    .as_atom()
+                    .is_some_and(|a| a.eq_ignore_ascii_case("ALL"))
+                {
+                    if let Some(v) = it.next().and_then(Item::as_atom) {
+                        let all = UidSet::parse(v)
+                            .map_err(|e| BackendError::Protocol(format!("ESEARCH: {e}")))?;
+                        set = set.union(&all);
+                    }
+                }
+            }
         }
-        self.run_ok(&Command::new("UID STORE").raw(&format!(" {set} +FLAGS.SILENT (\\Deleted)")))
-            .await?;
-        if self.has_capability("UIDPLUS") {
-            self.run_ok(&Command::new("UID EXPUNGE").raw(&format!(" {set}")))
-                .await?;
-        } else {
-            self.run_ok(&Command::new("EXPUNGE")).await?;
+    } else {
+        for items in c.data("SEARCH") {
+            set = set.union(&UidSet::from_uids(
+                items
+                    .iter()
+                    .filter_map(Item::as_u64)
+                    .filter_map(|u| u32::try_from(u).ok()),
+            ));
         }
-        Ok(())
     }
-
-    /// Appends a message given as pieces in order; returns its UID when the server reports it
-    /// (APPENDUID).
-    pub async fn append_message(
-        &mut self,
-        mailbox: &str,
-        flags: &[String],
-        parts: Vec<bytes::Bytes>,
-    ) -> Result<Option<u32>, BackendError> {
-        let cmd = Command::new("APPEND")
-            .astring(mailbox)
-            .raw(&format!(" ({})", flag_list(flags)))
-            .literal_parts(parts);
-        let c = self.run_ok(&cmd).await?;
-        Ok(c.done
-            .code
-            .as_ref()
-            .filter(|code| code.name == "APPENDUID")
-            .and_then(|code| code.args.as_deref())
-            .and_then(|a| a.split_whitespace().nth(1))
-            .and_then(|u| u.parse().ok()))
-    }
-
-    pub async fn create_mailbox(&mut self, name: &str) -> Result<(), BackendError> {
-        self.run_ok(&Command::new("CREATE").astring(name)).await?;
-        let _ = self.run(&Command::new("SUBSCRIBE").astring(name)).await;
-        Ok(())
-    }
-
-    pub async fn delete_mailbox(&mut self, name: &str) -> Result<(), BackendError> {
-        if self.selected() == Some(name) {
-            let _ = self.run(&Command::new("UNSELECT")).await;
-            self.set_selected(None);
-        }
-        self.run_ok(&Command::new("DELETE").astring(name)).await?;
-        Ok(())
-    }
-
-    pub async fn rename_mailbox(&mut self, from: &str, to: &str) -> Result<(), BackendError> {
-        if self.selected() == Some(from) {
-            let _ = self.run(&Command::new("UNSELECT")).await;
-            self.set_selected(None);
-        }
-        self.run_ok(&Command::new("RENAME").astring(from).astring(to))
-            .await?;
-        let _ = self.run(&Command::new("SUBSCRIBE").astring(to)).await;
-        Ok(())
-    }
+    Ok(set)
 }
 
 /// `(old, new)` UID pairs from a `[COPYUID validity old-set new-set]` code.
-fn copyuid(s: &super::parse::StatusResp) -> Vec<(u32, u32)> {
+pub(super) fn copyuid(s: &StatusResp) -> Vec<(u32, u32)> {
     let Some(code) = s.code.as_ref().filter(|c| c.name == "COPYUID") else {
         return Vec::new();
     };
@@ -494,7 +254,7 @@ fn copyuid(s: &super::parse::StatusResp) -> Vec<(u32, u32)> {
 }
 
 /// Flags safe to put on a command line: `\Seen` style or atoms; anything else is dropped.
-fn flag_list(flags: &[String]) -> String {
+pub(super) fn flag_list(flags: &[String]) -> String {
     flags
         .iter()
         .filter(|f| {
@@ -511,7 +271,7 @@ fn flag_list(flags: &[String]) -> String {
 }
 
 /// Splits a set into command-sized pieces.
-fn chunks(uids: &UidSet) -> Vec<String> {
+pub(super) fn chunks(uids: &UidSet) -> Vec<String> {
     let ranges = uids.ranges();
     ranges
         .chunks(UID_CHUNK)
@@ -532,7 +292,7 @@ fn chunks(uids: &UidSet) -> Vec<String> {
 
 /// The value of one attribute of a `* n FETCH (...)` response, by name (case-insensitive);
 /// a partial section answered with its origin (`BODY[1]<0>`) is found by its name without it.
-pub(crate) fn fetch_attr<'a>(items: &'a [Item], name: &str) -> Option<&'a Item> {
+pub(super) fn fetch_attr<'a>(items: &'a [Item], name: &str) -> Option<&'a Item> {
     let list = items.first()?.as_list()?;
     list.chunks(2).find_map(|kv| match kv {
         [k, v] if is_attr(k, name) => Some(v),
@@ -542,7 +302,7 @@ pub(crate) fn fetch_attr<'a>(items: &'a [Item], name: &str) -> Option<&'a Item> 
 
 /// The string value of an attribute (see [`fetch_attr`]), moved out of the response: a
 /// literal of megabytes is not copied.
-pub(crate) fn take_fetch_str(items: &mut [Item], name: &str) -> Option<Vec<u8>> {
+pub(super) fn take_fetch_str(items: &mut [Item], name: &str) -> Option<Vec<u8>> {
     let list = items.first_mut()?.as_list_mut()?;
     list.chunks_mut(2).find_map(|kv| match kv {
         [k, Item::Str(v)] if is_attr(k, name) => Some(std::mem::take(v)),
@@ -558,18 +318,18 @@ fn is_attr(key: &Item, name: &str) -> bool {
 }
 
 /// The UID of one FETCH response.
-pub(crate) fn fetch_uid(items: &[Item]) -> Option<u32> {
+pub(super) fn fetch_uid(items: &[Item]) -> Option<u32> {
     fetch_attr(items, "UID")?
         .as_u64()
         .and_then(|u| u32::try_from(u).ok())
 }
 
 /// Most mails per whole-message `UID FETCH`.
-pub(crate) const WHOLE_CHUNK: usize = 50;
+pub(super) const WHOLE_CHUNK: usize = 50;
 
 /// Reads one `* n FETCH (...)` item list: metadata and the body literal if present. The body
 /// is moved out of the response, not copied.
-pub(crate) fn parse_fetch(items: &mut [Item]) -> Option<(MessageMeta, Option<Bytes>)> {
+pub(super) fn parse_fetch(items: &mut [Item]) -> Option<(MessageMeta, Option<Bytes>)> {
     let list = items.first_mut()?.as_list_mut()?;
     let mut meta = MessageMeta::default();
     let mut body = None;
@@ -614,13 +374,13 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// `d-Mon-yyyy` of a unix time (UTC), for SEARCH SINCE.
-pub fn imap_date(t: i64) -> String {
+pub(super) fn imap_date(t: i64) -> String {
     let (y, m, d) = civil_from_days(t.div_euclid(86_400));
     format!("{d}-{}-{y}", MONTHS[(m - 1) as usize])
 }
 
 /// Parses INTERNALDATE `"26-Nov-2026 23:10:51 +0100"` to unix seconds.
-pub fn parse_internal_date(s: &str) -> Option<i64> {
+pub(super) fn parse_internal_date(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = s.split_once(' ')?;
     let (time, zone) = rest.trim().split_once(' ')?;
@@ -702,7 +462,7 @@ mod tests {
 
     #[test]
     fn copyuid_pairs() {
-        let s = super::super::parse::StatusResp {
+        let s = StatusResp {
             status: super::super::parse::Status::Ok,
             code: Some(super::super::parse::Code {
                 name: "COPYUID".into(),
