@@ -3,6 +3,9 @@
 //! sets cut to command size, and IMAP dates.
 
 use bytes::Bytes;
+use jiff::civil::{date, Date};
+use jiff::fmt::strtime;
+use jiff::Span;
 
 use super::parse::{parse_status, Item, Response, StatusResp};
 use super::{Command, Completed, ImapSession};
@@ -369,65 +372,21 @@ pub(super) fn parse_fetch(items: &mut [Item]) -> Option<(MessageMeta, Option<Byt
     (meta.uid != 0).then_some((meta, body))
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// `d-Mon-yyyy` of a unix time (UTC), for SEARCH SINCE.
+/// `d-Mon-yyyy` of the UTC day of a unix time, for SEARCH SINCE and BEFORE (RFC 9051 `date`).
 pub(super) fn imap_date(t: i64) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    format!("{d}-{}-{y}", MONTHS[(m - 1) as usize])
+    let days = t.div_euclid(86_400);
+    let day = Span::new()
+        .try_days(days)
+        .ok()
+        .and_then(|span| date(1970, 1, 1).checked_add(span).ok())
+        .unwrap_or(if days < 0 { Date::MIN } else { Date::MAX });
+    day.strftime("%-d-%b-%Y").to_string()
 }
 
-/// Parses INTERNALDATE `"26-Nov-2026 23:10:51 +0100"` to unix seconds.
+/// Unix seconds of an INTERNALDATE (`"26-Nov-2026 23:10:51 +0100"`, RFC 9051 `date-time`).
 pub(super) fn parse_internal_date(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(' ')?;
-    let (time, zone) = rest.trim().split_once(' ')?;
-    let mut dp = date.trim().split('-');
-    let day: i64 = dp.next()?.trim().parse().ok()?;
-    let mon = dp.next()?;
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as i64 + 1;
-    let year: i64 = dp.next()?.parse().ok()?;
-    let mut tp = time.split(':');
-    let (h, mi, se): (i64, i64, i64) = (
-        tp.next()?.parse().ok()?,
-        tp.next()?.parse().ok()?,
-        tp.next()?.parse().ok()?,
-    );
-    let sign = if zone.starts_with('-') { -1 } else { 1 };
-    let zone = zone.trim_start_matches(['+', '-']);
-    if zone.len() != 4 {
-        return None;
-    }
-    let zh: i64 = zone.get(..2)?.parse().ok()?;
-    let zm: i64 = zone.get(2..)?.parse().ok()?;
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + h * 3600 + mi * 60 + se - sign * (zh * 3600 + zm * 60))
-}
-
-// Howard Hinnant's civil-date algorithms (proleptic Gregorian, days since 1970-01-01).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let parsed = strtime::parse("%d-%b-%Y %H:%M:%S %z", s.trim()).ok()?;
+    Some(parsed.to_timestamp().ok()?.as_second())
 }
 
 #[cfg(test)]
@@ -444,9 +403,15 @@ mod tests {
         assert_eq!(imap_date(1_795_734_651), "26-Nov-2026");
         assert_eq!(parse_internal_date("garbage"), None);
         for t in [0i64, 951_782_400, 1_795_734_651, 4_102_444_800] {
-            let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-            assert_eq!(days_from_civil(y, m, d) * 86_400, t - t.rem_euclid(86_400));
+            let midnight = parse_internal_date(&format!("{} 00:00:00 +0000", imap_date(t)));
+            assert_eq!(midnight, Some(t - t.rem_euclid(86_400)));
         }
+        // Day padded with a space, month in any case, zone west of UTC.
+        assert_eq!(
+            parse_internal_date(" 1-jan-1970 00:00:00 -0130"),
+            Some(5400)
+        );
+        assert_eq!(imap_date(-1), "31-Dec-1969");
     }
 
     #[test]
