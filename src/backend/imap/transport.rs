@@ -82,19 +82,6 @@ pub(crate) async fn tcp_connect(
     }
 }
 
-async fn tls_within(
-    host: &str,
-    tcp: TcpStream,
-    timeout: Duration,
-) -> Result<TlsStream<TcpStream>, BackendError> {
-    match tokio::time::timeout(timeout, tls::connect(host, tcp)).await {
-        Ok(r) => r,
-        Err(_) => Err(BackendError::Unavailable(format!(
-            "TLS handshake with {host} timed out after {timeout:?}"
-        ))),
-    }
-}
-
 /// An open, not yet authenticated connection.
 pub(super) struct Opened {
     pub(super) conn: ImapConn<NetStream>,
@@ -116,7 +103,9 @@ pub(super) async fn open(settings: &ImapSettings) -> Result<Opened, BackendError
     let timeout = settings.timeout;
     let tcp = tcp_connect(&settings.host, settings.port, timeout).await?;
     let stream = match settings.security {
-        Security::Tls => NetStream::Tls(Box::new(tls_within(&settings.host, tcp, timeout).await?)),
+        Security::Tls => NetStream::Tls(Box::new(
+            tls::connect_within(&settings.host, tcp, timeout).await?,
+        )),
         Security::None | Security::StartTls => NetStream::Plain(tcp),
     };
     let mut conn = ImapConn::new(stream, timeout);
@@ -146,7 +135,7 @@ pub(super) async fn open(settings: &ImapSettings) -> Result<Opened, BackendError
                 "STARTTLS on a TLS connection".to_string(),
             ));
         };
-        let tls = tls_within(&settings.host, tcp, timeout).await?;
+        let tls = tls::connect_within(&settings.host, tcp, timeout).await?;
         conn = ImapConn::new(NetStream::Tls(Box::new(tls)), timeout);
         conn.next_tag = next_tag;
         // Capabilities from before the handshake must not be trusted.
