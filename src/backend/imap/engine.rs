@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 
 use super::command::{classify, has_cap, Command, Completed, Phase, Segment};
 use super::parse::{self, Response, Status, StatusResp};
@@ -90,42 +92,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
 
     /// Appends one complete response (line plus literals) to `out`.
     async fn read_raw(&mut self, out: &mut Vec<u8>) -> Result<(), BackendError> {
-        loop {
-            let line_start = out.len();
-            loop {
-                let buf = match self.io.fill_buf().await {
-                    Ok(b) => b,
-                    Err(e) => return Err(self.lost(format!("IMAP connection lost: {e}"))),
-                };
-                if buf.is_empty() {
-                    return Err(self.lost("IMAP server closed the connection".to_string()));
-                }
-                let (chunk, done) = match memchr::memchr(b'\n', buf) {
-                    Some(i) => (i + 1, true),
-                    None => (buf.len(), false),
-                };
-                out.extend_from_slice(buf.get(..chunk).unwrap_or_default());
-                self.io.consume(chunk);
-                if out.len() - line_start > MAX_LINE {
-                    return Err(self.lost("IMAP response line too long".to_string()));
-                }
-                if done {
-                    break;
-                }
-            }
-            let line = out.get(line_start..).unwrap_or_default();
-            let Some(len) = parse::trailing_literal_len(line) else {
-                return Ok(());
-            };
-            if out.len().saturating_add(len) > MAX_RESPONSE {
-                return Err(self.lost(format!("IMAP literal of {len} bytes is too large")));
-            }
-            let start = out.len();
-            out.resize(start + len, 0);
-            let dest = out.get_mut(start..).unwrap_or_default();
-            if let Err(e) = self.io.read_exact(dest).await {
-                return Err(self.lost(format!("IMAP connection lost: {e}")));
-            }
+        match read_raw(&mut self.io, out, MAX_LINE, MAX_RESPONSE).await {
+            Ok(()) => Ok(()),
+            Err(fault) => Err(self.lost(fault.to_string())),
         }
     }
 
@@ -421,6 +390,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
             let _ = self.run(&Command::new("LOGOUT")).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.io.get_mut().shutdown()).await;
+    }
+}
+
+/// Why a response could not be read; the text is the error message.
+#[derive(Debug)]
+pub(super) enum ReadFault {
+    Io(std::io::Error),
+    Closed,
+    LineTooLong,
+    LiteralTooLarge(usize),
+}
+
+impl std::fmt::Display for ReadFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadFault::Io(e) => write!(f, "IMAP connection lost: {e}"),
+            ReadFault::Closed => f.write_str("IMAP server closed the connection"),
+            ReadFault::LineTooLong => f.write_str("IMAP response line too long"),
+            ReadFault::LiteralTooLarge(len) => {
+                write!(f, "IMAP literal of {len} bytes is too large")
+            }
+        }
+    }
+}
+
+/// Appends one complete response (line plus literals) from `io` to `out`: lines of at most
+/// `max_line` bytes, at most `max_response` bytes in `out`.
+pub(super) async fn read_raw<R: AsyncBufRead + Unpin>(
+    io: &mut R,
+    out: &mut Vec<u8>,
+    max_line: usize,
+    max_response: usize,
+) -> Result<(), ReadFault> {
+    loop {
+        let line_start = out.len();
+        loop {
+            let buf = io.fill_buf().await.map_err(ReadFault::Io)?;
+            if buf.is_empty() {
+                return Err(ReadFault::Closed);
+            }
+            let (chunk, done) = match memchr::memchr(b'\n', buf) {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            out.extend_from_slice(buf.get(..chunk).unwrap_or_default());
+            io.consume(chunk);
+            if out.len() - line_start > max_line {
+                return Err(ReadFault::LineTooLong);
+            }
+            if done {
+                break;
+            }
+        }
+        let line = out.get(line_start..).unwrap_or_default();
+        let Some(len) = parse::trailing_literal_len(line) else {
+            return Ok(());
+        };
+        if out.len().saturating_add(len) > max_response {
+            return Err(ReadFault::LiteralTooLarge(len));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        let dest = out.get_mut(start..).unwrap_or_default();
+        io.read_exact(dest).await.map_err(ReadFault::Io)?;
     }
 }
 
