@@ -1,13 +1,7 @@
-//! TLS client configuration shared by IMAP and SMTP.
-//!
-//! Trust anchors: the system bundle (`$SSL_CERT_FILE`, else
-//! `/etc/ssl/certs/ca-certificates.crt`) when it exists and holds at least one
-//! certificate, otherwise the Mozilla roots compiled in via `webpki-roots`.
-//! The system bundle comes first because the mail server is usually the
-//! operator's own, often with a private CA that the operator installs with
-//! `update-ca-certificates`; the compiled-in roots keep minimal containers
-//! (no ca-certificates package) working against public servers. Certificates
-//! and host names are always verified.
+//! TLS client configuration shared by IMAP and SMTP, and the one loader of trust anchors: the
+//! system bundle (`$SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`, where
+//! operators install a private CA) when it holds a certificate, else the compiled-in
+//! `webpki-roots`. Certificates and host names are always verified.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -1,14 +1,8 @@
-//! Reading mails for display without the bodies of their attachments.
-//!
-//! A Sync page shows headers, the text of a mail and its attachments' names and sizes, never
-//! the attachments' bytes. [`MailSession::fetch_for_display`](crate::backend::MailSession::fetch_for_display) asks for `BODYSTRUCTURE` and the
-//! first 128 KiB of every mail, which is all of most mails. A larger mail with non-text leaf
-//! parts (images, PDFs, ...) is then read as its header, every part's MIME header, the bodies
-//! of its text parts, and `BINARY.SIZE` of the parts left out. Those pieces are put back
-//! together into a message of the same MIME tree whose left-out parts have empty bodies
-//! ([`FetchedMail`]). Other large mails (single-part, S/MIME, with attached messages, or with a
-//! structure the server does not describe plainly) are read whole. Every section is read with
-//! `.PEEK`, so `\Seen` is never set.
+//! Reading mails for display without their attachments' bodies: the first 128 KiB of every
+//! mail, then a large mail with attachments part by part (headers, text parts, `BINARY.SIZE`
+//! of the rest, RFC 3516), put back together with empty attachment bodies ([`FetchedMail`]).
+//! Large mails that cannot be taken apart safely (single-part, S/MIME, attached messages) are
+//! read whole. Every section is read with `.PEEK`.
 
 use std::collections::HashMap;
 

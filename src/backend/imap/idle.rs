@@ -1,11 +1,6 @@
-//! Watching a mailbox tree on an [`ImapSession`]: NOTIFY (RFC 5465), IDLE (RFC 2177) and
-//! batched mailbox states, for the push hub (`crate::push`).
-//!
-//! While idling, responses arrive whenever the server has something to say, so they are read
-//! here from the session's stream directly ([`ImapSession::raw_io`]) rather than per command.
-//! [`ImapSession::idle_readable`] is cancel-safe (it only waits for buffered bytes), so the
-//! caller can race it against other work; the reads that follow it run to the end of a response
-//! under a timeout and are never cancelled halfway.
+//! Watching the mailbox tree for the push hub: NOTIFY (RFC 5465), IDLE (RFC 2177) and batched
+//! mailbox states. While idling, responses are read from the session's stream directly;
+//! [`ImapSession::idle_readable`] is cancel-safe, the reads after it are never cut halfway.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,13 +1,8 @@
 //! The IMAP client: [`ImapBackend`] and [`ImapSession`] implement
 //! [`MailBackend`](crate::backend::MailBackend) and [`MailSession`](crate::backend::MailSession).
-//!
-//! Files by job: `transport` opens the connection (TCP, TLS, STARTTLS), `engine` runs
-//! commands on it (tags, literals, pipelining, reading responses), `command` builds commands
-//! and classifies their completions, `parse` reads responses (no I/O), `login` logs in,
-//! `folders` lists the hierarchy, `session` is the `MailSession` implementation, with
-//! `mailbox` (SELECT, FETCH, STORE, ...), `display`, `parts` and `search` for its larger
-//! operations, and `idle` watches mailboxes for the push hub. Command text (LOGIN holds the
-//! password) never reaches a log line or an error.
+//! Files by job: `transport`, `engine`, `command`, `parse`, `login`, `folders`, `session` (the
+//! trait implementation) with `mailbox`, `display`, `parts`, `search`; `idle` for push.
+//! Command text (LOGIN holds the password) never reaches a log line or an error.
 
 mod command;
 mod display;

@@ -1,15 +1,7 @@
-//! Mailbox search for the Search and Find commands: `UID SEARCH` by text and by INTERNALDATE.
-//!
-//! - Free text becomes one `TEXT` criterion per word (all must match), sent as a quoted
-//!   string when it is plain ASCII, else with `CHARSET UTF-8` and a literal. `TEXT` searches
-//!   the header and the body; Dovecot answers it from its full-text index when the `fts`
-//!   plugin is configured, else by reading the mails.
-//! - Dates are INTERNALDATE (the arrival time, which is what EAS calls DateReceived). IMAP
-//!   `SINCE`/`BEFORE` only compare whole days in an unspecified zone, so the search asks for a
-//!   day more on each side and the exact bounds (in seconds) are applied to the INTERNALDATEs
-//!   fetched for the matches.
-//! - The matches come back newest first (INTERNALDATE, then UID), with the mailbox's
-//!   UIDVALIDITY, so that callers can merge several mailboxes and name mails durably.
+//! Search and Find in one mailbox: `UID SEARCH` by words (`TEXT`, all must match) and by
+//! INTERNALDATE (EAS DateReceived). IMAP compares whole days only, so a day more is asked for on
+//! each side and the exact bounds are applied to the fetched INTERNALDATEs. Matches come
+//! newest first, with the mailbox's UIDVALIDITY.
 
 use super::mailbox::{chunks, imap_date, parse_internal_date};
 use super::parse::Item;
