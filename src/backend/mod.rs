@@ -9,7 +9,7 @@
 //! per-request failures. No error or log line built here contains a password.
 //!
 //! The IMAP client is a small protocol layer of its own ([`imap`], parser in
-//! [`imap_parse`]): it needs response codes (RFC 5530), `STATUS (X-GUID)` and
+//! [`imap::parse`]): it needs response codes (RFC 5530), `STATUS (X-GUID)` and
 //! LIST-STATUS, which the generic client crates do not parse, and it must never
 //! log the LOGIN command.
 
@@ -21,12 +21,6 @@ use std::time::Duration;
 use crate::uidset::UidSet;
 
 pub mod imap;
-mod imap_display;
-pub mod imap_idle;
-mod imap_mailbox;
-pub mod imap_parse;
-mod imap_parts;
-mod imap_search;
 pub mod mailbox;
 pub mod pool;
 pub mod smtp;
@@ -34,9 +28,11 @@ pub mod submit;
 pub mod tls;
 pub mod utf7;
 
-pub use imap::{probe_imap, ImapBackend, ImapProbe, ImapSession};
-pub use imap_display::FetchedMail;
-pub use imap_search::{MailQuery, MailSearch};
+// The paths of the IMAP client's modules before it became `imap/`.
+pub use imap::{idle as imap_idle, parse as imap_parse};
+pub use imap::{
+    probe_imap, FetchedMail, ImapBackend, ImapProbe, ImapSession, MailQuery, MailSearch,
+};
 pub use mailbox::{MailboxState, MessageMeta};
 pub use smtp::probe_smtp;
 
@@ -360,7 +356,7 @@ pub trait MailSession: Send + 'static {
         to: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
-    // Single MIME parts (imap_parts.rs): attachments are read part by part, never whole.
+    // Single MIME parts (imap/parts.rs): attachments are read part by part, never whole.
 
     /// The MIME tree of one mail with every part's header; `None` when the mail is gone.
     fn mime_tree(
@@ -397,7 +393,7 @@ pub trait MailSession: Send + 'static {
         uids: &UidSet,
     ) -> impl Future<Output = Result<Vec<(MessageMeta, bytes::Bytes)>, BackendError>> + Send;
 
-    // Search and Find (imap_search.rs).
+    // Search and Find (imap/search.rs).
 
     /// The mails of `mailbox` matching `query`, newest INTERNALDATE first, with the
     /// mailbox's UIDVALIDITY.

@@ -139,7 +139,9 @@ pub async fn probe_smtp(settings: &SmtpSettings) -> Result<Vec<String>, BackendE
         Err(_) => "localhost".to_string(),
     };
     let stream = match settings.security {
-        Security::Tls => NetStream::Tls(Box::new(tls_within(&settings.host, tcp, timeout).await?)),
+        Security::Tls => NetStream::Tls(Box::new(
+            tls::connect_within(&settings.host, tcp, timeout).await?,
+        )),
         Security::None | Security::StartTls => NetStream::Plain(tcp),
     };
     let mut conn = SmtpConn {
@@ -174,7 +176,7 @@ pub async fn probe_smtp(settings: &SmtpSettings) -> Result<Vec<String>, BackendE
                 "STARTTLS on a TLS connection".to_string(),
             ));
         };
-        let tls = tls_within(&settings.host, tcp, timeout).await?;
+        let tls = tls::connect_within(&settings.host, tcp, timeout).await?;
         conn = SmtpConn {
             io: BufReader::new(NetStream::Tls(Box::new(tls))),
             timeout,
@@ -185,19 +187,6 @@ pub async fn probe_smtp(settings: &SmtpSettings) -> Result<Vec<String>, BackendE
     let _ = conn.send("QUIT").await;
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.io.get_mut().shutdown()).await;
     Ok(extensions)
-}
-
-async fn tls_within(
-    host: &str,
-    tcp: tokio::net::TcpStream,
-    timeout: Duration,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, BackendError> {
-    match tokio::time::timeout(timeout, tls::connect(host, tcp)).await {
-        Ok(r) => r,
-        Err(_) => Err(BackendError::Unavailable(format!(
-            "TLS handshake with {host} timed out after {timeout:?}"
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::Address;
 
-use super::{server_text, Credentials, Security, SmtpSettings};
+use super::{server_text, tls, Credentials, Security, SmtpSettings};
 
 /// The SMTP step at which the server refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,16 +316,14 @@ async fn connect(settings: &SmtpSettings) -> Result<AsyncSmtpConnection, SubmitE
     Ok(conn)
 }
 
-/// The system CA bundle as lettre certificates (`None` when there is none).
+/// The system CA bundle ([`tls::system_bundle`]) as lettre certificates (`None` when there
+/// is none).
 fn system_roots() -> &'static Option<Vec<Certificate>> {
     static ROOTS: OnceLock<Option<Vec<Certificate>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
-        let path = std::env::var("SSL_CERT_FILE")
-            .unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".to_string());
-        let file = std::fs::File::open(path).ok()?;
-        let mut reader = std::io::BufReader::new(file);
-        let certs: Vec<Certificate> = rustls_pemfile::certs(&mut reader)
-            .filter_map(Result::ok)
+        let (_, certs) = tls::system_bundle()?;
+        let certs: Vec<Certificate> = certs
+            .iter()
             .filter_map(|der| Certificate::from_der(der.to_vec()).ok())
             .collect();
         (!certs.is_empty()).then_some(certs)

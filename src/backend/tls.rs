@@ -1,18 +1,13 @@
-//! TLS client configuration shared by IMAP and SMTP.
-//!
-//! Trust anchors: the system bundle (`$SSL_CERT_FILE`, else
-//! `/etc/ssl/certs/ca-certificates.crt`) when it exists and holds at least one
-//! certificate, otherwise the Mozilla roots compiled in via `webpki-roots`.
-//! The system bundle comes first because the mail server is usually the
-//! operator's own, often with a private CA that the operator installs with
-//! `update-ca-certificates`; the compiled-in roots keep minimal containers
-//! (no ca-certificates package) working against public servers. Certificates
-//! and host names are always verified.
+//! TLS client configuration shared by IMAP and SMTP, and the one loader of trust anchors: the
+//! system bundle (`$SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`, where
+//! operators install a private CA) when it holds a certificate, else the compiled-in
+//! `webpki-roots`. Certificates and host names are always verified.
 
-use std::io::BufReader;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -29,17 +24,29 @@ pub enum RootSource {
     WebpkiRoots,
 }
 
+/// The system CA bundle, read once: its path and the certificates in it (unreadable PEM
+/// sections skipped); `None` when the file is missing or holds no certificate. The one loader
+/// of trust anchors for IMAP and SMTP.
+pub(crate) fn system_bundle() -> Option<&'static (String, Vec<CertificateDer<'static>>)> {
+    static BUNDLE: OnceLock<Option<(String, Vec<CertificateDer<'static>>)>> = OnceLock::new();
+    BUNDLE
+        .get_or_init(|| {
+            let path = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_BUNDLE.to_string());
+            let certs: Vec<_> = CertificateDer::pem_file_iter(&path)
+                .ok()?
+                .filter_map(Result::ok)
+                .collect();
+            (!certs.is_empty()).then_some((path, certs))
+        })
+        .as_ref()
+}
+
 fn load_roots() -> (RootCertStore, RootSource) {
-    let path = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_BUNDLE.to_string());
     let mut store = RootCertStore::empty();
-    if let Ok(file) = std::fs::File::open(&path) {
-        let mut reader = BufReader::new(file);
-        let certs: Vec<_> = rustls_pemfile::certs(&mut reader)
-            .filter_map(Result::ok)
-            .collect();
-        let (added, _ignored) = store.add_parsable_certificates(certs);
+    if let Some((path, certs)) = system_bundle() {
+        let (added, _ignored) = store.add_parsable_certificates(certs.iter().cloned());
         if added > 0 {
-            return (store, RootSource::SystemBundle(path));
+            return (store, RootSource::SystemBundle(path.clone()));
         }
     }
     store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -80,6 +87,20 @@ pub async fn connect(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>,
         .map_err(|e| BackendError::Unavailable(format!("TLS handshake with {host} failed: {e}")))
 }
 
+/// [`connect`] within `timeout`.
+pub async fn connect_within(
+    host: &str,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, BackendError> {
+    match tokio::time::timeout(timeout, connect(host, tcp)).await {
+        Ok(r) => r,
+        Err(_) => Err(BackendError::Unavailable(format!(
+            "TLS handshake with {host} timed out after {timeout:?}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +111,22 @@ mod tests {
         match source {
             RootSource::SystemBundle(p) => assert!(!p.is_empty()),
             RootSource::WebpkiRoots => {}
+        }
+    }
+
+    #[test]
+    fn bundle_certificates_are_read_from_pem() {
+        let pem = "junk before\n-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n\
+                   -----BEGIN PRIVATE KEY-----\nBAU=\n-----END PRIVATE KEY-----\n\
+                   -----BEGIN CERTIFICATE-----\nBgc=\n-----END CERTIFICATE-----\n";
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .filter_map(Result::ok)
+            .collect();
+        assert_eq!(certs.len(), 2);
+        assert_eq!(certs[0].as_ref(), &[1, 2, 3]);
+        assert_eq!(certs[1].as_ref(), &[6, 7]);
+        if let Some((path, certs)) = system_bundle() {
+            assert!(!path.is_empty() && !certs.is_empty());
         }
     }
 

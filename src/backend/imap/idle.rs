@@ -1,21 +1,17 @@
-//! Watching a mailbox tree on an [`ImapSession`]: NOTIFY (RFC 5465), IDLE (RFC 2177) and
-//! batched mailbox states, for the push hub (`crate::push`).
-//!
-//! While idling, responses arrive whenever the server has something to say, so they are read
-//! here from the session's stream directly ([`ImapSession::raw_io`]) rather than per command.
-//! [`ImapSession::idle_readable`] is cancel-safe (it only waits for buffered bytes), so the
-//! caller can race it against other work; the reads that follow it run to the end of a response
-//! under a timeout and are never cancelled halfway.
+//! Watching the mailbox tree for the push hub: NOTIFY (RFC 5465), IDLE (RFC 2177) and batched
+//! mailbox states. While idling, responses are read from the session's stream directly;
+//! [`ImapSession::idle_readable`] is cancel-safe, the reads after it are never cut halfway.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-use super::imap::{Command, Completed, ImapSession};
-use super::imap_parse::{self, parse_list, parse_status, Item, Response, Status};
-use super::{server_text, BackendError};
+use super::engine::{self, ReadFault};
+use super::parse::{self as imap_parse, parse_list, parse_status, Item, Response, Status};
+use super::{Command, Completed, ImapSession};
+use crate::backend::{server_text, BackendError};
 
 /// Longest response line accepted while idling, literals excluded.
 const MAX_LINE: usize = 64 * 1024;
@@ -441,48 +437,17 @@ async fn read_response(
     }
 }
 
-/// One complete response (line plus literals) as raw bytes.
+/// One complete response (line plus literals) as raw bytes. Faults are errors of the
+/// connection, except responses too large for an idle connection (protocol errors).
 async fn read_raw(session: &mut ImapSession) -> Result<Vec<u8>, BackendError> {
-    let io = session.raw_io();
-    let lost = |e: std::io::Error| BackendError::Unavailable(format!("IMAP connection lost: {e}"));
     let mut out = Vec::new();
-    loop {
-        let line_start = out.len();
-        loop {
-            let buf = io.fill_buf().await.map_err(lost)?;
-            if buf.is_empty() {
-                return Err(BackendError::Unavailable(
-                    "IMAP server closed the connection".to_string(),
-                ));
-            }
-            let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (buf.len(), false),
-            };
-            out.extend_from_slice(buf.get(..chunk).unwrap_or_default());
-            io.consume(chunk);
-            if out.len() - line_start > MAX_LINE {
-                return Err(BackendError::Protocol(
-                    "IMAP response line too long".to_string(),
-                ));
-            }
-            if done {
-                break;
-            }
-        }
-        let line = out.get(line_start..).unwrap_or_default();
-        let Some(len) = imap_parse::trailing_literal_len(line) else {
-            return Ok(out);
-        };
-        if out.len().saturating_add(len) > MAX_RESPONSE {
-            return Err(BackendError::Protocol(format!(
-                "IMAP literal of {len} bytes is too large while idling"
-            )));
-        }
-        let start = out.len();
-        out.resize(start + len, 0);
-        let dest = out.get_mut(start..).unwrap_or_default();
-        io.read_exact(dest).await.map_err(lost)?;
+    match engine::read_raw(session.raw_io(), &mut out, MAX_LINE, MAX_RESPONSE).await {
+        Ok(()) => Ok(out),
+        Err(ReadFault::LiteralTooLarge(len)) => Err(BackendError::Protocol(format!(
+            "IMAP literal of {len} bytes is too large while idling"
+        ))),
+        Err(f @ ReadFault::LineTooLong) => Err(BackendError::Protocol(f.to_string())),
+        Err(f) => Err(BackendError::Unavailable(f.to_string())),
     }
 }
 

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::imap::{Command, ImapSession};
-use super::imap_mailbox::{fetch_attr, fetch_uid, take_fetch_str};
-use super::imap_parse::Item;
-use super::{BackendError, MimePart};
+use super::mailbox::{fetch_attr, fetch_uid};
+use super::parse::Item;
+use super::{Command, ImapSession};
+use crate::backend::{BackendError, MimePart};
 use crate::uidset::UidSet;
 
 /// Most parts of one mail whose headers are fetched.
@@ -19,7 +19,7 @@ const MAX_PARTS: usize = 1000;
 impl ImapSession {
     /// The BODYSTRUCTURE of mails of the selected mailbox by UID (`None`: not understood);
     /// mails that are gone are left out.
-    pub(crate) async fn structures(
+    pub(super) async fn structures(
         &mut self,
         uids: &[u32],
     ) -> Result<HashMap<u32, Option<MimePart>>, BackendError> {
@@ -37,88 +37,25 @@ impl ImapSession {
             })
             .collect())
     }
+}
 
-    /// The MIME tree of one mail with each part's header; `None` when the mail is gone.
-    pub async fn mime_tree(
-        &mut self,
-        mailbox: &str,
-        uid: u32,
-    ) -> Result<Option<MimePart>, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let Some(parsed) = self.structures(&[uid]).await?.remove(&uid) else {
-            return Ok(None);
-        };
-        let mut root = parsed
-            .ok_or_else(|| BackendError::Protocol("unparseable BODYSTRUCTURE".to_string()))?;
-        let mut sections = Vec::new();
-        collect_sections(&root, &mut sections);
-        if sections.len() > MAX_PARTS {
-            return Err(BackendError::Rejected(format!(
-                "mail has {} MIME parts",
-                sections.len()
-            )));
-        }
-        let mut args = format!(" {uid} (UID");
-        for s in &sections {
-            args.push_str(&format!(" BODY.PEEK[{}]", header_section(s)));
-        }
-        args.push(')');
-        let c = self.run_ok(&Command::new("UID FETCH").raw(&args)).await?;
-        let Some(items) = c.data("FETCH").find(|items| fetch_uid(items) == Some(uid)) else {
-            return Ok(None);
-        };
-        fill_headers(&mut root, items);
-        Ok(Some(root))
+/// The UID FETCH of every part's header of `root` (see [`fill_headers`]); refused for a mail
+/// of more than [`MAX_PARTS`] parts.
+pub(super) fn header_command(uid: u32, root: &MimePart) -> Result<Command, BackendError> {
+    let mut sections = Vec::new();
+    collect_sections(root, &mut sections);
+    if sections.len() > MAX_PARTS {
+        return Err(BackendError::Rejected(format!(
+            "mail has {} MIME parts",
+            sections.len()
+        )));
     }
-
-    /// The decoded size of a part (`BINARY.SIZE`); `None` when the mail is gone.
-    pub async fn binary_size(
-        &mut self,
-        mailbox: &str,
-        uid: u32,
-        section: &str,
-    ) -> Result<Option<u64>, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let c = self
-            .run_ok(&Command::new("UID FETCH").raw(&format!(" {uid} (UID BINARY.SIZE[{section}])")))
-            .await?;
-        let key = format!("BINARY.SIZE[{section}]");
-        let size = c
-            .data("FETCH")
-            .find_map(|items| fetch_value(items, uid, &key).and_then(Item::as_u64));
-        Ok(size)
+    let mut args = format!(" {uid} (UID");
+    for s in &sections {
+        args.push_str(&format!(" BODY.PEEK[{}]", header_section(s)));
     }
-
-    /// Up to `len` bytes of a part from `offset`: decoded by the server with `binary`, else as
-    /// stored. `None` when the mail is gone; fewer bytes (or none) past the part's end.
-    pub async fn fetch_part_range(
-        &mut self,
-        mailbox: &str,
-        uid: u32,
-        section: &str,
-        binary: bool,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<Bytes>, BackendError> {
-        self.ensure_selected(mailbox).await?;
-        let (item, answer) = if binary {
-            ("BINARY.PEEK", "BINARY")
-        } else {
-            ("BODY.PEEK", "BODY")
-        };
-        let mut c = self
-            .run_ok(
-                &Command::new("UID FETCH")
-                    .raw(&format!(" {uid} (UID {item}[{section}]<{offset}.{len}>)")),
-            )
-            .await?;
-        let key = format!("{answer}[{section}]");
-        let part = c
-            .data_mut("FETCH")
-            .find(|items| fetch_value(items, uid, &key).is_some())
-            .map(|items| Bytes::from(take_fetch_str(items, &key).unwrap_or_default()));
-        Ok(part)
-    }
+    args.push(')');
+    Ok(Command::new("UID FETCH").raw(&args))
 }
 
 /// The section whose text is a part's header: the message header for the top level.
@@ -131,7 +68,7 @@ fn header_section(section: &str) -> String {
 }
 
 /// An attribute of the FETCH response for `uid`.
-fn fetch_value<'a>(items: &'a [Item], uid: u32, key: &str) -> Option<&'a Item> {
+pub(super) fn fetch_value<'a>(items: &'a [Item], uid: u32, key: &str) -> Option<&'a Item> {
     (fetch_uid(items) == Some(uid))
         .then(|| fetch_attr(items, key))
         .flatten()
@@ -220,7 +157,8 @@ fn collect_sections(p: &MimePart, out: &mut Vec<String>) {
     }
 }
 
-fn fill_headers(root: &mut MimePart, fetched: &[Item]) {
+/// Puts the headers fetched by [`header_command`] into the tree.
+pub(super) fn fill_headers(root: &mut MimePart, fetched: &[Item]) {
     fn find(fetched: &[Item], key: &str) -> Bytes {
         match fetch_attr(fetched, key) {
             Some(Item::Str(s)) => Bytes::copy_from_slice(s),
@@ -242,7 +180,7 @@ fn fill_headers(root: &mut MimePart, fetched: &[Item]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::imap_parse::{parse_response, Response};
+    use crate::backend::imap::parse::{parse_response, Response};
 
     fn structure(line: &str) -> MimePart {
         let Response::Data { items, .. } = parse_response(line.as_bytes()).unwrap() else {

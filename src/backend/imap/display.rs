@@ -1,22 +1,18 @@
-//! Reading mails for display without the bodies of their attachments.
-//!
-//! A Sync page shows headers, the text of a mail and its attachments' names and sizes, never
-//! the attachments' bytes. [`ImapSession::fetch_display`] asks for `BODYSTRUCTURE` and the
-//! first 128 KiB of every mail, which is all of most mails. A larger mail with non-text leaf
-//! parts (images, PDFs, ...) is then read as its header, every part's MIME header, the bodies
-//! of its text parts, and `BINARY.SIZE` of the parts left out. Those pieces are put back
-//! together into a message of the same MIME tree whose left-out parts have empty bodies
-//! ([`FetchedMail`]). Other large mails (single-part, S/MIME, with attached messages, or with a
-//! structure the server does not describe plainly) are read whole. Every section is read with
-//! `.PEEK`, so `\Seen` is never set.
+//! Reading mails for display without their attachments' bodies: the first 128 KiB of every
+//! mail, then a large mail with attachments part by part (headers, text parts, `BINARY.SIZE`
+//! of the rest, RFC 3516), put back together with empty attachment bodies ([`FetchedMail`]).
+//! Large mails that cannot be taken apart safely (single-part, S/MIME, attached messages) are
+//! read whole. Every section is read with `.PEEK`.
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::imap::{Command, ImapSession};
-use super::imap_mailbox::{fetch_attr, fetch_uid, WHOLE_CHUNK};
-use super::imap_parse::{Item, Status};
-use super::mailbox::MessageMeta;
-use super::{BackendError, MimePart};
+use super::mailbox::{fetch_attr, fetch_uid, parse_fetch, WHOLE_CHUNK};
+use super::parse::{Item, Status};
+use super::{Command, ImapSession};
+use crate::backend::mailbox::MessageMeta;
+use crate::backend::{BackendError, MimePart};
 use crate::uidset::UidSet;
 
 /// Most bytes (by RFC822.SIZE) per whole-message `UID FETCH`.
@@ -227,23 +223,18 @@ fn assemble(root: &MimePart, secs: &[Item]) -> Option<(Vec<u8>, Omitted)> {
     Some((out, omitted))
 }
 
+/// Large mails to read whole, with their size.
+type Whole = Vec<(MessageMeta, u64)>;
+/// Large mails to read part by part, with their structure.
+type Partial = Vec<(MessageMeta, MimePart)>;
+
 impl ImapSession {
-    /// Mails of `mailbox` to show on a device, in no particular order; missing UIDs are left
-    /// out. Mails with attachments are read without the attachments' bodies (see the module
-    /// docs); without the server's BINARY extension every mail is read whole.
-    pub async fn fetch_display(
+    /// Metadata and the first [`PREFIX`] bytes of `uids` in the selected mailbox: the mails
+    /// read whole that way, and the metadata of the larger ones.
+    pub(super) async fn fetch_prefixes(
         &mut self,
-        mailbox: &str,
         uids: &[u32],
-    ) -> Result<Vec<FetchedMail>, BackendError> {
-        if uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        if !self.has_capability("BINARY") {
-            return self.fetch_whole(mailbox, uids).await;
-        }
-        self.ensure_selected(mailbox).await?;
-        // 1. Metadata and the first PREFIX bytes of every mail: all of most mails.
+    ) -> Result<(Vec<FetchedMail>, Vec<MessageMeta>), BackendError> {
         let items = format!("{} BODY.PEEK[]<0.{PREFIX}>", self.meta_items());
         let cmds: Vec<Command> = uids
             .chunks(WHOLE_CHUNK)
@@ -258,7 +249,7 @@ impl ImapSession {
         for c in &mut done {
             c.ok("UID FETCH")?;
             for items in c.data_mut("FETCH") {
-                let Some((meta, prefix)) = super::imap_mailbox::parse_fetch(items) else {
+                let Some((meta, prefix)) = parse_fetch(items) else {
                     continue;
                 };
                 match prefix {
@@ -270,16 +261,19 @@ impl ImapSession {
                 }
             }
         }
-        drop(done);
-        if large.is_empty() {
-            return Ok(out);
-        }
+        Ok((out, large))
+    }
 
-        // 2. The structure of the large mails: which parts can be left out.
+    /// Splits large mails by their structure into those read whole and those read part by
+    /// part.
+    pub(super) async fn plan_large(
+        &mut self,
+        large: Vec<MessageMeta>,
+    ) -> Result<(Whole, Partial), BackendError> {
         let large_uids: Vec<u32> = large.iter().map(|m| m.uid).collect();
         let mut structures = self.structures(&large_uids).await?;
-        let mut whole: Vec<(MessageMeta, u64)> = Vec::new();
-        let mut partial: Vec<(MessageMeta, MimePart)> = Vec::new();
+        let mut whole = Vec::new();
+        let mut partial = Vec::new();
         for meta in large {
             match structures.remove(&meta.uid).flatten() {
                 Some(s) if partial_plan(&s) => partial.push((meta, s)),
@@ -289,36 +283,23 @@ impl ImapSession {
                 }
             }
         }
+        Ok((whole, partial))
+    }
 
-        // 3. Whole mails in size-bounded chunks, the others part by part, in one pipeline.
-        let mut cmds = Vec::new();
-        let mut chunk: Vec<u32> = Vec::new();
-        let mut chunk_bytes = 0u64;
-        let mut whole_cmds = 0usize;
-        for (meta, size) in &whole {
-            if !chunk.is_empty()
-                && (chunk.len() >= WHOLE_CHUNK || chunk_bytes + size > WHOLE_CHUNK_BYTES)
-            {
-                cmds.push(whole_command(&chunk));
-                whole_cmds += 1;
-                chunk.clear();
-                chunk_bytes = 0;
-            }
-            chunk.push(meta.uid);
-            chunk_bytes += size;
-        }
-        if !chunk.is_empty() {
-            cmds.push(whole_command(&chunk));
-            whole_cmds += 1;
-        }
-        for (meta, s) in &partial {
-            let plan = plan_items(s);
-            cmds.push(Command::new("UID FETCH").raw(&format!(
-                " {} ({})",
-                meta.uid,
-                plan.join(" ")
-            )));
-        }
+    /// Reads the planned mails in one pipeline into `out`; returns the UIDs of the mails to
+    /// read whole after all (a part refused, e.g. `[UNKNOWN-CTE]`, a piece missing, or the mail
+    /// expunged meanwhile: reading whole settles all three).
+    pub(super) async fn fetch_planned(
+        &mut self,
+        whole: &Whole,
+        partial: &Partial,
+        out: &mut Vec<FetchedMail>,
+    ) -> Result<Vec<u32>, BackendError> {
+        let mut cmds = whole_commands(whole);
+        let whole_cmds = cmds.len();
+        cmds.extend(partial.iter().map(|(meta, s)| {
+            Command::new("UID FETCH").raw(&format!(" {} ({})", meta.uid, plan_items(s).join(" ")))
+        }));
         let mut done = self.pipeline(&cmds).await?;
 
         // A server may run pipelined FETCHes side by side, so a response can arrive with
@@ -331,8 +312,7 @@ impl ImapSession {
             .skip(whole_cmds)
             .map(|c| c.done.status == Status::Ok)
             .collect();
-        let mut by_uid: std::collections::HashMap<u32, &mut [Item]> =
-            std::collections::HashMap::new();
+        let mut by_uid: HashMap<u32, &mut [Item]> = HashMap::new();
         for c in &mut done {
             for items in c.data_mut("FETCH") {
                 if let Some(uid) = fetch_uid(items) {
@@ -340,16 +320,16 @@ impl ImapSession {
                 }
             }
         }
-        for (meta, _) in &whole {
+        for (meta, _) in whole {
+            // Left out when expunged meanwhile.
             let Some(items) = by_uid.get_mut(&meta.uid) else {
-                // Expunged meanwhile.
                 continue;
             };
-            if let Some((_, Some(body))) = super::imap_mailbox::parse_fetch(items) {
+            if let Some((_, Some(body))) = parse_fetch(items) {
                 out.push(FetchedMail::whole(meta.clone(), body));
             }
         }
-        let mut retry: Vec<u32> = Vec::new();
+        let mut retry = Vec::new();
         for ((meta, s), ok) in partial.iter().zip(parts_ok) {
             let assembled = by_uid
                 .get(&meta.uid)
@@ -362,27 +342,34 @@ impl ImapSession {
                     omitted,
                     parts: count(s),
                 }),
-                // Refused (e.g. [UNKNOWN-CTE] for a part the server cannot decode), a piece
-                // missing, or expunged meanwhile: read whole, which settles all three.
                 None => retry.push(meta.uid),
             }
         }
-        if !retry.is_empty() {
-            out.extend(self.fetch_whole(mailbox, &retry).await?);
-        }
-        Ok(out)
+        Ok(retry)
     }
+}
 
-    /// Whole mails as [`FetchedMail`]s.
-    async fn fetch_whole(
-        &mut self,
-        mailbox: &str,
-        uids: &[u32],
-    ) -> Result<Vec<FetchedMail>, BackendError> {
-        Ok(FetchedMail::all_whole(
-            self.fetch_full(mailbox, uids).await?,
-        ))
+/// Whole-mail FETCHes in chunks of at most [`WHOLE_CHUNK`] mails and
+/// [`WHOLE_CHUNK_BYTES`] bytes (a single larger mail gets a command of its own).
+fn whole_commands(whole: &Whole) -> Vec<Command> {
+    let mut cmds = Vec::new();
+    let mut chunk: Vec<u32> = Vec::new();
+    let mut chunk_bytes = 0u64;
+    for (meta, size) in whole {
+        if !chunk.is_empty()
+            && (chunk.len() >= WHOLE_CHUNK || chunk_bytes + size > WHOLE_CHUNK_BYTES)
+        {
+            cmds.push(whole_command(&chunk));
+            chunk.clear();
+            chunk_bytes = 0;
+        }
+        chunk.push(meta.uid);
+        chunk_bytes += size;
     }
+    if !chunk.is_empty() {
+        cmds.push(whole_command(&chunk));
+    }
+    cmds
 }
 
 fn whole_command(uids: &[u32]) -> Command {
@@ -393,9 +380,9 @@ fn whole_command(uids: &[u32]) -> Command {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::imap_parse::parse_response;
-    use crate::backend::imap_parse::Response;
-    use crate::backend::imap_parts::parse_bodystructure;
+    use crate::backend::imap::parse::parse_response;
+    use crate::backend::imap::parse::Response;
+    use crate::backend::imap::parts::parse_bodystructure;
 
     fn fetch_items(line: &str) -> Vec<Item> {
         match parse_response(line.as_bytes()).unwrap() {

@@ -1,15 +1,7 @@
-//! A small, total parser for IMAP server responses (RFC 3501 section 7 and 9).
-//!
-//! The connection layer hands over one complete response: the bytes of one response
-//! line including any literals (`{n}\r\n` followed by `n` bytes) and the final CRLF.
-//! [`parse_response`] turns it into a [`Response`]; the data part of untagged responses
-//! is a generic item tree ([`Item`]: atoms, strings, parenthesised lists), which the
-//! helpers at the bottom ([`parse_list`], [`parse_status`], [`parse_namespace`]) read
-//! into typed values.
-//!
-//! The parser never panics and never copies the raw input into its errors (a response
-//! may carry message content), it bounds list nesting, and it accepts the usual server
-//! deviations (missing text after a status word, lower-case keywords, LF without CR).
+//! A total parser of IMAP server responses (RFC 3501 sections 7 and 9), no I/O: one whole
+//! response (line plus literals) in, a [`Response`] with an item tree out; typed readers for
+//! LIST, STATUS and NAMESPACE. Never panics, never copies input into its errors, bounds
+//! nesting, and accepts the usual server deviations.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,24 +1,14 @@
-//! Mailbox search for the Search and Find commands: `UID SEARCH` by text and by INTERNALDATE.
-//!
-//! - Free text becomes one `TEXT` criterion per word (all must match), sent as a quoted
-//!   string when it is plain ASCII, else with `CHARSET UTF-8` and a literal. `TEXT` searches
-//!   the header and the body; Dovecot answers it from its full-text index when the `fts`
-//!   plugin is configured, else by reading the mails.
-//! - Dates are INTERNALDATE (the arrival time, which is what EAS calls DateReceived). IMAP
-//!   `SINCE`/`BEFORE` only compare whole days in an unspecified zone, so the search asks for a
-//!   day more on each side and the exact bounds (in seconds) are applied to the INTERNALDATEs
-//!   fetched for the matches.
-//! - The matches come back newest first (INTERNALDATE, then UID), with the mailbox's
-//!   UIDVALIDITY, so that callers can merge several mailboxes and name mails durably.
+//! Search and Find in one mailbox: `UID SEARCH` by words (`TEXT`, all must match) and by
+//! INTERNALDATE (EAS DateReceived). IMAP compares whole days only, so a day more is asked for on
+//! each side and the exact bounds are applied to the fetched INTERNALDATEs. Matches come
+//! newest first, with the mailbox's UIDVALIDITY.
 
-use super::imap::{Command, ImapSession};
-use super::imap_mailbox::{imap_date, parse_internal_date};
-use super::imap_parse::Item;
-use super::BackendError;
+use super::mailbox::{chunks, imap_date, parse_internal_date};
+use super::parse::Item;
+use super::{Command, ImapSession};
+use crate::backend::BackendError;
 use crate::uidset::UidSet;
 
-/// Most UID ranges named in one FETCH.
-const UID_CHUNK: usize = 500;
 /// Dates are clamped to 1970..=9999 before they reach a command line.
 const MAX_DATE: i64 = 253_402_300_799;
 
@@ -115,79 +105,29 @@ impl MailQuery {
 }
 
 impl ImapSession {
-    /// The mails of `mailbox` matching `query`, newest first.
-    pub async fn search_mailbox(
+    /// (UID, INTERNALDATE) of those of `uids` whose INTERNALDATE is inside the query's exact
+    /// bounds, newest first (then by UID).
+    pub(super) async fn dated_hits(
         &mut self,
-        mailbox: &str,
+        uids: &UidSet,
         query: &MailQuery,
-    ) -> Result<MailSearch, BackendError> {
-        let state = self.select_mailbox(mailbox).await?;
-        let mut out = MailSearch {
-            uid_validity: state.uid_validity,
-            hits: Vec::new(),
-        };
-        if state.messages == 0 {
-            return Ok(out);
-        }
-        let esearch = self.has_capability("ESEARCH");
-        let c = self.run_ok(&query.command(esearch)).await?;
-        let mut uids = UidSet::new();
-        if esearch {
-            for items in c.data("ESEARCH") {
-                let mut it = items.iter();
-                while let Some(item) = it.next() {
-                    if item
-                        .as_atom()
-                        .is_some_and(|a| a.eq_ignore_ascii_case("ALL"))
-                    {
-                        if let Some(v) = it.next().and_then(Item::as_atom) {
-                            let set = UidSet::parse(v)
-                                .map_err(|e| BackendError::Protocol(format!("ESEARCH: {e}")))?;
-                            uids = uids.union(&set);
-                        }
-                    }
-                }
-            }
-        } else {
-            for items in c.data("SEARCH") {
-                uids = uids.union(&UidSet::from_uids(
-                    items
-                        .iter()
-                        .filter_map(Item::as_u64)
-                        .filter_map(|u| u32::try_from(u).ok()),
-                ));
-            }
-        }
-        if uids.is_empty() {
-            return Ok(out);
-        }
-        for chunk in uids.ranges().chunks(UID_CHUNK) {
-            let set = chunk
-                .iter()
-                .map(|(lo, hi)| {
-                    if lo == hi {
-                        lo.to_string()
-                    } else {
-                        format!("{lo}:{hi}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",");
+    ) -> Result<Vec<(u32, i64)>, BackendError> {
+        let mut hits = Vec::new();
+        for set in chunks(uids) {
             let c = self
                 .run_ok(&Command::new("UID FETCH").raw(&format!(" {set} (UID INTERNALDATE)")))
                 .await?;
             for items in c.data("FETCH") {
                 if let Some((uid, date)) = uid_and_date(items) {
                     if uids.contains(uid) && query.date_matches(date) {
-                        out.hits.push((uid, date));
+                        hits.push((uid, date));
                     }
                 }
             }
         }
-        out.hits
-            .sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
-        out.hits.dedup_by_key(|h| h.0);
-        Ok(out)
+        hits.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+        hits.dedup_by_key(|h| h.0);
+        Ok(hits)
     }
 }
 
