@@ -20,15 +20,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use futures::StreamExt as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
+use tokio_postgres::NoTls;
 
-use super::cluster::{check_payload, check_ttl, Cluster, LeaseKey, EVENT_BUFFER};
+use super::cluster::EVENT_BUFFER;
 use super::postgres_migrations as migrations;
 use super::{
     CollectionState, CollectionView, Device, DeviceActivity, DraftVersion, FolderEntry,
@@ -37,10 +35,11 @@ use super::{
 };
 
 mod devices;
+mod events;
+mod sql;
 mod sync;
 
-/// The `LISTEN`/`NOTIFY` channel of gateway events.
-const EVENT_CHANNEL: &str = "eas_gateway_events";
+use sql::*;
 
 /// How long a call waits for a pooled connection (or a new one) before failing with
 /// [`StoreError::Busy`].
@@ -48,9 +47,6 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// Pooled connections per store (per node).
 const POOL_SIZE: usize = 16;
-
-/// First class of the two-key advisory locks the store takes per user ("EASG").
-const USER_LOCK_CLASS: i32 = 0x4541_5347;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -115,25 +111,6 @@ impl fmt::Debug for PgStore {
     }
 }
 
-/// A pooled connection, timed as one store call.
-pub(super) struct Conn {
-    obj: Object,
-    _timed: crate::metrics::StoreCall,
-}
-
-impl std::ops::Deref for Conn {
-    type Target = Object;
-    fn deref(&self) -> &Object {
-        &self.obj
-    }
-}
-
-impl std::ops::DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut Object {
-        &mut self.obj
-    }
-}
-
 /// Where a configuration points, without the password: `user@host:port/db`.
 fn describe(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
@@ -192,8 +169,8 @@ impl PgStore {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         // The first LISTEN is in place before the store is handed out, so that an event
         // published after `open_url` returns reaches this store's subscribers.
-        let first = listen(&config, events.clone()).await?;
-        let listener = tokio::spawn(keep_listening(config, events.clone(), first));
+        let first = events::listen(&config, events.clone()).await?;
+        let listener = tokio::spawn(events::keep_listening(config, events.clone(), first));
         tracing::info!(location = %location, schema_version = version, "opened state database");
         Ok(PgStore {
             inner: Arc::new(Inner {
@@ -210,279 +187,9 @@ impl PgStore {
         &self.inner.location
     }
 
-    pub(super) async fn conn(&self) -> Result<Conn, StoreError> {
+    async fn conn(&self) -> Result<Conn, StoreError> {
         let timed = crate::metrics::StoreCall::start();
-        Ok(Conn {
-            obj: self.inner.pool.get().await?,
-            _timed: timed,
-        })
-    }
-}
-
-/// One listening connection: the client (keep it to keep the connection) and the task that
-/// drives the connection and forwards notifications; the task ends when the connection does.
-type Listening = (tokio_postgres::Client, JoinHandle<()>);
-
-async fn listen(
-    config: &tokio_postgres::Config,
-    events: broadcast::Sender<String>,
-) -> Result<Listening, StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let driver = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    // No subscriber is no error.
-                    let _ = events.send(n.payload().to_owned());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "state database event connection failed");
-                    return;
-                }
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("LISTEN {EVENT_CHANNEL}"))
-        .await?;
-    Ok((client, driver))
-}
-
-/// Keeps one listening connection up: when it ends, connects again (after 1 s, doubling up
-/// to 30 s while connecting fails). Events published in between are not seen here.
-async fn keep_listening(
-    config: tokio_postgres::Config,
-    events: broadcast::Sender<String>,
-    first: Listening,
-) {
-    let (mut _client, mut driver) = first;
-    loop {
-        let _ = (&mut driver).await;
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            tokio::time::sleep(backoff).await;
-            match listen(&config, events.clone()).await {
-                Ok((c, d)) => {
-                    tracing::info!("state database event connection re-established");
-                    (_client, driver) = (c, d);
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "state database event connection: reconnecting");
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
-}
-
-// ---- helpers ----------------------------------------------------------------
-
-pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
-
-/// A column, or [`StoreError::Corrupt`] when it does not have the expected type.
-pub(super) fn col<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T, StoreError> {
-    row.try_get(i)
-        .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
-}
-
-/// A `BIGINT` column that holds a `u32`.
-pub(super) fn col_u32(row: &Row, i: usize) -> Result<u32, StoreError> {
-    let v: i64 = col(row, i)?;
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("column {i}: {v} is not a u32")))
-}
-
-/// A `BIGINT` column that holds an optional `u32`.
-pub(super) fn col_opt_u32(row: &Row, i: usize) -> Result<Option<u32>, StoreError> {
-    let v: Option<i64> = col(row, i)?;
-    v.map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("column {i}: {v}"))))
-        .transpose()
-}
-
-/// A `BIGINT` counter column as `u64` (negative reads as 0).
-pub(super) fn col_u64(row: &Row, i: usize) -> Result<u64, StoreError> {
-    Ok(col::<i64>(row, i)?.max(0) as u64)
-}
-
-/// A write transaction holding the user's advisory lock (see the module documentation).
-pub(super) async fn write_tx<'a>(
-    c: &'a mut Conn,
-    user: &str,
-) -> Result<deadpool_postgres::Transaction<'a>, StoreError> {
-    let tx = c.obj.transaction().await?;
-    let st = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .await?;
-    tx.execute(&st, &[&USER_LOCK_CLASS, &user]).await?;
-    Ok(tx)
-}
-
-/// A read transaction: one consistent snapshot for several statements.
-pub(super) async fn read_tx(
-    c: &mut Conn,
-) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
-    Ok(c.obj
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?)
-}
-
-/// Runs a statement (prepared once per connection), returning its rows.
-pub(super) async fn query(
-    c: &impl Prepared,
-    sql: &str,
-    params: &Params<'_>,
-) -> Result<Vec<Row>, StoreError> {
-    c.query_cached(sql, params).await
-}
-
-/// Runs a statement that returns at most one row.
-pub(super) async fn query_opt(
-    c: &impl Prepared,
-    sql: &str,
-    params: &Params<'_>,
-) -> Result<Option<Row>, StoreError> {
-    Ok(c.query_cached(sql, params).await?.into_iter().next())
-}
-
-/// Runs a statement that returns exactly one row.
-pub(super) async fn query_one(
-    c: &impl Prepared,
-    sql: &str,
-    params: &Params<'_>,
-) -> Result<Row, StoreError> {
-    query_opt(c, sql, params)
-        .await?
-        .ok_or_else(|| StoreError::Internal("statement returned no row".into()))
-}
-
-/// Runs a statement, returning how many rows it changed.
-pub(super) async fn execute(
-    c: &impl Prepared,
-    sql: &str,
-    params: &Params<'_>,
-) -> Result<u64, StoreError> {
-    c.execute_cached(sql, params).await
-}
-
-/// A connection or transaction that caches prepared statements.
-pub(super) trait Prepared: Sync {
-    fn query_cached(
-        &self,
-        sql: &str,
-        params: &Params<'_>,
-    ) -> impl std::future::Future<Output = Result<Vec<Row>, StoreError>> + Send;
-    fn execute_cached(
-        &self,
-        sql: &str,
-        params: &Params<'_>,
-    ) -> impl std::future::Future<Output = Result<u64, StoreError>> + Send;
-}
-
-impl Prepared for deadpool_postgres::Transaction<'_> {
-    async fn query_cached(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.query(&st, params).await?)
-    }
-    async fn execute_cached(&self, sql: &str, params: &Params<'_>) -> Result<u64, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.execute(&st, params).await?)
-    }
-}
-
-impl Prepared for Conn {
-    async fn query_cached(&self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
-        let st = self.obj.prepare_cached(sql).await?;
-        Ok(self.obj.query(&st, params).await?)
-    }
-    async fn execute_cached(&self, sql: &str, params: &Params<'_>) -> Result<u64, StoreError> {
-        let st = self.obj.prepare_cached(sql).await?;
-        Ok(self.obj.execute(&st, params).await?)
-    }
-}
-
-pub(super) fn check_key(key: u32) -> Result<(), StoreError> {
-    if key == 0 {
-        Err(StoreError::InvalidInput(
-            "sync key 0 cannot be committed".into(),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-// ---- Cluster -------------------------------------------------------------------
-
-impl Cluster for PgStore {
-    async fn acquire_lease(
-        &self,
-        key: LeaseKey<'_>,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let ms = check_ttl(ttl)?;
-        let c = self.conn().await?;
-        // One statement: the upsert takes the row lock, so two nodes racing for a free or
-        // expired lease cannot both win.
-        let taken = query_opt(
-            &c,
-            "INSERT INTO sync_leases (user_name, device_id, collection_id, owner, expires_at)
-             VALUES ($1, $2, $3, $4, clock_timestamp() + $5::bigint * interval '1 millisecond')
-             ON CONFLICT (user_name, device_id, collection_id) DO UPDATE SET
-                 owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
-             WHERE sync_leases.owner = EXCLUDED.owner
-                OR sync_leases.expires_at <= clock_timestamp()
-             RETURNING 1",
-            &[&key.user, &key.device_id, &key.collection_id, &owner, &ms],
-        )
-        .await?;
-        Ok(taken.is_some())
-    }
-
-    async fn renew_lease(
-        &self,
-        key: LeaseKey<'_>,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let ms = check_ttl(ttl)?;
-        let c = self.conn().await?;
-        let n = execute(
-            &c,
-            "UPDATE sync_leases
-             SET expires_at = clock_timestamp() + $5::bigint * interval '1 millisecond'
-             WHERE user_name = $1 AND device_id = $2 AND collection_id = $3 AND owner = $4",
-            &[&key.user, &key.device_id, &key.collection_id, &owner, &ms],
-        )
-        .await?;
-        Ok(n == 1)
-    }
-
-    async fn release_lease(&self, key: LeaseKey<'_>, owner: &str) -> Result<(), StoreError> {
-        let c = self.conn().await?;
-        execute(
-            &c,
-            "DELETE FROM sync_leases
-             WHERE user_name = $1 AND device_id = $2 AND collection_id = $3 AND owner = $4",
-            &[&key.user, &key.device_id, &key.collection_id, &owner],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn publish(&self, payload: &str) -> Result<(), StoreError> {
-        check_payload(payload)?;
-        let c = self.conn().await?;
-        query(&c, "SELECT pg_notify($1, $2)", &[&EVENT_CHANNEL, &payload]).await?;
-        Ok(())
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<String> {
-        self.inner.events.subscribe()
+        Ok(Conn::new(self.inner.pool.get().await?, timed))
     }
 }
 
