@@ -68,17 +68,13 @@ pg_ready() {
     as_pg "$PG_BIN/pg_ctl" -D "$DATA_DIR" status >/dev/null 2>&1
 }
 
-pkg_installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
 install_packages() {
     [ -x "$PG_BIN/postgres" ] && return 0
     [ "$(id -u)" -eq 0 ] || die "$PG_BIN/postgres is missing (install $PACKAGES as root)"
     command -v apt-get >/dev/null 2>&1 || die "missing $PACKAGES (and no apt-get to install it)"
     say "installing Debian packages: $PACKAGES"
-    # Keep the package's maintainer scripts from creating and starting the system-wide
-    # cluster: this script runs its own.
+    # Keep the package's maintainer scripts from starting the system-wide cluster (they
+    # may create it, stopped): this script runs its own.
     local policy=/usr/sbin/policy-rc.d backup=""
     if [ -e "$policy" ]; then
         backup=$(mktemp /usr/sbin/.policy-rc.d.eas-pg.XXXXXX)
@@ -86,12 +82,9 @@ install_packages() {
     fi
     printf '#!/bin/sh\nexit 101\n' >"$policy"
     chmod 0755 "$policy"
-    mkdir -p /etc/postgresql-common
-    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
-        printf 'create_main_cluster = false\n' >/etc/postgresql-common/createcluster.conf
-    fi
     local rc=0
     export DEBIAN_FRONTEND=noninteractive
+    # shellcheck disable=SC2086
     { apt-get update -q && apt-get install -y -q --no-install-recommends $PACKAGES; } || rc=$?
     if [ -n "$backup" ]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
     [ "$rc" -eq 0 ] || die "apt-get install failed for: $PACKAGES"
