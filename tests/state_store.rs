@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use eas_gateway::state::cluster::MAX_EVENT_LEN;
 use eas_gateway::state::{
-    CollectionView, DraftVersion, FolderEntry, LeaseKey, PgStore, PingParams, PolicyState,
+    Cluster, CollectionView, DraftVersion, FolderEntry, LeaseKey, PgStore, PingParams, PolicyState,
     SendClaim, SendPhase, SqliteStore, StateStore, Store, StoreError, WipeState,
 };
 use tempfile::TempDir;
@@ -1576,6 +1576,57 @@ async fn pg_events_across_nodes() {
         let a = PgStore::open_url(&url).await.unwrap();
         let b = PgStore::open_url(&url).await.unwrap();
         conformance::events_across_nodes(a, b).await;
+    })
+    .await;
+}
+
+/// The listening connection comes back after it is lost, and events reach the store again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_events_survive_a_lost_listening_connection() {
+    with_pg_db(|url| async move {
+        let store = PgStore::open_url(&url).await.unwrap();
+        let mut rx = store.subscribe();
+        let admin = pg_admin(&url).await;
+        let listeners = || async {
+            admin
+                .query(
+                    "SELECT pid FROM pg_stat_activity
+                     WHERE datname = current_database() AND query = 'LISTEN eas_gateway_events'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i32>(0))
+                .collect::<Vec<i32>>()
+        };
+        let old = listeners().await;
+        assert_eq!(old.len(), 1, "one listening connection per store");
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&old[0]])
+            .await
+            .unwrap();
+        // Wait (30 s at most; it reconnects after about 1 s) for the new listening connection.
+        let mut waited = 0;
+        loop {
+            let now = listeners().await;
+            if now.len() == 1 && now[0] != old[0] {
+                break;
+            }
+            waited += 1;
+            assert!(
+                waited < 300,
+                "no new listening connection after 30 s: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while rx.try_recv().is_ok() {}
+        store.publish("wake alice").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("no event within 20 s")
+            .unwrap();
+        assert_eq!(got, "wake alice");
     })
     .await;
 }
