@@ -601,13 +601,14 @@ impl RawConfig {
             security: smtp.2,
             timeout: smtp.3,
         };
-        if !self.state.url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| self.state.url.starts_with(scheme))
+        {
+            // Not echoed: a database URL may hold a password.
             return Err(ConfigError::Value {
                 key: "state.url",
-                reason: format!(
-                    "`{}`: only sqlite:///path/to/state.db is supported",
-                    self.state.url
-                ),
+                reason: "expected sqlite:///path/to/state.db or postgres://user@host/db".into(),
             });
         }
         let domain = self.identity.domain.trim().to_ascii_lowercase();

@@ -14,7 +14,7 @@ use eas_gateway::backend::{self, Credentials, Secret};
 use eas_gateway::commands::Gateway;
 use eas_gateway::config::{Access, Config};
 use eas_gateway::http::{self, Server};
-use eas_gateway::state::sqlite::SqliteStore;
+use eas_gateway::state::Store;
 
 #[derive(Parser)]
 #[command(
@@ -225,8 +225,10 @@ fn init_logging(format: LogFormat) {
 async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
     init_logging(log_format);
     let config = Arc::new(Config::load(&path)?);
-    let store = SqliteStore::open_url(&config.state_url)
-        .with_context(|| format!("opening state store {}", config.state_url))?;
+    // The URL is not echoed: a PostgreSQL one may hold a password.
+    let store = Store::open_url(&config.state_url)
+        .await
+        .context("opening the state store")?;
     let backend = ImapBackend::new(config.imap.clone());
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -361,7 +363,7 @@ async fn devices(path: PathBuf, op: DevicesOp) -> anyhow::Result<()> {
         .with_ansi(false)
         .init();
     let config = Config::load(&path)?;
-    let store = d::open_store(&config)?;
+    let store = d::open_store(&config).await?;
     let user = |u: &str| d::user_name(&config, u);
     let out = match op {
         DevicesOp::List {

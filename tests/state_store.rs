@@ -1,13 +1,22 @@
 //! `StateStore` conformance tests.
 //!
 //! The bodies in `conformance` are generic over `impl StateStore` so that
-//! every implementation (SQLite now, PostgreSQL later) runs the same checks;
-//! each expects a fresh, empty store. The `sqlite_*` tests at the bottom
-//! cover what is specific to the SQLite file store.
+//! every implementation (SQLite and PostgreSQL) runs the same checks; each
+//! expects a fresh, empty store (the two-handle bodies: two handles on one
+//! fresh database, standing in for two gateway nodes). The `sqlite_*` and
+//! `pg_*` tests at the bottom cover what is specific to each store.
+//!
+//! The PostgreSQL tests need a server: `deploy/dev/postgres.sh start` runs a
+//! private one and prints its URL, which they read from `EAS_TEST_PG_URL`
+//! (`deploy/dev/test.sh` does both). Each test creates its own database and
+//! drops it afterwards.
 
+use std::time::Duration;
+
+use eas_gateway::state::cluster::MAX_EVENT_LEN;
 use eas_gateway::state::{
-    CollectionView, DraftVersion, FolderEntry, PingParams, PolicyState, SendClaim, SendPhase,
-    SqliteStore, StateStore, StoreError, WipeState,
+    Cluster, CollectionView, DraftVersion, FolderEntry, LeaseKey, PgStore, PingParams, PolicyState,
+    SendClaim, SendPhase, SqliteStore, StateStore, Store, StoreError, WipeState,
 };
 use tempfile::TempDir;
 
@@ -1072,6 +1081,157 @@ mod conformance {
             vec![v(11, 11, "<b@x>")]
         );
     }
+
+    const LONG: Duration = Duration::from_secs(600);
+
+    fn lease<'a>(user: &'a str, device_id: &'a str, collection_id: &'a str) -> LeaseKey<'a> {
+        LeaseKey {
+            user,
+            device_id,
+            collection_id,
+        }
+    }
+
+    /// Take, refuse while held, re-take by the holder, release, take over an expired lease.
+    pub async fn leases(store: impl StateStore) {
+        let k = lease("alice", "D1", "5");
+        assert!(store.acquire_lease(k, "node-a/1", LONG).await.unwrap());
+        assert!(!store.acquire_lease(k, "node-b/1", LONG).await.unwrap());
+        // The holder may take it again (that extends it), and renew it; nobody else may.
+        assert!(store.acquire_lease(k, "node-a/1", LONG).await.unwrap());
+        assert!(store.renew_lease(k, "node-a/1", LONG).await.unwrap());
+        assert!(!store.renew_lease(k, "node-b/1", LONG).await.unwrap());
+        // Owners compare exactly.
+        assert!(!store.acquire_lease(k, "node-a/2", LONG).await.unwrap());
+
+        // Other collections, devices and users are other leases.
+        for other in [
+            lease("alice", "D1", "6"),
+            lease("alice", "D2", "5"),
+            lease("bob", "D1", "5"),
+        ] {
+            assert!(store.acquire_lease(other, "node-b/1", LONG).await.unwrap());
+        }
+
+        // Only the holder releases it.
+        store.release_lease(k, "node-b/1").await.unwrap();
+        assert!(!store.acquire_lease(k, "node-b/1", LONG).await.unwrap());
+        store.release_lease(k, "node-a/1").await.unwrap();
+        assert!(!store.renew_lease(k, "node-a/1", LONG).await.unwrap());
+        assert!(store.acquire_lease(k, "node-b/1", LONG).await.unwrap());
+
+        // A lease that has run out is taken over; its old holder can no longer renew it.
+        let k = lease("alice", "D1", "7");
+        assert!(store
+            .acquire_lease(k, "node-a/1", Duration::ZERO)
+            .await
+            .unwrap());
+        assert!(store.acquire_lease(k, "node-b/1", LONG).await.unwrap());
+        assert!(!store.renew_lease(k, "node-a/1", LONG).await.unwrap());
+        assert!(!store.acquire_lease(k, "node-a/1", LONG).await.unwrap());
+        // The old holder's release does not free the new holder's lease.
+        store.release_lease(k, "node-a/1").await.unwrap();
+        assert!(!store.acquire_lease(k, "node-c/1", LONG).await.unwrap());
+
+        // Expired but not taken over: still the holder's to renew.
+        let k = lease("alice", "D1", "8");
+        assert!(store
+            .acquire_lease(k, "node-a/1", Duration::ZERO)
+            .await
+            .unwrap());
+        assert!(store.renew_lease(k, "node-a/1", LONG).await.unwrap());
+        assert!(!store.acquire_lease(k, "node-b/1", LONG).await.unwrap());
+
+        // A ttl of more than a day is refused.
+        assert!(matches!(
+            store
+                .acquire_lease(
+                    lease("alice", "D1", "9"),
+                    "node-a/1",
+                    Duration::from_secs(86_401)
+                )
+                .await,
+            Err(StoreError::InvalidInput(_))
+        ));
+    }
+
+    /// Two handles (two nodes): a lease taken on one is refused on the other, and a node
+    /// that goes away without releasing leaves the lease locked until its ttl runs out.
+    pub async fn leases_across_nodes(a: impl StateStore, b: impl StateStore) {
+        let k = lease("alice", "D1", "5");
+        assert!(a.acquire_lease(k, "node-a", LONG).await.unwrap());
+        assert!(!b.acquire_lease(k, "node-b", LONG).await.unwrap());
+        a.release_lease(k, "node-a").await.unwrap();
+        assert!(b.acquire_lease(k, "node-b", LONG).await.unwrap());
+        assert!(!a.acquire_lease(k, "node-a", LONG).await.unwrap());
+
+        let k = lease("alice", "D1", "6");
+        assert!(a
+            .acquire_lease(k, "node-a", Duration::from_millis(300))
+            .await
+            .unwrap());
+        drop(a);
+        // The dead node's lease runs out by the clock (waiting well past its ttl).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(b.acquire_lease(k, "node-b", LONG).await.unwrap());
+
+        // Two nodes racing for one free lease: exactly one wins.
+        let k = lease("alice", "D1", "7");
+        let mut tasks = Vec::new();
+        for n in 0..10 {
+            let b = b.clone();
+            tasks.push(tokio::spawn(async move {
+                b.acquire_lease(lease("alice", "D1", "7"), &format!("node-{n}"), LONG)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1);
+        assert!(!b.acquire_lease(k, "node-x", LONG).await.unwrap());
+    }
+
+    /// An event published on one handle reaches the subscribers of both.
+    pub async fn events_across_nodes(a: impl StateStore, b: impl StateStore) {
+        async fn next(rx: &mut tokio::sync::broadcast::Receiver<String>) -> String {
+            tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("no event within 20 s")
+                .unwrap()
+        }
+        let mut on_a = a.subscribe();
+        let mut on_b = b.subscribe();
+        a.publish("wake alice@example.test").await.unwrap();
+        assert_eq!(next(&mut on_b).await, "wake alice@example.test");
+        assert_eq!(next(&mut on_a).await, "wake alice@example.test");
+        b.publish("supersede alice@example.test D1").await.unwrap();
+        assert_eq!(next(&mut on_a).await, "supersede alice@example.test D1");
+        assert_eq!(next(&mut on_b).await, "supersede alice@example.test D1");
+        // In order, and only to subscribers that were there.
+        let mut late = b.subscribe();
+        for n in 0..5 {
+            a.publish(&format!("wake u{n}")).await.unwrap();
+        }
+        for n in 0..5 {
+            assert_eq!(next(&mut late).await, format!("wake u{n}"));
+        }
+        assert_eq!(next(&mut on_b).await, "wake u0");
+
+        let long = "x".repeat(MAX_EVENT_LEN + 1);
+        assert!(matches!(
+            a.publish(&long).await,
+            Err(StoreError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            a.publish("a\0b").await,
+            Err(StoreError::InvalidInput(_))
+        ));
+        a.publish(&"x".repeat(MAX_EVENT_LEN)).await.unwrap();
+        assert_eq!(next(&mut late).await.len(), MAX_EVENT_LEN);
+    }
 }
 
 // ---- SQLite --------------------------------------------------------------------
@@ -1109,7 +1269,23 @@ sqlite_conformance!(
     ping_params,
     send_records,
     draft_versions,
+    leases,
 );
+
+/// Two handles on one file: one node's leases and events (SQLite serves one node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_leases_across_handles() {
+    let (dir, a) = temp_store();
+    let b = SqliteStore::open(&dir.path().join("./state.db")).unwrap();
+    conformance::leases_across_nodes(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_events_across_handles() {
+    let (dir, a) = temp_store();
+    let b = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    conformance::events_across_nodes(a, b).await;
+}
 
 #[tokio::test]
 async fn sqlite_in_memory_passes_conformance() {
@@ -1278,5 +1454,338 @@ async fn sqlite_rejects_foreign_and_newer_files() {
     assert!(matches!(
         SqliteStore::open(&newer),
         Err(StoreError::SchemaTooNew { found: 1000, .. })
+    ));
+}
+
+// ---- PostgreSQL ----------------------------------------------------------------
+
+/// The server the PostgreSQL tests use (`deploy/dev/postgres.sh` prints it).
+fn pg_server_url() -> String {
+    match std::env::var("EAS_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "EAS_TEST_PG_URL is not set: the PostgreSQL store tests need a server. Start one \
+             with `deploy/dev/postgres.sh start` and export EAS_TEST_PG_URL=\"$(deploy/dev/postgres.sh url)\" \
+             (deploy/dev/test.sh does both)"
+        ),
+    }
+}
+
+/// The server URL with another database name.
+fn pg_url_for(server: &str, db: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut url = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+async fn pg_admin(server: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot connect to EAS_TEST_PG_URL ({e}); is deploy/dev/postgres.sh running?")
+        });
+    tokio::spawn(conn);
+    client
+}
+
+/// Runs `body` with the URL of a fresh database, dropped afterwards (also when `body`
+/// fails).
+async fn with_pg_db<F, Fut>(body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures::FutureExt as _;
+    let server = pg_server_url();
+    let name = format!("t_{:016x}", rand::random::<u64>());
+    pg_admin(&server)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let outcome = std::panic::AssertUnwindSafe(body(pg_url_for(&server, &name)))
+        .catch_unwind()
+        .await;
+    pg_admin(&server)
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+macro_rules! pg_conformance {
+    ($($name:ident),* $(,)?) => {
+        mod pg_conformance {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    with_pg_db(|url| async move {
+                        let store = PgStore::open_url(&url).await.unwrap();
+                        conformance::$name(store).await;
+                    })
+                    .await;
+                }
+            )*
+        }
+    };
+}
+
+pg_conformance!(
+    device_lifecycle,
+    policy,
+    device_info_and_wipe,
+    folder_ids,
+    hierarchy,
+    collections,
+    user_isolation,
+    concurrent_commits,
+    ping_params,
+    send_records,
+    draft_versions,
+    leases,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_leases_across_nodes() {
+    with_pg_db(|url| async move {
+        let a = PgStore::open_url(&url).await.unwrap();
+        let b = PgStore::open_url(&url).await.unwrap();
+        conformance::leases_across_nodes(a, b).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_events_across_nodes() {
+    with_pg_db(|url| async move {
+        let a = PgStore::open_url(&url).await.unwrap();
+        let b = PgStore::open_url(&url).await.unwrap();
+        conformance::events_across_nodes(a, b).await;
+    })
+    .await;
+}
+
+/// The listening connection comes back after it is lost, and events reach the store again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_events_survive_a_lost_listening_connection() {
+    with_pg_db(|url| async move {
+        let store = PgStore::open_url(&url).await.unwrap();
+        let mut rx = store.subscribe();
+        let admin = pg_admin(&url).await;
+        let listeners = || async {
+            admin
+                .query(
+                    "SELECT pid FROM pg_stat_activity
+                     WHERE datname = current_database() AND query = 'LISTEN eas_gateway_events'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i32>(0))
+                .collect::<Vec<i32>>()
+        };
+        let old = listeners().await;
+        assert_eq!(old.len(), 1, "one listening connection per store");
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&old[0]])
+            .await
+            .unwrap();
+        // Wait (30 s at most; it reconnects after about 1 s) for the new listening connection.
+        let mut waited = 0;
+        loop {
+            let now = listeners().await;
+            if now.len() == 1 && now[0] != old[0] {
+                break;
+            }
+            waited += 1;
+            assert!(
+                waited < 300,
+                "no new listening connection after 30 s: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while rx.try_recv().is_ok() {}
+        store.publish("wake alice").await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("no event within 20 s")
+            .unwrap();
+        assert_eq!(got, "wake alice");
+    })
+    .await;
+}
+
+/// Two nodes on one database: what one commits, the other reads; folder ids assigned
+/// concurrently by both are one set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_two_nodes_share_one_database() {
+    with_pg_db(|url| async move {
+        let (a, b) = tokio::join!(PgStore::open_url(&url), PgStore::open_url(&url));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut handles = Vec::new();
+        for t in 0..20u32 {
+            let store = if t.is_multiple_of(2) {
+                a.clone()
+            } else {
+                b.clone()
+            };
+            handles.push(tokio::spawn(async move {
+                let idents: Vec<String> = (0..8)
+                    .map(|i| format!("guid:{}", (i * 3 + t) % 16))
+                    .collect();
+                let got = store.folder_server_ids("alice", &idents).await.unwrap();
+                store
+                    .touch_device("alice", "D", "t", None, None, "Sync", i64::from(t))
+                    .await
+                    .unwrap();
+                store
+                    .commit_hierarchy("alice", "D", t + 1, &[])
+                    .await
+                    .unwrap();
+                idents.into_iter().zip(got).collect::<Vec<_>>()
+            }));
+        }
+        let mut seen = std::collections::HashMap::new();
+        for h in handles {
+            for (ident, id) in h.await.unwrap() {
+                assert_eq!(seen.entry(ident).or_insert_with(|| id.clone()), &id);
+            }
+        }
+        let distinct: std::collections::HashSet<_> = seen.values().collect();
+        assert_eq!((distinct.len(), seen.len()), (16, 16));
+        assert!(b
+            .hierarchy("alice", "D")
+            .await
+            .unwrap()
+            .unwrap()
+            .previous
+            .is_some());
+        assert_eq!(a.device("alice", "D").await.unwrap().unwrap().last_seen, 19);
+    })
+    .await;
+}
+
+/// Nodes starting at once on an empty database: one applies each migration, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_concurrent_startup_migrates_once() {
+    with_pg_db(|url| async move {
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { PgStore::open_url(&url).await })
+            })
+            .collect();
+        for o in opens {
+            o.await.unwrap().unwrap();
+        }
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let versions: Vec<i64> = client
+            .query(
+                "SELECT version FROM eas_schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+        // Reopening changes nothing and keeps data.
+        let store = PgStore::open_url(&url).await.unwrap();
+        store
+            .touch_device("alice", "D1", "iPhone", None, None, "Sync", 5)
+            .await
+            .unwrap();
+        drop(store);
+        let store = PgStore::open_url(&url).await.unwrap();
+        assert_eq!(store.devices(None).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pg_rejects_newer_schema() {
+    with_pg_db(|url| async move {
+        drop(PgStore::open_url(&url).await.unwrap());
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(
+                "INSERT INTO eas_schema_migrations (version, description) VALUES (1000, 'future')",
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            PgStore::open_url(&url).await,
+            Err(StoreError::SchemaTooNew { found: 1000, .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pg_errors_do_not_echo_the_url() {
+    // Nothing listens on port 1.
+    let err = PgStore::open_url("postgres://gw:s3cret@127.0.0.1:1/eas")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    let err = PgStore::open_url("postgres://gw:s3cret@127.0.0.1:1/eas?sslmode=bogus")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// `Store::open_url` picks the store by the URL's scheme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_open_url_picks_by_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = Store::open_url(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert!(matches!(store, Store::Sqlite(_)));
+    assert!(path.is_file());
+    assert!(matches!(
+        Store::open_url("sqlite::memory:").await.unwrap(),
+        Store::Sqlite(_)
+    ));
+    with_pg_db(|url| async move {
+        let store = Store::open_url(&url).await.unwrap();
+        assert!(matches!(store, Store::Postgres(_)));
+        assert!(!store.location().is_empty());
+        conformance::device_lifecycle(store).await;
+        let store = Store::open_url(&url.replacen("postgres://", "postgresql://", 1))
+            .await
+            .unwrap();
+        assert!(matches!(store, Store::Postgres(_)));
+        store.check_writable().await.unwrap();
+    })
+    .await;
+    assert!(matches!(
+        Store::open_url("mysql://x@y/z").await,
+        Err(StoreError::Config(_))
     ));
 }

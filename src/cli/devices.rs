@@ -12,13 +12,14 @@ use serde_json::{json, Value};
 
 use crate::config::{Access, Config};
 use crate::state::{
-    Device, DeviceActivity, FolderEntry, HierarchyState, RequestEntry, SqliteStore, StateStore,
-    WipeState,
+    Device, DeviceActivity, FolderEntry, HierarchyState, RequestEntry, StateStore, Store, WipeState,
 };
 
 /// Opens the store named by the configuration.
-pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open_url(&config.state_url).context("opening the state store")
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open_url(&config.state_url)
+        .await
+        .context("opening the state store")
 }
 
 /// The user as the gateway stores it (`alice` -> `alice@<identity.domain>`).
@@ -209,7 +210,7 @@ pub fn is_quarantined(config: &Config, d: &Device) -> bool {
 /// `devices list` (`quarantined`: only the devices waiting in quarantine).
 pub async fn list(
     config: &Config,
-    store: &SqliteStore,
+    store: &Store,
     user: Option<&str>,
     as_json: bool,
     quarantined: bool,
@@ -472,7 +473,7 @@ pub async fn show(
 }
 
 /// `devices remove`: forgets the device and all its state.
-pub async fn remove(store: &SqliteStore, user: &str, device_id: &str) -> anyhow::Result<String> {
+pub async fn remove(store: &Store, user: &str, device_id: &str) -> anyhow::Result<String> {
     remove_by(store, user, device_id, &who()).await
 }
 
@@ -526,7 +527,7 @@ fn find_folder<'a>(h: &'a HierarchyState, name: &str) -> anyhow::Result<&'a Fold
 /// `devices resync`: the next Sync of the folder (or of every folder, and the next
 /// FolderSync) answers that the sync key is invalid, and the device starts that part over.
 pub async fn resync(
-    store: &SqliteStore,
+    store: &Store,
     user: &str,
     device_id: &str,
     folder: Option<&str>,
@@ -582,7 +583,7 @@ pub async fn resync_by(
 /// `devices wipe` / `account-wipe`: the device's next request gets the Provision dance with
 /// RemoteWipe (or AccountOnlyRemoteWipe, 16.1 only).
 pub async fn wipe(
-    store: &SqliteStore,
+    store: &Store,
     user: &str,
     device_id: &str,
     account_only: bool,
@@ -625,11 +626,7 @@ pub async fn wipe_by(
 }
 
 /// `devices cancel-wipe`: only before the device acknowledged the wipe.
-pub async fn cancel_wipe(
-    store: &SqliteStore,
-    user: &str,
-    device_id: &str,
-) -> anyhow::Result<String> {
+pub async fn cancel_wipe(store: &Store, user: &str, device_id: &str) -> anyhow::Result<String> {
     let d = known_device(store, user, device_id).await?;
     match d.wipe {
         WipeState::None => bail!("no wipe is pending for {device_id} of {user}"),
@@ -646,7 +643,7 @@ pub async fn cancel_wipe(
 /// `devices allow|block`: a per-device override of the access rules (`None`: back to the
 /// rules).
 pub async fn set_access(
-    store: &SqliteStore,
+    store: &Store,
     user: &str,
     device_id: &str,
     access: Option<Access>,
@@ -744,7 +741,7 @@ fn entry_json(e: &RequestEntry) -> anyhow::Result<String> {
 /// `devices log`: the device's last `limit` requests; with `follow`, then every new one as it
 /// is recorded, until the process is stopped.
 pub async fn log(
-    store: &SqliteStore,
+    store: &Store,
     user: &str,
     device_id: &str,
     limit: u32,
@@ -784,7 +781,7 @@ pub async fn log(
 /// device's next request.
 pub async fn trace(
     config: &Config,
-    store: &SqliteStore,
+    store: &Store,
     user: &str,
     device_id: &str,
     on: bool,

@@ -3,9 +3,9 @@
 //! [`StateStore`] is the storage contract the protocol handlers use. It is
 //! expressed in domain terms (a device was seen, a hierarchy was committed)
 //! rather than as table access, so that several back ends can implement it
-//! without changing callers. [`SqliteStore`] is the embedded default; a
-//! PostgreSQL store is expected to follow for deployments where several
-//! gateway nodes share one state database.
+//! without changing callers. [`SqliteStore`] is the embedded default;
+//! [`PgStore`] serves deployments where several gateway nodes share one
+//! state database. [`Store`] is whichever of the two `[state] url` names.
 //!
 //! Conventions every implementation follows:
 //!
@@ -28,10 +28,18 @@
 
 use std::future::Future;
 
+pub mod cluster;
 mod migrations;
+pub mod postgres;
+mod postgres_migrations;
 pub mod sqlite;
+mod sqlite_lease;
+mod store;
 
+pub use cluster::{Cluster, LeaseKey};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use store::Store;
 
 /// Provisioning (MS-ASPROV) state of a device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -401,8 +409,9 @@ impl StoreError {
 }
 
 /// Storage contract for gateway state. See the module documentation for the
-/// conventions all implementations follow.
-pub trait StateStore: Clone + Send + Sync + 'static {
+/// conventions all implementations follow; [`Cluster`] adds what several nodes on one
+/// store need (sync leases, events).
+pub trait StateStore: Cluster + Clone + Send + Sync + 'static {
     // ---- devices -------------------------------------------------------
 
     /// Records that a device made a request. Creates the device on first
