@@ -45,12 +45,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
     // One folder change at a time per device: each commits a snapshot derived from the last.
-    let lock = gw
-        .collection_locks
-        .entry(super::collection_key(user, device_id, "\u{0}hierarchy"))
-        .or_default()
-        .clone();
-    let _guard = lock.lock().await;
+    let _guard = gw.locks.lock_hierarchy(user, device_id).await;
 
     let state = gw.store.hierarchy(user, device_id).await?;
     let Some(state) = state.filter(|s| req.sync_key.parse::<u32>().ok() == Some(s.key)) else {

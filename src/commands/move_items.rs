@@ -149,24 +149,11 @@ async fn move_group<B: MailBackend, S: StateStore>(
 ) -> Result<GroupOutcome, CommandError> {
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
-    // The same keys as Sync, taken in a fixed order.
-    let mut keys = [
-        super::collection_key(user, device_id, g.src_cid),
-        super::collection_key(user, device_id, g.dst_cid),
-    ];
-    keys.sort();
-    let first = gw
-        .collection_locks
-        .entry(keys[0].clone())
-        .or_default()
-        .clone();
-    let second = gw
-        .collection_locks
-        .entry(keys[1].clone())
-        .or_default()
-        .clone();
-    let _g1 = first.lock().await;
-    let _g2 = second.lock().await;
+    // The same locks as Sync.
+    let _guards = gw
+        .locks
+        .lock_pair(user, device_id, g.src_cid, g.dst_cid)
+        .await;
 
     let wanted = UidSet::from_uids(items.iter().map(|(_, u)| *u));
     let present = session.existing(g.src, &wanted).await?;
