@@ -15,7 +15,7 @@ use crate::eas::sync::{ClientCommand, CollectionRequest, CollectionResponse, Ser
 use crate::eas::{Command, ProtocolVersion};
 use crate::state::{CollectionLog, Device, RequestEntry, StateStore, WipeState};
 use crate::wbxml::tags::ping as p;
-use crate::wbxml::Element;
+use crate::wbxml::{tags, Element, Tag};
 
 use super::{Body, CommandError, Context, Gateway, Outcome};
 
@@ -281,7 +281,7 @@ fn refused(code: u32, version: ProtocolVersion, command: Command) -> Outcome {
             crate::wbxml::tags::provision::PROVISION,
             crate::wbxml::tags::provision::STATUS,
         )),
-        _ => super::provision::status_root(command),
+        _ => status_root(command),
     };
     let Some((root, status_tag)) = root else {
         return Outcome::Http {
@@ -320,4 +320,36 @@ pub fn access_for(
         .or_else(|| device.and_then(|d| d.user_agent.as_deref()))
         .unwrap_or("");
     rules.decide(user, device_id, device_type, user_agent)
+}
+
+/// The root element and Status element of each command's response.
+pub fn status_root(command: Command) -> Option<(Tag, Tag)> {
+    use tags::*;
+    Some(match command {
+        Command::Sync => (airsync::SYNC, airsync::STATUS),
+        Command::FolderSync => (folder_hierarchy::FOLDER_SYNC, folder_hierarchy::STATUS),
+        Command::FolderCreate => (folder_hierarchy::FOLDER_CREATE, folder_hierarchy::STATUS),
+        Command::FolderDelete => (folder_hierarchy::FOLDER_DELETE, folder_hierarchy::STATUS),
+        Command::FolderUpdate => (folder_hierarchy::FOLDER_UPDATE, folder_hierarchy::STATUS),
+        Command::GetItemEstimate => (
+            get_item_estimate::GET_ITEM_ESTIMATE,
+            get_item_estimate::STATUS,
+        ),
+        Command::MoveItems => (move_items::MOVE_ITEMS, move_items::STATUS),
+        Command::Ping => (ping::PING, ping::STATUS),
+        Command::Settings => (settings::SETTINGS, settings::STATUS),
+        Command::ItemOperations => (item_operations::ITEM_OPERATIONS, item_operations::STATUS),
+        Command::Search => (search::SEARCH, search::STATUS),
+        Command::Find => (find::FIND, find::STATUS),
+        Command::SendMail => (compose_mail::SEND_MAIL, compose_mail::STATUS),
+        Command::SmartReply => (compose_mail::SMART_REPLY, compose_mail::STATUS),
+        Command::SmartForward => (compose_mail::SMART_FORWARD, compose_mail::STATUS),
+        Command::MeetingResponse => (meeting_response::MEETING_RESPONSE, meeting_response::STATUS),
+        Command::ResolveRecipients => (
+            resolve_recipients::RESOLVE_RECIPIENTS,
+            resolve_recipients::STATUS,
+        ),
+        Command::ValidateCert => (validate_cert::VALIDATE_CERT, validate_cert::STATUS),
+        Command::Provision | Command::GetAttachment => return None,
+    })
 }

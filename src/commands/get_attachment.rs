@@ -73,7 +73,7 @@ async fn locate<B: MailBackend, S: StateStore>(
         return Ok(None);
     };
     let uid =
-        super::sync::drafts::current_uid(&gw.store, session, user, cid, &mailbox, uid).await?;
+        super::draft_versions::current_uid(&gw.store, session, user, cid, &mailbox, uid).await?;
     match attachment_part::locate(session, &mailbox.name, uid, index).await {
         Ok(Lookup::Found(p)) => Ok(Some(p)),
         Ok(Lookup::NoMail | Lookup::NoAttachment) | Err(BackendError::NotFound(_)) => Ok(None),

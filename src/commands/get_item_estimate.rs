@@ -12,11 +12,9 @@ use crate::backend::{MailBackend, MailSession};
 use crate::eas::get_item_estimate::{self as model, status, Estimate, EstimateRequest};
 use crate::eas::sync::{filter_days, SyncOptions};
 use crate::state::StateStore;
-use crate::uidset::UidSet;
 use crate::wbxml::{self, Element, Limits};
 
-use super::sync::server_changes;
-use super::sync::view::{window_start, View};
+use super::collection_view::{self, window_start, View};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -117,16 +115,7 @@ async fn estimate<B: MailBackend, S: StateStore>(
         // The next Sync will ask the device to start over.
         return Ok(answer(status::INVALID_SYNC_KEY, None));
     }
-    let changes = server_changes::compute(
-        session,
-        &mailbox.name,
-        &held,
-        mstate,
-        window,
-        &UidSet::new(),
-        usize::MAX,
-        None,
-    )
-    .await?;
-    Ok(answer(status::SUCCESS, Some(changes.total() as u64)))
+    let pending =
+        collection_view::pending_changes(session, &mailbox.name, &held, mstate, window).await?;
+    Ok(answer(status::SUCCESS, Some(pending as u64)))
 }

@@ -3,9 +3,11 @@
 //! Nothing here sees HTTP or bytes.
 
 pub mod attachment_part;
+pub mod collection_view;
 pub mod conversation_move;
 pub mod core;
 pub mod devices;
+pub mod draft_versions;
 pub mod find;
 pub mod folder_changes;
 pub mod folder_sync;
@@ -15,11 +17,14 @@ pub mod get_item_estimate;
 pub mod ids;
 pub mod item_operations;
 pub mod item_operations_body;
+pub mod mail_item;
+pub mod mailbox_search;
 pub mod move_items;
 pub mod ping;
 pub mod provision;
 pub mod search;
 pub mod send_mail;
+pub mod send_once;
 pub mod settings;
 pub mod smart;
 pub mod sync;

@@ -23,9 +23,9 @@ use crate::state::StateStore;
 use crate::uidset::UidSet;
 use crate::wbxml::Element;
 
-use super::sync::client_changes::{parse_server_id, server_id};
-use super::sync::drafts;
-use super::sync::view::{flag_bits, View};
+use super::collection_view::{flag_bits, View};
+use super::draft_versions;
+use super::ids::{parse_server_id, server_id};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -61,8 +61,15 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 results[i].status = status::INVALID_SOURCE;
                 continue;
             };
-            let uid = drafts::current_uid(&gw.store, &mut session, user, &m.src_fld_id, &src, uid)
-                .await?;
+            let uid = draft_versions::current_uid(
+                &gw.store,
+                &mut session,
+                user,
+                &m.src_fld_id,
+                &src,
+                uid,
+            )
+            .await?;
             let dst = folders::resolve(&gw.store, &gw.folders, &mut session, user, &m.dst_fld_id)
                 .await?
                 .and_then(|r| r.mailbox)
