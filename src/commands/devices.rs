@@ -10,13 +10,13 @@ use std::sync::Mutex;
 use crate::backend::MailBackend;
 use crate::config::{Access, AccessRules, DevicesConfig};
 use crate::eas::provision::ProvisionResponse;
-use crate::eas::status::HTTP_NEEDS_PROVISIONING;
 use crate::eas::sync::{ClientCommand, CollectionRequest, CollectionResponse, ServerCommand};
 use crate::eas::{Command, ProtocolVersion};
 use crate::state::{CollectionLog, Device, RequestEntry, StateStore, WipeState};
 use crate::wbxml::tags::ping as p;
 use crate::wbxml::{tags, Element, Tag};
 
+use super::core::Refusal;
 use super::{Body, CommandError, Context, Gateway, Outcome};
 
 /// What one request did, filled in by the command while it runs. Shared between the HTTP
@@ -151,6 +151,7 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
 pub(super) async fn reported<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
+    implemented: super::Implemented,
     body: Body,
 ) -> Result<Outcome, CommandError> {
     let command = ctx.line.command.map_or("", |c| c.name());
@@ -164,9 +165,9 @@ pub(super) async fn reported<B: MailBackend, S: StateStore>(
             .map(|fs| fs.into_iter().map(|f| f.id).collect()),
         _ => None,
     };
-    let result = super::dispatch_command(gw, ctx, body).await;
+    let result = super::dispatch_command(gw, ctx, implemented, body).await;
     match &result {
-        Err(e) => ctx.report.error(&e.to_string()),
+        Err(e) => ctx.report.error(&e.chain()),
         Ok(Outcome::Wbxml { body, status }) if ping && body.tag == p::PING => {
             let folders = asked
                 .or_else(|| {
@@ -238,8 +239,8 @@ pub(super) fn gate<B: MailBackend, S: StateStore>(
             return None;
         }
         if !ctx.version.uses_status_for_provisioning() {
-            return Some(Outcome::Http {
-                status: HTTP_NEEDS_PROVISIONING,
+            return Some(Outcome::Refused {
+                refusal: Refusal::NeedsProvisioning,
                 reason: "remote wipe pending",
             });
         }
@@ -271,8 +272,8 @@ pub fn refusal(access: Access, version: ProtocolVersion, command: Command) -> Op
 fn refused(code: u32, version: ProtocolVersion, command: Command) -> Outcome {
     if !version.uses_status_for_provisioning() {
         // 12.x has no common statuses: a refused device gets HTTP 403.
-        return Outcome::Http {
-            status: 403,
+        return Outcome::Refused {
+            refusal: Refusal::DeviceRefused,
             reason: "device refused by access rules",
         };
     }
@@ -284,8 +285,8 @@ fn refused(code: u32, version: ProtocolVersion, command: Command) -> Outcome {
         _ => status_root(command),
     };
     let Some((root, status_tag)) = root else {
-        return Outcome::Http {
-            status: 403,
+        return Outcome::Refused {
+            refusal: Refusal::DeviceRefused,
             reason: "device refused",
         };
     };

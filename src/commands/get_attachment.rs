@@ -10,6 +10,7 @@ use crate::eas::item_operations::parse_file_reference;
 use crate::state::StateStore;
 
 use super::attachment_part::{self, AttachmentPart, Lookup, RawSink};
+use super::core::{Media, Refusal};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -47,7 +48,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let length = part.size;
     Ok(Outcome::streamed(
         session,
-        content_type,
+        Media::Other(content_type),
         Some(length),
         None,
         "attachment stream",
@@ -84,8 +85,8 @@ async fn locate<B: MailBackend, S: StateStore>(
 /// Exchange answers an unknown attachment with HTTP 500; a 404 says the same more precisely
 /// and is not retried by clients.
 fn not_found() -> Outcome {
-    Outcome::Http {
-        status: 404,
+    Outcome::Refused {
+        refusal: Refusal::NotFound,
         reason: "attachment not found",
     }
 }

@@ -1,6 +1,14 @@
-//! What the gateway does for each EAS command: one module per command, each a function of the
-//! decoded request and the request's [`Context`], using the mail backend and the state store.
+//! What the gateway does for each EAS command (MS-ASCMD 2.2.1): one module per command, each
+//! a function of the decoded request and the request's [`Context`]; this file only dispatches.
 //! Nothing here sees HTTP or bytes.
+//!
+//! - A new command: its module here, its line in [`IMPLEMENTED`] and in [`dispatch_command`].
+//! - What commands share lives below them, never in another command: the vocabulary in
+//!   [`core`]; item identity in [`ids`]; stored mail -> EAS item in [`mail_item`]; folders in
+//!   [`folders`]; sending exactly once in [`send_once`]; the search engine in
+//!   [`mailbox_search`]; Sync's views for other commands in [`collection_view`]; draft
+//!   versions in [`draft_versions`]; attachment parts in [`attachment_part`]; the device
+//!   registry's gates and request log in [`devices`].
 
 pub mod attachment_part;
 pub mod collection_view;
@@ -34,7 +42,8 @@ use crate::eas::Command;
 use crate::state::StateStore;
 
 pub use self::core::{
-    collection_key, device_key, Body, CommandError, Context, Gateway, Outcome, User,
+    collection_key, device_key, Body, CommandError, Context, ErrorClass, Gateway, Media, Outcome,
+    Refusal, User,
 };
 
 /// Commands that are implemented, in the order `MS-ASProtocolCommands` lists them.
@@ -58,32 +67,39 @@ pub const IMPLEMENTED: &[Command] = &[
     Command::Find,
 ];
 
+/// A command of [`IMPLEMENTED`]: what the HTTP layer's one "not implemented" check
+/// ([`implemented`]) gives, and all [`dispatch`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Implemented(Command);
+
+/// The request line's command, when it is one this gateway implements.
+pub fn implemented(command: Option<Command>) -> Option<Implemented> {
+    command.filter(|c| IMPLEMENTED.contains(c)).map(Implemented)
+}
+
+impl Implemented {
+    pub fn command(self) -> Command {
+        self.0
+    }
+}
+
 /// Runs one command, and reports it for the device's request log.
 pub async fn dispatch<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
+    command: Implemented,
     body: Body,
 ) -> Result<Outcome, CommandError> {
-    devices::reported(gw, ctx, body).await
+    devices::reported(gw, ctx, command, body).await
 }
 
 async fn dispatch_command<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
+    command: Implemented,
     body: Body,
 ) -> Result<Outcome, CommandError> {
-    let Some(command) = ctx.line.command else {
-        return Ok(Outcome::Http {
-            status: 501,
-            reason: "unknown command",
-        });
-    };
-    if !IMPLEMENTED.contains(&command) {
-        return Ok(Outcome::Http {
-            status: 501,
-            reason: "command not implemented",
-        });
-    }
+    let command = command.command();
     if let Some(outcome) = devices::gate(gw, ctx, command) {
         return Ok(outcome);
     }
@@ -121,10 +137,8 @@ async fn dispatch_command<B: MailBackend, S: StateStore>(
                 Command::ItemOperations => item_operations::handle(gw, ctx, element).await,
                 Command::Search => search::handle(gw, ctx, element).await,
                 Command::Find => find::handle(gw, ctx, element).await,
-                _ => Ok(Outcome::Http {
-                    status: 501,
-                    reason: "command not implemented",
-                }),
+                // IMPLEMENTED lists a command with no line above.
+                _ => Err(CommandError::Internal(format!("{command} has no handler"))),
             }
         }
     }

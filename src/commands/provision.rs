@@ -8,11 +8,12 @@ use crate::backend::MailBackend;
 use crate::eas::provision::{
     status as provision_status, PolicyResponse, ProvisionRequest, ProvisionResponse, POLICY_TYPE,
 };
-use crate::eas::status::{CommonStatus, HTTP_NEEDS_PROVISIONING};
+use crate::eas::status::CommonStatus;
 use crate::eas::{Command, ProtocolVersion};
 use crate::state::{PolicyState, StateStore};
 use crate::wbxml::Element;
 
+use super::core::Refusal;
 use super::devices::status_root;
 use super::{CommandError, Context, Gateway, Outcome};
 
@@ -191,14 +192,14 @@ pub async fn gate<B: MailBackend, S: StateStore>(
         CommonStatus::DeviceNotProvisioned
     };
     if !ctx.version.uses_status_for_provisioning() {
-        return Ok(Some(Outcome::Http {
-            status: HTTP_NEEDS_PROVISIONING,
+        return Ok(Some(Outcome::Refused {
+            refusal: Refusal::NeedsProvisioning,
             reason: "device must provision",
         }));
     }
     let Some((root, status_tag)) = status_root(command) else {
-        return Ok(Some(Outcome::Http {
-            status: HTTP_NEEDS_PROVISIONING,
+        return Ok(Some(Outcome::Refused {
+            refusal: Refusal::NeedsProvisioning,
             reason: "device must provision",
         }));
     };

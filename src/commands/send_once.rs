@@ -69,6 +69,7 @@ use crate::compose::{self, smart, Identity, PrepareError};
 use crate::eas::compose_mail::{response, status, ComposeKind, ComposeRequest};
 use crate::state::{SendClaim, SendPhase, StateStore};
 
+use super::core::Refusal;
 use super::ids::parse_server_id;
 use super::{folders, Body, CommandError, Context, Gateway, Outcome};
 
@@ -94,12 +95,12 @@ pub(crate) fn request(
         Body::Wbxml(root) => match ComposeRequest::parse(kind, root) {
             Ok(r) => match r.unacceptable() {
                 None => Ok(r),
-                Some(st) => Err(Ok(failure(kind, true, st, 400, ""))),
+                Some(st) => Err(Ok(failure(kind, true, st, ""))),
             },
             Err(e) => {
                 debug!(error = %e, "malformed {} request", kind.name());
                 let st = ComposeRequest::refusal_status(kind, root);
-                Err(Ok(failure(kind, true, st, 400, "")))
+                Err(Ok(failure(kind, true, st, "")))
             }
         },
         Body::Empty => Err(Err(CommandError::BadRequest(format!(
@@ -113,7 +114,6 @@ pub(crate) fn request(
 pub(crate) struct Failed {
     /// The ComposeMail status (MS-ASCMD 2.2.2).
     pub(crate) status: u32,
-    http: u16,
     pub(crate) reason: &'static str,
     /// Keep the retry record (the message may have been accepted).
     pub(crate) maybe_sent: bool,
@@ -123,30 +123,27 @@ impl Failed {
     fn new(status: u32, reason: &'static str) -> Failed {
         Failed {
             status,
-            http: 500,
             reason,
             maybe_sent: false,
         }
     }
 }
 
-fn failure(
-    kind: ComposeKind,
-    wbxml: bool,
-    status: u32,
-    http: u16,
-    reason: &'static str,
-) -> Outcome {
+/// The answer for a message not sent: its ComposeMail status (14.0+), or for 12.x, which has
+/// no status, "too large" or "failed".
+fn failure(kind: ComposeKind, wbxml: bool, status: u32, reason: &'static str) -> Outcome {
     if wbxml {
         Outcome::Wbxml {
             body: response(kind, status),
             status: Some(status),
         }
     } else {
-        Outcome::Http {
-            status: http,
-            reason,
-        }
+        let refusal = if status == status::ATTACHMENT_IS_TOO_LARGE {
+            Refusal::TooLarge
+        } else {
+            Refusal::SendFailed
+        };
+        Outcome::Refused { refusal, reason }
     }
 }
 
@@ -170,7 +167,6 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
             kind,
             req.wbxml,
             status::ATTACHMENT_IS_TOO_LARGE,
-            413,
             "message too large",
         ));
     }
@@ -196,7 +192,7 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
                 "message already sent (a retry): not sent again"
             );
             Ok(if req.wbxml {
-                failure(kind, true, status::MESSAGE_PREVIOUSLY_SENT, 200, "")
+                failure(kind, true, status::MESSAGE_PREVIOUSLY_SENT, "")
             } else {
                 Outcome::Empty
             })
@@ -205,11 +201,10 @@ pub(crate) async fn send<B: MailBackend, S: StateStore>(
             kind,
             req.wbxml,
             status::MAIL_SUBMISSION_FAILED,
-            500,
             "outcome of the earlier submission unknown",
         )),
         Once::Ran(Ok(())) => Ok(Outcome::Empty),
-        Once::Ran(Err(f)) => Ok(failure(kind, req.wbxml, f.status, f.http, f.reason)),
+        Once::Ran(Err(f)) => Ok(failure(kind, req.wbxml, f.status, f.reason)),
     }
 }
 
@@ -628,10 +623,10 @@ async fn send_in_session<M: MailSession, S: StateStore>(
             limit = MAX_MESSAGE_BYTES,
             "message over the size limit, not sent"
         );
-        return Ok(Err(Failed {
-            http: 413,
-            ..Failed::new(status::ATTACHMENT_IS_TOO_LARGE, "message too large")
-        }));
+        return Ok(Err(Failed::new(
+            status::ATTACHMENT_IS_TOO_LARGE,
+            "message too large",
+        )));
     }
 
     // Submission.
@@ -687,15 +682,7 @@ async fn send_in_session<M: MailSession, S: StateStore>(
                         status = st,
                         "SMTP server refused the mail, not sent"
                     );
-                    let http = if st == status::ATTACHMENT_IS_TOO_LARGE {
-                        413
-                    } else {
-                        500
-                    };
-                    Ok(Err(Failed {
-                        http,
-                        ..Failed::new(st, "SMTP refused the mail")
-                    }))
+                    Ok(Err(Failed::new(st, "SMTP refused the mail")))
                 }
                 SubmitError::Uncertain(r) => {
                     warn!(

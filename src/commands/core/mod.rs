@@ -4,7 +4,7 @@
 //!
 //! - A new long-lived service or cache goes into [`Gateway`] (a command's own caches go into
 //!   one struct owned by that command, like [`crate::commands::sync::SyncCaches`]).
-//! - A new way of answering goes into [`Outcome`]; the HTTP status for it is
+//! - A new way of answering goes into [`Outcome`] / [`Refusal`]; the HTTP status for it is
 //!   chosen in `src/http/response.rs`, never here.
 //! - A new failure class goes into [`CommandError`], with its cause as `#[source]`.
 
@@ -14,8 +14,8 @@ mod locks;
 mod outcome;
 mod request;
 
-pub use error::CommandError;
+pub use error::{CommandError, ErrorClass};
 pub use gateway::{collection_key, device_key, Gateway};
 pub use locks::CollectionLocks;
-pub use outcome::Outcome;
+pub use outcome::{Media, Outcome, Refusal};
 pub use request::{Body, Context, User};

@@ -18,13 +18,41 @@ pub enum Outcome {
     /// the command's task writes into the other end of `body`; `length` when known up front.
     /// A task that fails midway closes its end early and the client sees a cut response.
     Stream {
-        content_type: String,
+        media: Media,
         length: Option<u64>,
         body: tokio::io::DuplexStream,
         status: Option<u32>,
     },
-    /// A bare HTTP status (449 for 12.x provisioning, 501 ...), with a reason for the log.
-    Http { status: u16, reason: &'static str },
+    /// No protocol answer, only its kind (the HTTP layer picks the status), with a reason
+    /// for the log.
+    Refused {
+        refusal: Refusal,
+        reason: &'static str,
+    },
+}
+
+/// Why a request gets no protocol answer (12.x has no status elements for most of these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The device must provision first (12.x; MS-ASPROV 3.1.5.1).
+    NeedsProvisioning,
+    /// The access rules or an administrator keep the device out (12.x).
+    DeviceRefused,
+    /// What the request names does not exist (GetAttachment).
+    NotFound,
+    /// The message is over the size limit (12.x sending).
+    TooLarge,
+    /// The message was not sent, or its outcome is unknown (12.x sending).
+    SendFailed,
+}
+
+/// What a streamed body is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Media {
+    /// A WBXML document (possibly written while it is sent).
+    Wbxml,
+    /// Anything else, by its media type (an attachment's, a multipart response's).
+    Other(String),
 }
 
 impl Outcome {
@@ -34,7 +62,7 @@ impl Outcome {
     /// (`what` names the response): the client sees the body end early.
     pub fn streamed<M, F, Fut>(
         session: M,
-        content_type: String,
+        media: Media,
         length: Option<u64>,
         status: Option<u32>,
         what: &'static str,
@@ -57,7 +85,7 @@ impl Outcome {
             session.logout().await;
         });
         Outcome::Stream {
-            content_type,
+            media,
             length,
             body: reader,
             status,
