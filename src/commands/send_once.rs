@@ -542,7 +542,52 @@ async fn send_in_session<M: MailSession, S: StateStore>(
 ) -> Result<Result<(), Failed>, CommandError> {
     let user = ctx.user.address.as_str();
     let kind = req.kind;
+    let (raw, original) = match with_original(gw, ctx, req, session.as_deref_mut()).await? {
+        Ok(x) => x,
+        Err(f) => return Ok(Err(f)),
+    };
+    let out = match prepared(gw, ctx, kind, raw) {
+        Ok(o) => o,
+        Err(f) => return Ok(Err(f)),
+    };
+    if let Err(f) = submitted(gw, ctx, kind, &out, claim).await? {
+        return Ok(Err(f));
+    }
 
+    // The mail has left: from here on, failures are only logged.
+    if let Some(s) = session {
+        if req.save_in_sent {
+            save_in_sent(gw, s, ctx, &out).await;
+        }
+        if let Some((mailbox, uid)) = original {
+            let flag = if kind == ComposeKind::SmartReply {
+                "\\Answered"
+            } else {
+                "$Forwarded"
+            };
+            match s.store_flags(&mailbox, uid, &[flag.to_string()], &[]).await {
+                Ok(true) => {}
+                Ok(false) => info!(
+                    user,
+                    mailbox, uid, "original gone before it could be flagged"
+                ),
+                Err(e) => warn!(user, mailbox, uid, error = %e, "cannot flag the original"),
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The message to send: the device's, with the original of a SmartReply / SmartForward
+/// quoted or attached (unless ReplaceMime), and where that original is (to flag it later).
+async fn with_original<M: MailSession, S: StateStore>(
+    gw: &Gateway<impl MailBackend, S>,
+    ctx: &Context,
+    req: &ComposeRequest,
+    mut session: Option<&mut M>,
+) -> Result<Result<(Bytes, Option<(String, u32)>), Failed>, CommandError> {
+    let user = ctx.user.address.as_str();
+    let kind = req.kind;
     // The original of a SmartReply / SmartForward, and the message to send.
     let mut raw = req.mime.clone();
     let mut original: Option<(String, u32)> = None;
@@ -590,7 +635,17 @@ async fn send_in_session<M: MailSession, S: StateStore>(
             }
         }
     }
+    Ok(Ok((raw, original)))
+}
 
+/// The message checked and completed for submission ([`compose::prepare`]).
+fn prepared<S: StateStore>(
+    gw: &Gateway<impl MailBackend, S>,
+    ctx: &Context,
+    kind: ComposeKind,
+    raw: Bytes,
+) -> Result<compose::Outgoing, Failed> {
+    let user = ctx.user.address.as_str();
     // Checks, envelope, missing fields.
     let who = Identity {
         address: ctx.user.address.clone(),
@@ -612,7 +667,7 @@ async fn send_in_session<M: MailSession, S: StateStore>(
                 PrepareError::FromNotAllowed(_) => (status::ACCESS_DENIED, "sender not allowed"),
                 PrepareError::BadRecipient(_) => (status::MAIL_SUBMISSION_FAILED, "bad recipient"),
             };
-            return Ok(Err(Failed::new(st, reason)));
+            return Err(Failed::new(st, reason));
         }
     };
     if out.submitted_len() > MAX_MESSAGE_BYTES {
@@ -623,12 +678,23 @@ async fn send_in_session<M: MailSession, S: StateStore>(
             limit = MAX_MESSAGE_BYTES,
             "message over the size limit, not sent"
         );
-        return Ok(Err(Failed::new(
+        return Err(Failed::new(
             status::ATTACHMENT_IS_TOO_LARGE,
             "message too large",
-        )));
+        ));
     }
+    Ok(out)
+}
 
+/// SMTP submission as the user, DATA only while `claim` is still this request's.
+async fn submitted<S: StateStore>(
+    gw: &Gateway<impl MailBackend, S>,
+    ctx: &Context,
+    kind: ComposeKind,
+    out: &compose::Outgoing,
+    claim: &Claim,
+) -> Result<Result<(), Failed>, CommandError> {
+    let user = ctx.user.address.as_str();
     // Submission.
     let started = Instant::now();
     let submitted = submit::submit(
@@ -705,28 +771,6 @@ async fn send_in_session<M: MailSession, S: StateStore>(
                     )))
                 }
             };
-        }
-    }
-
-    // The mail has left: from here on, failures are only logged.
-    if let Some(s) = session {
-        if req.save_in_sent {
-            save_in_sent(gw, s, ctx, &out).await;
-        }
-        if let Some((mailbox, uid)) = original {
-            let flag = if kind == ComposeKind::SmartReply {
-                "\\Answered"
-            } else {
-                "$Forwarded"
-            };
-            match s.store_flags(&mailbox, uid, &[flag.to_string()], &[]).await {
-                Ok(true) => {}
-                Ok(false) => info!(
-                    user,
-                    mailbox, uid, "original gone before it could be flagged"
-                ),
-                Err(e) => warn!(user, mailbox, uid, error = %e, "cannot flag the original"),
-            }
         }
     }
     Ok(Ok(()))
