@@ -4,6 +4,10 @@
 //!
 //! Recording costs the request nothing it waits for: the entry is written on its own task
 //! after the response is ready.
+//!
+//! Also the gates every command passes before it runs (a pending wipe, the access rules;
+//! MS-ASCMD 2.2.2 common statuses 129, 130, 140) and the Status element each command's
+//! refusal is written in ([`status_root`]).
 
 use std::sync::Mutex;
 

@@ -15,6 +15,7 @@ use crate::state::StateStore;
 use crate::wbxml::{self, Element, Limits};
 
 use super::collection_view::{self, window_start, View};
+use super::ids::SyncKey;
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -63,13 +64,14 @@ async fn estimate<B: MailBackend, S: StateStore>(
     let Some(resolved) = folders::resolve(&gw.store, &gw.folders, session, user, cid).await? else {
         return Ok(answer(status::INVALID_COLLECTION, None));
     };
-    if col.sync_key == "0" {
+    let sent_key = SyncKey::parse(&col.sync_key);
+    if sent_key.is_some_and(SyncKey::is_initial) {
         return Ok(answer(status::NOT_PRIMED, None));
     }
     let Some(state) = gw.store.collection_state(user, device_id, cid).await? else {
         return Ok(answer(status::INVALID_SYNC_KEY, None));
     };
-    let key: Option<u32> = col.sync_key.parse().ok();
+    let key: Option<u32> = sent_key.map(SyncKey::value);
     let held = match key {
         Some(k) if k == state.current.key => &state.current,
         Some(k) => match state.previous.as_ref().filter(|p| p.key == k) {

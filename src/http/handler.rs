@@ -1,5 +1,9 @@
 //! One HTTP request, from the request line to the response: route, authenticate, check the
 //! query and body, decode WBXML, run the command, encode the answer, log one line.
+//!
+//! An EAS POST is a chain of named steps ([`Server::post`], MS-ASHTTP 2.2.1): a new check
+//! goes in as its own step, in the order the statuses must win. HTTP statuses for command
+//! answers and errors are chosen in `response.rs` only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
