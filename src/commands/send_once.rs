@@ -584,16 +584,14 @@ async fn with_original<M: MailSession, S: StateStore>(
     gw: &Gateway<impl MailBackend, S>,
     ctx: &Context,
     req: &ComposeRequest,
-    mut session: Option<&mut M>,
+    session: Option<&mut M>,
 ) -> Result<Result<(Bytes, Option<(String, u32)>), Failed>, CommandError> {
     let user = ctx.user.address.as_str();
     let kind = req.kind;
     // The original of a SmartReply / SmartForward, and the message to send.
     let mut raw = req.mime.clone();
     let mut original: Option<(String, u32)> = None;
-    if let (Some(s), ComposeKind::SmartReply | ComposeKind::SmartForward) =
-        (session.as_deref_mut(), kind)
-    {
+    if let (Some(s), ComposeKind::SmartReply | ComposeKind::SmartForward) = (session, kind) {
         original = locate(gw, s, user, req).await?;
         match (&original, req.replace_mime) {
             (None, true) => {

@@ -320,7 +320,9 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         client_ip: IpAddr,
         log: &mut RequestLog,
     ) -> Result<Response<Body>, Response<Body>> {
-        let line = request_line(&req, log)?;
+        let Some(line) = request_line(&req, log) else {
+            return Err(response::empty(400));
+        };
         if let Some(r) = self.refuse_before_login(req.headers(), &line, log).await {
             return Err(r);
         }
@@ -333,7 +335,9 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             };
             return Err(response::empty(501));
         };
-        let (line, version) = negotiate(req.headers(), line, log)?;
+        let Some((line, version)) = negotiate(req.headers(), line, log) else {
+            return Err(response::empty(400));
+        };
         let admitted = Admitted {
             user,
             line,
@@ -498,33 +502,31 @@ struct RequestBody {
     body: commands::Body,
 }
 
-/// The request line (the query string), recorded on the request's span; 400 when malformed.
-fn request_line(
-    req: &Request<Incoming>,
-    log: &mut RequestLog,
-) -> Result<RequestLine, Response<Body>> {
+/// The request line (the query string), recorded on the request's span; `None` (400) when
+/// malformed.
+fn request_line(req: &Request<Incoming>, log: &mut RequestLog) -> Option<RequestLine> {
     let line = match RequestLine::parse(req.uri().query().unwrap_or("")) {
         Ok(l) => l,
         Err(e) => {
             debug!(error = %e, "bad request line");
             log.reason = "bad request line";
-            return Err(response::empty(400));
+            return None;
         }
     };
     let span = tracing::Span::current();
     span.record("cmd", line.command_name.as_str());
     span.record("device_id", line.device_id.as_str());
     span.record("device_type", line.device_type.as_str());
-    Ok(line)
+    Some(line)
 }
 
-/// The protocol version (from the query or MS-ASProtocolVersion; 400 without one), and what
-/// the headers add to the request line: the multipart wish and the policy key.
+/// The protocol version (from the query or MS-ASProtocolVersion; `None` (400) without one),
+/// and what the headers add to the request line: the multipart wish and the policy key.
 fn negotiate(
     headers: &HeaderMap,
     mut line: RequestLine,
     log: &mut RequestLog,
-) -> Result<(RequestLine, ProtocolVersion), Response<Body>> {
+) -> Option<(RequestLine, ProtocolVersion)> {
     let version = match line.version.or_else(|| {
         headers
             .get("MS-ASProtocolVersion")
@@ -534,7 +536,7 @@ fn negotiate(
         Some(v) => v,
         None => {
             log.reason = "missing or unsupported MS-ASProtocolVersion";
-            return Err(response::empty(400));
+            return None;
         }
     };
     tracing::Span::current().record("protocol_version", version.as_str());
@@ -553,7 +555,7 @@ fn negotiate(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
     }
-    Ok((line, version))
+    Some((line, version))
 }
 
 /// The HTTP response for what the command answered, and the WBXML bytes when `keep_wbxml`
