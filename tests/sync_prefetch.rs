@@ -45,7 +45,7 @@ async fn imap_changes_after_the_next_page_was_prepared_still_reach_the_phone() {
     assert!(p1.more);
     key = p1.key.unwrap();
     assert_eq!(
-        server.gateway.sync_prefetch.len(),
+        server.gateway.sync.prefetch.len(),
         1,
         "the next page is being prepared"
     );
@@ -98,7 +98,7 @@ async fn imap_changes_after_the_next_page_was_prepared_still_reach_the_phone() {
     // Nothing is left to send, and nothing the phone read was marked read.
     assert!(sync(&dev, &inbox, &key, 10).await.empty);
     assert_eq!(
-        server.gateway.sync_prefetch.len(),
+        server.gateway.sync.prefetch.len(),
         0,
         "nothing is read ahead (or holds a session) once the sync is done"
     );

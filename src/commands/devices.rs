@@ -4,19 +4,23 @@
 //!
 //! Recording costs the request nothing it waits for: the entry is written on its own task
 //! after the response is ready.
+//!
+//! Also the gates every command passes before it runs (a pending wipe, the access rules;
+//! MS-ASCMD 2.2.2 common statuses 129, 130, 140) and the Status element each command's
+//! refusal is written in ([`status_root`]).
 
 use std::sync::Mutex;
 
 use crate::backend::MailBackend;
 use crate::config::{Access, AccessRules, DevicesConfig};
 use crate::eas::provision::ProvisionResponse;
-use crate::eas::status::HTTP_NEEDS_PROVISIONING;
 use crate::eas::sync::{ClientCommand, CollectionRequest, CollectionResponse, ServerCommand};
 use crate::eas::{Command, ProtocolVersion};
 use crate::state::{CollectionLog, Device, RequestEntry, StateStore, WipeState};
 use crate::wbxml::tags::ping as p;
-use crate::wbxml::Element;
+use crate::wbxml::{tags, Element, Tag};
 
+use super::core::Refusal;
 use super::{Body, CommandError, Context, Gateway, Outcome};
 
 /// What one request did, filled in by the command while it runs. Shared between the HTTP
@@ -151,6 +155,7 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
 pub(super) async fn reported<B: MailBackend, S: StateStore>(
     gw: &Gateway<B, S>,
     ctx: &Context,
+    implemented: super::Implemented,
     body: Body,
 ) -> Result<Outcome, CommandError> {
     let command = ctx.line.command.map_or("", |c| c.name());
@@ -164,9 +169,9 @@ pub(super) async fn reported<B: MailBackend, S: StateStore>(
             .map(|fs| fs.into_iter().map(|f| f.id).collect()),
         _ => None,
     };
-    let result = super::dispatch_command(gw, ctx, body).await;
+    let result = super::dispatch_command(gw, ctx, implemented, body).await;
     match &result {
-        Err(e) => ctx.report.error(&e.to_string()),
+        Err(e) => ctx.report.error(&e.chain()),
         Ok(Outcome::Wbxml { body, status }) if ping && body.tag == p::PING => {
             let folders = asked
                 .or_else(|| {
@@ -238,8 +243,8 @@ pub(super) fn gate<B: MailBackend, S: StateStore>(
             return None;
         }
         if !ctx.version.uses_status_for_provisioning() {
-            return Some(Outcome::Http {
-                status: HTTP_NEEDS_PROVISIONING,
+            return Some(Outcome::Refused {
+                refusal: Refusal::NeedsProvisioning,
                 reason: "remote wipe pending",
             });
         }
@@ -271,8 +276,8 @@ pub fn refusal(access: Access, version: ProtocolVersion, command: Command) -> Op
 fn refused(code: u32, version: ProtocolVersion, command: Command) -> Outcome {
     if !version.uses_status_for_provisioning() {
         // 12.x has no common statuses: a refused device gets HTTP 403.
-        return Outcome::Http {
-            status: 403,
+        return Outcome::Refused {
+            refusal: Refusal::DeviceRefused,
             reason: "device refused by access rules",
         };
     }
@@ -281,11 +286,11 @@ fn refused(code: u32, version: ProtocolVersion, command: Command) -> Outcome {
             crate::wbxml::tags::provision::PROVISION,
             crate::wbxml::tags::provision::STATUS,
         )),
-        _ => super::provision::status_root(command),
+        _ => status_root(command),
     };
     let Some((root, status_tag)) = root else {
-        return Outcome::Http {
-            status: 403,
+        return Outcome::Refused {
+            refusal: Refusal::DeviceRefused,
             reason: "device refused",
         };
     };
@@ -320,4 +325,36 @@ pub fn access_for(
         .or_else(|| device.and_then(|d| d.user_agent.as_deref()))
         .unwrap_or("");
     rules.decide(user, device_id, device_type, user_agent)
+}
+
+/// The root element and Status element of each command's response.
+pub fn status_root(command: Command) -> Option<(Tag, Tag)> {
+    use tags::*;
+    Some(match command {
+        Command::Sync => (airsync::SYNC, airsync::STATUS),
+        Command::FolderSync => (folder_hierarchy::FOLDER_SYNC, folder_hierarchy::STATUS),
+        Command::FolderCreate => (folder_hierarchy::FOLDER_CREATE, folder_hierarchy::STATUS),
+        Command::FolderDelete => (folder_hierarchy::FOLDER_DELETE, folder_hierarchy::STATUS),
+        Command::FolderUpdate => (folder_hierarchy::FOLDER_UPDATE, folder_hierarchy::STATUS),
+        Command::GetItemEstimate => (
+            get_item_estimate::GET_ITEM_ESTIMATE,
+            get_item_estimate::STATUS,
+        ),
+        Command::MoveItems => (move_items::MOVE_ITEMS, move_items::STATUS),
+        Command::Ping => (ping::PING, ping::STATUS),
+        Command::Settings => (settings::SETTINGS, settings::STATUS),
+        Command::ItemOperations => (item_operations::ITEM_OPERATIONS, item_operations::STATUS),
+        Command::Search => (search::SEARCH, search::STATUS),
+        Command::Find => (find::FIND, find::STATUS),
+        Command::SendMail => (compose_mail::SEND_MAIL, compose_mail::STATUS),
+        Command::SmartReply => (compose_mail::SMART_REPLY, compose_mail::STATUS),
+        Command::SmartForward => (compose_mail::SMART_FORWARD, compose_mail::STATUS),
+        Command::MeetingResponse => (meeting_response::MEETING_RESPONSE, meeting_response::STATUS),
+        Command::ResolveRecipients => (
+            resolve_recipients::RESOLVE_RECIPIENTS,
+            resolve_recipients::STATUS,
+        ),
+        Command::ValidateCert => (validate_cert::VALIDATE_CERT, validate_cert::STATUS),
+        Command::Provision | Command::GetAttachment => return None,
+    })
 }

@@ -1,5 +1,5 @@
 //! Find (MS-ASCMD 2.2.1.2, protocol 16.1): mailbox free-text search with the Search engine
-//! ([`super::search`]): same IMAP `TEXT` criteria, same folder scope (one CollectionId, its
+//! ([`super::mailbox_search`]): same IMAP `TEXT` criteria, same folder scope (one CollectionId, its
 //! subfolders with DeepTraversal, or every mail folder), same newest-first merge, same time
 //! budget. Results carry the mail's Sync ServerId and CollectionId, so the device can fetch
 //! or change the mail with ItemOperations and Sync.
@@ -23,9 +23,9 @@ use crate::state::StateStore;
 use crate::wbxml::tags::{airsyncbase as b, email};
 use crate::wbxml::Element;
 
-use super::search::{backend_failure, fetch_page, run, scope, TIME_BUDGET};
-use super::sync::client_changes::server_id;
-use super::sync::item_data;
+use super::ids::server_id;
+use super::mail_item::item_data;
+use super::mailbox_search::{backend_failure, fetch_page, run, scope, TIME_BUDGET};
 use super::{CommandError, Context, Gateway, Outcome};
 
 /// Bytes of plain text converted for a Preview (enough for 255 characters).

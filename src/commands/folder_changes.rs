@@ -18,6 +18,7 @@ use crate::eas::Command;
 use crate::state::{FolderEntry, StateStore};
 use crate::wbxml::Element;
 
+use super::ids::SyncKey;
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 /// FolderCreate, FolderUpdate or FolderDelete, by the request line's command.
@@ -45,15 +46,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
     // One folder change at a time per device: each commits a snapshot derived from the last.
-    let lock = gw
-        .collection_locks
-        .entry(super::collection_key(user, device_id, "\u{0}hierarchy"))
-        .or_default()
-        .clone();
-    let _guard = lock.lock().await;
+    let _guard = gw.locks.lock_hierarchy(user, device_id).await;
 
     let state = gw.store.hierarchy(user, device_id).await?;
-    let Some(state) = state.filter(|s| req.sync_key.parse::<u32>().ok() == Some(s.key)) else {
+    let Some(state) = state.filter(|s| SyncKey::parse(&req.sync_key) == Some(SyncKey::new(s.key)))
+    else {
         tracing::debug!(sync_key = %req.sync_key, "folder change with a stale hierarchy key");
         return Ok(reply(FolderChangeResponse::error(
             kind,

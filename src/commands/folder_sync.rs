@@ -11,6 +11,7 @@ use crate::eas::folder_sync::{diff, status, Folder, FolderSyncRequest, FolderSyn
 use crate::state::{FolderEntry, StateStore};
 use crate::wbxml::Element;
 
+use super::ids::SyncKey;
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -30,10 +31,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let state = gw.store.hierarchy(user, device_id).await?;
 
     // Which snapshot does the device hold?
-    let held: Option<Vec<Folder>> = if req.sync_key == "0" {
+    let sent_key = SyncKey::parse(&req.sync_key);
+    let held: Option<Vec<Folder>> = if sent_key.is_some_and(SyncKey::is_initial) {
         Some(Vec::new())
     } else {
-        let key: Option<u32> = req.sync_key.parse().ok();
+        let key: Option<u32> = sent_key.map(SyncKey::value);
         match (&state, key) {
             (Some(s), Some(k)) if k == s.key => Some(folders::to_folders(&s.folders)),
             (Some(s), Some(k)) if s.previous.as_ref().is_some_and(|(pk, _)| *pk == k) => {
@@ -51,14 +53,14 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let live = live_folders(gw, ctx).await?;
     let (added, updated, deleted) = diff(&held, &live);
     let current_key = state.as_ref().map(|s| s.key).unwrap_or(0);
-    let unchanged_current = req.sync_key == current_key.to_string()
+    let unchanged_current = sent_key == Some(SyncKey::new(current_key))
         && added.is_empty()
         && updated.is_empty()
         && deleted.is_empty();
     let replayed_previous = state
         .as_ref()
         .and_then(|s| s.previous.as_ref())
-        .is_some_and(|(pk, _)| pk.to_string() == req.sync_key);
+        .is_some_and(|(pk, _)| sent_key == Some(SyncKey::new(*pk)));
     let key = if unchanged_current {
         current_key
     } else {

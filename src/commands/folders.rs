@@ -3,6 +3,9 @@
 //! Listing the hierarchy costs a LIST and a STATUS per folder, so the last listing per user is
 //! kept in memory; a collection id that is not in it (a folder made since, or another gateway
 //! node assigned it) triggers one fresh listing before the answer is "no such folder".
+//!
+//! Folder resolution for every command (CollectionId -> mailbox) goes here; the ServerIds
+//! themselves are assigned by the state store (MS-ASCMD 2.2.1.5 FolderSync).
 
 use std::collections::HashMap;
 use std::sync::Arc;

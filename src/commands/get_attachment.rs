@@ -10,6 +10,7 @@ use crate::eas::item_operations::parse_file_reference;
 use crate::state::StateStore;
 
 use super::attachment_part::{self, AttachmentPart, Lookup, RawSink};
+use super::core::{Media, Refusal};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -47,7 +48,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let length = part.size;
     Ok(Outcome::streamed(
         session,
-        content_type,
+        Media::Other(content_type),
         Some(length),
         None,
         "attachment stream",
@@ -73,7 +74,7 @@ async fn locate<B: MailBackend, S: StateStore>(
         return Ok(None);
     };
     let uid =
-        super::sync::drafts::current_uid(&gw.store, session, user, cid, &mailbox, uid).await?;
+        super::draft_versions::current_uid(&gw.store, session, user, cid, &mailbox, uid).await?;
     match attachment_part::locate(session, &mailbox.name, uid, index).await {
         Ok(Lookup::Found(p)) => Ok(Some(p)),
         Ok(Lookup::NoMail | Lookup::NoAttachment) | Err(BackendError::NotFound(_)) => Ok(None),
@@ -84,8 +85,8 @@ async fn locate<B: MailBackend, S: StateStore>(
 /// Exchange answers an unknown attachment with HTTP 500; a 404 says the same more precisely
 /// and is not retried by clients.
 fn not_found() -> Outcome {
-    Outcome::Http {
-        status: 404,
+    Outcome::Refused {
+        refusal: Refusal::NotFound,
         reason: "attachment not found",
     }
 }

@@ -12,11 +12,10 @@ use crate::backend::{MailBackend, MailSession};
 use crate::eas::get_item_estimate::{self as model, status, Estimate, EstimateRequest};
 use crate::eas::sync::{filter_days, SyncOptions};
 use crate::state::StateStore;
-use crate::uidset::UidSet;
 use crate::wbxml::{self, Element, Limits};
 
-use super::sync::server_changes;
-use super::sync::view::{window_start, View};
+use super::collection_view::{self, window_start, View};
+use super::ids::SyncKey;
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -65,13 +64,14 @@ async fn estimate<B: MailBackend, S: StateStore>(
     let Some(resolved) = folders::resolve(&gw.store, &gw.folders, session, user, cid).await? else {
         return Ok(answer(status::INVALID_COLLECTION, None));
     };
-    if col.sync_key == "0" {
+    let sent_key = SyncKey::parse(&col.sync_key);
+    if sent_key.is_some_and(SyncKey::is_initial) {
         return Ok(answer(status::NOT_PRIMED, None));
     }
     let Some(state) = gw.store.collection_state(user, device_id, cid).await? else {
         return Ok(answer(status::INVALID_SYNC_KEY, None));
     };
-    let key: Option<u32> = col.sync_key.parse().ok();
+    let key: Option<u32> = sent_key.map(SyncKey::value);
     let held = match key {
         Some(k) if k == state.current.key => &state.current,
         Some(k) => match state.previous.as_ref().filter(|p| p.key == k) {
@@ -117,16 +117,7 @@ async fn estimate<B: MailBackend, S: StateStore>(
         // The next Sync will ask the device to start over.
         return Ok(answer(status::INVALID_SYNC_KEY, None));
     }
-    let changes = server_changes::compute(
-        session,
-        &mailbox.name,
-        &held,
-        mstate,
-        window,
-        &UidSet::new(),
-        usize::MAX,
-        None,
-    )
-    .await?;
-    Ok(answer(status::SUCCESS, Some(changes.total() as u64)))
+    let pending =
+        collection_view::pending_changes(session, &mailbox.name, &held, mstate, window).await?;
+    Ok(answer(status::SUCCESS, Some(pending as u64)))
 }

@@ -28,9 +28,11 @@ use crate::wbxml::Element;
 
 use super::attachment_part::{self, Lookup};
 use super::conversation_move;
+use super::draft_versions::current_uid;
+use super::ids::parse_server_id;
 use super::item_operations_body::{self, PendingData};
-use super::sync::client_changes::parse_server_id;
-use super::sync::{body_options, item_data};
+use super::mail_item::{body_options, item_data};
+use super::mailbox_search::fetch_long_id;
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -145,7 +147,7 @@ async fn fetch_item<B: MailBackend, S: StateStore>(
     }
     if req.long_id.is_some() {
         // LongIds name Search results: resolved in the user's own folders only.
-        return super::search::fetch_long_id(gw, ctx, session, req).await;
+        return fetch_long_id(gw, ctx, session, req).await;
     }
     let Some(server_id) = &req.server_id else {
         return Ok(FetchResponse::failed(req, status::PROTOCOL_ERROR));
@@ -173,8 +175,7 @@ async fn fetch_item<B: MailBackend, S: StateStore>(
         return Ok(FetchResponse::failed(req, status::OBJECT_NOT_FOUND));
     };
     let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
-    let uid =
-        super::sync::drafts::current_uid(&gw.store, session, user, &cid, &mailbox, uid).await?;
+    let uid = current_uid(&gw.store, session, user, &cid, &mailbox, uid).await?;
     let fetched = match session.fetch_messages(&mailbox.name, &[uid]).await {
         Ok(f) => f,
         Err(BackendError::NotFound(_)) => Vec::new(),
@@ -224,8 +225,7 @@ async fn fetch_attachment<B: MailBackend, S: StateStore>(
     let Some(mailbox) = resolved.and_then(|r| r.mailbox).filter(|m| m.selectable) else {
         return failed(status::OBJECT_NOT_FOUND);
     };
-    let uid =
-        super::sync::drafts::current_uid(&gw.store, session, user, &cid, &mailbox, uid).await?;
+    let uid = current_uid(&gw.store, session, user, &cid, &mailbox, uid).await?;
     let part = match attachment_part::locate(session, &mailbox.name, uid, index).await {
         Ok(Lookup::Found(p)) => p,
         Ok(Lookup::NoMail) | Err(BackendError::NotFound(_)) => {

@@ -22,7 +22,7 @@ use crate::wbxml::tags::{airsyncbase as b, item_operations as io_tags};
 use crate::wbxml::{Element, Node};
 
 use super::attachment_part::{self, AttachmentPart, ChunkSink, RawSink};
-use super::Outcome;
+use super::core::{Media, Outcome};
 
 /// Attachment bytes still to be read for a Fetch: `first ..= last` of the part (nothing when
 /// the part is empty).
@@ -68,7 +68,7 @@ fn inline_response<S: MailSession>(
 ) -> Outcome {
     Outcome::streamed(
         session,
-        crate::http::response::WBXML.to_string(),
+        Media::Wbxml,
         None,
         Some(model::status::SUCCESS),
         "ItemOperations response",
@@ -269,7 +269,7 @@ fn multipart_response<S: MailSession>(session: S, plan: MultipartPlan) -> Outcom
     } = plan;
     Outcome::streamed(
         session,
-        multipart::CONTENT_TYPE.to_string(),
+        Media::Other(multipart::CONTENT_TYPE.to_string()),
         Some(total),
         Some(model::status::SUCCESS),
         "multipart ItemOperations response",

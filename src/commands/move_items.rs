@@ -23,9 +23,9 @@ use crate::state::StateStore;
 use crate::uidset::UidSet;
 use crate::wbxml::Element;
 
-use super::sync::client_changes::{parse_server_id, server_id};
-use super::sync::drafts;
-use super::sync::view::{flag_bits, View};
+use super::collection_view::{flag_bits, View};
+use super::draft_versions;
+use super::ids::{parse_server_id, server_id};
 use super::{folders, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle<B: MailBackend, S: StateStore>(
@@ -61,8 +61,15 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 results[i].status = status::INVALID_SOURCE;
                 continue;
             };
-            let uid = drafts::current_uid(&gw.store, &mut session, user, &m.src_fld_id, &src, uid)
-                .await?;
+            let uid = draft_versions::current_uid(
+                &gw.store,
+                &mut session,
+                user,
+                &m.src_fld_id,
+                &src,
+                uid,
+            )
+            .await?;
             let dst = folders::resolve(&gw.store, &gw.folders, &mut session, user, &m.dst_fld_id)
                 .await?
                 .and_then(|r| r.mailbox)
@@ -149,24 +156,11 @@ async fn move_group<B: MailBackend, S: StateStore>(
 ) -> Result<GroupOutcome, CommandError> {
     let user = ctx.user.address.as_str();
     let device_id = ctx.device_id();
-    // The same keys as Sync, taken in a fixed order.
-    let mut keys = [
-        super::collection_key(user, device_id, g.src_cid),
-        super::collection_key(user, device_id, g.dst_cid),
-    ];
-    keys.sort();
-    let first = gw
-        .collection_locks
-        .entry(keys[0].clone())
-        .or_default()
-        .clone();
-    let second = gw
-        .collection_locks
-        .entry(keys[1].clone())
-        .or_default()
-        .clone();
-    let _g1 = first.lock().await;
-    let _g2 = second.lock().await;
+    // The same locks as Sync.
+    let _guards = gw
+        .locks
+        .lock_pair(user, device_id, g.src_cid, g.dst_cid)
+        .await;
 
     let wanted = UidSet::from_uids(items.iter().map(|(_, u)| *u));
     let present = session.existing(g.src, &wanted).await?;

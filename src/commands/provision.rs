@@ -8,12 +8,13 @@ use crate::backend::MailBackend;
 use crate::eas::provision::{
     status as provision_status, PolicyResponse, ProvisionRequest, ProvisionResponse, POLICY_TYPE,
 };
-use crate::eas::status::{CommonStatus, HTTP_NEEDS_PROVISIONING};
+use crate::eas::status::CommonStatus;
 use crate::eas::{Command, ProtocolVersion};
 use crate::state::{PolicyState, StateStore};
-use crate::wbxml::tags;
-use crate::wbxml::{Element, Tag};
+use crate::wbxml::Element;
 
+use super::core::Refusal;
+use super::devices::status_root;
 use super::{CommandError, Context, Gateway, Outcome};
 
 /// Answers Provision.
@@ -191,14 +192,14 @@ pub async fn gate<B: MailBackend, S: StateStore>(
         CommonStatus::DeviceNotProvisioned
     };
     if !ctx.version.uses_status_for_provisioning() {
-        return Ok(Some(Outcome::Http {
-            status: HTTP_NEEDS_PROVISIONING,
+        return Ok(Some(Outcome::Refused {
+            refusal: Refusal::NeedsProvisioning,
             reason: "device must provision",
         }));
     }
     let Some((root, status_tag)) = status_root(command) else {
-        return Ok(Some(Outcome::Http {
-            status: HTTP_NEEDS_PROVISIONING,
+        return Ok(Some(Outcome::Refused {
+            refusal: Refusal::NeedsProvisioning,
             reason: "device must provision",
         }));
     };
@@ -207,36 +208,4 @@ pub async fn gate<B: MailBackend, S: StateStore>(
         body: Element::new(root).text_child(status_tag, code.to_string()),
         status: Some(code),
     }))
-}
-
-/// The root element and Status element of each command's response.
-pub(super) fn status_root(command: Command) -> Option<(Tag, Tag)> {
-    use tags::*;
-    Some(match command {
-        Command::Sync => (airsync::SYNC, airsync::STATUS),
-        Command::FolderSync => (folder_hierarchy::FOLDER_SYNC, folder_hierarchy::STATUS),
-        Command::FolderCreate => (folder_hierarchy::FOLDER_CREATE, folder_hierarchy::STATUS),
-        Command::FolderDelete => (folder_hierarchy::FOLDER_DELETE, folder_hierarchy::STATUS),
-        Command::FolderUpdate => (folder_hierarchy::FOLDER_UPDATE, folder_hierarchy::STATUS),
-        Command::GetItemEstimate => (
-            get_item_estimate::GET_ITEM_ESTIMATE,
-            get_item_estimate::STATUS,
-        ),
-        Command::MoveItems => (move_items::MOVE_ITEMS, move_items::STATUS),
-        Command::Ping => (ping::PING, ping::STATUS),
-        Command::Settings => (settings::SETTINGS, settings::STATUS),
-        Command::ItemOperations => (item_operations::ITEM_OPERATIONS, item_operations::STATUS),
-        Command::Search => (search::SEARCH, search::STATUS),
-        Command::Find => (find::FIND, find::STATUS),
-        Command::SendMail => (compose_mail::SEND_MAIL, compose_mail::STATUS),
-        Command::SmartReply => (compose_mail::SMART_REPLY, compose_mail::STATUS),
-        Command::SmartForward => (compose_mail::SMART_FORWARD, compose_mail::STATUS),
-        Command::MeetingResponse => (meeting_response::MEETING_RESPONSE, meeting_response::STATUS),
-        Command::ResolveRecipients => (
-            resolve_recipients::RESOLVE_RECIPIENTS,
-            resolve_recipients::STATUS,
-        ),
-        Command::ValidateCert => (validate_cert::VALIDATE_CERT, validate_cert::STATUS),
-        Command::Provision | Command::GetAttachment => return None,
-    })
 }

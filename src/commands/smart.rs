@@ -7,13 +7,13 @@
 //! or `$Forwarded` once the mail has left, and is never marked read. An original that no
 //! longer exists answers Status 150 ItemNotFound (HTTP 500 for 12.x), except with ReplaceMime,
 //! where the message is complete without it and is sent. LongId (a Search result) names
-//! the original too. Everything else is [`super::send_mail`].
+//! the original too. Everything else is [`super::send_once`].
 
 use crate::backend::MailBackend;
 use crate::eas::compose_mail::ComposeKind;
 use crate::state::StateStore;
 
-use super::send_mail::{request, send};
+use super::send_once::{request, send};
 use super::{Body, CommandError, Context, Gateway, Outcome};
 
 pub async fn handle_reply<B: MailBackend, S: StateStore>(

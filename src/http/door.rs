@@ -38,10 +38,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         line: &RequestLine,
         log: &mut RequestLog,
     ) -> Option<Response<Body>> {
-        let command = line.command?;
-        if !commands::IMPLEMENTED.contains(&command) {
-            return None;
-        }
+        let command = commands::implemented(line.command)?.command();
         let version = line.version.or_else(|| {
             headers
                 .get("MS-ASProtocolVersion")
@@ -115,7 +112,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 log.eas_status = status;
                 response::wbxml(wbxml::encode_bytes(&body))
             }
-            Outcome::Http { status, .. } => response::empty(status),
+            Outcome::Refused { refusal, .. } => response::refused(refusal),
             _ => response::empty(403),
         })
     }

@@ -1,5 +1,9 @@
 //! One HTTP request, from the request line to the response: route, authenticate, check the
 //! query and body, decode WBXML, run the command, encode the answer, log one line.
+//!
+//! An EAS POST is a chain of named steps ([`Server::post`], MS-ASHTTP 2.2.1): a new check
+//! goes in as its own step, in the order the statuses must win. HTTP statuses for command
+//! answers and errors are chosen in `response.rs` only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -14,7 +18,7 @@ use tracing::{debug, field, info, warn, Instrument};
 use super::auth::{AuthOutcome, Authenticator};
 use super::response::{self, Body};
 use crate::backend::MailBackend;
-use crate::commands::{self, Context, Gateway, Outcome, User};
+use crate::commands::{self, Context, ErrorClass, Gateway, Outcome, User};
 use crate::eas::{version, Command, ProtocolVersion, RequestLine};
 use crate::state::StateStore;
 use crate::wbxml::{self, Limits};
@@ -298,81 +302,103 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         Ok(body)
     }
 
+    /// An EAS command: each step answers the request itself when the request stops there.
     async fn post(
         &self,
         req: Request<Incoming>,
         client_ip: IpAddr,
         log: &mut RequestLog,
     ) -> Response<Body> {
-        let span = tracing::Span::current();
-        let line = match RequestLine::parse(req.uri().query().unwrap_or("")) {
-            Ok(l) => l,
-            Err(e) => {
-                debug!(error = %e, "bad request line");
-                log.reason = "bad request line";
-                return response::empty(400);
-            }
-        };
-        span.record("cmd", line.command_name.as_str());
-        span.record("device_id", line.device_id.as_str());
-        span.record("device_type", line.device_type.as_str());
-
-        if let Some(r) = self.refuse_before_login(req.headers(), &line, log).await {
-            return r;
+        match self.post_steps(req, client_ip, log).await {
+            Ok(r) | Err(r) => r,
         }
-        let user = match self.authenticate(req.headers(), client_ip, log).await {
-            Ok(u) => u,
-            Err(r) => return r,
+    }
+
+    async fn post_steps(
+        &self,
+        req: Request<Incoming>,
+        client_ip: IpAddr,
+        log: &mut RequestLog,
+    ) -> Result<Response<Body>, Response<Body>> {
+        let Some(line) = request_line(&req, log) else {
+            return Err(response::empty(400));
         };
+        if let Some(r) = self.refuse_before_login(req.headers(), &line, log).await {
+            return Err(r);
+        }
+        let user = self.login(req.headers(), &line, client_ip, log).await?;
+        let Some(command) = commands::implemented(line.command) else {
+            log.reason = if line.command.is_some() {
+                "command not implemented"
+            } else {
+                "unknown command"
+            };
+            return Err(response::empty(501));
+        };
+        let Some((line, version)) = negotiate(req.headers(), line, log) else {
+            return Err(response::empty(400));
+        };
+        let admitted = Admitted {
+            user,
+            line,
+            version,
+            command: command.command(),
+        };
+        let incoming = self.request_body(req, admitted.command, log).await?;
+        let now = unix_now();
+        let device = self.record_device(&admitted, &incoming, now, log).await?;
+        let trace = super::trace::Trace::begin(
+            &self.gateway.config.devices,
+            &device,
+            admitted.command,
+            version,
+            incoming.content_type.as_deref(),
+            &incoming.raw,
+        );
+        let ctx = Context {
+            user: admitted.user,
+            device,
+            line: admitted.line,
+            version,
+            client_ip: Some(client_ip),
+            now,
+            report: log.report.clone(),
+        };
+        let result = commands::dispatch(&self.gateway, &ctx, command, incoming.body).await;
+        let (resp, wbxml_out) = answer(result, trace.is_some(), log);
+        if let Some(trace) = trace {
+            trace.finish(&resp, wbxml_out.as_ref());
+        }
+        Ok(resp)
+    }
+
+    /// The authenticated user, who must be the one the User parameter names (else 403).
+    async fn login(
+        &self,
+        headers: &HeaderMap,
+        line: &RequestLine,
+        client_ip: IpAddr,
+        log: &mut RequestLog,
+    ) -> Result<User, Response<Body>> {
+        let user = self.authenticate(headers, client_ip, log).await?;
         if let Some(named) = &line.user {
             if self.auth.normalise(named) != user.address {
                 log.reason = "User parameter names another user";
-                return response::empty(403);
+                return Err(response::empty(403));
             }
         }
-        let Some(command) = line.command else {
-            log.reason = "unknown command";
-            return response::empty(501);
-        };
-        if !commands::IMPLEMENTED.contains(&command) {
-            log.reason = "command not implemented";
-            return response::empty(501);
-        }
-        let version = match line.version.or_else(|| {
-            req.headers()
-                .get("MS-ASProtocolVersion")
-                .and_then(|v| v.to_str().ok())
-                .and_then(ProtocolVersion::parse)
-        }) {
-            Some(v) => v,
-            None => {
-                log.reason = "missing or unsupported MS-ASProtocolVersion";
-                return response::empty(400);
-            }
-        };
-        span.record("protocol_version", version.as_str());
-        let mut line = line;
-        // MS-ASHTTP 2.2.1.1.2.5: "T" asks for a multipart ItemOperations response (the base64
-        // form carries the same wish as its AcceptMultiPart option bit).
-        if req
-            .headers()
-            .get("MS-ASAcceptMultiPart")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("T"))
-        {
-            line.accept_multipart = true;
-        }
-        if !line.base64_form {
-            line.policy_key = req
-                .headers()
-                .get("X-MS-PolicyKey")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok());
-        }
+        Ok(user)
+    }
 
-        // Body: size first, then media type, then WBXML.
+    /// The body: size first (413), then media type, then WBXML (400).
+    async fn request_body(
+        &self,
+        req: Request<Incoming>,
+        command: Command,
+        log: &mut RequestLog,
+    ) -> Result<RequestBody, Response<Body>> {
         if let Some(r) = self.over_limit(&req, self.limits.max_body_bytes, log) {
-            return r;
+            return Err(r);
         }
         let content_type = req
             .headers()
@@ -390,122 +416,197 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             .get(hyper::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(200).collect::<String>());
-        let body = match self
+        let raw = self
             .read_body(req.into_body(), self.limits.max_body_bytes, log)
-            .await
-        {
-            Ok(b) => b,
-            Err(r) => return r,
-        };
-        log.bytes_in = body.len() as u64;
+            .await?;
+        log.bytes_in = raw.len() as u64;
         let is_mime_command = matches!(
             command,
             Command::SendMail | Command::SmartReply | Command::SmartForward
         );
-        let element = match content_type.as_deref() {
-            _ if body.is_empty() => commands::Body::Empty,
+        let body = match content_type.as_deref() {
+            _ if raw.is_empty() => commands::Body::Empty,
             Some("application/vnd.ms-sync.wbxml") | Some("application/vnd.ms-sync") => {
-                match wbxml::decode(body.clone(), &self.limits) {
+                match wbxml::decode(raw.clone(), &self.limits) {
                     Ok(e) => commands::Body::Wbxml(e),
                     Err(e) => {
                         debug!(error = %e, "malformed WBXML");
                         log.reason = "malformed WBXML";
-                        return response::empty(400);
+                        return Err(response::empty(400));
                     }
                 }
             }
-            Some("message/rfc822") if is_mime_command => commands::Body::Mime(body.clone()),
+            Some("message/rfc822") if is_mime_command => commands::Body::Mime(raw.clone()),
             _ => {
                 log.reason = "unsupported Content-Type";
-                return response::empty(400);
+                return Err(response::empty(400));
             }
         };
+        Ok(RequestBody {
+            content_type,
+            user_agent,
+            raw,
+            body,
+        })
+    }
 
-        let now = unix_now();
-        let device = match self
-            .gateway
+    /// Records the request as the device's (creating the device on first sight).
+    async fn record_device(
+        &self,
+        admitted: &Admitted,
+        incoming: &RequestBody,
+        now: i64,
+        log: &mut RequestLog,
+    ) -> Result<crate::state::Device, Response<Body>> {
+        let Admitted {
+            user,
+            line,
+            version,
+            command,
+        } = admitted;
+        self.gateway
             .store
             .touch_device(
                 &user.address,
                 &line.device_id,
                 &line.device_type,
-                user_agent.as_deref(),
+                incoming.user_agent.as_deref(),
                 Some(version.as_str()),
                 command.name(),
                 now,
             )
             .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "state store failed");
+            .map_err(|e| {
+                let e = commands::CommandError::from(e);
+                warn!(error = %e.chain(), "state store failed");
                 log.reason = "state store failed";
-                return response::from_error(&commands::CommandError::from(e));
-            }
-        };
-        let trace = super::trace::Trace::begin(
-            &self.gateway.config.devices,
-            &device,
-            command,
-            version,
-            content_type.as_deref(),
-            &body,
-        );
-        let mut wbxml_out = None;
-        let ctx = Context {
-            user,
-            device,
-            line,
-            version,
-            client_ip: Some(client_ip),
-            now,
-            report: log.report.clone(),
-        };
-        let resp = match commands::dispatch(&self.gateway, &ctx, element).await {
-            Ok(Outcome::Wbxml { body, status }) => {
-                log.eas_status = status;
-                let bytes = wbxml::encode_bytes(&body);
-                if trace.is_some() {
-                    wbxml_out = Some(bytes.clone());
-                }
-                if body.has_more_nodes_than(LARGE_TREE) {
-                    // Freeing a tree of thousands of nodes (Search or Find results) takes as
-                    // long as encoding it; the device need not wait for that. A Sync page's
-                    // items arrive encoded, a node each, and are freed here.
-                    tokio::task::spawn_blocking(move || drop(body));
-                }
-                response::wbxml(bytes)
-            }
-            Ok(Outcome::Empty) => response::empty(200),
-            Ok(Outcome::Raw { content_type, body }) => response::raw(&content_type, body),
-            Ok(Outcome::Stream {
-                content_type,
-                length,
-                body,
-                status,
-            }) => {
-                log.eas_status = status;
-                response::stream(&content_type, length, body)
-            }
-            Ok(Outcome::Http { status, reason }) => {
-                log.reason = reason;
-                response::empty(status)
-            }
-            Err(e) => {
-                match &e {
-                    commands::CommandError::BadRequest(_) => debug!(error = %e, "bad request"),
-                    commands::CommandError::AuthFailed => info!(error = %e, "login refused"),
-                    _ => warn!(error = %e, "command failed"),
-                }
-                log.reason = "command failed";
                 response::from_error(&e)
-            }
-        };
-        if let Some(trace) = trace {
-            trace.finish(&resp, wbxml_out.as_ref());
-        }
-        resp
+            })
     }
+}
+
+/// A request past login and the request-line checks: who, for which command and version.
+struct Admitted {
+    user: User,
+    line: RequestLine,
+    version: ProtocolVersion,
+    command: Command,
+}
+
+/// A request body as read: its media type, the client's User-Agent, the bytes, and what they
+/// decode to.
+struct RequestBody {
+    content_type: Option<String>,
+    user_agent: Option<String>,
+    raw: Bytes,
+    body: commands::Body,
+}
+
+/// The request line (the query string), recorded on the request's span; `None` (400) when
+/// malformed.
+fn request_line(req: &Request<Incoming>, log: &mut RequestLog) -> Option<RequestLine> {
+    let line = match RequestLine::parse(req.uri().query().unwrap_or("")) {
+        Ok(l) => l,
+        Err(e) => {
+            debug!(error = %e, "bad request line");
+            log.reason = "bad request line";
+            return None;
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("cmd", line.command_name.as_str());
+    span.record("device_id", line.device_id.as_str());
+    span.record("device_type", line.device_type.as_str());
+    Some(line)
+}
+
+/// The protocol version (from the query or MS-ASProtocolVersion; `None` (400) without one),
+/// and what the headers add to the request line: the multipart wish and the policy key.
+fn negotiate(
+    headers: &HeaderMap,
+    mut line: RequestLine,
+    log: &mut RequestLog,
+) -> Option<(RequestLine, ProtocolVersion)> {
+    let version = match line.version.or_else(|| {
+        headers
+            .get("MS-ASProtocolVersion")
+            .and_then(|v| v.to_str().ok())
+            .and_then(ProtocolVersion::parse)
+    }) {
+        Some(v) => v,
+        None => {
+            log.reason = "missing or unsupported MS-ASProtocolVersion";
+            return None;
+        }
+    };
+    tracing::Span::current().record("protocol_version", version.as_str());
+    // MS-ASHTTP 2.2.1.1.2.5: "T" asks for a multipart ItemOperations response (the base64
+    // form carries the same wish as its AcceptMultiPart option bit).
+    if headers
+        .get("MS-ASAcceptMultiPart")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("T"))
+    {
+        line.accept_multipart = true;
+    }
+    if !line.base64_form {
+        line.policy_key = headers
+            .get("X-MS-PolicyKey")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+    }
+    Some((line, version))
+}
+
+/// The HTTP response for what the command answered, and the WBXML bytes when `keep_wbxml`
+/// (for the device's trace).
+fn answer(
+    result: Result<Outcome, commands::CommandError>,
+    keep_wbxml: bool,
+    log: &mut RequestLog,
+) -> (Response<Body>, Option<Bytes>) {
+    let mut wbxml_out = None;
+    let resp = match result {
+        Ok(Outcome::Wbxml { body, status }) => {
+            log.eas_status = status;
+            let bytes = wbxml::encode_bytes(&body);
+            if keep_wbxml {
+                wbxml_out = Some(bytes.clone());
+            }
+            if body.has_more_nodes_than(LARGE_TREE) {
+                // Freeing a tree of thousands of nodes (Search or Find results) takes as
+                // long as encoding it; the device need not wait for that. A Sync page's
+                // items arrive encoded, a node each, and are freed here.
+                tokio::task::spawn_blocking(move || drop(body));
+            }
+            response::wbxml(bytes)
+        }
+        Ok(Outcome::Empty) => response::empty(200),
+        Ok(Outcome::Raw { content_type, body }) => response::raw(&content_type, body),
+        Ok(Outcome::Stream {
+            media,
+            length,
+            body,
+            status,
+        }) => {
+            log.eas_status = status;
+            response::stream(response::media_type(&media), length, body)
+        }
+        Ok(Outcome::Refused { refusal, reason }) => {
+            log.reason = reason;
+            response::refused(refusal)
+        }
+        Err(e) => {
+            match e.class() {
+                ErrorClass::BadRequest => debug!(error = %e.chain(), "bad request"),
+                ErrorClass::LoginRefused => info!(error = %e.chain(), "login refused"),
+                _ => warn!(error = %e.chain(), "command failed"),
+            }
+            log.reason = "command failed";
+            response::from_error(&e)
+        }
+    };
+    (resp, wbxml_out)
 }
 
 #[derive(Default)]

@@ -29,6 +29,15 @@ use crate::state::StateStore;
 
 pub use handler::Server;
 
+/// Why the front door could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("TLS setup failed")]
+    Tls(#[from] tls::TlsError),
+    #[error("listening socket failed")]
+    Listener(#[from] std::io::Error),
+}
+
 /// Runs the front door on `listener` until `shutdown` turns true.
 ///
 /// Every connection is accepted at once and checked against the per-address cap (over it: closed
@@ -42,7 +51,7 @@ pub async fn serve<B: MailBackend, S: StateStore>(
     listener: TcpListener,
     server: Arc<Server<B, S>>,
     mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let cfg = &server.gateway.config.server;
     let acceptor = match &cfg.tls {
         Some((cert, key)) => Some(tls::acceptor(cert, key)?),

@@ -1,4 +1,6 @@
-//! Building HTTP responses, and the one mapping from errors to HTTP statuses.
+//! Building HTTP responses, and the one mapping from what a command answered or failed with
+//! to HTTP statuses ([`refused`], [`from_error`]; MS-ASHTTP 3.2.5.1). A new [`Refusal`] or
+//! [`ErrorClass`] gets its status here and nowhere else.
 
 use std::io;
 use std::pin::Pin;
@@ -10,7 +12,8 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 
-use crate::commands::CommandError;
+use crate::commands::{CommandError, ErrorClass, Media, Refusal};
+use crate::eas::status::HTTP_NEEDS_PROVISIONING;
 
 /// Bytes read from a streamed body per frame.
 const FRAME: usize = 64 * 1024;
@@ -171,11 +174,30 @@ pub fn retry_after(status: u16, secs: u64) -> Response<Body> {
 
 /// The HTTP answer for a command that could not produce a protocol answer.
 pub fn from_error(e: &CommandError) -> Response<Body> {
-    match e {
-        CommandError::BadRequest(_) => empty(400),
-        CommandError::Unavailable(_) => retry_after(503, RETRY_AFTER_SECS),
-        CommandError::StoreUnavailable(_) => retry_after(503, STORE_RETRY_AFTER_SECS),
-        CommandError::AuthFailed => unauthorized(),
-        CommandError::Internal(_) => empty(500),
+    match e.class() {
+        ErrorClass::BadRequest => empty(400),
+        ErrorClass::MailServerBusy => retry_after(503, RETRY_AFTER_SECS),
+        ErrorClass::StoreBusy => retry_after(503, STORE_RETRY_AFTER_SECS),
+        ErrorClass::LoginRefused => unauthorized(),
+        ErrorClass::Internal => empty(500),
+    }
+}
+
+/// The HTTP answer for a request a command answered without a protocol body.
+pub fn refused(refusal: Refusal) -> Response<Body> {
+    empty(match refusal {
+        Refusal::NeedsProvisioning => HTTP_NEEDS_PROVISIONING,
+        Refusal::DeviceRefused => 403,
+        Refusal::NotFound => 404,
+        Refusal::TooLarge => 413,
+        Refusal::SendFailed => 500,
+    })
+}
+
+/// The media type of a command's body.
+pub fn media_type(media: &Media) -> &str {
+    match media {
+        Media::Wbxml => WBXML,
+        Media::Other(t) => t,
     }
 }

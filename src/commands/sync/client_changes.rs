@@ -167,18 +167,7 @@ impl Conflict<'_> {
     }
 }
 
-/// Parses `<collection>:<uid>`; the collection must be this one.
-pub fn parse_server_id(collection_id: &str, server_id: &str) -> Option<u32> {
-    let (c, uid) = server_id.rsplit_once(':')?;
-    if c != collection_id {
-        return None;
-    }
-    uid.parse().ok().filter(|u| *u != 0)
-}
-
-pub fn server_id(collection_id: &str, uid: u32) -> String {
-    format!("{collection_id}:{uid}")
-}
+pub use crate::commands::ids::{parse_server_id, server_id};
 
 /// Applies the commands in order. `trash` is the Trash mailbox unless this folder is Trash.
 pub async fn apply<M: MailSession>(

@@ -27,7 +27,8 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use crate::backend::{MailBackend, MailFolder, MailSession, SpecialUse};
+use crate::backend::{MailBackend, MailFolder, MailSession};
+use crate::commands::draft_versions::Folder;
 use crate::compose::draft::{self as compose_draft, Built, DraftError};
 use crate::eas::sync::{
     status, ClientCommand, ClientResponse, DraftData, ServerCommand, SyncOptions,
@@ -41,55 +42,54 @@ use crate::wbxml::Element;
 use super::client_changes::{
     change_response, flag_edits, parse_server_id, server_id, Applied, Conflict,
 };
-use crate::commands::send_mail::{self, Claim, Claimed, Settled};
+use crate::commands::send_once::{self, Claim, Failed, Once, Retry, Settled, Settles};
 use crate::commands::{CommandError, Context, Gateway};
 
-/// Where the drafts of this request live.
-struct Folder<'a, S> {
-    store: &'a S,
-    user: &'a str,
-    cid: &'a str,
-    uid_validity: u32,
-    mailbox: &'a str,
+/// This request's work in one Drafts collection.
+struct Drafts<'a, B: MailBackend, S> {
+    gw: &'a Gateway<B, S>,
+    ctx: &'a Context,
+    folder: Folder<'a, S>,
 }
 
-impl<S: StateStore> Folder<'_, S> {
-    /// The UID holding the draft `item` now (its newest recorded version, else the item
-    /// itself) and every UID it has had.
-    async fn versions(&self, item: u32) -> Result<(u32, Vec<u32>), CommandError> {
-        let recorded = self
-            .store
-            .draft_item_versions(self.user, self.cid, self.uid_validity, item)
-            .await?;
-        let mut all: Vec<u32> = recorded.iter().map(|v| v.uid).collect();
-        if !all.contains(&item) {
-            all.push(item);
-        }
-        let current = recorded.iter().map(|v| v.uid).max().unwrap_or(item);
-        Ok((current, all))
-    }
+/// How the send of a draft ended (see [`Drafts::send_once`]).
+enum DraftSend {
+    /// Refused before anything was sent, with the Sync status for the item.
+    Refused(u32),
+    /// Submitted: sent, or why not.
+    Submitted(Result<(), Failed>),
+}
 
-    async fn record(
-        &self,
-        uid: u32,
-        item: u32,
-        message_id: &str,
-        client_key: Option<&str>,
-    ) -> Result<(), CommandError> {
-        self.store
-            .record_draft_version(
-                self.user,
-                self.cid,
-                self.uid_validity,
-                &DraftVersion {
-                    uid,
-                    item,
-                    message_id: Some(message_id.to_string()),
-                },
-                client_key,
-            )
-            .await?;
-        Ok(())
+impl Settles for DraftSend {
+    fn settled(&self) -> Settled {
+        match self {
+            DraftSend::Refused(_) => Settled::NotSent,
+            DraftSend::Submitted(r) => r.settled(),
+        }
+    }
+}
+
+impl DraftSend {
+    /// The Sync per-item status. A submission whose outcome is unknown counts as sent (the
+    /// retry record keeps it from being sent again).
+    fn status(self, user: &str) -> u32 {
+        match self {
+            DraftSend::Refused(st) => st,
+            DraftSend::Submitted(Ok(())) => status::SUCCESS,
+            DraftSend::Submitted(Err(f)) => {
+                info!(
+                    user,
+                    compose_status = f.status,
+                    reason = f.reason,
+                    "draft not sent"
+                );
+                if f.maybe_sent {
+                    status::SUCCESS
+                } else {
+                    status::CONVERSION_ERROR
+                }
+            }
+        }
     }
 }
 
@@ -106,13 +106,18 @@ pub(super) async fn apply<B: MailBackend, S: StateStore>(
     options: &SyncOptions,
 ) -> Result<Applied, CommandError> {
     let uid_validity = session.select(&mailbox.name).await?.uid_validity;
-    let folder = Folder {
-        store: &gw.store,
-        user: ctx.user.address.as_str(),
-        cid,
-        uid_validity,
-        mailbox: mailbox.name.as_str(),
+    let drafts = Drafts {
+        gw,
+        ctx,
+        folder: Folder {
+            store: &gw.store,
+            user: ctx.user.address.as_str(),
+            cid,
+            uid_validity,
+            mailbox: mailbox.name.as_str(),
+        },
     };
+    let folder = &drafts.folder;
     let mut out = Applied::default();
     for cmd in commands {
         match cmd {
@@ -121,17 +126,9 @@ pub(super) async fn apply<B: MailBackend, S: StateStore>(
                 data,
                 send,
             } => {
-                let r = add(
-                    gw,
-                    ctx,
-                    session,
-                    &folder,
-                    client_id,
-                    data.as_ref(),
-                    *send,
-                    &mut out,
-                )
-                .await?;
+                let r = drafts
+                    .add(session, client_id, data.as_ref(), *send, &mut out)
+                    .await?;
                 out.responses.push(r);
             }
             ClientCommand::Change {
@@ -139,10 +136,9 @@ pub(super) async fn apply<B: MailBackend, S: StateStore>(
                 data,
                 send,
             } => {
-                if let Some(r) = change(
-                    gw, ctx, session, &folder, sid, data, *send, conflict, &mut out,
-                )
-                .await?
+                if let Some(r) = drafts
+                    .change(session, sid, data, *send, conflict, &mut out)
+                    .await?
                 {
                     out.responses.push(r);
                 }
@@ -185,209 +181,244 @@ pub(super) async fn apply<B: MailBackend, S: StateStore>(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn add<B: MailBackend, S: StateStore>(
-    gw: &Gateway<B, S>,
-    ctx: &Context,
-    session: &mut B::Session,
-    folder: &Folder<'_, S>,
-    client_id: &str,
-    data: Option<&Element>,
-    send: bool,
-    out: &mut Applied,
-) -> Result<ClientResponse, CommandError> {
-    let answer =
-        |server_id: Option<String>, status: u32, data: Option<Element>| ClientResponse::Add {
-            client_id: client_id.to_string(),
-            server_id,
-            status,
-            data,
+impl<B: MailBackend, S: StateStore> Drafts<'_, B, S> {
+    async fn add(
+        &self,
+        session: &mut B::Session,
+        client_id: &str,
+        data: Option<&Element>,
+        send: bool,
+        out: &mut Applied,
+    ) -> Result<ClientResponse, CommandError> {
+        let (gw, ctx, folder) = (self.gw, self.ctx, &self.folder);
+        let answer =
+            |server_id: Option<String>, status: u32, data: Option<Element>| ClientResponse::Add {
+                client_id: client_id.to_string(),
+                server_id,
+                status,
+                data,
+            };
+        let Some(data) = data.filter(|_| ctx.version >= ProtocolVersion::V16_0) else {
+            // Mail cannot be created by Sync Add before 16.0 (MS-ASCMD 2.2.3.7.2).
+            debug!(version = %ctx.version, "draft Add refused: needs 16.0 and ApplicationData");
+            return Ok(answer(None, status::CONVERSION_ERROR, None));
         };
-    let Some(data) = data.filter(|_| ctx.version >= ProtocolVersion::V16_0) else {
-        // Mail cannot be created by Sync Add before 16.0 (MS-ASCMD 2.2.3.7.2).
-        debug!(version = %ctx.version, "draft Add refused: needs 16.0 and ApplicationData");
-        return Ok(answer(None, status::CONVERSION_ERROR, None));
-    };
-    if client_id.is_empty() {
-        debug!("draft Add without ClientId");
-        return Ok(answer(None, status::PROTOCOL_ERROR, None));
-    }
-    let fields = DraftData::from_application_data(data);
-    let client_key = format!("{} {client_id}", ctx.device_id());
+        if client_id.is_empty() {
+            debug!("draft Add without ClientId");
+            return Ok(answer(None, status::PROTOCOL_ERROR, None));
+        }
+        let fields = DraftData::from_application_data(data);
+        let client_key = format!("{} {client_id}", ctx.device_id());
 
-    if send {
-        let key = format!("draft-add\n{}\n{client_id}", ctx.device_id());
-        let Some(claim) = claim(gw, ctx, &key).await? else {
-            return Ok(answer(None, status::SUCCESS, None));
-        };
+        if send {
+            let key = format!("draft-add\n{}\n{client_id}", ctx.device_id());
+            let fields = &fields;
+            let sent = self
+                .send_once(key, |claim| async move {
+                    match build(ctx, fields, None) {
+                        Ok(built) => self.submit(session, &claim, built.raw).await,
+                        Err(st) => Ok(DraftSend::Refused(st)),
+                    }
+                })
+                .await?;
+            return Ok(answer(None, sent.unwrap_or(status::SUCCESS), None));
+        }
+
+        if let Some(v) = gw
+            .store
+            .draft_by_client_key(folder.user, folder.cid, folder.uid_validity, &client_key)
+            .await?
+        {
+            // The device repeats an Add it made (it lost our answer): nothing new is stored.
+            let (uid, _) = folder.versions(v.item).await?;
+            info!(
+                user = folder.user,
+                client_id, "repeated draft Add: answered again"
+            );
+            out.added.insert(uid);
+            out.touched.insert(uid);
+            return Ok(answer(
+                Some(server_id(folder.cid, v.item)),
+                status::SUCCESS,
+                None,
+            ));
+        }
         let built = match build(ctx, &fields, None) {
             Ok(b) => b,
-            Err(st) => {
-                send_mail::settle(gw, folder.user, &claim, Settled::NotSent).await;
-                return Ok(answer(None, st, None));
-            }
+            Err(st) => return Ok(answer(None, st, None)),
         };
-        let st = submit(gw, ctx, session, &claim, built.raw).await?;
-        return Ok(answer(None, st, None));
-    }
-
-    if let Some(v) = gw
-        .store
-        .draft_by_client_key(folder.user, folder.cid, folder.uid_validity, &client_key)
-        .await?
-    {
-        // The device repeats an Add it made (it lost our answer): nothing new is stored.
-        let (uid, _) = folder.versions(v.item).await?;
-        info!(
-            user = folder.user,
-            client_id, "repeated draft Add: answered again"
-        );
+        let flags = draft_flags(&fields);
+        let Some(uid) = session
+            .append(folder.mailbox, &flags, built.raw.clone())
+            .await?
+        else {
+            warn!(
+                user = folder.user,
+                "the IMAP server did not report the new draft's UID (no UIDPLUS)"
+            );
+            return Ok(answer(None, status::SERVER_ERROR, None));
+        };
+        folder
+            .record(uid, uid, &built.message_id, Some(&client_key))
+            .await?;
+        info!(user = folder.user, uid, "draft stored");
         out.added.insert(uid);
         out.touched.insert(uid);
-        return Ok(answer(
-            Some(server_id(folder.cid, v.item)),
+        Ok(answer(
+            Some(server_id(folder.cid, uid)),
             status::SUCCESS,
-            None,
-        ));
-    }
-    let built = match build(ctx, &fields, None) {
-        Ok(b) => b,
-        Err(st) => return Ok(answer(None, st, None)),
-    };
-    let flags = draft_flags(&fields);
-    let Some(uid) = session
-        .append(folder.mailbox, &flags, built.raw.clone())
-        .await?
-    else {
-        warn!(
-            user = folder.user,
-            "the IMAP server did not report the new draft's UID (no UIDPLUS)"
-        );
-        return Ok(answer(None, status::SERVER_ERROR, None));
-    };
-    folder
-        .record(uid, uid, &built.message_id, Some(&client_key))
-        .await?;
-    info!(user = folder.user, uid, "draft stored");
-    out.added.insert(uid);
-    out.touched.insert(uid);
-    Ok(answer(
-        Some(server_id(folder.cid, uid)),
-        status::SUCCESS,
-        attachments_data(&built, folder.cid, uid),
-    ))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn change<B: MailBackend, S: StateStore>(
-    gw: &Gateway<B, S>,
-    ctx: &Context,
-    session: &mut B::Session,
-    folder: &Folder<'_, S>,
-    sid: &str,
-    data: &Element,
-    send: bool,
-    conflict: Conflict<'_>,
-    out: &mut Applied,
-) -> Result<Option<ClientResponse>, CommandError> {
-    let Some(item) = parse_server_id(folder.cid, sid) else {
-        return Ok(Some(change_response(sid, status::OBJECT_NOT_FOUND)));
-    };
-    let (current, uids) = folder.versions(item).await?;
-    let fields = DraftData::from_application_data(data);
-    let content = fields.has_content() && ctx.version >= ProtocolVersion::V16_0;
-    let send = send && ctx.version >= ProtocolVersion::V16_0;
-
-    if !content && !send {
-        conflict
-            .change_flags(session, folder.mailbox, sid, current, data, None, out)
-            .await?;
-        return Ok(None);
+            attachments_data(&built, folder.cid, uid),
+        ))
     }
 
-    let send_key = format!("draft-send\n{}\n{sid}", ctx.device_id());
-    let send_claim = if send {
-        let Some(c) = claim(gw, ctx, &send_key).await? else {
-            // Sent already (a replayed request): the draft is gone.
-            for u in &uids {
-                out.removed.insert(*u);
+    async fn change(
+        &self,
+        session: &mut B::Session,
+        sid: &str,
+        data: &Element,
+        send: bool,
+        conflict: Conflict<'_>,
+        out: &mut Applied,
+    ) -> Result<Option<ClientResponse>, CommandError> {
+        let (ctx, folder) = (self.ctx, &self.folder);
+        let Some(item) = parse_server_id(folder.cid, sid) else {
+            return Ok(Some(change_response(sid, status::OBJECT_NOT_FOUND)));
+        };
+        let (current, uids) = folder.versions(item).await?;
+        let fields = DraftData::from_application_data(data);
+        let content = fields.has_content() && ctx.version >= ProtocolVersion::V16_0;
+        let send = send && ctx.version >= ProtocolVersion::V16_0;
+
+        if !content && !send {
+            conflict
+                .change_flags(session, folder.mailbox, sid, current, data, None, out)
+                .await?;
+            return Ok(None);
+        }
+
+        if send {
+            let send_key = format!("draft-send\n{}\n{sid}", ctx.device_id());
+            let fields = &fields;
+            let s = &mut *session;
+            let sent = self
+                .send_once(send_key, |claim| async move {
+                    let fetched = s.fetch_messages(folder.mailbox, &[current]).await?;
+                    let Some((_, old)) = fetched.into_iter().next() else {
+                        return Ok(DraftSend::Refused(status::OBJECT_NOT_FOUND));
+                    };
+                    match build(ctx, fields, Some(&old)) {
+                        Ok(built) => self.submit(s, &claim, built.raw).await,
+                        Err(st) => Ok(DraftSend::Refused(st)),
+                    }
+                })
+                .await?;
+            let Some(st) = sent else {
+                // Sent already (a replayed request): the draft is gone.
+                for u in &uids {
+                    out.removed.insert(*u);
+                }
+                return Ok(None);
+            };
+            if st != status::SUCCESS {
+                return Ok(Some(change_response(sid, st)));
+            }
+            session.expunge(folder.mailbox, &uids).await?;
+            info!(user = folder.user, server_id = %sid, "draft sent and removed from Drafts");
+            for u in uids {
+                out.removed.insert(u);
             }
             return Ok(None);
-        };
-        Some(c)
-    } else {
-        None
-    };
-    let fetched = session.fetch_messages(folder.mailbox, &[current]).await?;
-    let Some((meta, old)) = fetched.into_iter().next() else {
-        if let Some(c) = &send_claim {
-            send_mail::settle(gw, folder.user, c, Settled::NotSent).await;
         }
-        return Ok(Some(change_response(sid, status::OBJECT_NOT_FOUND)));
-    };
-    let built = match build(ctx, &fields, Some(&old)) {
-        Ok(b) => b,
-        Err(st) => {
-            if let Some(c) = &send_claim {
-                send_mail::settle(gw, folder.user, c, Settled::NotSent).await;
-            }
-            return Ok(Some(change_response(sid, st)));
-        }
-    };
 
-    if let Some(c) = &send_claim {
-        let st = submit(gw, ctx, session, c, built.raw).await?;
-        if st != status::SUCCESS {
-            return Ok(Some(change_response(sid, st)));
+        let fetched = session.fetch_messages(folder.mailbox, &[current]).await?;
+        let Some((meta, old)) = fetched.into_iter().next() else {
+            return Ok(Some(change_response(sid, status::OBJECT_NOT_FOUND)));
+        };
+        let built = match build(ctx, &fields, Some(&old)) {
+            Ok(b) => b,
+            Err(st) => return Ok(Some(change_response(sid, st))),
+        };
+
+        // Replace: the new version first, then the old one goes.
+        let (add, remove) = flag_edits(data);
+        let mut flags: Vec<String> = meta
+            .flags
+            .iter()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent") && !remove.contains(f))
+            .cloned()
+            .collect();
+        for f in add.into_iter().chain(["\\Draft".to_string()]) {
+            if !flags.iter().any(|g| g.eq_ignore_ascii_case(&f)) {
+                flags.push(f);
+            }
         }
+        let Some(new_uid) = session
+            .append(folder.mailbox, &flags, built.raw.clone())
+            .await?
+        else {
+            warn!(
+                user = folder.user,
+                "the IMAP server did not report the new draft's UID (no UIDPLUS)"
+            );
+            return Ok(Some(change_response(sid, status::SERVER_ERROR)));
+        };
+        folder
+            .record(new_uid, item, &built.message_id, None)
+            .await?;
         session.expunge(folder.mailbox, &uids).await?;
-        info!(user = folder.user, server_id = %sid, "draft sent and removed from Drafts");
+        info!(user = folder.user, server_id = %sid, uid = new_uid, "draft replaced");
         for u in uids {
             out.removed.insert(u);
         }
-        return Ok(None);
+        out.added.insert(new_uid);
+        out.touched.insert(new_uid);
+        Ok(
+            attachments_data(&built, folder.cid, new_uid).map(|d| ClientResponse::Change {
+                server_id: sid.to_string(),
+                status: status::SUCCESS,
+                data: Some(d),
+            }),
+        )
     }
 
-    // Replace: the new version first, then the old one goes.
-    let (add, remove) = flag_edits(data);
-    let mut flags: Vec<String> = meta
-        .flags
-        .iter()
-        .filter(|f| !f.eq_ignore_ascii_case("\\Recent") && !remove.contains(f))
-        .cloned()
-        .collect();
-    for f in add.into_iter().chain(["\\Draft".to_string()]) {
-        if !flags.iter().any(|g| g.eq_ignore_ascii_case(&f)) {
-            flags.push(f);
+    /// Sends a draft exactly once under the retry record `key` ([`send_once::claimed`]):
+    /// `None` when it was sent already, or may have been (an earlier submission's outcome is
+    /// unknown: treated as sent, like a submission whose answer was lost, and logged there),
+    /// else the Sync status of this send. A send still in flight, or a store that cannot
+    /// record, answers "retry later" (HTTP 503).
+    async fn send_once<F, Fut>(&self, key: String, send: F) -> Result<Option<u32>, CommandError>
+    where
+        F: FnOnce(Claim) -> Fut,
+        Fut: std::future::Future<Output = Result<DraftSend, CommandError>>,
+    {
+        let retry = Retry {
+            key,
+            ttl: send_once::CLIENT_ID_TTL,
+            command: "Sync",
+            what: "draft",
+        };
+        let user = self.ctx.user.address.as_str();
+        match send_once::claimed(self.gw, self.ctx, retry, send).await? {
+            Once::Done => {
+                info!(user, "draft already sent (a retry): not sent again");
+                Ok(None)
+            }
+            Once::Unknown => Ok(None),
+            Once::Ran(sent) => Ok(Some(sent.status(user))),
         }
     }
-    let Some(new_uid) = session
-        .append(folder.mailbox, &flags, built.raw.clone())
-        .await?
-    else {
-        warn!(
-            user = folder.user,
-            "the IMAP server did not report the new draft's UID (no UIDPLUS)"
-        );
-        return Ok(Some(change_response(sid, status::SERVER_ERROR)));
-    };
-    folder
-        .record(new_uid, item, &built.message_id, None)
-        .await?;
-    session.expunge(folder.mailbox, &uids).await?;
-    info!(user = folder.user, server_id = %sid, uid = new_uid, "draft replaced");
-    for u in uids {
-        out.removed.insert(u);
+
+    /// Submits a claimed draft like SendMail with SaveInSentItems, on this request's session.
+    async fn submit(
+        &self,
+        session: &mut B::Session,
+        claim: &Claim,
+        raw: Vec<u8>,
+    ) -> Result<DraftSend, CommandError> {
+        send_once::send_draft(self.gw, self.ctx, session, claim, Bytes::from(raw))
+            .await
+            .map(DraftSend::Submitted)
     }
-    out.added.insert(new_uid);
-    out.touched.insert(new_uid);
-    Ok(
-        attachments_data(&built, folder.cid, new_uid).map(|d| ClientResponse::Change {
-            server_id: sid.to_string(),
-            status: status::SUCCESS,
-            data: Some(d),
-        }),
-    )
 }
 
 /// The draft's message, or the per-item status that refuses it.
@@ -403,57 +434,6 @@ fn build(ctx: &Context, fields: &DraftData, old: Option<&[u8]>) -> Result<Built,
     })
 }
 
-/// Takes the retry record `key` for a send: `None` when it was sent already, or may have been
-/// (an earlier submission's outcome is unknown: treated as sent, like a submission whose
-/// answer was lost, and logged by [`send_mail::claim`]). A send still in flight, or a store
-/// that cannot record, answers "retry later" (HTTP 503).
-async fn claim<B: MailBackend, S: StateStore>(
-    gw: &Gateway<B, S>,
-    ctx: &Context,
-    key: &str,
-) -> Result<Option<Claim>, CommandError> {
-    match send_mail::claim(gw, ctx, key, send_mail::CLIENT_ID_TTL, "Sync", "draft").await? {
-        Claimed::New(c) => Ok(Some(c)),
-        Claimed::Done => {
-            info!(
-                user = ctx.user.address.as_str(),
-                "draft already sent (a retry): not sent again"
-            );
-            Ok(None)
-        }
-        Claimed::Unknown => Ok(None),
-    }
-}
-
-/// Submits a claimed draft; the Sync per-item status.
-async fn submit<B: MailBackend, S: StateStore>(
-    gw: &Gateway<B, S>,
-    ctx: &Context,
-    session: &mut B::Session,
-    claim: &Claim,
-    raw: Vec<u8>,
-) -> Result<u32, CommandError> {
-    let user = ctx.user.address.as_str();
-    let r = send_mail::send_draft(gw, ctx, session, claim, Bytes::from(raw)).await;
-    send_mail::settle_after(gw, user, claim, &r).await;
-    match r? {
-        Ok(()) => Ok(status::SUCCESS),
-        Err(f) => {
-            info!(
-                user,
-                compose_status = f.status,
-                reason = f.reason,
-                "draft not sent"
-            );
-            Ok(if f.maybe_sent {
-                status::SUCCESS
-            } else {
-                status::CONVERSION_ERROR
-            })
-        }
-    }
-}
-
 /// `\Draft`, `\Seen` unless the device says unread, `\Flagged` when flagged.
 fn draft_flags(fields: &DraftData) -> Vec<String> {
     let mut flags = vec!["\\Draft".to_string()];
@@ -464,31 +444,6 @@ fn draft_flags(fields: &DraftData) -> Vec<String> {
         flags.push("\\Flagged".into());
     }
     flags
-}
-
-/// The UID that holds item `uid` of collection `cid` (in `mailbox`) now. A draft keeps its
-/// ServerId, and the FileReferences of its attachments, across versions: in Drafts this is its
-/// newest recorded version, or `uid` itself when none is recorded; elsewhere it is `uid`. For
-/// commands that name an item outside Sync (ItemOperations, GetAttachment, MoveItems).
-pub async fn current_uid<M: MailSession, S: StateStore>(
-    store: &S,
-    session: &mut M,
-    user: &str,
-    cid: &str,
-    mailbox: &MailFolder,
-    uid: u32,
-) -> Result<u32, CommandError> {
-    if mailbox.special_use != Some(SpecialUse::Drafts) {
-        return Ok(uid);
-    }
-    let folder = Folder {
-        store,
-        user,
-        cid,
-        uid_validity: session.select(&mailbox.name).await?.uid_validity,
-        mailbox: &mailbox.name,
-    };
-    Ok(folder.versions(uid).await?.0)
 }
 
 /// 16.0 ApplicationData answering the device's new attachments: ClientId -> FileReference.

@@ -15,6 +15,7 @@
 //! device changes, nothing pending. When no collection has anything to say, the answer is the
 //! empty Sync response (HTTP 200, no body) and no state is written.
 
+mod caches;
 pub mod client_changes;
 pub mod drafts;
 pub mod prefetch;
@@ -31,7 +32,6 @@ use crate::eas::sync::{
     self as model, filter_days, status, ClientResponse, CollectionRequest, CollectionResponse,
     ServerCommand, SyncOptions, SyncRequest, DEFAULT_WINDOW_SIZE, MAX_WINDOW_SIZE,
 };
-use crate::eas::ProtocolVersion;
 use crate::mime;
 use crate::push::{Baseline, Hierarchy, WaitRequest, WaitResult, Watched};
 use crate::state::StateStore;
@@ -39,6 +39,8 @@ use crate::uidset::UidSet;
 use crate::wbxml::{self, Element, Limits};
 
 use super::{folders, CommandError, Context, Gateway, Outcome};
+pub use crate::commands::mail_item::{body_options, item_data, item_info, mail_flags};
+pub use caches::SyncCaches;
 use client_changes::{parse_server_id, server_id};
 use session::RequestSession;
 use view::{flag_bits, window_start, View};
@@ -96,7 +98,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let request = if request.collections.is_empty() || request.partial {
         let stored = gw.store.cached_sync_request(user, device_id).await?;
         if stored.is_none() {
-            gw.sync_requests.remove(&super::device_key(user, device_id));
+            gw.sync.requests.remove(&super::device_key(user, device_id));
         }
         let cached = match stored {
             Some(bytes) => wbxml::decode(Bytes::from(bytes), &Limits::default())
@@ -120,11 +122,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     // from the one this process stored last.
     let bytes = cache_bytes(&request);
     let memo = super::device_key(user, device_id);
-    if gw.sync_requests.get(&memo).is_none_or(|b| *b != bytes) {
+    if gw.sync.requests.get(&memo).is_none_or(|b| *b != bytes) {
         gw.store
             .set_cached_sync_request(user, device_id, Some(&bytes))
             .await?;
-        gw.sync_requests.insert(memo, bytes);
+        gw.sync.requests.insert(memo, bytes);
     }
 
     // Read before the folders are resolved: a folder change the watcher hears of after that
@@ -279,12 +281,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
         .map_or(MAX_WINDOW_SIZE, effective_window_size) as usize;
     let mut out = Vec::new();
     for col in collections {
-        let lock = gw
-            .collection_locks
-            .entry(super::collection_key(user, device_id, &col.collection_id))
-            .or_default()
-            .clone();
-        let _guard = lock.lock().await;
+        let _guard = gw.locks.lock(user, device_id, &col.collection_id).await;
         if let Some(r) =
             sync_collection(gw, ctx, &mut session, col, budget, &mut next_pages).await?
         {
@@ -296,7 +293,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     session.release();
     let preparing = !next_pages.is_empty();
     for plan in next_pages {
-        gw.sync_prefetch.start(&gw.sessions, ctx, plan, None);
+        gw.sync.prefetch.start(&gw.sessions, ctx, plan, None);
     }
     if preparing {
         // A task spawned by a running task waits in its worker's "next task" slot, which
@@ -429,8 +426,8 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     let mailbox: Option<MailFolder> = resolved.mailbox.filter(|m| m.selectable);
 
     if col.sync_key == "0" {
-        gw.sync_listings.forget(user, device_id, cid);
-        gw.sync_prefetch.forget(user, device_id, cid);
+        gw.sync.listings.forget(user, device_id, cid);
+        gw.sync.prefetch.forget(user, device_id, cid);
         gw.store.reset_collection(user, device_id, cid).await?;
         let (uid_validity, flags) = match &mailbox {
             Some(m) => {
@@ -591,7 +588,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         .map_or(DEFAULT_WINDOW_SIZE, effective_window_size) as usize;
     let limit = limit.min(budget.max(1));
     let slot = || server_changes::ListingSlot {
-        listings: &gw.sync_listings,
+        listings: &gw.sync.listings,
         user,
         device: device_id,
         collection: cid,
@@ -599,7 +596,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
     // A device paging through the folder whose next pages are read ahead: when the folder is
     // still as the read-ahead found it, the changes are the listing's next UIDs.
     let paged = if !has_commands && !replay && get_changes && held.more_available {
-        match gw.sync_prefetch.current_state(user, device_id, cid).await {
+        match gw.sync.prefetch.current_state(user, device_id, cid).await {
             Some(st) => {
                 server_changes::compute_paged(&held_now, st, window, limit, slot()).map(|c| (st, c))
             }
@@ -700,7 +697,8 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                 opts: body_options.clone(),
             };
             let prepared = gw
-                .sync_prefetch
+                .sync
+                .prefetch
                 .take(user, device_id, &spec, mstate.highest_modseq)
                 .await;
             // A paged sync with nothing read ahead: this page and the next ones are read by a
@@ -711,11 +709,11 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                 && !changes.next_adds.is_empty()
                 && applied.fetches.is_empty()
                 && limit <= prefetch::MAX_MAILS
-                && !gw.sync_prefetch.holds(user, device_id, cid);
+                && !gw.sync.prefetch.holds(user, device_id, cid);
             if start {
                 let mut pages = vec![changes.adds.clone()];
                 pages.extend(changes.next_adds.chunks(limit).map(<[u32]>::to_vec));
-                gw.sync_prefetch.start(
+                gw.sync.prefetch.start(
                     &gw.sessions,
                     ctx,
                     prefetch::Plan {
@@ -724,7 +722,8 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
                     },
                     session.hand_over(),
                 );
-                gw.sync_prefetch
+                gw.sync
+                    .prefetch
                     .take(user, device_id, &spec, mstate.highest_modseq)
                     .await
             } else {
@@ -773,7 +772,7 @@ async fn sync_collection<B: MailBackend, S: StateStore>(
         });
     } else {
         // Nothing more to read ahead: the task and its session go.
-        gw.sync_prefetch.forget(user, device_id, cid);
+        gw.sync.prefetch.forget(user, device_id, cid);
     }
     if in_drafts {
         drafts::server_commands(
@@ -888,69 +887,4 @@ async fn fetch_items<M: MailSession>(
             }
         })
         .collect())
-}
-
-/// The Email ApplicationData of one stored mail, as Sync, ItemOperations, Search and Find send
-/// it; `server_id` also prefixes its attachments' FileReferences.
-pub fn item_data(
-    raw: &[u8],
-    meta: &MessageMeta,
-    server_id: &str,
-    in_drafts: bool,
-    opts: &mime::BodyOptions,
-) -> crate::wbxml::Element {
-    let info = item_info(meta, server_id, in_drafts);
-    mime::application_data(raw, &mail_flags(meta), &info, opts)
-}
-
-/// What the MIME layer needs to know of a stored mail besides its bytes.
-pub fn item_info<'a>(
-    meta: &MessageMeta,
-    server_id: &'a str,
-    in_drafts: bool,
-) -> mime::ItemInfo<'a> {
-    mime::ItemInfo {
-        file_reference_prefix: server_id,
-        internal_date: meta.internal_date,
-        in_drafts,
-    }
-}
-
-/// IMAP flags as the MIME layer wants them.
-pub fn mail_flags(meta: &MessageMeta) -> mime::MailFlags {
-    mime::MailFlags {
-        seen: meta.has_flag("\\Seen"),
-        flagged: meta.has_flag("\\Flagged"),
-        answered: meta.has_flag("\\Answered"),
-        forwarded: meta.has_flag("$Forwarded"),
-        draft: meta.has_flag("\\Draft"),
-        keywords: meta
-            .flags
-            .iter()
-            .filter(|f| !f.starts_with('\\') && !f.starts_with('$'))
-            .cloned()
-            .collect(),
-    }
-}
-
-/// Sync Options as the MIME layer wants them.
-pub fn body_options(o: &SyncOptions, version: ProtocolVersion) -> mime::BodyOptions {
-    if o.body_preferences.is_empty() && o.mime_support == 0 {
-        return mime::BodyOptions::default_for(version);
-    }
-    mime::BodyOptions {
-        preferences: o
-            .body_preferences
-            .iter()
-            .map(|p| mime::BodyPreference {
-                body_type: p.body_type,
-                truncation_size: p.truncation_size,
-                all_or_none: p.all_or_none,
-                preview: p.preview,
-            })
-            .collect(),
-        mime_support: o.mime_support,
-        mime_truncation: o.mime_truncation,
-        version,
-    }
 }

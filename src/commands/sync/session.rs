@@ -32,7 +32,7 @@ impl<'a, B: MailBackend> RequestSession<'a, B> {
     ) -> Self {
         RequestSession {
             pool: &gw.sessions,
-            prefetch: &gw.sync_prefetch,
+            prefetch: &gw.sync.prefetch,
             creds: &ctx.user.credentials,
             client_ip: ctx.client_ip,
             user: &ctx.user.address,

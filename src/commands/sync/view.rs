@@ -7,9 +7,12 @@
 
 use std::collections::HashMap;
 
-use crate::backend::MessageMeta;
 use crate::state::CollectionView;
 use crate::uidset::UidSet;
+
+pub use crate::commands::collection_view::{
+    flag_bits, window_start, ANSWERED, FLAGGED, FORWARDED, SEEN,
+};
 
 /// A decoded [`CollectionView`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,29 +25,6 @@ pub struct View {
     pub flags: Option<HashMap<u32, u8>>,
     pub filter_start: Option<i64>,
     pub more_available: bool,
-}
-
-pub const SEEN: u8 = 1;
-pub const FLAGGED: u8 = 2;
-pub const ANSWERED: u8 = 4;
-pub const FORWARDED: u8 = 8;
-
-/// The flag bits a device sees, from IMAP flags.
-pub fn flag_bits(meta: &MessageMeta) -> u8 {
-    let mut b = 0;
-    if meta.has_flag("\\Seen") {
-        b |= SEEN;
-    }
-    if meta.has_flag("\\Flagged") {
-        b |= FLAGGED;
-    }
-    if meta.has_flag("\\Answered") {
-        b |= ANSWERED;
-    }
-    if meta.has_flag("$Forwarded") {
-        b |= FORWARDED;
-    }
-    b
 }
 
 impl View {
@@ -92,14 +72,6 @@ impl View {
             more_available: self.more_available,
         }
     }
-}
-
-/// Start of the FilterType window: `days` before `now`, rounded down to midnight UTC so the
-/// window moves once a day rather than on every request.
-pub fn window_start(days: Option<u32>, now: i64) -> Option<i64> {
-    let days = i64::from(days?);
-    let start = now - days * 86_400;
-    Some(start - start.rem_euclid(86_400))
 }
 
 #[cfg(test)]
