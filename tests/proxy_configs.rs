@@ -25,10 +25,21 @@ fn nginx_accepts_its_config() {
     let dir = tempfile::tempdir().unwrap();
     let c = certs(dir.path());
     let conf = nginx_config(dir.path(), &c, ports(), &[]);
-    let (d, e) = (dir.path().display().to_string(), dir.path().join("error.log"));
+    let (d, e) = (
+        dir.path().display().to_string(),
+        dir.path().join("error.log"),
+    );
     check(
         "nginx",
-        &["-t", "-c", &conf.display().to_string(), "-p", &d, "-e", &e.display().to_string()],
+        &[
+            "-t",
+            "-c",
+            &conf.display().to_string(),
+            "-p",
+            &d,
+            "-e",
+            &e.display().to_string(),
+        ],
         &[],
     );
 }
@@ -50,8 +61,18 @@ fn caddy_accepts_its_config() {
     let home = dir.path();
     check(
         "caddy",
-        &["validate", "--adapter", "caddyfile", "--config", &conf.display().to_string()],
-        &[("HOME", home), ("XDG_DATA_HOME", home), ("XDG_CONFIG_HOME", home)],
+        &[
+            "validate",
+            "--adapter",
+            "caddyfile",
+            "--config",
+            &conf.display().to_string(),
+        ],
+        &[
+            ("HOME", home),
+            ("XDG_DATA_HOME", home),
+            ("XDG_CONFIG_HOME", home),
+        ],
     );
 }
 
@@ -59,7 +80,9 @@ fn caddy_accepts_its_config() {
 fn secs(v: &str) -> u64 {
     let v = v.trim_end_matches(';');
     let (n, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
-    let n: u64 = n.parse().unwrap_or_else(|_| panic!("`{v}` is not a duration"));
+    let n: u64 = n
+        .parse()
+        .unwrap_or_else(|_| panic!("`{v}` is not a duration"));
     n * match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -86,7 +109,10 @@ fn the_configs_say_what_eas_needs() {
     let eas = &eas[..eas.find('}').unwrap()];
     for key in ["proxy_read_timeout", "proxy_send_timeout"] {
         let v = values(eas, key);
-        assert!(v.len() == 1 && secs(v[0]) > MAX_HEARTBEAT, "nginx {key}: {v:?}");
+        assert!(
+            v.len() == 1 && secs(v[0]) > MAX_HEARTBEAT,
+            "nginx {key}: {v:?}"
+        );
     }
     for line in [
         "proxy_buffering off;",
@@ -98,13 +124,19 @@ fn the_configs_say_what_eas_needs() {
         assert!(eas.contains(line), "nginx EAS location lacks `{line}`");
     }
     assert_eq!(64 * 1024 * 1024, MAX_BODY);
-    assert!(nginx.contains("location ~* ^/autodiscover/"), "nginx Autodiscover, any case");
+    assert!(
+        nginx.contains("location ~* ^/autodiscover/"),
+        "nginx Autodiscover, any case"
+    );
 
     // HAProxy: both inactivity timeouts, forwarding, the size check, case-insensitive routing.
     let haproxy = deploy("haproxy/haproxy.cfg");
     for key in ["timeout client", "timeout server"] {
         let v = values(&haproxy, key);
-        assert!(v.len() == 1 && secs(v[0]) > MAX_HEARTBEAT, "haproxy {key}: {v:?}");
+        assert!(
+            v.len() == 1 && secs(v[0]) > MAX_HEARTBEAT,
+            "haproxy {key}: {v:?}"
+        );
     }
     for line in [
         "option forwardfor",
@@ -120,7 +152,10 @@ fn the_configs_say_what_eas_needs() {
     let caddy = deploy("caddy/Caddyfile");
     for key in ["response_header_timeout", "read_timeout"] {
         let v = values(&caddy, key);
-        assert!(v.len() == 1 && secs(v[0]) > MAX_HEARTBEAT, "Caddy {key}: {v:?}");
+        assert!(
+            v.len() == 1 && secs(v[0]) > MAX_HEARTBEAT,
+            "Caddy {key}: {v:?}"
+        );
     }
     assert_eq!(values(&caddy, "flush_interval"), vec!["-1"]);
     assert_eq!(values(&caddy, "max_size").first(), Some(&"64MiB"));

@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub fn deploy(file: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -87,7 +89,11 @@ pub fn nginx_config(dir: &Path, certs: &Certs, ports: Ports, tweaks: &[(&str, &s
         &format!("listen 127.0.0.1:{} ssl;", ports.https),
     );
     t = replace(&t, "listen [::]:443 ssl;", "");
-    t = replace(&t, "listen 80;", &format!("listen 127.0.0.1:{};", ports.http));
+    t = replace(
+        &t,
+        "listen 80;",
+        &format!("listen 127.0.0.1:{};", ports.http),
+    );
     t = replace(&t, "listen [::]:80;", "");
     t = replace(
         &t,
@@ -135,7 +141,11 @@ pub fn haproxy_config(dir: &Path, certs: &Certs, ports: Ports) -> PathBuf {
             certs.both.display()
         ),
     );
-    t = replace(&t, "bind :80\n", &format!("bind 127.0.0.1:{}\n", ports.http));
+    t = replace(
+        &t,
+        "bind :80\n",
+        &format!("bind 127.0.0.1:{}\n", ports.http),
+    );
     t = replace(
         &t,
         "127.0.0.1:8080",
@@ -186,9 +196,9 @@ pub fn check(program: &str, args: &[&str], env: &[(&str, &Path)]) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{program} is not installed ({e}): deploy/dev/test.sh installs it"));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("{program} is not installed ({e}): deploy/dev/test.sh installs it")
+    });
     assert!(
         out.status.success(),
         "{program} {args:?} refused the config:\n{}\n{}",
