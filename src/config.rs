@@ -206,6 +206,10 @@ pub struct ServerConfig {
     /// trailing slash, no `/Microsoft-Server-ActiveSync`). Autodiscover hands out this URL plus
     /// `/Microsoft-Server-ActiveSync`; `None` means `https://` plus the request's Host header.
     pub public_url: Option<String>,
+    /// `doctor`: whether `/Microsoft-Server-ActiveSync/doctor` (what `eas-gateway doctor`
+    /// measures the proxy path with) answers without credentials; with a valid login it
+    /// always answers.
+    pub doctor: bool,
 }
 
 /// `[identity]`: how logins become addresses.
@@ -368,6 +372,8 @@ struct RawServer {
     #[serde(default)]
     trusted_proxies: Vec<String>,
     public_url: Option<String>,
+    #[serde(default)]
+    doctor: bool,
 }
 
 #[derive(Deserialize)]
@@ -775,6 +781,7 @@ impl RawConfig {
                 idle_timeout: Duration::from_secs(self.server.idle_timeout_secs),
                 trusted_proxies,
                 public_url,
+                doctor: self.server.doctor,
             },
             imap,
             smtp,
@@ -1065,6 +1072,7 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "idle_timeout_secs",
             "trusted_proxies",
             "public_url",
+            "doctor",
             "host",
             "port",
             "security",

@@ -61,6 +61,30 @@ enum Cmd {
         #[command(subcommand)]
         op: Option<DevicesOp>,
     },
+    /// Check the path from phones through the reverse proxy to the gateway: is a long request
+    /// cut, is the answer buffered or compressed, which client address does the gateway see.
+    /// Needs `[server] doctor = true` on the gateway, or a user's login.
+    Doctor {
+        /// The address phones use, e.g. https://mail.example.org
+        #[arg(long)]
+        url: String,
+        /// Log in as this user (else the gateway must have `[server] doctor = true`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the user's password from this file (else it is asked for on the terminal).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Hold the request this many seconds (default: the gateway's longest heartbeat plus
+        /// 60 s, about an hour).
+        #[arg(long)]
+        hold: Option<u64>,
+        /// Seconds of the streamed answer.
+        #[arg(long, default_value_t = 6)]
+        stream: u64,
+        /// Also trust the certificates in this PEM file (a self-signed gateway or proxy).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// Print every WBXML tag: PAGE TOKEN TAG.
     Codepages,
     /// Convert between WBXML and XML.
@@ -177,6 +201,38 @@ fn main() -> anyhow::Result<()> {
             op: WbxmlOp::Encode { file },
         } => eas_gateway::cli::wbxml::encode_command(&file),
         Cmd::Serve { config, log_format } => runtime()?.block_on(serve(config, log_format)),
+        Cmd::Doctor {
+            url,
+            user,
+            password_file,
+            hold,
+            stream,
+            ca_file,
+        } => {
+            let password = match (&user, password_file) {
+                (Some(_), Some(f)) => Some(read_password_file(&f)?),
+                (Some(u), None) => Some(prompt_password(u)?),
+                (None, _) => None,
+            };
+            let opts = eas_gateway::cli::doctor::Options {
+                url,
+                user,
+                password,
+                hold,
+                stream,
+                ca_file,
+            };
+            let report = runtime()?.block_on(eas_gateway::cli::doctor::run(&opts))?;
+            for line in &report.lines {
+                println!("{line}");
+            }
+            if report.problems > 0 {
+                println!("{} problem(s) found", report.problems);
+                std::process::exit(1);
+            }
+            println!("no problem found");
+            Ok(())
+        }
         Cmd::CheckConfig {
             config,
             user,
@@ -234,6 +290,7 @@ async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     let server = Arc::new(Server::new(Gateway::new(backend, store, config)));
+    reload_on_sighup(path.clone(), server.clone())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let hub = server.gateway.push.clone();
     tokio::spawn(async move {
@@ -273,6 +330,45 @@ async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// On SIGHUP: reads the configuration file again and applies what may change while running
+/// (`http::reload`): the TLS certificate, `server.trusted_proxies`, `server.doctor`. A file with
+/// errors changes nothing. Waiting requests and open connections are not touched.
+fn reload_on_sighup(
+    path: PathBuf,
+    server: Arc<Server<ImapBackend, SqliteStore>>,
+) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let new = match Config::load(&path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload (SIGHUP): the configuration has an error; nothing changed");
+                        continue;
+                    }
+                };
+                let r = server.reload(&new);
+                for f in &r.failed {
+                    tracing::error!(error = %f, "reload (SIGHUP): not applied; the old value stays");
+                }
+                tracing::info!(applied = %r.applied.join(", "), "reload (SIGHUP): configuration applied");
+                if !r.need_restart.is_empty() {
+                    tracing::warn!(
+                        sections = %r.need_restart.join(", "),
+                        "reload (SIGHUP): these changed but are read only at start: restart the gateway for them"
+                    );
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (path, server);
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -304,10 +400,7 @@ async fn check_config(
     let creds = match user {
         Some(u) => {
             let password = match password_file {
-                Some(f) => std::fs::read_to_string(&f)
-                    .with_context(|| format!("reading {}", f.display()))?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
+                Some(f) => read_password_file(&f)?,
                 None => prompt_password(&u)?,
             };
             Some(Credentials {
@@ -342,6 +435,13 @@ async fn check_config(
         Err(e) => anyhow::bail!("smtp {}:{}: {e}", config.smtp.host, config.smtp.port),
     }
     Ok(())
+}
+
+fn read_password_file(f: &std::path::Path) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(f)
+        .with_context(|| format!("reading {}", f.display()))?
+        .trim_end_matches(['\r', '\n'])
+        .to_string())
 }
 
 fn prompt_password(user: &str) -> anyhow::Result<String> {

@@ -1,4 +1,5 @@
 //! Command-line subcommands.
 
 pub mod devices;
+pub mod doctor;
 pub mod wbxml;

@@ -36,6 +36,9 @@ pub struct Server<B: MailBackend, S> {
     pub gateway: Gateway<B, S>,
     pub auth: Authenticator,
     pub limits: Limits,
+    /// What a SIGHUP may change (`super::reload`).
+    pub live: super::reload::Live,
+    pub(super) probes: super::doctor::Probes,
 }
 
 impl<B: MailBackend, S: StateStore> Server<B, S> {
@@ -49,6 +52,8 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             ..Limits::default()
         };
         Server {
+            live: super::reload::Live::new(&gateway.config),
+            probes: super::doctor::Probes::default(),
             gateway,
             auth,
             limits,
@@ -58,7 +63,8 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
     /// Handles one request; never fails (errors become HTTP statuses).
     pub async fn handle(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
-        let client_ip = self.client_ip(peer.ip(), req.headers());
+        let peer_trusted = self.live.settings().trusted_proxies.contains(&peer.ip());
+        let client_ip = self.client_ip(peer.ip(), peer_trusted, req.headers());
         let span = tracing::info_span!(
             "request",
             method = %req.method(),
@@ -76,7 +82,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             req.uri().query(),
         );
         let mut resp = self
-            .route(req, client_ip, &mut log)
+            .route(req, client_ip, peer_trusted, &mut log)
             .instrument(span.clone())
             .await;
         resp.headers_mut().insert(
@@ -127,12 +133,17 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         resp
     }
 
-    fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if !self.gateway.config.server.trusted_proxies.contains(&peer) {
+    /// The peer's address, or when the peer is a trusted proxy the address it forwarded: the
+    /// last `X-Forwarded-For` entry (of the last such header line: a proxy may add its own line
+    /// after the client's), else `X-Real-IP`.
+    fn client_ip(&self, peer: IpAddr, peer_trusted: bool, headers: &HeaderMap) -> IpAddr {
+        if !peer_trusted {
             return peer;
         }
         let forwarded = headers
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next_back())
             .or_else(|| headers.get("x-real-ip").and_then(|v| v.to_str().ok()));
@@ -145,11 +156,15 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         &self,
         req: Request<Incoming>,
         client_ip: IpAddr,
+        peer_trusted: bool,
         log: &mut RequestLog,
     ) -> Response<Body> {
         let path = req.uri().path().trim_end_matches('/').to_ascii_lowercase();
         if let Some(endpoint) = super::autodiscover::Endpoint::of(&path) {
             return self.autodiscover(endpoint, req, client_ip, log).await;
+        }
+        if path == super::doctor::PATH {
+            return self.doctor(req, client_ip, peer_trusted, log).await;
         }
         if path != EAS_PATH {
             log.reason = "unknown path";

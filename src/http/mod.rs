@@ -6,8 +6,10 @@
 pub mod auth;
 pub mod autodiscover;
 pub mod conn;
+mod doctor;
 mod door;
 pub mod handler;
+pub mod reload;
 pub mod response;
 pub mod tls;
 pub mod trace;
@@ -54,7 +56,12 @@ pub async fn serve<B: MailBackend, S: StateStore>(
 ) -> Result<(), ServeError> {
     let cfg = &server.gateway.config.server;
     let acceptor = match &cfg.tls {
-        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        Some((cert, key)) => {
+            // Kept by the server, so that a reload (SIGHUP) can replace the certificate.
+            let certs = Arc::new(tls::CertStore::load(cert, key)?);
+            server.live.set_certs(certs.clone());
+            Some(tls::acceptor_with(certs)?)
+        }
         None => None,
     };
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
@@ -99,7 +106,7 @@ pub async fn serve<B: MailBackend, S: StateStore>(
             _ = shutdown.changed() => break,
         };
         // A reverse proxy carries many clients on its connections: not capped per address.
-        let ip_slot = if cfg.trusted_proxies.contains(&peer.ip()) {
+        let ip_slot = if server.live.settings().trusted_proxies.contains(&peer.ip()) {
             None
         } else {
             match per_ip.enter(peer.ip()) {

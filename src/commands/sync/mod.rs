@@ -74,11 +74,16 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         return Ok(top_status(code, None));
     }
     if let Some(w) = request.wait {
-        if w < WAIT_MINUTES.0 || w > WAIT_MINUTES.1 {
+        // `push.max_heartbeat_secs` caps Wait too (in whole minutes).
+        let max_wait = WAIT_MINUTES
+            .1
+            .min(gw.config.push.max_heartbeat_secs / 60)
+            .max(WAIT_MINUTES.0);
+        if w < WAIT_MINUTES.0 || w > max_wait {
             let limit = if w < WAIT_MINUTES.0 {
                 WAIT_MINUTES.0
             } else {
-                WAIT_MINUTES.1
+                max_wait
             };
             return Ok(top_status(status::INVALID_WAIT, Some(limit)));
         }
