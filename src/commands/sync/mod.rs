@@ -25,6 +25,8 @@ mod pages;
 pub mod prefetch;
 pub mod server_changes;
 mod session;
+#[cfg(test)]
+mod tests;
 pub mod view;
 mod window;
 
