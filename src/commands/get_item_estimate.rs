@@ -117,16 +117,13 @@ async fn estimate<B: MailBackend, S: StateStore>(
         // The next Sync will ask the device to start over.
         return Ok(answer(status::INVALID_SYNC_KEY, None));
     }
-    let changes = server_changes::compute(
-        session,
-        &mailbox.name,
-        &held,
-        mstate,
+    let since = server_changes::Since {
+        held: &held,
+        state: mstate,
         window,
-        &UidSet::new(),
-        usize::MAX,
-        None,
-    )
-    .await?;
+        touched: &UidSet::new(),
+        limit: usize::MAX,
+    };
+    let changes = server_changes::compute(session, &mailbox.name, since, None).await?;
     Ok(answer(status::SUCCESS, Some(changes.total() as u64)))
 }

@@ -18,7 +18,7 @@ use super::apply::DeviceView;
 use super::client_changes::server_id;
 use super::collection::{in_drafts, Collection, Step};
 use super::pages::ReadAhead;
-use super::server_changes::{self, Changes, Items, ListingSlot};
+use super::server_changes::{self, Changes, Items, ListingSlot, Since};
 use super::session::RequestSession;
 use super::view::{flag_bits, View};
 use super::{body_options, drafts, mail_flags};
@@ -137,17 +137,15 @@ impl<B: MailBackend, S: StateStore> Collection<'_, B, S> {
         if !get_changes && !own_only {
             return Ok(ControlFlow::Continue((mstate, unchanged())));
         }
-        let found = server_changes::compute(
-            session,
-            &mailbox.name,
-            &device.view,
-            mstate,
-            self.window,
-            &device.applied.touched,
+        let since = Since {
+            held: &device.view,
+            state: mstate,
+            window: self.window,
+            touched: &device.applied.touched,
             limit,
-            get_changes.then(slot),
-        )
-        .await?;
+        };
+        let found =
+            server_changes::compute(session, &mailbox.name, since, get_changes.then(slot)).await?;
         let changes = match found.new_view {
             _ if get_changes => found,
             Some(view) if found.is_empty() && found.pending == 0 => Changes {
