@@ -49,6 +49,8 @@ impl Mailbox {
 pub struct Mailboxes {
     pub boxes: BTreeMap<String, Mailbox>,
     pub condstore: bool,
+    /// Mails expunged by another client just before the next FETCH of their mailbox.
+    pub vanish_on_fetch: Vec<(String, u32)>,
     next_guid: u32,
     next_uid_validity: u32,
 }
@@ -62,6 +64,7 @@ impl Default for FakeServer {
         let server = FakeServer(Arc::new(Mutex::new(Mailboxes {
             boxes: BTreeMap::new(),
             condstore: true,
+            vanish_on_fetch: Vec::new(),
             next_guid: 1,
             next_uid_validity: 1000,
         })));
@@ -172,6 +175,11 @@ impl FakeServer {
         self.lock()
             .expunge(mailbox, &[uid])
             .expect("mailbox exists");
+    }
+
+    /// Another client expunges the mail between the next search and FETCH of its mailbox.
+    pub fn vanish_on_fetch(&self, mailbox: &str, uid: u32) {
+        self.lock().vanish_on_fetch.push((mailbox.to_string(), uid));
     }
 
     /// The mailbox is recreated under the same name: every UID is void.
@@ -398,6 +406,14 @@ impl MailSession for FakeSession {
         uids: &[u32],
     ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
         self.with(|s| {
+            let vanish: Vec<u32> = s
+                .vanish_on_fetch
+                .iter()
+                .filter(|(m, _)| m == mailbox)
+                .map(|(_, u)| *u)
+                .collect();
+            s.vanish_on_fetch.retain(|(m, _)| m != mailbox);
+            s.expunge(mailbox, &vanish)?;
             let b = s.mailbox(mailbox)?;
             Ok(uids
                 .iter()
@@ -575,6 +591,14 @@ impl MailSession for FakeSession {
         uids: &UidSet,
     ) -> Result<Vec<(MessageMeta, Bytes)>, BackendError> {
         self.with(|s| {
+            let vanish: Vec<u32> = s
+                .vanish_on_fetch
+                .iter()
+                .filter(|(m, _)| m == mailbox)
+                .map(|(_, u)| *u)
+                .collect();
+            s.vanish_on_fetch.retain(|(m, _)| m != mailbox);
+            s.expunge(mailbox, &vanish)?;
             let b = s.mailbox(mailbox)?;
             Ok(uids
                 .iter()

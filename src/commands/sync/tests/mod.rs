@@ -643,6 +643,22 @@ async fn the_phones_delete_read_and_flag_reach_the_server_and_do_not_come_back()
 }
 
 #[tokio::test]
+async fn a_mail_expunged_before_its_fetch_is_neither_sent_nor_held() {
+    let server = FakeServer::default();
+    let uids = seed(&server, 3);
+    let mut phone = Phone::new(&server).await;
+    phone.start().await;
+    server.vanish_on_fetch("INBOX", uids[1]);
+    let r = phone.sync(phone.request()).await.expect("answer");
+    assert_eq!(ids(&r, "add"), [phone.sid(uids[2]), phone.sid(uids[0])]);
+    // No Delete later for the mail the phone never got.
+    server.deliver("INBOX", "new", NOW);
+    let r = phone.sync(phone.request()).await.expect("answer");
+    assert!(ids(&r, "delete").is_empty(), "{r:?}");
+    assert_eq!(phone.holds, phone.inbox_on_server());
+}
+
+#[tokio::test]
 async fn a_new_uidvalidity_or_an_unknown_key_asks_for_a_fresh_start() {
     let server = FakeServer::default();
     seed(&server, 2);
