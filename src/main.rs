@@ -335,7 +335,7 @@ async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
 /// errors changes nothing. Waiting requests and open connections are not touched.
 fn reload_on_sighup(
     path: PathBuf,
-    server: Arc<Server<ImapBackend, SqliteStore>>,
+    server: Arc<Server<ImapBackend, Store>>,
 ) -> anyhow::Result<()> {
     #[cfg(unix)]
     {

@@ -54,16 +54,13 @@ pub async fn pending_changes<M: MailSession>(
     state: MailboxState,
     window: Option<i64>,
 ) -> Result<usize, CommandError> {
-    let changes = server_changes::compute(
-        session,
-        mailbox,
+    let since = server_changes::Since {
         held,
         state,
         window,
-        &UidSet::new(),
-        usize::MAX,
-        None,
-    )
-    .await?;
+        touched: &UidSet::new(),
+        limit: usize::MAX,
+    };
+    let changes = server_changes::compute(session, mailbox, since, None).await?;
     Ok(changes.total())
 }

@@ -15,13 +15,21 @@
 //! device changes, nothing pending. When no collection has anything to say, the answer is the
 //! empty Sync response (HTTP 200, no body) and no state is written.
 
+mod apply;
 mod caches;
 pub mod client_changes;
+mod collection;
+mod commit;
 pub mod drafts;
+mod key;
+mod pages;
 pub mod prefetch;
 pub mod server_changes;
 mod session;
+#[cfg(test)]
+mod tests;
 pub mod view;
+mod window;
 
 use bytes::Bytes;
 use tracing::debug;
@@ -29,21 +37,22 @@ use tracing::debug;
 use crate::backend::{MailBackend, MailFolder, MailSession, MessageMeta, SpecialUse};
 use crate::eas::sync::effective_window_size;
 use crate::eas::sync::{
-    self as model, filter_days, status, ClientResponse, CollectionRequest, CollectionResponse,
-    ServerCommand, SyncOptions, SyncRequest, DEFAULT_WINDOW_SIZE, MAX_WINDOW_SIZE,
+    self as model, status, ClientResponse, CollectionRequest, CollectionResponse, SyncRequest,
+    MAX_WINDOW_SIZE,
 };
 use crate::mime;
 use crate::push::{Baseline, Hierarchy, WaitRequest, WaitResult, Watched};
 use crate::state::StateStore;
-use crate::uidset::UidSet;
 use crate::wbxml::{self, Element, Limits};
 
 use super::{folders, CommandError, Context, Gateway, Outcome};
 pub use crate::commands::mail_item::{body_options, item_data, item_info, mail_flags};
 pub use caches::SyncCaches;
-use client_changes::{parse_server_id, server_id};
+use client_changes::parse_server_id;
+use collection::sync_collection;
+use pages::NextPages;
 use session::RequestSession;
-use view::{flag_bits, window_start, View};
+use view::View;
 
 /// Bounds of Wait (minutes) in a Sync request (MS-ASCMD 2.2.3.197); HeartbeatInterval uses
 /// the configured push bounds.
@@ -280,7 +289,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     let device_id = ctx.device_id();
     let ids = collections.iter().map(|c| c.collection_id.as_str());
     let mut session = RequestSession::new(gw, ctx, ids.collect());
-    let mut next_pages = Vec::new();
+    let mut next_pages = NextPages::default();
     let mut budget = request
         .window_size
         .map_or(MAX_WINDOW_SIZE, effective_window_size) as usize;
@@ -296,16 +305,7 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     }
     // The session goes back to the pool first, so the next pages are read on it.
     session.release();
-    let preparing = !next_pages.is_empty();
-    for plan in next_pages {
-        gw.sync.prefetch.start(&gw.sessions, ctx, plan, None);
-    }
-    if preparing {
-        // A task spawned by a running task waits in its worker's "next task" slot, which
-        // no other worker takes, until the spawning task yields: without this, the next page
-        // would start only after this response is encoded and written.
-        tokio::task::yield_now().await;
-    }
+    next_pages.start(gw, ctx).await;
     ctx.report.sync(collections, &out);
     crate::metrics::synced(collections, &out);
     Ok(out)
@@ -382,457 +382,6 @@ fn cache_bytes(req: &SyncRequest) -> Vec<u8> {
         root.push(Element::with_text(a::WINDOW_SIZE, w.to_string()));
     }
     wbxml::encode(&root)
-}
-
-/// One collection: `Ok(None)` when it has nothing to report (its key stays valid).
-async fn sync_collection<B: MailBackend, S: StateStore>(
-    gw: &Gateway<B, S>,
-    ctx: &Context,
-    session: &mut RequestSession<'_, B>,
-    col: &CollectionRequest,
-    budget: usize,
-    next_pages: &mut Vec<prefetch::Plan>,
-) -> Result<Option<CollectionResponse>, CommandError> {
-    let user = ctx.user.address.as_str();
-    let device_id = ctx.device_id();
-    let cid = col.collection_id.as_str();
-    let resolved = match gw.folders.find(user, cid) {
-        Some(r) => Some(r),
-        None => folders::resolve(&gw.store, &gw.folders, session.get().await?, user, cid).await?,
-    };
-    let Some(resolved) = resolved else {
-        debug!(collection_id = cid, "unknown collection");
-        return Ok(Some(CollectionResponse::error(
-            cid,
-            status::FOLDER_HIERARCHY_CHANGED,
-        )));
-    };
-    let state = gw.store.collection_state(user, device_id, cid).await?;
-    // Options: from the request, else cached for this collection, else defaults.
-    let options_element = match &col.options {
-        Some(o) => Some(o.clone()),
-        None => state
-            .as_ref()
-            .and_then(|s| s.options.as_ref())
-            .and_then(|b| wbxml::decode(Bytes::from(b.clone()), &Limits::default()).ok()),
-    };
-    let options = match options_element.as_ref().map(SyncOptions::from_element) {
-        Some(Ok(o)) => o,
-        Some(Err(e)) => {
-            debug!(error = %e, "bad Sync Options");
-            return Ok(Some(CollectionResponse::error(cid, status::PROTOCOL_ERROR)));
-        }
-        None => SyncOptions::default(),
-    };
-    let options_bytes = col.options.as_ref().map(wbxml::encode);
-    let window = window_start(filter_days(options.filter_type), ctx.now);
-
-    // Folders without a mailbox (Outbox, \Noselect parents) sync as empty folders.
-    let mailbox: Option<MailFolder> = resolved.mailbox.filter(|m| m.selectable);
-
-    if col.sync_key == "0" {
-        gw.sync.listings.forget(user, device_id, cid);
-        gw.sync.prefetch.forget(user, device_id, cid);
-        gw.store.reset_collection(user, device_id, cid).await?;
-        let (uid_validity, flags) = match &mailbox {
-            Some(m) => {
-                let st = session.get().await?.select(&m.name).await?;
-                let flags = (st.highest_modseq == 0).then(Default::default);
-                (st.uid_validity, flags)
-            }
-            None => (0, None),
-        };
-        let view = View {
-            key: 1,
-            uid_validity,
-            uids: UidSet::new(),
-            highest_modseq: 0,
-            flags,
-            filter_start: window,
-            more_available: false,
-        };
-        gw.store
-            .commit_collection(
-                user,
-                device_id,
-                cid,
-                &view.encode(),
-                options_bytes.as_deref(),
-            )
-            .await?;
-        return Ok(Some(CollectionResponse {
-            sync_key: Some("1".into()),
-            collection_id: cid.to_string(),
-            status: status::SUCCESS,
-            more_available: false,
-            commands: Vec::new(),
-            responses: Vec::new(),
-        }));
-    }
-
-    let Some(state) = state else {
-        crate::metrics::sync_key_reset("Sync", "no_state");
-        return Ok(Some(CollectionResponse::error(
-            cid,
-            status::INVALID_SYNC_KEY,
-        )));
-    };
-    let key: Option<u32> = col.sync_key.parse().ok();
-    let (held, replay) = match key {
-        Some(k) if k == state.current.key => (&state.current, false),
-        Some(k) if state.previous.as_ref().is_some_and(|p| p.key == k) => {
-            (state.previous.as_ref().unwrap_or(&state.current), true)
-        }
-        _ => {
-            debug!(collection_id = cid, sync_key = %col.sync_key, "unknown sync key");
-            crate::metrics::sync_key_reset("Sync", "unknown_key");
-            return Ok(Some(CollectionResponse::error(
-                cid,
-                status::INVALID_SYNC_KEY,
-            )));
-        }
-    };
-    let Some(held) = View::decode(held) else {
-        crate::metrics::sync_key_reset("Sync", "unreadable_state");
-        return Ok(Some(CollectionResponse::error(
-            cid,
-            status::INVALID_SYNC_KEY,
-        )));
-    };
-    let current_key = state.current.key;
-    let next_key = if replay {
-        current_key
-    } else {
-        current_key.wrapping_add(1).max(1)
-    };
-
-    let Some(mailbox) = mailbox else {
-        // Nothing can change in a folder without a mailbox.
-        if !replay && col.commands.is_empty() {
-            return Ok(None);
-        }
-        return Ok(Some(CollectionResponse {
-            sync_key: Some(current_key.to_string()),
-            collection_id: cid.to_string(),
-            status: status::SUCCESS,
-            more_available: false,
-            commands: Vec::new(),
-            responses: Vec::new(),
-        }));
-    };
-    let has_commands = !col.commands.is_empty();
-    let get_changes = col.get_changes.unwrap_or(true);
-
-    // Fast path: one STATUS says nothing changed.
-    if !has_commands && !replay && !held.more_available && held.flags.is_none() {
-        if !get_changes {
-            return Ok(None);
-        }
-        if held.highest_modseq > 0 && held.filter_start == window {
-            let st = session.get().await?.status(&mailbox.name).await?;
-            if st.uid_validity == held.uid_validity && st.highest_modseq == held.highest_modseq {
-                return Ok(None);
-            }
-        }
-    }
-
-    // The device's own changes first.
-    let trash = if mailbox.special_use == Some(SpecialUse::Trash) {
-        None
-    } else {
-        gw.folders
-            .cached(user)
-            .and_then(|l| folders::special(&l, SpecialUse::Trash).and_then(|r| r.mailbox.clone()))
-            .map(|m| m.name)
-    };
-    let in_drafts = mailbox.special_use == Some(SpecialUse::Drafts);
-    let conflict = client_changes::Conflict {
-        server_wins: options.conflict != Some(0),
-        since_modseq: held.highest_modseq,
-        flags: held.flags.as_ref(),
-    };
-    let applied = if !has_commands {
-        client_changes::Applied::default()
-    } else if in_drafts {
-        drafts::apply(
-            gw,
-            ctx,
-            session.get().await?,
-            &mailbox,
-            cid,
-            &col.commands,
-            conflict,
-            &options,
-        )
-        .await?
-    } else {
-        client_changes::apply(
-            session.get().await?,
-            &mailbox.name,
-            cid,
-            &col.commands,
-            col.deletes_as_moves,
-            trash.as_deref(),
-            conflict,
-        )
-        .await?
-    };
-
-    let mut held_now = held.clone();
-    for u in applied.removed.iter() {
-        held_now.uids.remove(u);
-        if let Some(f) = held_now.flags.as_mut() {
-            f.remove(&u);
-        }
-    }
-    for u in applied.added.iter() {
-        held_now.uids.insert(u);
-    }
-    let limit = col
-        .window_size
-        .map_or(DEFAULT_WINDOW_SIZE, effective_window_size) as usize;
-    let limit = limit.min(budget.max(1));
-    let slot = || server_changes::ListingSlot {
-        listings: &gw.sync.listings,
-        user,
-        device: device_id,
-        collection: cid,
-    };
-    // A device paging through the folder whose next pages are read ahead: when the folder is
-    // still as the read-ahead found it, the changes are the listing's next UIDs.
-    let paged = if !has_commands && !replay && get_changes && held.more_available {
-        match gw.sync.prefetch.current_state(user, device_id, cid).await {
-            Some(st) => {
-                server_changes::compute_paged(&held_now, st, window, limit, slot()).map(|c| (st, c))
-            }
-            None => None,
-        }
-    } else {
-        None
-    };
-    let (mstate, changes) = match paged {
-        Some(p) => p,
-        None => {
-            let session = session.get().await?;
-            let mstate = session.select(&mailbox.name).await?;
-            if mstate.uid_validity != held.uid_validity {
-                debug!(
-                    collection_id = cid,
-                    "UIDVALIDITY changed: the device must resync"
-                );
-                crate::metrics::sync_key_reset("Sync", "uidvalidity");
-                return Ok(Some(CollectionResponse::error(
-                    cid,
-                    status::INVALID_SYNC_KEY,
-                )));
-            }
-            // GetChanges 0 sends nothing, but when the device's own changes are all that
-            // changed, the view moves past them, so they do not wake its Ping.
-            let own_only =
-                !get_changes && has_commands && mstate.highest_modseq > held_now.highest_modseq;
-            let changes = if get_changes || own_only {
-                let found = server_changes::compute(
-                    session,
-                    &mailbox.name,
-                    &held_now,
-                    mstate,
-                    window,
-                    &applied.touched,
-                    limit,
-                    get_changes.then(slot),
-                )
-                .await?;
-                match found.new_view {
-                    _ if get_changes => found,
-                    Some(view) if found.is_empty() && found.pending == 0 => {
-                        server_changes::Changes {
-                            new_view: Some(view),
-                            ..Default::default()
-                        }
-                    }
-                    _ => server_changes::Changes {
-                        new_view: Some(held_now.clone()),
-                        ..Default::default()
-                    },
-                }
-            } else {
-                server_changes::Changes {
-                    new_view: Some(held_now.clone()),
-                    ..Default::default()
-                }
-            };
-            (mstate, changes)
-        }
-    };
-    let body_options = body_options(&options, ctx.version);
-    let mut new_view = changes.new_view.clone().unwrap_or(held_now);
-    let mut commands = Vec::new();
-    for uid in &changes.deletes {
-        commands.push(ServerCommand::Delete {
-            server_id: server_id(cid, *uid),
-        });
-    }
-    for uid in &changes.soft_deletes {
-        commands.push(ServerCommand::SoftDelete {
-            server_id: server_id(cid, *uid),
-        });
-    }
-    for meta in &changes.changes {
-        commands.push(ServerCommand::Change {
-            server_id: server_id(cid, meta.uid),
-            data: mime::flag_change(&mail_flags(meta), ctx.version),
-        });
-    }
-    // Drafts have ServerIds of their own; folders without mod-sequences cannot prove a
-    // prepared page current.
-    let prefetchable = !in_drafts && mstate.highest_modseq > 0;
-    let folder = || prefetch::Folder {
-        mailbox: mailbox.name.clone(),
-        collection_id: cid.to_string(),
-        state: mstate,
-        opts: body_options.clone(),
-    };
-    if !changes.adds.is_empty() {
-        let prepared = if prefetchable {
-            let spec = prefetch::PageSpec {
-                mailbox: mailbox.name.clone(),
-                collection_id: cid.to_string(),
-                uid_validity: mstate.uid_validity,
-                uids: changes.adds.clone(),
-                opts: body_options.clone(),
-            };
-            let prepared = gw
-                .sync
-                .prefetch
-                .take(user, device_id, &spec, mstate.highest_modseq)
-                .await;
-            // A paged sync with nothing read ahead: this page and the next ones are read by a
-            // new read-ahead on this request's session, so the mail server goes on with the
-            // next page while this one is converted. (Fetches of the device's own requests
-            // need the session after.)
-            let start = prepared.is_none()
-                && !changes.next_adds.is_empty()
-                && applied.fetches.is_empty()
-                && limit <= prefetch::MAX_MAILS
-                && !gw.sync.prefetch.holds(user, device_id, cid);
-            if start {
-                let mut pages = vec![changes.adds.clone()];
-                pages.extend(changes.next_adds.chunks(limit).map(<[u32]>::to_vec));
-                gw.sync.prefetch.start(
-                    &gw.sessions,
-                    ctx,
-                    prefetch::Plan {
-                        folder: folder(),
-                        pages,
-                    },
-                    session.hand_over(),
-                );
-                gw.sync
-                    .prefetch
-                    .take(user, device_id, &spec, mstate.highest_modseq)
-                    .await
-            } else {
-                prepared
-            }
-        } else {
-            None
-        };
-        let mut data = match prepared {
-            Some(d) => d,
-            None => {
-                server_changes::add_data(
-                    session.get().await?,
-                    &mailbox.name,
-                    cid,
-                    &changes.adds,
-                    in_drafts,
-                    &body_options,
-                )
-                .await?
-            }
-        };
-        for uid in &changes.adds {
-            let Some((meta, data)) = data.remove(uid) else {
-                // Expunged between the search and the fetch: not sent, not in the view.
-                new_view.uids.remove(*uid);
-                continue;
-            };
-            if let Some(f) = new_view.flags.as_mut() {
-                f.insert(*uid, flag_bits(&meta));
-            }
-            commands.push(ServerCommand::Add {
-                data,
-                server_id: server_id(cid, *uid),
-            });
-        }
-    }
-    if prefetchable && !changes.next_adds.is_empty() {
-        next_pages.push(prefetch::Plan {
-            folder: folder(),
-            pages: changes
-                .next_adds
-                .chunks(limit)
-                .map(<[u32]>::to_vec)
-                .collect(),
-        });
-    } else {
-        // Nothing more to read ahead: the task and its session go.
-        gw.sync.prefetch.forget(user, device_id, cid);
-    }
-    if in_drafts {
-        drafts::server_commands(
-            &gw.store,
-            session.get().await?,
-            user,
-            cid,
-            mstate.uid_validity,
-            &mailbox.name,
-            &mut commands,
-        )
-        .await?;
-    }
-    let mut responses = applied.responses;
-    if !applied.fetches.is_empty() {
-        let session = session.get().await?;
-        responses
-            .extend(fetch_items(session, &mailbox, cid, &applied.fetches, &body_options).await?);
-    }
-
-    if commands.is_empty() && responses.is_empty() && !has_commands && !replay {
-        // Nothing to tell: keep the key, but remember the newer mod-sequence so the next
-        // request takes the fast path again.
-        if new_view != held {
-            new_view.key = held.key;
-            gw.store
-                .commit_collection(
-                    user,
-                    device_id,
-                    cid,
-                    &new_view.encode(),
-                    options_bytes.as_deref(),
-                )
-                .await?;
-        }
-        return Ok(None);
-    }
-    new_view.key = next_key;
-    gw.store
-        .commit_collection(
-            user,
-            device_id,
-            cid,
-            &new_view.encode(),
-            options_bytes.as_deref(),
-        )
-        .await?;
-    Ok(Some(CollectionResponse {
-        sync_key: Some(next_key.to_string()),
-        collection_id: cid.to_string(),
-        status: status::SUCCESS,
-        more_available: new_view.more_available,
-        commands,
-        responses,
-    }))
 }
 
 /// Answers one Fetch command (see [`fetch_items`]).

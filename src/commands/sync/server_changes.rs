@@ -131,22 +131,36 @@ impl ListingSlot<'_> {
     }
 }
 
-/// Computes the changes. `state` is the mailbox state from a SELECT made after the device's
-/// own changes were applied; `touched` are UIDs the device changed in this request (they are
-/// not echoed back). `limit` caps the number of changes sent. With a `slot`, the folder's
-/// UID listing is reused from the previous page when still valid and kept for the next page
-/// when more remains to be sent.
-#[allow(clippy::too_many_arguments)]
+/// What the changes are computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct Since<'a> {
+    /// The device's view, with its own changes of this request applied.
+    pub held: &'a View,
+    /// The mailbox state from a SELECT made after the device's own changes were applied.
+    pub state: MailboxState,
+    /// Start of the FilterType window.
+    pub window: Option<i64>,
+    /// UIDs the device changed in this request: not echoed back.
+    pub touched: &'a UidSet,
+    /// Most changes sent.
+    pub limit: usize,
+}
+
+/// Computes the changes. With a `slot`, the folder's UID listing is reused from the previous
+/// page when still valid and kept for the next page when more remains to be sent.
 pub async fn compute<M: MailSession>(
     session: &mut M,
     mailbox: &str,
-    held: &View,
-    state: MailboxState,
-    window: Option<i64>,
-    touched: &UidSet,
-    limit: usize,
+    since: Since<'_>,
     slot: Option<ListingSlot<'_>>,
 ) -> Result<Changes, BackendError> {
+    let Since {
+        held,
+        state,
+        window,
+        touched,
+        ..
+    } = since;
     let reused = match &slot {
         // Only a device in the middle of a paged sync reuses a listing.
         Some(s) if held.more_available => s.kept(&state, window),
@@ -209,7 +223,7 @@ pub async fn compute<M: MailSession>(
         changed,
         flag_updates,
     };
-    Ok(plan(held, state, window, found, touched, limit, slot))
+    Ok(plan(since, found, slot))
 }
 
 /// The changes of a device in the middle of a paged sync when they need nothing from the mail
@@ -239,15 +253,14 @@ pub fn compute_paged(
         current,
         ..Found::default()
     };
-    Some(plan(
+    let since = Since {
         held,
         state,
         window,
-        found,
-        &UidSet::new(),
+        touched: &UidSet::new(),
         limit,
-        Some(slot),
-    ))
+    };
+    Some(plan(since, found, Some(slot)))
 }
 
 /// What [`compute`] read from the mail server.
@@ -266,15 +279,14 @@ struct Found {
 }
 
 /// Cuts what was found to the window and makes the view the device will hold after it.
-fn plan(
-    held: &View,
-    state: MailboxState,
-    window: Option<i64>,
-    found: Found,
-    touched: &UidSet,
-    limit: usize,
-    slot: Option<ListingSlot<'_>>,
-) -> Changes {
+fn plan(since: Since<'_>, found: Found, slot: Option<ListingSlot<'_>>) -> Changes {
+    let Since {
+        held,
+        state,
+        window,
+        touched,
+        limit,
+    } = since;
     let Found {
         current,
         soft,
