@@ -175,20 +175,73 @@ pub fn build_folders(
     statuses: &HashMap<String, StatusEntry>,
     namespaces: &Namespaces,
 ) -> Vec<MailFolder> {
-    let foreign: Vec<&str> = namespaces
+    let mut folders: Vec<MailFolder> = entries
+        .iter()
+        .filter(|e| !in_foreign_namespace(&e.name, namespaces))
+        .map(|e| folder_of(e, statuses))
+        .collect();
+    // Deterministic order (servers' LIST order varies): INBOX first, then by
+    // raw name, which puts every parent before its children.
+    folders.sort_by(|a, b| {
+        let a_inbox = a.special_use == Some(SpecialUse::Inbox);
+        let b_inbox = b.special_use == Some(SpecialUse::Inbox);
+        b_inbox.cmp(&a_inbox).then_with(|| a.name.cmp(&b.name))
+    });
+    assign_roles_by_name(&mut folders, namespaces);
+    folders
+}
+
+/// Whether `name` is under another user's or a shared namespace prefix (or is the prefix
+/// itself without its delimiter).
+fn in_foreign_namespace(name: &str, namespaces: &Namespaces) -> bool {
+    namespaces
         .other_users
         .iter()
         .chain(&namespaces.shared)
         .map(|n| n.prefix.as_str())
         .filter(|p| !p.is_empty())
-        .collect();
-    let in_foreign = |name: &str| {
-        foreign.iter().any(|p| {
+        .any(|p| {
             name.starts_with(p)
                 || p.strip_suffix(|c: char| !c.is_alphanumeric())
                     .is_some_and(|stem| name == stem)
         })
+}
+
+/// One LIST entry as a folder, its identity from its STATUS data.
+fn folder_of(e: &ListEntry, statuses: &HashMap<String, StatusEntry>) -> MailFolder {
+    let is_inbox = e.name.eq_ignore_ascii_case("INBOX");
+    let (parent, leaf) = match e.delimiter.and_then(|d| e.name.rsplit_once(d)) {
+        Some((p, l)) if !p.is_empty() => (Some(p.to_string()), l),
+        Some((_, l)) => (None, l),
+        None => (None, e.name.as_str()),
     };
+    let selectable = is_selectable(e);
+    let identity = if !selectable {
+        format!("name:{}", e.name)
+    } else {
+        match statuses.get(&status_key(&e.name)) {
+            Some(s) => identity_from_status(&e.name, s),
+            None => format!("name:{}", e.name),
+        }
+    };
+    MailFolder {
+        name: e.name.clone(),
+        display_name: utf7::decode_lossy(leaf),
+        parent,
+        delimiter: e.delimiter,
+        special_use: if is_inbox {
+            Some(SpecialUse::Inbox)
+        } else {
+            special_use_from_attributes(e)
+        },
+        selectable,
+        identity,
+    }
+}
+
+/// Gives each role no folder has by its attributes to the first top-level folder with one
+/// of its common names ([`NAME_HEURISTICS`]).
+fn assign_roles_by_name(folders: &mut [MailFolder], namespaces: &Namespaces) {
     // Personal prefixes like "INBOX." put top-level folders under INBOX.
     let personal_parents: Vec<String> = namespaces
         .personal
@@ -199,50 +252,6 @@ pub fn build_folders(
         })
         .filter(|p| !p.is_empty())
         .collect();
-
-    let mut folders: Vec<MailFolder> = entries
-        .iter()
-        .filter(|e| !in_foreign(&e.name))
-        .map(|e| {
-            let is_inbox = e.name.eq_ignore_ascii_case("INBOX");
-            let (parent, leaf) = match e.delimiter.and_then(|d| e.name.rsplit_once(d)) {
-                Some((p, l)) if !p.is_empty() => (Some(p.to_string()), l),
-                Some((_, l)) => (None, l),
-                None => (None, e.name.as_str()),
-            };
-            let selectable = is_selectable(e);
-            let identity = if !selectable {
-                format!("name:{}", e.name)
-            } else {
-                match statuses.get(&status_key(&e.name)) {
-                    Some(s) => identity_from_status(&e.name, s),
-                    None => format!("name:{}", e.name),
-                }
-            };
-            MailFolder {
-                name: e.name.clone(),
-                display_name: utf7::decode_lossy(leaf),
-                parent,
-                delimiter: e.delimiter,
-                special_use: if is_inbox {
-                    Some(SpecialUse::Inbox)
-                } else {
-                    special_use_from_attributes(e)
-                },
-                selectable,
-                identity,
-            }
-        })
-        .collect();
-
-    // Deterministic order (servers' LIST order varies): INBOX first, then by
-    // raw name, which puts every parent before its children.
-    folders.sort_by(|a, b| {
-        let a_inbox = a.special_use == Some(SpecialUse::Inbox);
-        let b_inbox = b.special_use == Some(SpecialUse::Inbox);
-        b_inbox.cmp(&a_inbox).then_with(|| a.name.cmp(&b.name))
-    });
-
     for (role, names) in NAME_HEURISTICS {
         if folders.iter().any(|f| f.special_use == Some(*role)) {
             continue;
@@ -264,7 +273,6 @@ pub fn build_folders(
             }
         }
     }
-    folders
 }
 
 fn identity_from_status(name: &str, s: &StatusEntry) -> String {
