@@ -121,7 +121,9 @@ async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, hub: Hub, k
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
     match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
-        Ok(Err(e)) => debug!(peer = %peer, error = %e, "mail events connection ended with an error"),
+        Ok(Err(e)) => {
+            debug!(peer = %peer, error = %e, "mail events connection ended with an error")
+        }
         Ok(Ok(())) | Err(_) => {}
     }
 }
@@ -171,7 +173,9 @@ async fn handle(hub: &Hub, key: &Key, req: Request<Incoming>) -> Response<Full<B
     {
         Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return answer(StatusCode::PAYLOAD_TOO_LARGE);
             }
             return answer(StatusCode::BAD_REQUEST);
