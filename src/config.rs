@@ -1149,6 +1149,11 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "port",
             "security",
             "timeout_secs",
+            "session_idle_secs",
+            "source",
+            "events_listen",
+            "events_secret",
+            "events_secret_file",
             "url",
             "domain",
             "aliases",
@@ -1211,6 +1216,57 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
         assert!(Config::from_toml(&text, Path::new(".")).is_err());
         let example = include_str!("../deploy/eas-gateway.example.toml");
         assert!(example.contains("claim_lease_secs ="), "documented");
+    }
+
+    #[test]
+    fn push_events_need_a_listener_and_a_secret() {
+        let c = Config::from_toml(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(c.push.source, crate::push::PushSource::Imap);
+        assert_eq!(c.imap_session_idle, Duration::from_secs(60));
+        let with = |push: &str| MINIMAL.to_string() + "\n[push]\n" + push;
+        let ok = with(
+            "source = \"events\"\nevents_listen = \"127.0.0.1:8081\"\n\
+             events_secret = \"0123456789abcdef\"",
+        );
+        let c = Config::from_toml(&ok, Path::new(".")).expect("valid");
+        assert_eq!(c.push.source, crate::push::PushSource::Events);
+        assert_eq!(
+            c.push.events_listen,
+            Some("127.0.0.1:8081".parse().unwrap())
+        );
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "secret printed"
+        );
+        for (text, key) in [
+            (with("source = \"events\""), "push.source"),
+            (with("source = \"webhooks\""), "push.source"),
+            (
+                with("events_listen = \"127.0.0.1:8081\""),
+                "push.events_listen",
+            ),
+            (
+                with("events_listen = \"127.0.0.1:8081\"\nevents_secret = \"short\""),
+                "push.events_secret",
+            ),
+            (
+                with("events_secret = \"0123456789abcdef\"\nevents_secret_file = \"x\""),
+                "push.events_secret_file",
+            ),
+            (
+                with("events_secret_file = \"/nonexistent/secret\""),
+                "push.events_secret_file",
+            ),
+            (
+                MINIMAL.replacen("[imap]", "[imap]\nsession_idle_secs = 0", 1),
+                "imap.session_idle_secs",
+            ),
+        ] {
+            let err = Config::from_toml(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]
