@@ -120,11 +120,8 @@ async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, hub: Hub, k
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
-    match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
-        Ok(Err(e)) => {
-            debug!(peer = %peer, error = %e, "mail events connection ended with an error")
-        }
-        Ok(Ok(())) | Err(_) => {}
+    if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+        debug!(peer = %peer, error = %e, "mail events connection ended with an error");
     }
 }
 
