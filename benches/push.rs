@@ -667,8 +667,9 @@ async fn idle_pings(
     source: &str,
     devices: &[(Phone, String)],
     levels: &[usize],
-    wakes: usize,
+    wakes: (usize, usize),
 ) {
+    let (wake_from, wakes) = wakes;
     let pid = gw.pid;
     let tls = gw.cert_der.as_ref().map(|der| {
         let mut roots = rustls::RootCertStore::empty();
@@ -768,9 +769,19 @@ async fn idle_pings(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        // The waiters register and the watchers log in; idle pooled sessions close.
+        // The waiters register and the watchers log in (until the gateway's IMAP connections
+        // stop changing); idle pooled sessions close.
         let register = started.elapsed();
         tokio::time::sleep(Duration::from_secs(15)).await;
+        let mut last = imap_connections(pid);
+        while started.elapsed() < Duration::from_secs(300) {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let now = imap_connections(pid);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         let at = snapshot(pid);
         let reg_cpu = at.cpu - cpu_before;
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -801,18 +812,15 @@ async fn idle_pings(
     }
     println!(
         "(KiB/dev: gateway RSS growth over the Pings added at that level; KiB/all: over all \
-         Pings held; CPU reg: gateway CPU s from the first connection of the level to 15 s \
-         after the last; CPU 10s: the next 10 s idle; IMAP: the gateway's connections; \
+         Pings held; CPU reg: gateway CPU s from the first connection of the level until the \
+         gateway's IMAP connections stopped changing (at least 15 s); CPU 10s: the next 10 s idle; IMAP: the gateway's connections; \
          Dovecot: all processes of the dev stack, other users' included)"
     );
     // Push latency while all those Pings wait: one delivery per user, device i of user i.
     let mut lat = Vec::new();
     let mut missed = 0;
-    for (i, (d, _)) in devices
-        .iter()
-        .enumerate()
-        .take(wakes.min(users.len()).min(held))
-    {
+    let wake_to = (wake_from + wakes).min(users.len()).min(held);
+    for (i, (d, _)) in devices.iter().enumerate().take(wake_to).skip(wake_from) {
         if answered_at[i].load(Ordering::SeqCst) != 0 {
             continue;
         }
@@ -919,6 +927,7 @@ fn main() {
         drop(setup_gw);
         // Let Dovecot close the setup gateway's sessions.
         tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut runs = 0;
         for transport in &transports {
             for source in &sources {
                 let gw = start_gateway(
@@ -928,7 +937,11 @@ fn main() {
                     &push_lines(source, events_port),
                     Some(idle_secs),
                 );
-                idle_pings(&gw, transport, source, &devices, &levels, wakes).await;
+                // Each run wakes other users: a mail delivered in a run before would answer
+                // those users' Pings at once.
+                let from = (runs * wakes) % users.max(1);
+                runs += 1;
+                idle_pings(&gw, transport, source, &devices, &levels, (from, wakes)).await;
                 drop(gw);
                 // Let Dovecot close the gateway's sessions.
                 tokio::time::sleep(Duration::from_secs(5)).await;
