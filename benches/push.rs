@@ -12,7 +12,13 @@
 //!    list of levels, default `2000`) devices spread over `PUSH_BENCH_USERS` users (default
 //!    20), for each transport of `PUSH_BENCH_TRANSPORTS` (`plain`, `tls`; default `plain`);
 //!    with the gateway's IMAP connections, memory per waiting device, and Dovecot's own
-//!    memory (RSS summed over its processes) and process count.
+//!    memory (RSS summed over its processes) and process count. Each transport runs once per
+//!    push source of `PUSH_BENCH_SOURCES` (`imap`, `events`; default both): the users' Dovecot
+//!    events (`deploy/dovecot/eas-push.lua`, enabled by the dev stack for users with an
+//!    `eas_push_url` userdb field) go to the gateway's events listener; idle pooled sessions
+//!    close after `PUSH_BENCH_SESSION_IDLE_SECS` (5). After the levels, `PUSH_BENCH_WAKES`
+//!    (50) users get a mail each, one after the other, timed from the end of SMTP DATA to the
+//!    answer of one of their waiting Pings (p50/p99).
 //!
 //! The gateway runs as its own process (the `eas-gateway` binary, or `EAS_BENCH_GATEWAY`; the
 //! dev stack from `EAS_DEV_IMAP` and `EAS_DEV_DIR` as in benches/sync.rs) so its memory is
@@ -38,7 +44,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use common::{dev_dir, new_user, GatewayOptions, GatewayProcess, Phone, UserCleanup};
+use common::{dev_dir, new_user_with, GatewayOptions, GatewayProcess, Phone, UserCleanup};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -93,8 +99,20 @@ fn raise_nofile(n: u64) {
     }
 }
 
-/// Starts the gateway binary on the state file in `dir`, logging to `dir/<name>.log`.
-fn start_gateway(dir: &Path, name: &str, tls: bool) -> GatewayProcess {
+/// The secret the dev stack's Dovecot sends with push events (`mailstack.sh env`).
+fn events_secret() -> String {
+    std::env::var("EAS_DEV_PUSH_SECRET").unwrap_or_else(|_| "eas-dev-push-events-secret".into())
+}
+
+/// Starts the gateway binary on the state file in `dir`, logging to `dir/<name>.log`, with
+/// these `[push]` lines and `imap.session_idle_secs`.
+fn start_gateway(
+    dir: &Path,
+    name: &str,
+    tls: bool,
+    push: &str,
+    session_idle_secs: Option<u64>,
+) -> GatewayProcess {
     GatewayProcess::start(&GatewayOptions {
         dir: Some(dir),
         name,
@@ -103,8 +121,20 @@ fn start_gateway(dir: &Path, name: &str, tls: bool) -> GatewayProcess {
             .into(),
         imap_timeout_secs: None,
         binary: None,
+        extra: format!("[push]\n{push}\n"),
+        session_idle_secs,
     })
     .expect("start eas-gateway")
+}
+
+/// The `[push]` lines of a gateway pushing from `source` ("imap" or "events"); both have the
+/// events listener on `events_port` (the users' Dovecot posts there; "imap" ignores them).
+fn push_lines(source: &str, events_port: u16) -> String {
+    format!(
+        "source = \"{source}\"\nevents_listen = \"127.0.0.1:{events_port}\"\n\
+         events_secret = \"{}\"",
+        events_secret()
+    )
 }
 
 /// A device of `user` on the gateway, sharing the bench's HTTP client.
@@ -160,7 +190,8 @@ fn ping_body(cid: &str, heartbeat: u32) -> Element {
 }
 
 async fn deliver(to: &str, subject: &str) -> f64 {
-    let s = TcpStream::connect("127.0.0.1:25").await.expect("SMTP");
+    let smtp = std::env::var("EAS_DEV_SMTP").unwrap_or_else(|_| "127.0.0.1:25".into());
+    let s = TcpStream::connect(smtp).await.expect("SMTP");
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
@@ -333,7 +364,7 @@ fn first_at_or_after(times: &[f64], t: f64) -> Option<f64> {
 }
 
 async fn latency(gw: &GatewayProcess, http: &reqwest::Client, deliveries: usize, quiet_ms: u64) {
-    let (user, pw) = new_user("pushbench").expect("users.d");
+    let (user, pw) = new_user_with("pushbench", "").expect("users.d");
     let _cleanup = UserCleanup::new(&user);
     let mut dev = new_device(gw, http, &user, &pw);
     dev.provision().await.expect("Provision");
@@ -506,10 +537,13 @@ fn dovecot_memory() -> (usize, u64, u64) {
     )
 }
 
-/// Established TCP connections from the gateway process to port 143.
+/// Established TCP connections from the gateway process to the IMAP port.
 fn imap_connections(pid: u32) -> usize {
+    let addr = common::imap_addr();
+    let port = addr.rsplit_once(':').map_or("143", |(_, p)| p);
+    let filter = format!("( dport = :{port} )");
     let out = Command::new("ss")
-        .args(["-tnpH", "state", "established", "( dport = :143 )"])
+        .args(["-tnpH", "state", "established", &filter])
         .output();
     match out {
         Ok(o) => String::from_utf8_lossy(&o.stdout)
@@ -554,6 +588,7 @@ async fn hold_ping(
     request: Vec<u8>,
     answered: Arc<AtomicUsize>,
     connected: Arc<AtomicUsize>,
+    answered_at: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let Ok(tcp) = TcpStream::connect(&addr).await else {
         return;
@@ -577,6 +612,7 @@ async fn hold_ping(
     let mut buf = [0u8; 512];
     if let Ok(n) = s.read(&mut buf).await {
         if n > 0 {
+            answered_at.store((now_epoch() * 1e6) as u64, Ordering::SeqCst);
             answered.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -622,13 +658,18 @@ fn snapshot(pid: u32) -> Snapshot {
     }
 }
 
-/// Holds idle Pings at each level of `levels` (cumulative) on a gateway of `transport`.
+/// Holds idle Pings at each level of `levels` (cumulative) on a gateway of `transport`
+/// pushing from `source`; then delivers a mail to `wakes` users one after the other and times
+/// each from the end of SMTP DATA to the answer of one of that user's waiting Pings.
 async fn idle_pings(
     gw: &GatewayProcess,
     transport: &str,
+    source: &str,
     devices: &[(Phone, String)],
     levels: &[usize],
+    wakes: (usize, usize),
 ) {
+    let (wake_from, wakes) = wakes;
     let pid = gw.pid;
     let tls = gw.cert_der.as_ref().map(|der| {
         let mut roots = rustls::RootCertStore::empty();
@@ -647,7 +688,8 @@ async fn idle_pings(
     let users: std::collections::HashSet<&str> =
         devices.iter().map(|(d, _)| d.user.as_str()).collect();
     println!(
-        "\n== idle Pings over {transport} (gateway pid {pid}; devices spread over {} users)",
+        "\n== idle Pings over {transport}, push source {source} (gateway pid {pid}; devices \
+         spread over {} users)",
         users.len()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -695,6 +737,10 @@ async fn idle_pings(
     let base_rss = base.rss;
     let answered = Arc::new(AtomicUsize::new(0));
     let connected = Arc::new(AtomicUsize::new(0));
+    let answered_at: Vec<Arc<std::sync::atomic::AtomicU64>> = devices
+        .iter()
+        .map(|_| Arc::new(std::sync::atomic::AtomicU64::new(0)))
+        .collect();
     let mut tasks = Vec::new();
     let mut held = 0;
     let mut prev = base;
@@ -706,13 +752,14 @@ async fn idle_pings(
         // Connect in batches so the listen backlog never overflows.
         while held < level {
             let upto = (held + 200).min(level);
-            for (d, inbox) in &devices[held..upto] {
+            for (i, (d, inbox)) in devices[held..upto].iter().enumerate() {
                 tasks.push(tokio::spawn(hold_ping(
                     gw.addr.clone(),
                     tls.clone(),
                     ping_request(d, inbox, &gw.addr),
                     answered.clone(),
                     connected.clone(),
+                    answered_at[held + i].clone(),
                 )));
             }
             held = upto;
@@ -722,9 +769,19 @@ async fn idle_pings(
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        // The waiters register and the watchers log in.
+        // The waiters register and the watchers log in (until the gateway's IMAP connections
+        // stop changing); idle pooled sessions close.
         let register = started.elapsed();
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let mut last = imap_connections(pid);
+        while started.elapsed() < Duration::from_secs(300) {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let now = imap_connections(pid);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         let at = snapshot(pid);
         let reg_cpu = at.cpu - cpu_before;
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -755,9 +812,47 @@ async fn idle_pings(
     }
     println!(
         "(KiB/dev: gateway RSS growth over the Pings added at that level; KiB/all: over all \
-         Pings held; CPU reg: gateway CPU s from the first connection of the level to 10 s \
-         after the last; CPU 10s: the next 10 s idle; IMAP: the gateway's connections; \
+         Pings held; CPU reg: gateway CPU s from the first connection of the level until the \
+         gateway's IMAP connections stopped changing (at least 15 s); CPU 10s: the next 10 s idle; IMAP: the gateway's connections; \
          Dovecot: all processes of the dev stack, other users' included)"
+    );
+    // Push latency while all those Pings wait: one delivery per user, device i of user i.
+    let mut lat = Vec::new();
+    let mut missed = 0;
+    let wake_to = (wake_from + wakes).min(users.len()).min(held);
+    for (i, (d, _)) in devices.iter().enumerate().take(wake_to).skip(wake_from) {
+        if answered_at[i].load(Ordering::SeqCst) != 0 {
+            continue;
+        }
+        let sent = deliver(&d.user, "idle bench wake").await;
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let at = answered_at[i].load(Ordering::SeqCst);
+            if at != 0 {
+                lat.push((at as f64 / 1e6 - sent) * 1000.0);
+                break;
+            }
+            if Instant::now() > until {
+                missed += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "push latency with {held} Pings held, source {source}, SMTP end of DATA -> Ping answer: \
+         n={} median {:.1} ms p99 {:.1} ms max {:.1} ms (no answer within 10 s: {missed})",
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
     );
     for t in tasks {
         t.abort();
@@ -780,6 +875,9 @@ fn main() {
         .collect();
     let users = env_usize("PUSH_BENCH_USERS", 20).max(1);
     let transports = env_list("PUSH_BENCH_TRANSPORTS", "plain");
+    let sources = env_list("PUSH_BENCH_SOURCES", "imap,events");
+    let wakes = env_usize("PUSH_BENCH_WAKES", 50);
+    let idle_secs = env_usize("PUSH_BENCH_SESSION_IDLE_SECS", 5) as u64;
     let most = levels.iter().copied().max().unwrap_or(0);
     raise_nofile((most as u64 * 3 + 4096).max(20_000));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -789,7 +887,17 @@ fn main() {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap();
-        let setup_gw = start_gateway(dir.path(), "setup", false);
+        let events_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let setup_gw = start_gateway(
+            dir.path(),
+            "setup",
+            false,
+            &push_lines("imap", events_port),
+            None,
+        );
         if deliveries > 0 {
             let quiet = env_usize("PUSH_BENCH_QUIET_MS", 1000) as u64;
             latency(&setup_gw, &http, deliveries, quiet).await;
@@ -799,7 +907,15 @@ fn main() {
         }
         let t = Instant::now();
         let user_list: Vec<(String, String)> = (0..users)
-            .map(|_| new_user("idlebench").expect("users.d"))
+            .map(|_| {
+                new_user_with(
+                    "idlebench",
+                    &format!(
+                        "userdb_eas_push_url=http://127.0.0.1:{events_port}/eas-gateway/mail-events"
+                    ),
+                )
+                .expect("users.d")
+            })
             .collect();
         let _cleanup: Vec<UserCleanup> =
             user_list.iter().map(|(u, _)| UserCleanup::new(u)).collect();
@@ -811,11 +927,25 @@ fn main() {
         drop(setup_gw);
         // Let Dovecot close the setup gateway's sessions.
         tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut runs = 0;
         for transport in &transports {
-            let gw = start_gateway(dir.path(), transport, transport == "tls");
-            idle_pings(&gw, transport, &devices, &levels).await;
-            drop(gw);
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            for source in &sources {
+                let gw = start_gateway(
+                    dir.path(),
+                    &format!("{transport}-{source}"),
+                    transport == "tls",
+                    &push_lines(source, events_port),
+                    Some(idle_secs),
+                );
+                // Each run wakes other users: a mail delivered in a run before would answer
+                // those users' Pings at once.
+                let from = (runs * wakes) % users.max(1);
+                runs += 1;
+                idle_pings(&gw, transport, source, &devices, &levels, (from, wakes)).await;
+                drop(gw);
+                // Let Dovecot close the gateway's sessions.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
         }
     });
 }

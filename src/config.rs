@@ -32,6 +32,8 @@ pub enum ConfigError {
 pub struct Config {
     pub server: ServerConfig,
     pub imap: ImapSettings,
+    /// `imap.session_idle_secs`: an idle pooled IMAP session is logged out after this long.
+    pub imap_session_idle: Duration,
     pub smtp: SmtpSettings,
     /// `smtp.claim_lease_secs`: how long a send claim of this process stays its own without
     /// being renewed (it is renewed while the submission runs). After that, a retry of the
@@ -349,6 +351,10 @@ struct RawPush {
     watcher_grace_secs: Option<u64>,
     hierarchy_poll_secs: Option<u64>,
     outage_grace_secs: Option<u64>,
+    source: Option<String>,
+    events_listen: Option<String>,
+    events_secret: Option<String>,
+    events_secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -384,6 +390,9 @@ struct RawEndpoint {
     #[serde(default = "default_security")]
     security: String,
     timeout_secs: Option<u64>,
+    /// `[imap]` only.
+    #[serde(default)]
+    session_idle_secs: Option<u64>,
 }
 
 /// `[smtp]`: an endpoint, and the lease of a send claim.
@@ -577,6 +586,13 @@ impl RawConfig {
             })?),
             None => None,
         };
+        let session_idle_secs = self.imap.session_idle_secs.unwrap_or(60);
+        if !(1..=3600).contains(&session_idle_secs) {
+            return Err(ConfigError::Value {
+                key: "imap.session_idle_secs",
+                reason: "must be between 1 and 3600".into(),
+            });
+        }
         let imap = endpoint(self.imap, "imap")?;
         let claim_lease_secs = self.smtp.claim_lease_secs;
         let smtp_timeout_secs = self.smtp.timeout_secs.unwrap_or(DEFAULT_SMTP_TIMEOUT_SECS);
@@ -592,6 +608,7 @@ impl RawConfig {
                 port: self.smtp.port,
                 security: self.smtp.security,
                 timeout_secs: self.smtp.timeout_secs,
+                session_idle_secs: None,
             },
             "smtp",
         )?;
@@ -679,7 +696,70 @@ impl RawConfig {
         }
         let dp = crate::push::PushConfig::default();
         let rp = self.push;
+        let source = match rp.source.as_deref() {
+            None | Some("imap") => crate::push::PushSource::Imap,
+            Some("events") => crate::push::PushSource::Events,
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    key: "push.source",
+                    reason: format!("`{other}`: must be \"imap\" or \"events\""),
+                })
+            }
+        };
+        let events_listen = match &rp.events_listen {
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| ConfigError::Value {
+                key: "push.events_listen",
+                reason: format!("`{a}` is not an address:port"),
+            })?),
+            None => None,
+        };
+        let events_secret = match (rp.events_secret, &rp.events_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Value {
+                    key: "push.events_secret_file",
+                    reason: "set push.events_secret or push.events_secret_file, not both".into(),
+                })
+            }
+            (Some(s), None) => Some(s),
+            (None, Some(f)) => {
+                let path = base.join(f);
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Value {
+                    key: "push.events_secret_file",
+                    reason: format!("cannot read {}: {e}", path.display()),
+                })?;
+                Some(text.trim().to_string())
+            }
+            (None, None) => None,
+        };
+        if let Some(s) = &events_secret {
+            if s.len() < 16 || s.len() > 1024 || s.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(ConfigError::Value {
+                    key: "push.events_secret",
+                    reason: "must be 16 to 1024 characters without spaces or control characters"
+                        .into(),
+                });
+            }
+        }
+        if source == crate::push::PushSource::Events
+            && (events_listen.is_none() || events_secret.is_none())
+        {
+            return Err(ConfigError::Value {
+                key: "push.source",
+                reason: "\"events\" needs push.events_listen and push.events_secret (or \
+                         push.events_secret_file)"
+                    .into(),
+            });
+        }
+        if events_listen.is_some() && events_secret.is_none() {
+            return Err(ConfigError::Value {
+                key: "push.events_listen",
+                reason: "needs push.events_secret or push.events_secret_file".into(),
+            });
+        }
         let push = crate::push::PushConfig {
+            source,
+            events_listen,
+            events_secret: events_secret.map(crate::backend::Secret::new),
             min_heartbeat_secs: rp.min_heartbeat_secs.unwrap_or(dp.min_heartbeat_secs),
             max_heartbeat_secs: rp.max_heartbeat_secs.unwrap_or(dp.max_heartbeat_secs),
             max_folders: rp.max_folders.unwrap_or(dp.max_folders),
@@ -784,6 +864,7 @@ impl RawConfig {
                 doctor: self.server.doctor,
             },
             imap,
+            imap_session_idle: Duration::from_secs(session_idle_secs),
             smtp,
             smtp_claim_lease: Duration::from_secs(claim_lease_secs),
             state_url: self.state.url,
@@ -1077,6 +1158,11 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "port",
             "security",
             "timeout_secs",
+            "session_idle_secs",
+            "source",
+            "events_listen",
+            "events_secret",
+            "events_secret_file",
             "url",
             "domain",
             "aliases",
@@ -1139,6 +1225,57 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
         assert!(Config::from_toml(&text, Path::new(".")).is_err());
         let example = include_str!("../deploy/eas-gateway.example.toml");
         assert!(example.contains("claim_lease_secs ="), "documented");
+    }
+
+    #[test]
+    fn push_events_need_a_listener_and_a_secret() {
+        let c = Config::from_toml(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(c.push.source, crate::push::PushSource::Imap);
+        assert_eq!(c.imap_session_idle, Duration::from_secs(60));
+        let with = |push: &str| MINIMAL.to_string() + "\n[push]\n" + push;
+        let ok = with(
+            "source = \"events\"\nevents_listen = \"127.0.0.1:8081\"\n\
+             events_secret = \"0123456789abcdef\"",
+        );
+        let c = Config::from_toml(&ok, Path::new(".")).expect("valid");
+        assert_eq!(c.push.source, crate::push::PushSource::Events);
+        assert_eq!(
+            c.push.events_listen,
+            Some("127.0.0.1:8081".parse().unwrap())
+        );
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "secret printed"
+        );
+        for (text, key) in [
+            (with("source = \"events\""), "push.source"),
+            (with("source = \"webhooks\""), "push.source"),
+            (
+                with("events_listen = \"127.0.0.1:8081\""),
+                "push.events_listen",
+            ),
+            (
+                with("events_listen = \"127.0.0.1:8081\"\nevents_secret = \"short\""),
+                "push.events_secret",
+            ),
+            (
+                with("events_secret = \"0123456789abcdef\"\nevents_secret_file = \"x\""),
+                "push.events_secret_file",
+            ),
+            (
+                with("events_secret_file = \"/nonexistent/secret\""),
+                "push.events_secret_file",
+            ),
+            (
+                MINIMAL.replacen("[imap]", "[imap]\nsession_idle_secs = 0", 1),
+                "imap.session_idle_secs",
+            ),
+        ] {
+            let err = Config::from_toml(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

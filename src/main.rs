@@ -317,6 +317,19 @@ async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let push = &server.gateway.config.push;
+    if let (Some(listen), Some(secret)) = (push.events_listen, push.events_secret.clone()) {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the mail events listener {listen}"))?;
+        let hub = server.gateway.push.clone();
+        let rx = rx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = http::events::serve(listener, hub, secret, rx).await {
+                tracing::error!(error = %e, "mail events listener failed");
+            }
+        });
+    }
     http::serve(listener, server.clone(), rx).await?;
     if let Some(admin) = admin {
         let _ = admin.await;

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub devices_by_type: Family<TypeLabel, Gauge>,
     pub store_calls: Histogram,
     pub push_wake: Histogram,
+    pub push_events: Counter,
+    pub push_events_refused: Counter,
     pub imap_connections: Gauge,
     pub imap_commands: HistogramFamily<ImapCommandLabel>,
     /// When the device gauges were last computed from the store.
@@ -213,6 +215,18 @@ impl Metrics {
             "From the push watcher hearing of a change to the waiting request being woken (the refresh that confirms the change)",
             push_wake.clone(),
         );
+        let push_events = Counter::default();
+        registry.register(
+            "push_mail_events",
+            "Mail events the mail server posted to the events listener (push.source = \"events\")",
+            push_events.clone(),
+        );
+        let push_events_refused = Counter::default();
+        registry.register(
+            "push_mail_events_refused",
+            "Posts to the events listener refused for a wrong or missing secret",
+            push_events_refused.clone(),
+        );
         let imap_connections = Gauge::default();
         registry.register(
             "imap_connections",
@@ -228,6 +242,8 @@ impl Metrics {
             imap_commands.clone(),
         );
         Metrics {
+            push_events,
+            push_events_refused,
             imap_connections,
             imap_commands,
             push_wake,

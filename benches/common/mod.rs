@@ -50,13 +50,22 @@ pub fn gateway_binary() -> PathBuf {
 
 /// A fresh mail user through a per-user file in users.d (visible to Dovecot at once).
 pub fn new_user(prefix: &str) -> Result<(String, String)> {
+    new_user_with(prefix, "")
+}
+
+/// [`new_user`] with userdb extra fields (e.g. `userdb_eas_push_url=...`, where the dev
+/// stack's Dovecot posts the user's mail events).
+pub fn new_user_with(prefix: &str, extra_fields: &str) -> Result<(String, String)> {
     let n: u64 = rand::random();
     let address = format!("{prefix}-{n:016x}@{DOMAIN}");
     let password = format!("pw-{n:x}");
     let users_d = dev_dir().join("dovecot/users.d");
     let tmp = users_d.join(format!(".{address}.tmp"));
-    std::fs::write(&tmp, format!("{address}:{{PLAIN}}{password}::::::\n"))
-        .with_context(|| format!("writing {} (is the dev stack set up?)", tmp.display()))?;
+    std::fs::write(
+        &tmp,
+        format!("{address}:{{PLAIN}}{password}::::::{extra_fields}\n"),
+    )
+    .with_context(|| format!("writing {} (is the dev stack set up?)", tmp.display()))?;
     std::fs::rename(&tmp, users_d.join(&address))?;
     Ok((address, password))
 }
@@ -99,6 +108,10 @@ pub struct GatewayOptions<'a> {
     pub imap_timeout_secs: Option<u64>,
     /// The binary; `None` runs [`gateway_binary`].
     pub binary: Option<PathBuf>,
+    /// More configuration, appended as is (whole sections, e.g. `[push]`).
+    pub extra: String,
+    /// `imap.session_idle_secs`; `None` keeps the gateway's default.
+    pub session_idle_secs: Option<u64>,
 }
 
 impl GatewayOptions<'_> {
@@ -112,6 +125,8 @@ impl GatewayOptions<'_> {
             log_filter: std::env::var("EAS_BENCH_LOG").unwrap_or_else(|_| "info".into()),
             imap_timeout_secs: Some(120),
             binary: None,
+            extra: String::new(),
+            session_idle_secs: None,
         }
     }
 }
@@ -163,10 +178,13 @@ impl GatewayProcess {
             cert_der = Some(cert.cert.der().to_vec());
             tls_lines = "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n".into();
         }
-        let timeout_line = opts
+        let mut timeout_line = opts
             .imap_timeout_secs
             .map(|s| format!("timeout_secs = {s}\n"))
             .unwrap_or_default();
+        if let Some(s) = opts.session_idle_secs {
+            timeout_line.push_str(&format!("session_idle_secs = {s}\n"));
+        }
         let config = format!(
             r#"[server]
 listen = "127.0.0.1:{port}"
@@ -182,8 +200,10 @@ security = "none"
 url = "sqlite://{db}"
 [identity]
 domain = "{DOMAIN}"
+{extra}
 "#,
-            db = dir.join("state.db").display()
+            db = dir.join("state.db").display(),
+            extra = opts.extra,
         );
         let config_path = dir.join(format!("{}.toml", opts.name));
         std::fs::write(&config_path, config)?;

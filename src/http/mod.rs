@@ -8,6 +8,7 @@ pub mod autodiscover;
 pub mod conn;
 mod doctor;
 mod door;
+pub mod events;
 pub mod handler;
 pub mod reload;
 pub mod response;
@@ -73,7 +74,11 @@ pub async fn serve<B: MailBackend, S: StateStore>(
         let server = server.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(20));
+            let every = (server.gateway.config.imap_session_idle / 2).clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(20),
+            );
+            let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {

@@ -21,6 +21,7 @@
 //! No lock is held across an `.await`: the maps are `DashMap`s or `std::sync::Mutex`es only
 //! touched in short synchronous sections.
 
+pub mod events;
 pub mod own;
 pub mod watcher;
 
@@ -36,11 +37,18 @@ use tokio::time::Instant;
 use crate::backend::imap_idle::mailbox_key;
 use crate::backend::{Credentials, ImapBackend, ImapSettings};
 
+pub use events::{EventKind, PushSource, StatusReader};
 pub use watcher::{Connector, ImapConnector, MailboxInfo, UserWatch, WatchConn};
 
 /// Push settings (the `[push]` configuration section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushConfig {
+    /// Where changes come from: an IMAP watcher per waiting user, or the mail server's events.
+    pub source: PushSource,
+    /// Where the mail server posts its events (plain HTTP; loopback or a private network).
+    pub events_listen: Option<std::net::SocketAddr>,
+    /// The shared secret the mail server sends with every event (never logged).
+    pub events_secret: Option<crate::backend::Secret>,
     /// Smallest HeartbeatInterval accepted by Ping, seconds (Exchange: 60).
     pub min_heartbeat_secs: u32,
     /// Largest HeartbeatInterval accepted by Ping, seconds (Exchange: 3540).
@@ -70,6 +78,9 @@ pub struct PushConfig {
 impl Default for PushConfig {
     fn default() -> Self {
         PushConfig {
+            source: PushSource::Imap,
+            events_listen: None,
+            events_secret: None,
             min_heartbeat_secs: 60,
             max_heartbeat_secs: 3540,
             max_folders: 300,
@@ -170,6 +181,8 @@ pub struct Hub {
 pub(crate) struct Inner {
     config: PushConfig,
     connector: Arc<dyn Connector>,
+    /// With [`PushSource::Events`]: reads mailbox states for the events watchers.
+    status_reader: Option<Arc<dyn StatusReader>>,
     /// user -> the user's watcher.
     users: DashMap<String, Arc<UserWatch>>,
     /// "user\0device" -> (waiter number, how to end it).
@@ -267,6 +280,24 @@ impl Hub {
         )
     }
 
+    /// A hub fed by the mail server's events ([`Hub::mail_event`]) when `config.source` is
+    /// [`PushSource::Events`]: mailbox states are read with `reader` (the session pool), and
+    /// no IMAP connection is held for waiting users. Otherwise the same as [`Hub::new`].
+    pub fn with_events(
+        config: PushConfig,
+        imap: ImapSettings,
+        reader: Arc<dyn StatusReader>,
+    ) -> Hub {
+        let events = config.source == PushSource::Events;
+        let mut hub = Hub::new(config, imap);
+        if events {
+            if let Some(inner) = Arc::get_mut(&mut hub.inner) {
+                inner.status_reader = Some(reader);
+            }
+        }
+        hub
+    }
+
     /// A hub with another way of watching (tests).
     pub fn with_connector(config: PushConfig, connector: Arc<dyn Connector>) -> Hub {
         let (shutdown, _) = watch::channel(false);
@@ -274,6 +305,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 config,
                 connector,
+                status_reader: None,
                 users: DashMap::new(),
                 devices: DashMap::new(),
                 next_waiter: std::sync::atomic::AtomicU64::new(1),
@@ -310,6 +342,31 @@ impl Hub {
             waiters: self.inner.devices.len(),
             watchers: self.inner.users.len(),
         }
+    }
+
+    /// Whether waits are fed by the mail server's events ([`PushSource::Events`]).
+    pub fn uses_events(&self) -> bool {
+        self.inner.status_reader.is_some()
+    }
+
+    /// The mail server reports a change of `user`'s `mailbox` (its name in UTF-8, as the server
+    /// shows it to users; `None` when not known). Waits of the user that watch that mailbox
+    /// compare it with their baselines again (or the hierarchy, for a folder created, renamed
+    /// or deleted). True when a waiting user heard of it. Ignored unless the hub uses events.
+    pub fn mail_event(&self, user: &str, mailbox: Option<&str>, kind: EventKind) -> bool {
+        if !self.uses_events() {
+            return false;
+        }
+        let watch = match self.inner.users.get(user) {
+            Some(w) => w.clone(),
+            None => match self.inner.users.get(&user.to_lowercase()) {
+                Some(w) => w.clone(),
+                None => return false,
+            },
+        };
+        let name = mailbox.map(crate::backend::utf7::encode);
+        watch.mail_event(name.as_deref(), kind);
+        true
     }
 
     /// Remembers the device's Ping parameters in memory (the caller persists them).
@@ -361,7 +418,11 @@ impl Hub {
         let watch = {
             let entry = self.inner.users.entry(user.to_string()).or_insert_with(|| {
                 let (w, rx) = UserWatch::new(user, creds.clone());
-                tokio::spawn(watcher::run(self.inner.clone(), w.clone(), rx));
+                if self.inner.status_reader.is_some() {
+                    tokio::spawn(events::run(self.inner.clone(), w.clone(), rx));
+                } else {
+                    tokio::spawn(watcher::run(self.inner.clone(), w.clone(), rx));
+                }
                 w
             });
             // Counted under the map lock: see `remove_watch_if_idle`.

@@ -214,6 +214,8 @@ pub struct UserWatch {
     names: Mutex<Option<Vec<String>>>,
     /// Signalled when a waiter leaves, so the watcher can start its grace period.
     left: Notify,
+    /// Events watcher: watched mailboxes with events not read since ([`super::events`]).
+    dirty: Mutex<super::events::Dirty>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -244,6 +246,7 @@ impl UserWatch {
                 hierarchy_waiters: AtomicUsize::new(0),
                 names: Mutex::new(None),
                 left: Notify::new(),
+                dirty: Mutex::new(Default::default()),
             }),
             refresh_rx,
         )
@@ -296,8 +299,45 @@ impl UserWatch {
         matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
     }
 
-    fn interest(&self) -> Vec<String> {
+    pub(super) fn interest(&self) -> Vec<String> {
         lock(&self.interest).keys().cloned().collect()
+    }
+
+    /// The current credentials (never logged).
+    pub(super) fn credentials(&self) -> Credentials {
+        lock(&self.creds).clone()
+    }
+
+    /// Resolves when a waiter left.
+    pub(super) async fn left_notified(&self) {
+        self.left.notified().await
+    }
+
+    pub(super) fn dirty(&self) -> MutexGuard<'_, super::events::Dirty> {
+        lock(&self.dirty)
+    }
+
+    /// Known states of these mailboxes are no longer complete (an event said they changed):
+    /// waiters ask for fresh ones. Mailboxes never read stay unknown.
+    pub(super) fn mark_stale(&self, mailboxes: &[String]) {
+        let mut changed = false;
+        {
+            let mut states = lock(&self.states);
+            for m in mailboxes {
+                if let Some(s) = states.get_mut(&mailbox_key(m)) {
+                    s.complete = false;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.generation.send_modify(|g| *g = g.wrapping_add(1));
+        }
+    }
+
+    /// Applies states read on request (not pushed: a mailbox found gone is no hierarchy event).
+    pub(super) fn apply_read(&self, events: &[WatchEvent]) {
+        self.apply_events(events);
     }
 
     /// Applies events; bumps the generation when anything changed. True when the selected

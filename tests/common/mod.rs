@@ -20,9 +20,28 @@ use tokio::net::{TcpListener, TcpStream};
 pub const IMAP: &str = "127.0.0.1:143";
 pub const DOMAIN: &str = "example.test";
 
+/// The dev stack's IMAP address: `EAS_DEV_IMAP` (as `mailstack.sh env` prints it), else [`IMAP`].
+pub fn imap_addr() -> String {
+    std::env::var("EAS_DEV_IMAP").unwrap_or_else(|_| IMAP.to_string())
+}
+
+/// The port of `EAS_DEV_<name>` (`host:port`), else `default`.
+fn dev_port(name: &str, default: u16) -> u16 {
+    std::env::var(format!("EAS_DEV_{name}"))
+        .ok()
+        .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        .unwrap_or(default)
+}
+
+/// The dev stack's SMTP (port 25, no authentication) address: `EAS_DEV_SMTP`, else port 25.
+pub fn smtp_addr() -> String {
+    format!("127.0.0.1:{}", dev_port("SMTP", 25))
+}
+
 /// Fails loudly when the dev mail stack is not running.
 pub fn require_stack() {
-    if std::net::TcpStream::connect_timeout(&IMAP.parse().unwrap(), Duration::from_secs(2)).is_err()
+    if std::net::TcpStream::connect_timeout(&imap_addr().parse().unwrap(), Duration::from_secs(2))
+        .is_err()
     {
         panic!("the dev mail stack is not running: run `deploy/dev/mailstack.sh start` first");
     }
@@ -134,10 +153,12 @@ domain = "{DOMAIN}"
 {push}
 {admin}
 "#,
-        imap_port = opts.imap_port.unwrap_or(143),
+        imap_port = opts.imap_port.unwrap_or_else(|| dev_port("IMAP", 143)),
         max_body_bytes = opts.max_body_bytes.unwrap_or(1 << 20),
         imap_timeout = opts.timeout_secs.unwrap_or(5),
-        smtp_port = opts.smtp_port.unwrap_or(587),
+        smtp_port = opts
+            .smtp_port
+            .unwrap_or_else(|| dev_port("SUBMISSION", 587)),
         smtp_timeout = opts
             .timeout_secs
             .map(|t| format!("timeout_secs = {t}"))
@@ -480,7 +501,7 @@ pub fn policy_key_of(resp: &Element) -> u32 {
 
 /// Runs raw IMAP commands as `user` on a second connection; returns the transcript.
 pub async fn imap(user: &str, password: &str, commands: &[&str]) -> String {
-    let stream = TcpStream::connect(IMAP).await.expect("connect IMAP");
+    let stream = TcpStream::connect(imap_addr()).await.expect("connect IMAP");
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut transcript = String::new();
@@ -515,7 +536,7 @@ pub async fn imap(user: &str, password: &str, commands: &[&str]) -> String {
 /// Appends many mails over one IMAP connection with MULTIAPPEND (one command per 500 mails,
 /// LITERAL+, so nothing waits for continuations). `date` like `"01-Jan-2020 10:00:00 +0000"`.
 pub async fn seed(user: &str, password: &str, mailbox: &str, mails: &[(String, Option<String>)]) {
-    let stream = TcpStream::connect(IMAP).await.expect("connect IMAP");
+    let stream = TcpStream::connect(imap_addr()).await.expect("connect IMAP");
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut line = String::new();
@@ -920,7 +941,7 @@ impl LoginRelay {
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         return;
                     }
-                    let Ok(server) = TcpStream::connect(IMAP).await else {
+                    let Ok(server) = TcpStream::connect(imap_addr()).await else {
                         return;
                     };
                     let (mut cr, mut cw) = client.into_split();

@@ -52,10 +52,22 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
         };
         let digest = Sha256::digest(format!("{policy:?}").as_bytes());
         let policy_hash = hex::encode(&digest[..8]);
-        let push = crate::push::Hub::new(config.push.clone(), config.imap.clone());
+        let sessions = SessionPool::new(
+            backend.clone(),
+            PoolConfig {
+                idle_ttl: config.imap_session_idle,
+                ..PoolConfig::default()
+            },
+        );
+        // With push events, waits read mailbox states on pooled sessions.
+        let push = crate::push::Hub::with_events(
+            config.push.clone(),
+            config.imap.clone(),
+            Arc::new(sessions.clone()),
+        );
         Gateway {
             push,
-            sessions: SessionPool::new(backend.clone(), PoolConfig::default()),
+            sessions,
             backend,
             store,
             config,
