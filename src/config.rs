@@ -47,6 +47,8 @@ pub struct Config {
     pub access: AccessRules,
     /// `[admin]`: the admin listener (health checks, metrics); `None` when off.
     pub admin: Option<AdminConfig>,
+    /// `[cluster]`: this node's name and the sync lease timing.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[admin]`: a second listener for health checks and `/metrics`, never the phone-facing one.
@@ -305,6 +307,8 @@ struct RawConfig {
     access: RawAccess,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    cluster: crate::cluster::RawCluster,
 }
 
 #[derive(Deserialize, Default)]
@@ -601,13 +605,14 @@ impl RawConfig {
             security: smtp.2,
             timeout: smtp.3,
         };
-        if !self.state.url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| self.state.url.starts_with(scheme))
+        {
+            // Not echoed: a database URL may hold a password.
             return Err(ConfigError::Value {
                 key: "state.url",
-                reason: format!(
-                    "`{}`: only sqlite:///path/to/state.db is supported",
-                    self.state.url
-                ),
+                reason: "expected sqlite:///path/to/state.db or postgres://user@host/db".into(),
             });
         }
         let domain = self.identity.domain.trim().to_ascii_lowercase();
@@ -758,7 +763,9 @@ impl RawConfig {
             rules: self.access.rule,
         };
         let admin = self.admin.validate(base, listen)?;
+        let cluster = self.cluster.validate()?;
         Ok(Config {
+            cluster,
             push,
             devices,
             access,

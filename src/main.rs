@@ -14,7 +14,7 @@ use eas_gateway::backend::{self, Credentials, Secret};
 use eas_gateway::commands::Gateway;
 use eas_gateway::config::{Access, Config};
 use eas_gateway::http::{self, Server};
-use eas_gateway::state::sqlite::SqliteStore;
+use eas_gateway::state::Store;
 
 #[derive(Parser)]
 #[command(
@@ -225,13 +225,16 @@ fn init_logging(format: LogFormat) {
 async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
     init_logging(log_format);
     let config = Arc::new(Config::load(&path)?);
-    let store = SqliteStore::open_url(&config.state_url)
-        .with_context(|| format!("opening state store {}", config.state_url))?;
+    // The URL is not echoed: a PostgreSQL one may hold a password.
+    let store = Store::open_url(&config.state_url)
+        .await
+        .context("opening the state store")?;
     let backend = ImapBackend::new(config.imap.clone());
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
     let server = Arc::new(Server::new(Gateway::new(backend, store, config)));
+    eas_gateway::cluster::spawn_bridge(server.clone(), |s| &s.gateway);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let hub = server.gateway.push.clone();
     tokio::spawn(async move {

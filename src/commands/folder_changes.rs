@@ -51,6 +51,14 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         .or_default()
         .clone();
     let _guard = lock.lock().await;
+    let _lease = crate::cluster::Lease::take(
+        &gw.store,
+        &gw.config.cluster,
+        user,
+        device_id,
+        &["#hierarchy"],
+    )
+    .await?;
 
     let state = gw.store.hierarchy(user, device_id).await?;
     let Some(state) = state.filter(|s| req.sync_key.parse::<u32>().ok() == Some(s.key)) else {

@@ -285,9 +285,8 @@ async fn run_collections<B: MailBackend, S: StateStore>(
             .or_default()
             .clone();
         let _guard = lock.lock().await;
-        if let Some(r) =
-            sync_collection(gw, ctx, &mut session, col, budget, &mut next_pages).await?
-        {
+        let work = sync_collection(gw, ctx, &mut session, col, budget, &mut next_pages);
+        if let Some(r) = crate::cluster::leased(gw, ctx, &col.collection_id, work).await? {
             budget = budget.saturating_sub(r.commands.len()).max(1);
             out.push(r);
         }
