@@ -13,9 +13,9 @@
 //! Needs the dev mail stack, `deploy/dev/postgres.sh start` with EAS_TEST_PG_URL set to its
 //! URL, and nginx (`/usr/sbin/nginx`, or EAS_TEST_NGINX).
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster_support;
+mod common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -42,10 +42,20 @@ async fn device(base: String, prefix: &str) -> (TestDevice, String, String, Stri
     (dev, user, pw, inbox)
 }
 
-fn numbered(label: &str, from: usize, to: usize, body_bytes: usize) -> Vec<(String, Option<String>)> {
+fn numbered(
+    label: &str,
+    from: usize,
+    to: usize,
+    body_bytes: usize,
+) -> Vec<(String, Option<String>)> {
     let filler = "lorem ipsum dolor sit amet ".repeat(body_bytes / 27 + 1);
     (from..to)
-        .map(|i| (mail(&format!("{label} {i:04}"), &filler[..body_bytes]), None))
+        .map(|i| {
+            (
+                mail(&format!("{label} {i:04}"), &filler[..body_bytes]),
+                None,
+            )
+        })
         .collect()
 }
 
@@ -57,11 +67,19 @@ async fn inbox_uids(user: &str, pw: &str) -> HashSet<u32> {
 
 /// The UID in a mail ServerId (`COLLECTION:UID`).
 fn uid_of(sid: &str) -> u32 {
-    sid.rsplit(':').next().unwrap().parse().expect("ServerId COLLECTION:UID")
+    sid.rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("ServerId COLLECTION:UID")
 }
 
 /// A request that may fail at the HTTP level: (HTTP status, Retry-After, decoded body).
-async fn try_post(dev: &TestDevice, cmd: &str, body: &Element) -> Result<(u16, Option<String>, Option<Element>), String> {
+async fn try_post(
+    dev: &TestDevice,
+    cmd: &str,
+    body: &Element,
+) -> Result<(u16, Option<String>, Option<Element>), String> {
     let url = format!("{}?{}", dev.base, dev.query(cmd));
     let mut req = dev
         .client
@@ -113,6 +131,16 @@ async fn cluster(opts: NodeOptions) -> Cluster {
     }
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // With EAS_TEST_KEEP set, the configurations and logs stay.
+        if std::env::var_os("EAS_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+            eprintln!("cluster files kept in {}", dir.keep().display());
+        }
+    }
+}
+
 impl Cluster {
     /// How many EAS requests each node served according to nginx, by URI fragment.
     fn served_by_node(&self, cmd: &str) -> Vec<usize> {
@@ -132,7 +160,13 @@ impl Cluster {
     fn logs(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("--- {}\n{}", n.name, std::fs::read_to_string(&n.log).unwrap_or_default()))
+            .map(|n| {
+                format!(
+                    "--- {}\n{}",
+                    n.name,
+                    std::fs::read_to_string(&n.log).unwrap_or_default()
+                )
+            })
             .collect()
     }
 }
@@ -173,10 +207,17 @@ async fn alternating_nodes_sync_a_thousand_mails_exactly_once() {
     assert_eq!(unique.len(), seen.len(), "a mail was sent twice");
     assert_eq!(seen.len(), 1000);
     let uids: HashSet<u32> = seen.iter().map(|s| uid_of(s)).collect();
-    assert_eq!(uids, inbox_uids(&user, &pw).await, "the device holds the mailbox");
+    assert_eq!(
+        uids,
+        inbox_uids(&user, &pw).await,
+        "the device holds the mailbox"
+    );
     // Both nodes served the device's Syncs.
     let per_node = c.served_by_node("Sync");
-    assert!(per_node.iter().all(|n| *n >= 5), "Syncs per node: {per_node:?}");
+    assert!(
+        per_node.iter().all(|n| *n >= 5),
+        "Syncs per node: {per_node:?}"
+    );
     // Nothing left held.
     assert!(c.db.live_lease_owners().await.is_empty());
 }
@@ -202,13 +243,21 @@ async fn ping(dev: &TestDevice, heartbeat: u32, folders: &[&str]) -> (String, Ve
     let body = reply.body.expect("Ping body");
     let ids = body
         .first(p::FOLDERS)
-        .map(|f| f.all(p::FOLDER).filter_map(|e| e.text().map(String::from)).collect())
+        .map(|f| {
+            f.all(p::FOLDER)
+                .filter_map(|e| e.text().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     (body.text_of(p::STATUS).unwrap_or("").to_string(), ids)
 }
 
 /// Waits until `node`'s log mentions a Ping waiting (the request was taken in), at most 10 s.
-async fn until_waiting(dev: &TestDevice, heartbeat: u32, inbox: &str) -> tokio::task::JoinHandle<((String, Vec<String>), Duration)> {
+async fn until_waiting(
+    dev: &TestDevice,
+    heartbeat: u32,
+    inbox: &str,
+) -> tokio::task::JoinHandle<((String, Vec<String>), Duration)> {
     let dev = dev.clone();
     let inbox = inbox.to_string();
     let task = tokio::spawn(async move {
@@ -259,7 +308,14 @@ async fn a_ping_on_one_node_is_woken_by_mail_and_ended_by_a_request_on_the_other
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!newer.is_finished(), "node B ended its own new Ping");
     // A mail wakes the newer one.
-    append(&user, &pw, "INBOX", &mail("wakes the newer ping", "x"), None).await;
+    append(
+        &user,
+        &pw,
+        "INBOX",
+        &mail("wakes the newer ping", "x"),
+        None,
+    )
+    .await;
     let ((status, _), _) = tokio::time::timeout(Duration::from_secs(60), newer)
         .await
         .expect("the Ping on node B was not woken")
@@ -287,7 +343,9 @@ async fn a_node_killed_mid_sync_loses_and_duplicates_nothing() {
     let page = {
         let dev = dev.clone();
         let (inbox, key0) = (inbox.clone(), key0.clone());
-        tokio::spawn(async move { try_post(&dev, "Sync", &sync_request(&inbox, &key0, 512, None)).await })
+        tokio::spawn(async move {
+            try_post(&dev, "Sync", &sync_request(&inbox, &key0, 512, None)).await
+        })
     };
     let holder = {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -297,7 +355,10 @@ async fn a_node_killed_mid_sync_loses_and_duplicates_nothing() {
                 break o.clone();
             }
             assert!(Instant::now() < deadline, "no node took the lease");
-            assert!(!page.is_finished(), "the page was answered before a lease was seen");
+            assert!(
+                !page.is_finished(),
+                "the page was answered before a lease was seen"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
@@ -326,7 +387,10 @@ async fn a_node_killed_mid_sync_loses_and_duplicates_nothing() {
         if status == 503 {
             assert!(retry.is_some(), "503 without Retry-After");
             busy += 1;
-            assert!(started.elapsed() < Duration::from_secs(60), "still busy after {busy} tries");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "still busy after {busy} tries"
+            );
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
@@ -351,7 +415,11 @@ async fn a_node_killed_mid_sync_loses_and_duplicates_nothing() {
     assert_eq!(unique.len(), seen.len(), "a mail was sent twice");
     let uids: HashSet<u32> = seen.iter().map(|s| uid_of(s)).collect();
     assert_eq!(uids.len(), 400);
-    assert_eq!(uids, inbox_uids(&user, &pw).await, "the device holds the mailbox");
+    assert_eq!(
+        uids,
+        inbox_uids(&user, &pw).await,
+        "the device holds the mailbox"
+    );
     // The other node serves on.
     let r = sync(&dev, &inbox, &key, 512).await;
     assert!(r.empty, "{r:?}");
@@ -386,7 +454,10 @@ async fn no_change_sync_rate() {
     let db = PgDb::fresh().await;
     let a = Node::start(dir.path(), "node-a", &db.url, opts).await;
     let b = Node::start(dir.path(), "node-b", &db.url, opts).await;
-    for (label, upstreams) in [("one node", vec![a.port]), ("two nodes", vec![a.port, b.port])] {
+    for (label, upstreams) in [
+        ("one node", vec![a.port]),
+        ("two nodes", vec![a.port, b.port]),
+    ] {
         let sub = dir.path().join(label.replace(' ', "-"));
         std::fs::create_dir_all(&sub).unwrap();
         let nginx = Nginx::start(&sub, &upstreams).await;
@@ -409,7 +480,10 @@ async fn no_change_sync_rate() {
                     let t = Instant::now();
                     let r = dev.post("Sync", &req).await;
                     assert_eq!(r.status, 200);
-                    assert!(r.body.is_none(), "a no-change Sync answers the empty response");
+                    assert!(
+                        r.body.is_none(),
+                        "a no-change Sync answers the empty response"
+                    );
                     lat.push(t.elapsed());
                     n += 1;
                 }

@@ -294,7 +294,10 @@ http {{
 
     /// `https://127.0.0.1:PORT/Microsoft-Server-ActiveSync`.
     pub fn base(&self) -> String {
-        format!("https://127.0.0.1:{}/Microsoft-Server-ActiveSync", self.port)
+        format!(
+            "https://127.0.0.1:{}/Microsoft-Server-ActiveSync",
+            self.port
+        )
     }
 
     /// (upstream address, HTTP status, request URI) of every request logged so far.

@@ -285,7 +285,15 @@ async fn run_collections<B: MailBackend, S: StateStore>(
             .or_default()
             .clone();
         let _guard = lock.lock().await;
-        let work = sync_collection(gw, ctx, &mut session, col, budget, &mut next_pages);
+        // Boxed: the future is large, and is moved into the lease wrapper.
+        let work = Box::pin(sync_collection(
+            gw,
+            ctx,
+            &mut session,
+            col,
+            budget,
+            &mut next_pages,
+        ));
         if let Some(r) = crate::cluster::leased(gw, ctx, &col.collection_id, work).await? {
             budget = budget.saturating_sub(r.commands.len()).max(1);
             out.push(r);
