@@ -123,4 +123,25 @@ mod tests {
         };
         assert!(bad.validate().is_err());
     }
+
+    #[test]
+    fn the_section_is_read_from_the_configuration() {
+        let base = "[server]\nlisten = \"127.0.0.1:8080\"\n\
+                    [imap]\nhost = \"h\"\nport = 143\nsecurity = \"none\"\n\
+                    [smtp]\nhost = \"h\"\nport = 587\nsecurity = \"none\"\n\
+                    [state]\nurl = \"postgres://u@h/db\"\n\
+                    [identity]\ndomain = \"example.test\"\n";
+        let path = std::path::Path::new(".");
+        let c = crate::config::Config::from_toml(base, path).unwrap();
+        assert_eq!(c.cluster.lease_wait, Duration::from_secs(20));
+        let text = format!("{base}[cluster]\nnode_id = \"gw1\"\nlease_ttl_secs = 30\n");
+        let c = crate::config::Config::from_toml(&text, path).unwrap();
+        assert_eq!(c.cluster.node_id, "gw1");
+        assert_eq!(c.cluster.lease_ttl, Duration::from_secs(30));
+        let text = format!("{base}[cluster]\nlease_ttl = 30\n");
+        assert!(crate::config::Config::from_toml(&text, path).is_err());
+        let text = format!("{base}[cluster]\nlease_ttl_secs = 0\n");
+        let err = crate::config::Config::from_toml(&text, path).unwrap_err();
+        assert!(err.to_string().contains("cluster.lease_ttl_secs"), "{err}");
+    }
 }
