@@ -6,6 +6,7 @@
 //! - a Ping held on one node is woken by a new mail, and ended (Status 1, as a newer request
 //!   ends it on one node) by the same device's next request on the other node, while that
 //!   node's own new Ping keeps waiting;
+//! - a device's own Sent Items copy stored by one node does not wake its Ping on the other;
 //! - a node SIGKILLed in the middle of a large initial Sync page loses and duplicates
 //!   nothing: the device's retry through nginx reaches the other node, which answers once the
 //!   dead node's lease has expired, and the mails the device got are the mailbox, once each.
@@ -423,6 +424,52 @@ async fn a_node_killed_mid_sync_loses_and_duplicates_nothing() {
     // The other node serves on.
     let r = sync(&dev, &inbox, &key, 512).await;
     assert!(r.empty, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sent_copy_made_on_one_node_does_not_wake_the_devices_ping_on_the_other() {
+    use bytes::Bytes;
+    use eas_gateway::wbxml::tags::compose_mail as cm;
+    let c = cluster(NodeOptions::default()).await;
+    let (dev, user, pw, _) = device(c.nginx.base(), "cluster-own").await;
+    let sent = folder_id(&dev, "Sent").await;
+    let (_, key) = full_sync(&dev, &sent, 100).await;
+    let on_a = same_device_at(&dev, c.nodes[0].base());
+    let on_b = same_device_at(&dev, c.nodes[1].base());
+
+    // SendMail on node A stores the Sent copy there.
+    let subject = unique("sent by the phone");
+    let mime = format!(
+        "From: {user}\r\nTo: {user}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain\r\n\r\nhello\r\n"
+    );
+    let body = Element::new(cm::SEND_MAIL)
+        .text_child(cm::CLIENT_ID, unique("c").replace(' ', ""))
+        .child(Element::new(cm::SAVE_IN_SENT_ITEMS))
+        .opaque_child(cm::MIME, Bytes::from(mime.into_bytes()));
+    let r = on_a.post("SendMail", &body).await;
+    assert_eq!(r.status, 200);
+    assert!(compose_status(&r).is_none(), "SendMail: {:?}", r.body);
+    let copies = uids_with_subject(&user, &pw, "Sent", &subject, 1, Duration::from_secs(5)).await;
+    assert_eq!(copies.len(), 1);
+
+    // The device's Ping on node B is not woken by its own copy (node A told node B)...
+    let held = until_waiting(&on_b, 600, &sent).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !held.is_finished(),
+        "the device's own Sent copy woke its Ping on the other node"
+    );
+    // ...but by a copy from another client.
+    append(&user, &pw, "Sent", &mail("sent elsewhere", "x"), None).await;
+    let ((status, folders), _) = tokio::time::timeout(Duration::from_secs(60), held)
+        .await
+        .expect("the Ping was not woken by another client's Sent copy")
+        .unwrap();
+    assert_eq!((status.as_str(), folders), ("2", vec![sent.clone()]));
+    // The phone's copy still reaches the phone.
+    let r = sync(&on_a, &sent, &key, 100).await;
+    assert_eq!(r.adds.len(), 2, "{r:?}");
 }
 
 /// Measures no-change Syncs per second through nginx, with one node and with two, each with
