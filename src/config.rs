@@ -49,6 +49,8 @@ pub struct Config {
     pub access: AccessRules,
     /// `[admin]`: the admin listener (health checks, metrics); `None` when off.
     pub admin: Option<AdminConfig>,
+    /// `[cluster]`: this node's name and the sync lease timing.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[admin]`: a second listener for health checks and `/metrics`, never the phone-facing one.
@@ -311,6 +313,8 @@ struct RawConfig {
     access: RawAccess,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    cluster: crate::cluster::RawCluster,
 }
 
 #[derive(Deserialize, Default)]
@@ -845,7 +849,9 @@ impl RawConfig {
             rules: self.access.rule,
         };
         let admin = self.admin.validate(base, listen)?;
+        let cluster = self.cluster.validate()?;
         Ok(Config {
+            cluster,
             push,
             devices,
             access,

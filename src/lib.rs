@@ -20,6 +20,7 @@
 //! | [`backend`] | the mail server: IMAP and SMTP |
 //! | [`state`] | persistent device and sync state |
 //! | [`config`] | the TOML configuration |
+//! | [`cluster`] | several nodes on one state store: node id, sync leases, events |
 //! | [`cli`] | command-line tools (WBXML decode/encode, code pages) |
 //! | [`admin`] | the admin listener: health checks and `/metrics` |
 //! | [`metrics`] | the Prometheus metrics registry |
@@ -28,6 +29,7 @@
 pub mod admin;
 pub mod backend;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod compose;
 pub mod config;

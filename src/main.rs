@@ -291,6 +291,7 @@ async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.server.listen))?;
     let server = Arc::new(Server::new(Gateway::new(backend, store, config)));
     reload_on_sighup(path.clone(), server.clone())?;
+    eas_gateway::cluster::spawn_bridge(server.clone(), |s| &s.gateway);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let hub = server.gateway.push.clone();
     tokio::spawn(async move {
@@ -346,10 +347,7 @@ async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
 /// On SIGHUP: reads the configuration file again and applies what may change while running
 /// (`http::reload`): the TLS certificate, `server.trusted_proxies`, `server.doctor`. A file with
 /// errors changes nothing. Waiting requests and open connections are not touched.
-fn reload_on_sighup(
-    path: PathBuf,
-    server: Arc<Server<ImapBackend, Store>>,
-) -> anyhow::Result<()> {
+fn reload_on_sighup(path: PathBuf, server: Arc<Server<ImapBackend, Store>>) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -47,6 +47,14 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     let device_id = ctx.device_id();
     // One folder change at a time per device: each commits a snapshot derived from the last.
     let _guard = gw.locks.lock_hierarchy(user, device_id).await;
+    let _lease = crate::cluster::Lease::take(
+        &gw.store,
+        &gw.config.cluster,
+        user,
+        device_id,
+        &["#hierarchy"],
+    )
+    .await?;
 
     let state = gw.store.hierarchy(user, device_id).await?;
     let Some(state) = state.filter(|s| SyncKey::parse(&req.sync_key) == Some(SyncKey::new(s.key)))

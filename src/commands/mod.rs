@@ -109,7 +109,7 @@ async fn dispatch_command<B: MailBackend, S: StateStore>(
         }
     }
     // A new request of the device ends its waiting Ping or hanging Sync first.
-    gw.push.device_request(&ctx.user.address, ctx.device_id());
+    crate::cluster::device_request(gw, &ctx.user.address, ctx.device_id());
     match command {
         // Commands whose body may be empty (Ping, Sync) or raw MIME (12.x sending).
         Command::Ping => ping::handle(gw, ctx, body).await,

@@ -161,6 +161,14 @@ async fn move_group<B: MailBackend, S: StateStore>(
         .locks
         .lock_pair(user, device_id, g.src_cid, g.dst_cid)
         .await;
+    let _lease = crate::cluster::Lease::take(
+        &gw.store,
+        &gw.config.cluster,
+        user,
+        device_id,
+        &[g.src_cid, g.dst_cid],
+    )
+    .await?;
 
     let wanted = UidSet::from_uids(items.iter().map(|(_, u)| *u));
     let present = session.existing(g.src, &wanted).await?;
@@ -200,8 +208,7 @@ async fn move_group<B: MailBackend, S: StateStore>(
         if let Some(src_after) =
             crate::push::own::only_ours(session, g.src, src_before, expected).await
         {
-            gw.push
-                .own_change(user, device_id, g.src, src_before, src_after);
+            crate::cluster::own_change(gw, user, device_id, g.src, src_before, src_after);
         }
     }
     if new_uids.is_empty()

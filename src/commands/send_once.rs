@@ -865,8 +865,14 @@ async fn save_in_sent<M: MailSession, S: StateStore>(
                 if let Some(after) =
                     crate::push::own::only_ours(session, &sent.name, before, expected).await
                 {
-                    gw.push
-                        .own_change(user, ctx.device_id(), &sent.name, before, after);
+                    crate::cluster::own_change(
+                        gw,
+                        user,
+                        ctx.device_id(),
+                        &sent.name,
+                        before,
+                        after,
+                    );
                 }
             }
         }

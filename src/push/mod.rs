@@ -383,6 +383,12 @@ impl Hub {
         self.inner.users.get(user).map(|w| *w.hierarchy.borrow())
     }
 
+    /// Forgets the device's Ping parameters kept in memory (another node may have stored newer
+    /// ones): the next Ping reads them from the store.
+    pub fn forget_ping_params(&self, user: &str, device_id: &str) {
+        self.inner.ping_params.remove(&device_key(user, device_id));
+    }
+
     /// The device's last Ping parameters, as far as memory knows.
     pub fn ping_params(&self, user: &str, device_id: &str) -> Option<PingParams> {
         self.inner

@@ -296,9 +296,16 @@ async fn run_collections<B: MailBackend, S: StateStore>(
     let mut out = Vec::new();
     for col in collections {
         let _guard = gw.locks.lock(user, device_id, &col.collection_id).await;
-        if let Some(r) =
-            sync_collection(gw, ctx, &mut session, col, budget, &mut next_pages).await?
-        {
+        // Boxed: the future is large, and is moved into the lease wrapper.
+        let work = Box::pin(sync_collection(
+            gw,
+            ctx,
+            &mut session,
+            col,
+            budget,
+            &mut next_pages,
+        ));
+        if let Some(r) = crate::cluster::leased(gw, ctx, &col.collection_id, work).await? {
             budget = budget.saturating_sub(r.commands.len()).max(1);
             out.push(r);
         }

@@ -1,0 +1,197 @@
+//! Cross-node events: what one node publishes and what every other node does with it.
+//!
+//! Payloads are one line of space-separated words, the second always the publishing node's
+//! id (a node ignores its own events: it acted on them locally already):
+//!
+//! * `supersede NODE USER DEVICE`: the device made a new request on NODE. Its waiting Ping or
+//!   hanging Sync here ends (as a new request here would end it), and what this node
+//!   remembers of the device's last requests (its last Ping parameters, the last Sync request
+//!   it stored) is forgotten, so that the next request here reads them from the store, where
+//!   NODE may have changed them.
+//! * `own NODE USER DEVICE UIDVALIDITY BEFORE AFTER MAILBOX`: from mod-sequence BEFORE to
+//!   AFTER only the device changed MAILBOX ([`crate::push::own`]).
+//!
+//! Words are percent-encoded where they hold `%`, a space or a control character. Events are
+//! hints (see the module documentation of [`crate::cluster`]).
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use crate::backend::{MailBackend, MailboxState};
+use crate::commands::{device_key, Gateway};
+use crate::state::{Cluster, StateStore};
+
+/// The device made a new request: ends its waiting request here and, through the store's
+/// event channel, on every other node. Publishing does not hold up the request.
+pub fn device_request<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    user: &str,
+    device_id: &str,
+) {
+    gw.push.device_request(user, device_id);
+    let payload = line(&["supersede", &gw.config.cluster.node_id, user, device_id]);
+    publish(&gw.store, payload);
+}
+
+/// The device alone changed `mailbox` from `before` to `after`: remembered here
+/// ([`crate::push::Hub::own_change`]) and on every other node.
+pub fn own_change<B: MailBackend, S: StateStore>(
+    gw: &Gateway<B, S>,
+    user: &str,
+    device_id: &str,
+    mailbox: &str,
+    before: MailboxState,
+    after: MailboxState,
+) {
+    gw.push.own_change(user, device_id, mailbox, before, after);
+    let payload = line(&[
+        "own",
+        &gw.config.cluster.node_id,
+        user,
+        device_id,
+        &after.uid_validity.to_string(),
+        &before.highest_modseq.to_string(),
+        &after.highest_modseq.to_string(),
+        mailbox,
+    ]);
+    publish(&gw.store, payload);
+}
+
+fn publish<S: Cluster>(store: &S, payload: String) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.publish(&payload).await {
+            tracing::debug!(error = %e, "cannot publish a cluster event");
+        }
+    });
+}
+
+/// Subscribes to the store's events now and acts on those of other nodes until the process
+/// ends. `gateway` finds the gateway in `holder` (the server that owns it).
+pub fn spawn_bridge<T, B, S>(holder: Arc<T>, gateway: fn(&T) -> &Gateway<B, S>) -> JoinHandle<()>
+where
+    T: Send + Sync + 'static,
+    B: MailBackend,
+    S: StateStore,
+{
+    let mut events = gateway(&holder).store.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(payload) => apply(gateway(&holder), &payload),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "cluster events missed (this node fell behind)")
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// Acts on one event (ignores its own node's, and anything it does not understand).
+pub fn apply<B: MailBackend, S: StateStore>(gw: &Gateway<B, S>, payload: &str) {
+    let words: Vec<String> = payload.split(' ').map(unescape).collect();
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        [_, node, ..] if *node == gw.config.cluster.node_id => {}
+        ["supersede", _, user, device] => {
+            gw.push.device_request(user, device);
+            gw.push.forget_ping_params(user, device);
+            gw.sync.requests.remove(&device_key(user, device));
+        }
+        ["own", _, user, device, validity, before, after, mailbox] => {
+            let (Ok(uid_validity), Ok(before), Ok(after)) =
+                (validity.parse(), before.parse(), after.parse())
+            else {
+                return;
+            };
+            let state = |highest_modseq| MailboxState {
+                uid_validity,
+                uid_next: 0,
+                messages: 0,
+                highest_modseq,
+            };
+            gw.push
+                .own_change(user, device, mailbox, state(before), state(after));
+        }
+        _ => tracing::debug!("unknown cluster event"),
+    }
+}
+
+/// One event line of `words`.
+pub fn line(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| escape(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn escape(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        if c == '%' || c == ' ' || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn unescape(word: &str) -> String {
+    if !word.contains('%') {
+        return word.to_string();
+    }
+    let bytes = word.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_survive_the_line() {
+        let words = [
+            "own",
+            "n1",
+            "a@b",
+            "DEV 1%",
+            "7",
+            "1",
+            "2",
+            "Sent Items\tx",
+            "%4",
+        ];
+        let l = line(&words);
+        assert!(!l.contains('\t'));
+        let back: Vec<String> = l.split(' ').map(unescape).collect();
+        assert_eq!(back, words);
+        assert_eq!(unescape("ab%"), "ab%");
+        assert_eq!(unescape("%zz"), "%zz");
+        assert_eq!(unescape("%é"), "%é");
+    }
+}
