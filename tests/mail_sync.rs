@@ -134,6 +134,39 @@ async fn server_changes_reach_the_device_once() {
 }
 
 #[tokio::test]
+async fn more_flag_changes_than_the_window_go_once_each_and_end() {
+    let (_gw, dev, user, pw) = gateway_with_device("flagwin").await;
+    for s in ["a", "b", "c", "d", "e", "f", "g"] {
+        append(&user, &pw, "INBOX", &mail(s, "x"), None).await;
+    }
+    let inbox = folder_id(&dev, "Inbox").await;
+    let (adds, mut key) = full_sync(&dev, &inbox, 50).await;
+    assert_eq!(adds.len(), 7);
+    // Webmail flags every mail at once: seven Changes, windows of three.
+    imap(&user, &pw, &["SELECT INBOX", "UID STORE 1:* +FLAGS (\\Flagged)"]).await;
+    let mut changed = Vec::new();
+    let mut rounds = 0;
+    loop {
+        let r = sync(&dev, &inbox, &key, 3).await;
+        if r.empty {
+            break;
+        }
+        assert!(r.changes.len() <= 3, "{r:?}");
+        changed.extend(r.changes.iter().map(|(sid, _)| sid.clone()));
+        key = r.key.clone().expect("key");
+        rounds += 1;
+        assert!(rounds <= 5, "MoreAvailable does not end: {changed:?}");
+        if !r.more {
+            break;
+        }
+    }
+    let unique: HashSet<&String> = changed.iter().collect();
+    assert_eq!(changed.len(), 7, "each Change once: {changed:?}");
+    assert_eq!(unique.len(), 7);
+    assert!(sync(&dev, &inbox, &key, 3).await.empty);
+}
+
+#[tokio::test]
 async fn device_delete_moves_the_mail_to_trash() {
     let (_gw, dev, user, pw) = gateway_with_device("del").await;
     append(&user, &pw, "INBOX", &mail("bin me", "x"), None).await;

@@ -114,6 +114,7 @@ impl<B: MailBackend, S: StateStore> Collection<'_, B, S> {
             uids: UidSet::new(),
             highest_modseq: 0,
             flags,
+            sent: None,
             filter_start: self.window,
             more_available: false,
         };

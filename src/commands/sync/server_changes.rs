@@ -188,13 +188,25 @@ pub async fn compute<M: MailSession>(
     let mut flag_updates: HashMap<u32, u8> = HashMap::new();
     let changed: Vec<MessageMeta> = match &held.flags {
         None => {
-            if state.highest_modseq > held.highest_modseq && !kept.is_empty() {
+            let metas = if state.highest_modseq > held.highest_modseq && !kept.is_empty() {
                 session
                     .fetch_meta(mailbox, &kept, Some(held.highest_modseq))
                     .await?
             } else {
                 Vec::new()
-            }
+            };
+            // Changes already sent from this HIGHESTMODSEQ go again only if changed since.
+            metas
+                .into_iter()
+                .filter(|m| {
+                    let bits = flag_bits(m);
+                    flag_updates.insert(m.uid, bits);
+                    held.sent
+                        .as_ref()
+                        .and_then(|s| s.get(&m.uid))
+                        .is_none_or(|b| *b != bits)
+                })
+                .collect()
         }
         Some(old) => {
             let metas = if kept.is_empty() {
@@ -356,6 +368,26 @@ fn plan(since: Since<'_>, found: Found, slot: Option<ListingSlot<'_>>) -> Change
             s.listings.map.remove(&s.key());
         }
     }
+    // With mod-sequences and Changes left over: remember what was sent (and the device's own
+    // edits) so the next window goes on from there.
+    let sent = (held.flags.is_none() && !all_changes_sent).then(|| {
+        let mut map: HashMap<u32, u8> = held
+            .sent
+            .iter()
+            .flatten()
+            .filter(|(u, _)| uids.contains(**u))
+            .map(|(u, b)| (*u, *b))
+            .collect();
+        for m in &out.changes {
+            map.insert(m.uid, flag_bits(m));
+        }
+        for u in touched.iter() {
+            if let Some(b) = flag_updates.get(&u) {
+                map.insert(u, *b);
+            }
+        }
+        map
+    });
     out.new_view = Some(View {
         key: held.key,
         uid_validity: state.uid_validity,
@@ -366,6 +398,7 @@ fn plan(since: Since<'_>, found: Found, slot: Option<ListingSlot<'_>>) -> Change
             held.highest_modseq
         },
         flags,
+        sent,
         filter_start: window,
         more_available: out.pending > 0,
     });
@@ -595,6 +628,7 @@ mod tests {
             uids: UidSet::from_uids(201..=250),
             highest_modseq: 900,
             flags: None,
+            sent: None,
             filter_start: None,
             more_available: true,
         };
