@@ -1,5 +1,12 @@
 //! The `eas-gateway` binary: parse the command line, load the configuration, run.
 
+// Panics outside tests: none. Where an index is provably in range, the smallest item carries an
+// `allow` with the reason.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

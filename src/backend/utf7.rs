@@ -24,6 +24,13 @@ fn sextet(b: u8) -> Option<u32> {
     ALPHABET.iter().position(|&c| c == b).map(|p| p as u32)
 }
 
+/// The character for a six-bit value.
+// Cannot panic: the value is masked to six bits and ALPHABET has 64 entries.
+#[allow(clippy::indexing_slicing)]
+fn base64_char(v: u32) -> char {
+    char::from(ALPHABET[(v & 0x3f) as usize])
+}
+
 /// Decode a modified UTF-7 mailbox name to UTF-8, strictly.
 pub fn decode(name: &str) -> Result<String, Utf7Error> {
     let bytes = name.as_bytes();
@@ -100,12 +107,12 @@ pub fn encode(name: &str) -> String {
             bits += 16;
             while bits >= 6 {
                 bits -= 6;
-                out.push(char::from(ALPHABET[((acc >> bits) & 0x3f) as usize]));
+                out.push(base64_char((acc >> bits) & 0x3f));
             }
             acc &= (1 << bits) - 1;
         }
         if bits > 0 {
-            out.push(char::from(ALPHABET[((acc << (6 - bits)) & 0x3f) as usize]));
+            out.push(base64_char((acc << (6 - bits)) & 0x3f));
         }
         out.push('-');
         pending.clear();

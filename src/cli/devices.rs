@@ -101,7 +101,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+            let w = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(width) => *width = (*width).max(w),
+                None => widths.push(w),
+            }
         }
     }
     let mut out = String::new();
@@ -111,7 +115,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cells.len() {
                 l.push_str(cell);
             } else {
-                let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
+                let _ = write!(l, "{cell:<w$}  ", w = widths.get(i).copied().unwrap_or(0));
             }
         }
         out.push_str(l.trim_end());
@@ -175,6 +179,8 @@ fn device_json(config: &Config, d: &Device, activity: Option<&DeviceActivity>) -
         "policy_key": d.policy_key,
         "wipe": d.wipe.as_str(),
     });
+    // Cannot panic: `v` is the object built above, and indexing an object by key inserts.
+    #[allow(clippy::indexing_slicing)]
     if let Some(a) = activity {
         v["access"] = json!(access_text(config, d));
         v["trace"] = json!(match d.trace.as_str() {
@@ -311,6 +317,9 @@ pub async fn show(
         .await?
         .unwrap_or_default();
     let h = store.hierarchy(user, device_id).await?;
+    // Cannot panic: `v`, `fv` and `sv` are JSON objects (serialized structs), and indexing an
+    // object by key inserts.
+    #[allow(clippy::indexing_slicing)]
     if as_json {
         let mut v = device_json(config, &d, Some(&a));
         v["commands"] = json!(a.commands);

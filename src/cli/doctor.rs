@@ -213,12 +213,12 @@ async fn read_response(io: &mut Box<dyn Io>, sent: Instant, ex: &mut Exchange) {
                 break;
             }
         };
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         match head_len {
             None => {
                 if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     head_len = Some(i + 4);
-                    parse_head(&buf[..i], ex);
+                    parse_head(buf.get(..i).unwrap_or_default(), ex);
                     if buf.len() > i + 4 {
                         ex.first_body_byte = Some(sent.elapsed());
                     }
@@ -231,7 +231,7 @@ async fn read_response(io: &mut Box<dyn Io>, sent: Instant, ex: &mut Exchange) {
             }
         }
         if let Some(h) = head_len {
-            if let Some((body, done)) = decode_body(ex, &buf[h..]) {
+            if let Some((body, done)) = decode_body(ex, buf.get(h..).unwrap_or_default()) {
                 if done {
                     ex.body = body;
                     ex.complete = true;
@@ -241,12 +241,13 @@ async fn read_response(io: &mut Box<dyn Io>, sent: Instant, ex: &mut Exchange) {
         }
     }
     if let Some(h) = head_len {
-        match decode_body(ex, &buf[h..]) {
+        let rest = buf.get(h..).unwrap_or_default();
+        match decode_body(ex, rest) {
             Some((body, done)) => {
                 ex.body = body;
                 ex.complete = done;
             }
-            None => ex.body = buf[h..].to_vec(),
+            None => ex.body = rest.to_vec(),
         }
     }
 }
@@ -279,26 +280,36 @@ fn decode_body(ex: &Exchange, raw: &[u8]) -> Option<(Vec<u8>, bool)> {
             let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
                 return Some((out, false));
             };
-            let size = std::str::from_utf8(&rest[..eol])
+            let Some((line, after)) = rest.split_at_checked(eol) else {
+                return Some((out, false));
+            };
+            let size = std::str::from_utf8(line)
                 .ok()
                 .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok());
             let Some(size) = size else {
                 return Some((out, false));
             };
-            rest = &rest[eol + 2..];
+            rest = after.get(2..).unwrap_or_default();
             if size == 0 {
                 return Some((out, true));
             }
-            if rest.len() < size + 2 {
-                out.extend_from_slice(&rest[..rest.len().min(size)]);
-                return Some((out, false));
+            match (
+                rest.get(..size),
+                size.checked_add(2).and_then(|e| rest.get(e..)),
+            ) {
+                (Some(data), Some(next)) => {
+                    out.extend_from_slice(data);
+                    rest = next;
+                }
+                _ => {
+                    out.extend_from_slice(rest.get(..size).unwrap_or(rest));
+                    return Some((out, false));
+                }
             }
-            out.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
         }
     }
     let len: usize = ex.header("content-length")?.parse().ok()?;
-    Some((raw[..raw.len().min(len)].to_vec(), raw.len() >= len))
+    Some((raw.get(..len).unwrap_or(raw).to_vec(), raw.len() >= len))
 }
 
 fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {

@@ -151,15 +151,17 @@ fn unescape(word: &str) -> String {
     let bytes = word.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+    while let Some(rest) = bytes.get(i..).filter(|r| !r.is_empty()) {
+        if let [b'%', a, b, ..] = rest {
+            if let (Some(h), Some(l)) = (hex(*a), hex(*b)) {
                 out.push(h << 4 | l);
                 i += 3;
                 continue;
             }
         }
-        out.push(bytes[i]);
+        if let Some(&b) = rest.first() {
+            out.push(b);
+        }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()

@@ -80,12 +80,12 @@ impl<S: Cluster> Lease<S> {
                 break;
             }
             // Never sit on some while waiting for the others.
-            for c in &cols[..taken] {
+            for c in cols.iter().take(taken) {
                 let _ = store.release_lease(key(user, device, c), &owner).await;
             }
             if Instant::now() + pause > give_up {
                 tracing::info!(
-                    collection_id = %cols[taken],
+                    collection_id = %cols.get(taken).map_or("", String::as_str),
                     "collection busy on another gateway node"
                 );
                 return Err(CommandError::StoreUnavailable(StoreError::Conflict(

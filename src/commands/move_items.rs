@@ -51,14 +51,14 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         // Check every Move and group the valid ones by (source, destination).
         let mut groups: BTreeMap<(String, String), Vec<(usize, u32)>> = BTreeMap::new();
         let mut mailboxes: HashMap<String, String> = HashMap::new();
-        for (i, m) in moves.iter().enumerate() {
+        for (i, (m, result)) in moves.iter().zip(results.iter_mut()).enumerate() {
             let src = folders::resolve(&gw.store, &gw.folders, &mut session, user, &m.src_fld_id)
                 .await?
                 .and_then(|r| r.mailbox)
                 .filter(|b| b.selectable);
             let uid = parse_server_id(&m.src_fld_id, &m.src_msg_id);
             let (Some(src), Some(uid)) = (src, uid) else {
-                results[i].status = status::INVALID_SOURCE;
+                result.status = status::INVALID_SOURCE;
                 continue;
             };
             let uid = draft_versions::current_uid(
@@ -75,11 +75,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
                 .and_then(|r| r.mailbox)
                 .filter(|b| b.selectable);
             let Some(dst) = dst else {
-                results[i].status = status::INVALID_DESTINATION;
+                result.status = status::INVALID_DESTINATION;
                 continue;
             };
             if src.name == dst.name {
-                results[i].status = status::SAME_SOURCE_AND_DESTINATION;
+                result.status = status::SAME_SOURCE_AND_DESTINATION;
                 continue;
             }
             mailboxes.insert(m.src_fld_id.clone(), src.name);
@@ -101,7 +101,9 @@ pub async fn handle<B: MailBackend, S: StateStore>(
             };
             let outcome = move_group(gw, ctx, &mut session, &group, &items).await?;
             for (i, uid) in items {
-                let r = &mut results[i];
+                let Some(r) = results.get_mut(i) else {
+                    continue;
+                };
                 match &outcome {
                     GroupOutcome::Refused => r.status = status::FAILURE,
                     GroupOutcome::Moved { missing, new_uids } => {
@@ -211,13 +213,14 @@ async fn move_group<B: MailBackend, S: StateStore>(
             crate::cluster::own_change(gw, user, device_id, g.src, src_before, src_after);
         }
     }
-    if new_uids.is_empty()
-        && uids.len() == 1
-        && after.uid_validity == before.uid_validity
-        && after.uid_next == before.uid_next.wrapping_add(1)
-    {
-        // No COPYUID: one mail moved and the destination grew by exactly one UID.
-        new_uids.insert(uids[0], before.uid_next);
+    if let [uid] = uids.as_slice() {
+        if new_uids.is_empty()
+            && after.uid_validity == before.uid_validity
+            && after.uid_next == before.uid_next.wrapping_add(1)
+        {
+            // No COPYUID: one mail moved and the destination grew by exactly one UID.
+            new_uids.insert(*uid, before.uid_next);
+        }
     }
 
     // The device's views: the source loses the moved mails ...

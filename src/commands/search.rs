@@ -102,6 +102,8 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         let results: Vec<SearchResult> = page
             .iter()
             .map(|(hit, meta, raw)| {
+                // Cannot panic: `run` numbers its hits by their folder's position in `scope`.
+                #[allow(clippy::indexing_slicing)]
                 let (cid, folder) = &scope[hit.folder];
                 let sid = server_id(cid, hit.uid);
                 let in_drafts = folder.special_use == Some(SpecialUse::Drafts);

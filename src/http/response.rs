@@ -85,7 +85,7 @@ impl hyper::body::Body for Body {
                             full.truncate(n);
                             Bytes::from(full)
                         } else {
-                            Bytes::copy_from_slice(&buf[..n])
+                            Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())
                         };
                         Poll::Ready(Some(Ok(Frame::data(data))))
                     }

@@ -347,7 +347,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> ImapConn<S> {
                     if let Some(c) = cmds.get(slot) {
                         crate::metrics::imap_command(c.name, started.elapsed());
                     }
-                    out[slot] = Some(Completed { untagged, done });
+                    if let Some(o) = out.get_mut(slot) {
+                        *o = Some(Completed { untagged, done });
+                    }
                 }
             }
             Ok(out.into_iter().flatten().collect())

@@ -51,7 +51,7 @@ impl<B: MailBackend, S: StateStore> Gateway<B, S> {
             allow_storage_card: p.allow_storage_card,
         };
         let digest = Sha256::digest(format!("{policy:?}").as_bytes());
-        let policy_hash = hex::encode(&digest[..8]);
+        let policy_hash = hex::encode(digest.get(..8).unwrap_or_default());
         let sessions = SessionPool::new(
             backend.clone(),
             PoolConfig {

@@ -406,7 +406,7 @@ fn extend(queue: &Shared, pages: &[Vec<u32>]) -> bool {
         return false;
     }
     let have = q.pages.len();
-    for uids in &pages[have..] {
+    for uids in pages.iter().skip(have) {
         q.pages.push_back(Page {
             uids: uids.clone(),
             converting: false,

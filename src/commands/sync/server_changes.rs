@@ -316,11 +316,11 @@ fn plan(since: Since<'_>, found: Found, slot: Option<ListingSlot<'_>>) -> Change
     };
     let hard: Vec<u32> = hard.iter().collect();
     let n = take(hard.len());
-    out.deletes = hard[..n].to_vec();
+    out.deletes = hard.iter().take(n).copied().collect();
     out.pending += hard.len() - n;
     let soft: Vec<u32> = soft.iter().collect();
     let n = take(soft.len());
-    out.soft_deletes = soft[..n].to_vec();
+    out.soft_deletes = soft.iter().take(n).copied().collect();
     out.pending += soft.len() - n;
     let n = take(changed.len());
     let all_changes_sent = n == changed.len();
@@ -328,11 +328,12 @@ fn plan(since: Since<'_>, found: Found, slot: Option<ListingSlot<'_>>) -> Change
     out.changes = changed.into_iter().take(n).collect();
     let adds_all: Vec<u32> = current.difference(&held.uids).iter().rev().collect();
     let n = take(adds_all.len());
-    out.adds = adds_all[..n].to_vec();
+    out.adds = adds_all.iter().take(n).copied().collect();
     out.pending += adds_all.len() - n;
     if out.pending == adds_all.len() - n {
-        out.next_adds = adds_all[n..]
+        out.next_adds = adds_all
             .iter()
+            .skip(n)
             .take(limit.saturating_mul(super::prefetch::PAGES))
             .copied()
             .collect();
