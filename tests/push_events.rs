@@ -274,6 +274,9 @@ async fn events_need_the_secret_and_a_small_body() {
     let inbox = folder_id(&dev, "Inbox").await;
     full_sync(&dev, &inbox, 100).await;
     let task = ping_in_background(&server, &dev, ping_request(40, &[&inbox])).await;
+    // A new events watcher makes the Ping compare the folder hierarchy once more and wait
+    // again (its initial look): let that pass before the silent change.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     // A change Dovecot does not report (the user's URL is gone): only a posted event tells.
     set_push_url(&user, &pw, None);
     append(&user, &pw, "INBOX", &mail("silent", "x"), None).await;

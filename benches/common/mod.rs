@@ -188,6 +188,8 @@ impl GatewayProcess {
         let config = format!(
             r#"[server]
 listen = "127.0.0.1:{port}"
+# Every bench phone connects from 127.0.0.1.
+max_connections_per_ip = 100000
 {tls_lines}[imap]
 host = "{imap_host}"
 port = {imap_port}
