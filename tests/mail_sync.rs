@@ -143,7 +143,12 @@ async fn more_flag_changes_than_the_window_go_once_each_and_end() {
     let (adds, mut key) = full_sync(&dev, &inbox, 50).await;
     assert_eq!(adds.len(), 7);
     // Webmail flags every mail at once: seven Changes, windows of three.
-    imap(&user, &pw, &["SELECT INBOX", "UID STORE 1:* +FLAGS (\\Flagged)"]).await;
+    imap(
+        &user,
+        &pw,
+        &["SELECT INBOX", "UID STORE 1:* +FLAGS (\\Flagged)"],
+    )
+    .await;
     let mut changed = Vec::new();
     let mut rounds = 0;
     loop {
