@@ -13,8 +13,6 @@ use common::*;
 use eas_gateway::wbxml::tags::ping as p;
 use eas_gateway::wbxml::Element;
 use proxies::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 /// The phone's own address: another loopback address than the proxy's 127.0.0.1.
 const PHONE_IP: &str = "127.0.0.2";
@@ -54,43 +52,9 @@ async fn phone_via(gw: &TestGateway, proxy: &Proxy, prefix: &str) -> (TestDevice
     (dev, user, pw)
 }
 
-/// Delivers a mail through Postfix (port 25).
+/// Delivers a mail through Postfix ([`deliver_smtp`]).
 async fn deliver(to: &str, subject: &str) {
-    let s = TcpStream::connect("127.0.0.1:25")
-        .await
-        .expect("SMTP connect");
-    let (r, mut w) = s.into_split();
-    let mut r = BufReader::new(r);
-    async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).await.expect("SMTP read");
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-    let greeting = reply(&mut r).await;
-    assert!(greeting.starts_with("220"), "{greeting}");
-    for cmd in [
-        "EHLO tests.example.org".to_string(),
-        "MAIL FROM:<sender@example.org>".to_string(),
-        format!("RCPT TO:<{to}>"),
-        "DATA".to_string(),
-    ] {
-        w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
-        let rep = reply(&mut r).await;
-        assert!(rep.starts_with('2') || rep.starts_with('3'), "{cmd}: {rep}");
-    }
-    w.write_all(mail(subject, "through the proxy").as_bytes())
-        .await
-        .unwrap();
-    w.write_all(b".\r\n").await.unwrap();
-    let rep = reply(&mut r).await;
-    assert!(rep.starts_with("250"), "{rep}");
-    w.write_all(b"QUIT\r\n").await.unwrap();
+    deliver_smtp(to, subject, "through the proxy").await;
 }
 
 fn subject_of(data: &Element) -> Option<&str> {

@@ -13,8 +13,6 @@ use eas_gateway::push::PushConfig;
 use eas_gateway::state::sqlite::SqliteStore;
 use eas_gateway::wbxml::tags::{airsync as a, email, ping as p};
 use eas_gateway::wbxml::Element;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 type TestServer = Arc<Server<ImapBackend, SqliteStore>>;
 
@@ -131,44 +129,9 @@ async fn ping_in_background_with(
     task
 }
 
-/// Delivers a mail through Postfix (port 25); returns the moment the end of data was sent.
+/// Delivers a mail through Postfix ([`deliver_smtp`]).
 async fn deliver(to: &str, subject: &str) -> Instant {
-    let s = TcpStream::connect("127.0.0.1:25")
-        .await
-        .expect("SMTP connect");
-    let (r, mut w) = s.into_split();
-    let mut r = BufReader::new(r);
-    async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).await.expect("SMTP read");
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-    let greeting = reply(&mut r).await;
-    assert!(greeting.starts_with("220"), "{greeting}");
-    for cmd in [
-        "EHLO tests.example.org".to_string(),
-        "MAIL FROM:<sender@example.org>".to_string(),
-        format!("RCPT TO:<{to}>"),
-        "DATA".to_string(),
-    ] {
-        w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
-        let rep = reply(&mut r).await;
-        assert!(rep.starts_with('2') || rep.starts_with('3'), "{cmd}: {rep}");
-    }
-    let msg = mail(subject, "pushed");
-    w.write_all(msg.as_bytes()).await.unwrap();
-    w.write_all(b".\r\n").await.unwrap();
-    let end_of_data = Instant::now();
-    let rep = reply(&mut r).await;
-    assert!(rep.starts_with("250"), "{rep}");
-    w.write_all(b"QUIT\r\n").await.unwrap();
-    end_of_data
+    deliver_smtp(to, subject, "pushed").await
 }
 
 #[tokio::test]

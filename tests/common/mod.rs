@@ -38,6 +38,44 @@ pub fn smtp_addr() -> String {
     format!("127.0.0.1:{}", dev_port("SMTP", 25))
 }
 
+/// Delivers a mail with `subject` and `body` through the dev stack's Postfix ([`smtp_addr`],
+/// no authentication); returns the moment the end of data was sent.
+pub async fn deliver_smtp(to: &str, subject: &str, body: &str) -> std::time::Instant {
+    async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).await.expect("SMTP read");
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+    let s = TcpStream::connect(smtp_addr()).await.expect("SMTP connect");
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let greeting = reply(&mut r).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    for cmd in [
+        "EHLO tests.example.org".to_string(),
+        "MAIL FROM:<sender@example.org>".to_string(),
+        format!("RCPT TO:<{to}>"),
+        "DATA".to_string(),
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
+        let rep = reply(&mut r).await;
+        assert!(rep.starts_with('2') || rep.starts_with('3'), "{cmd}: {rep}");
+    }
+    w.write_all(mail(subject, body).as_bytes()).await.unwrap();
+    w.write_all(b".\r\n").await.unwrap();
+    let end_of_data = std::time::Instant::now();
+    let rep = reply(&mut r).await;
+    assert!(rep.starts_with("250"), "{rep}");
+    w.write_all(b"QUIT\r\n").await.unwrap();
+    end_of_data
+}
+
 /// Fails loudly when the dev mail stack is not running.
 pub fn require_stack() {
     if std::net::TcpStream::connect_timeout(&imap_addr().parse().unwrap(), Duration::from_secs(2))
