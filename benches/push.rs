@@ -117,8 +117,9 @@ fn start_gateway(
         dir: Some(dir),
         name,
         tls,
-        log_filter: "warn,eas_gateway::push::watcher=debug,eas_gateway::commands::ping=debug"
-            .into(),
+        log_filter: std::env::var("PUSH_BENCH_LOG").unwrap_or_else(|_| {
+            "warn,eas_gateway::push::watcher=debug,eas_gateway::commands::ping=debug".into()
+        }),
         imap_timeout_secs: None,
         binary: None,
         extra: format!("[push]\n{push}\n"),
@@ -506,11 +507,21 @@ fn pss_kb(pid: u32) -> u64 {
 /// Dovecot's processes (the master and its descendants): (count, summed RSS, summed PSS),
 /// KiB.
 fn dovecot_memory() -> (usize, u64, u64) {
+    let tree = dovecot_pids();
+    (
+        tree.len(),
+        tree.iter().map(|&p| rss_kb(p)).sum(),
+        tree.iter().map(|&p| pss_kb(p)).sum(),
+    )
+}
+
+/// The dev stack's Dovecot master and all its descendants.
+fn dovecot_pids() -> Vec<u32> {
     let Some(master) = std::fs::read_to_string(dev_dir().join("dovecot/run/master.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
     else {
-        return (0, 0, 0);
+        return Vec::new();
     };
     let pids: Vec<(u32, u32)> = std::fs::read_dir("/proc")
         .map(|d| {
@@ -530,11 +541,31 @@ fn dovecot_memory() -> (usize, u64, u64) {
             }
         }
     }
-    (
-        tree.len(),
-        tree.iter().map(|&p| rss_kb(p)).sum(),
-        tree.iter().map(|&p| pss_kb(p)).sum(),
-    )
+    tree
+}
+
+/// Dovecot's PSS per service ("auth", "imap", "imap-login", ...): "name procs×KiB" pairs.
+fn dovecot_by_service() -> String {
+    let mut by: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for pid in dovecot_pids() {
+        let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let title = String::from_utf8_lossy(&title);
+        let service = title
+            .split(['\0', ' '])
+            .next()
+            .unwrap_or("")
+            .rsplit('/')
+            .next()
+            .unwrap_or("?")
+            .to_string();
+        let e = by.entry(service).or_default();
+        e.0 += 1;
+        e.1 += pss_kb(pid);
+    }
+    by.iter()
+        .map(|(name, (n, kb))| format!("{name} {n}x{kb}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Established TCP connections from the gateway process to the IMAP port.
@@ -589,6 +620,7 @@ async fn hold_ping(
     answered: Arc<AtomicUsize>,
     connected: Arc<AtomicUsize>,
     answered_at: Arc<std::sync::atomic::AtomicU64>,
+    kinds: AnswerKinds,
 ) {
     let Ok(tcp) = TcpStream::connect(&addr).await else {
         return;
@@ -609,15 +641,41 @@ async fn hold_ping(
         return;
     }
     connected.fetch_add(1, Ordering::SeqCst);
-    let mut buf = [0u8; 512];
+    let mut buf = vec![0u8; 2048];
     if let Ok(n) = s.read(&mut buf).await {
         if n > 0 {
             answered_at.store((now_epoch() * 1e6) as u64, Ordering::SeqCst);
             answered.fetch_add(1, Ordering::SeqCst);
+            let kind = answer_kind(buf.get(..n).unwrap_or_default());
+            *kinds.lock().unwrap().entry(kind).or_default() += 1;
         }
     }
     // Keep the connection until the task is dropped.
     std::future::pending::<()>().await;
+}
+
+/// How many answers of each kind ("HTTP 503", "Ping Status 2", ...) the held Pings got.
+type AnswerKinds = Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>;
+
+/// The HTTP status of an answer and, for a 200 with the whole body read, its Ping Status.
+fn answer_kind(answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(answer);
+    let code = text.split_whitespace().nth(1).unwrap_or("?").to_string();
+    if code != "200" {
+        return format!("HTTP {code}");
+    }
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .and_then(|at| answer.get(at + 4..))
+        .unwrap_or_default();
+    match wbxml::decode(
+        bytes::Bytes::copy_from_slice(body),
+        &wbxml::Limits::default(),
+    ) {
+        Ok(root) => format!("Ping Status {}", root.text_of(p::STATUS).unwrap_or("?")),
+        Err(_) => "HTTP 200, body not read".into(),
+    }
 }
 
 fn ping_request(d: &Phone, inbox: &str, host: &str) -> Vec<u8> {
@@ -734,8 +792,13 @@ async fn idle_pings(
         base.dovecot_pss.to_string(),
         base.dovecot_procs.to_string(),
     ]);
+    println!(
+        "           Dovecot PSS KiB by service (processes x KiB): {}",
+        dovecot_by_service()
+    );
     let base_rss = base.rss;
     let answered = Arc::new(AtomicUsize::new(0));
+    let kinds: AnswerKinds = Default::default();
     let connected = Arc::new(AtomicUsize::new(0));
     let answered_at: Vec<Arc<std::sync::atomic::AtomicU64>> = devices
         .iter()
@@ -760,6 +823,7 @@ async fn idle_pings(
                     answered.clone(),
                     connected.clone(),
                     answered_at[held + i].clone(),
+                    kinds.clone(),
                 )));
             }
             held = upto;
@@ -807,6 +871,13 @@ async fn idle_pings(
             register.as_secs_f64(),
             answered.load(Ordering::SeqCst)
         );
+        println!(
+            "           Dovecot PSS KiB by service (processes x KiB): {}",
+            dovecot_by_service()
+        );
+        for (kind, n) in kinds.lock().unwrap().iter() {
+            println!("           early answers {kind}: {n}");
+        }
         prev = at;
         prev_held = level;
     }
@@ -883,6 +954,11 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
+        let mut dir = dir;
+        if std::env::var_os("PUSH_BENCH_KEEP_DIR").is_some() {
+            println!("gateway logs and state kept in {}", dir.path().display());
+            dir.disable_cleanup(true);
+        }
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()

@@ -397,6 +397,12 @@ struct RawEndpoint {
     /// `[imap]` only.
     #[serde(default)]
     session_idle_secs: Option<u64>,
+    /// `[imap]` only.
+    #[serde(default)]
+    max_parallel_logins: Option<u64>,
+    /// `[imap]` only.
+    #[serde(default)]
+    login_queue_secs: Option<u64>,
 }
 
 /// `[smtp]`: an endpoint, and the lease of a send claim.
@@ -597,6 +603,30 @@ impl RawConfig {
                 reason: "must be between 1 and 3600".into(),
             });
         }
+        let max_parallel_logins = self
+            .imap
+            .max_parallel_logins
+            .unwrap_or(crate::backend::login_gate::DEFAULT_LIMIT as u64);
+        if !(1..=10_000).contains(&max_parallel_logins) {
+            return Err(ConfigError::Value {
+                key: "imap.max_parallel_logins",
+                reason: "must be between 1 and 10000".into(),
+            });
+        }
+        let login_queue_secs = self
+            .imap
+            .login_queue_secs
+            .unwrap_or(crate::backend::login_gate::DEFAULT_QUEUE.as_secs());
+        if !(1..=600).contains(&login_queue_secs) {
+            return Err(ConfigError::Value {
+                key: "imap.login_queue_secs",
+                reason: "must be between 1 and 600".into(),
+            });
+        }
+        let logins = crate::backend::login_gate::LoginGate::new(
+            max_parallel_logins as usize,
+            Duration::from_secs(login_queue_secs),
+        );
         let imap = endpoint(self.imap, "imap")?;
         let claim_lease_secs = self.smtp.claim_lease_secs;
         let smtp_timeout_secs = self.smtp.timeout_secs.unwrap_or(DEFAULT_SMTP_TIMEOUT_SECS);
@@ -613,6 +643,8 @@ impl RawConfig {
                 security: self.smtp.security,
                 timeout_secs: self.smtp.timeout_secs,
                 session_idle_secs: None,
+                max_parallel_logins: None,
+                login_queue_secs: None,
             },
             "smtp",
         )?;
@@ -621,6 +653,7 @@ impl RawConfig {
             port: imap.1,
             security: imap.2,
             timeout: imap.3,
+            logins,
         };
         let smtp = SmtpSettings {
             host: smtp.0,
@@ -1165,6 +1198,8 @@ aliases = { "Alice@example.test" = ["A.Smith@example.test"] }
             "security",
             "timeout_secs",
             "session_idle_secs",
+            "max_parallel_logins",
+            "login_queue_secs",
             "source",
             "events_listen",
             "events_secret",

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub push_ended: Family<PushLabels, Counter>,
     pub imap_logins: Counter,
     pub imap_pool_waits: Counter,
+    pub imap_logins_queued: Gauge,
+    pub imap_login_queue_timeouts: Counter,
     pub imap_idle_sessions: Gauge,
     pub smtp_submissions: Family<ResultLabel, Counter>,
     pub sync_key_resets: Family<ResetLabels, Counter>,
@@ -152,6 +154,18 @@ impl Metrics {
             "imap_pool_waits",
             "Requests that had to wait for a free IMAP session slot of their user",
             imap_pool_waits.clone(),
+        );
+        let imap_logins_queued = Gauge::default();
+        registry.register(
+            "imap_logins_queued",
+            "Logins waiting now for a turn (imap.max_parallel_logins are in flight)",
+            imap_logins_queued.clone(),
+        );
+        let imap_login_queue_timeouts = Counter::default();
+        registry.register(
+            "imap_login_queue_timeouts",
+            "Logins that got no turn within imap.login_queue_secs (answered 503)",
+            imap_login_queue_timeouts.clone(),
         );
         let imap_idle_sessions = Gauge::default();
         registry.register(
@@ -256,6 +270,8 @@ impl Metrics {
             push_ended,
             imap_logins,
             imap_pool_waits,
+            imap_logins_queued,
+            imap_login_queue_timeouts,
             imap_idle_sessions,
             smtp_submissions,
             sync_key_resets,

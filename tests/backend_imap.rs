@@ -57,6 +57,7 @@ fn settings() -> ImapSettings {
         port,
         security: Security::None,
         timeout: Duration::from_secs(10),
+        logins: Default::default(),
     }
 }
 

@@ -631,6 +631,7 @@ async fn adds_equal_the_whole_message_for_every_fixture() {
         port: IMAP.rsplit(':').next().unwrap().parse().unwrap(),
         security: Security::None,
         timeout: std::time::Duration::from_secs(10),
+        logins: Default::default(),
     });
     let creds = Credentials {
         login: user.clone(),

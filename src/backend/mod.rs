@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::uidset::UidSet;
 
 pub mod imap;
+pub mod login_gate;
 pub mod mailbox;
 pub mod pool;
 pub mod smtp;
@@ -104,6 +105,9 @@ pub struct ImapSettings {
     pub security: Security,
     /// Limit for connecting (TCP + TLS + greeting) and, separately, for each command.
     pub timeout: Duration,
+    /// `imap.max_parallel_logins` and `imap.login_queue_secs`: logins in flight at once, shared
+    /// by every clone of these settings.
+    pub logins: login_gate::LoginGate,
 }
 
 /// Where and how to reach the SMTP (submission) server.

@@ -954,38 +954,81 @@ pub async fn start_binary_with(
 }
 
 /// A relay in front of Dovecot that counts LOGIN commands; when `stall` is set, new connections
-/// are held without an answer (a mail server that delays the login past the gateway's timeout).
+/// are held without an answer (a mail server that delays the login past the gateway's timeout);
+/// `greeting_delay_ms` holds every new connection that long before relaying it (a slow server),
+/// and `max_logging_in` records the most connections that were at once between their accept
+/// and the server's "Logged in".
 pub struct LoginRelay {
     pub port: u16,
     pub logins: Arc<std::sync::atomic::AtomicUsize>,
     pub stall: Arc<std::sync::atomic::AtomicBool>,
+    pub greeting_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    pub max_logging_in: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl LoginRelay {
     pub async fn start() -> LoginRelay {
+        use std::sync::atomic::Ordering::SeqCst;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let logins = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (l, st) = (logins.clone(), stall.clone());
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let logging_in = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let max_logging_in = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (l, st, d, li, ml) = (
+            logins.clone(),
+            stall.clone(),
+            delay.clone(),
+            logging_in.clone(),
+            max_logging_in.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                let (logins, stall) = (l.clone(), st.clone());
+                let (logins, stall, delay) = (l.clone(), st.clone(), d.clone());
+                let (logging_in, max_logging_in) = (li.clone(), ml.clone());
                 tokio::spawn(async move {
-                    if stall.load(std::sync::atomic::Ordering::SeqCst) {
+                    if stall.load(SeqCst) {
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         return;
                     }
+                    let now = logging_in.fetch_add(1, SeqCst) + 1;
+                    max_logging_in.fetch_max(now, SeqCst);
+                    let in_login = Arc::new(std::sync::atomic::AtomicBool::new(true));
+                    let leave = {
+                        let (in_login, logging_in) = (in_login.clone(), logging_in.clone());
+                        move || {
+                            if in_login.swap(false, SeqCst) {
+                                logging_in.fetch_sub(1, SeqCst);
+                            }
+                        }
+                    };
+                    tokio::time::sleep(Duration::from_millis(delay.load(SeqCst))).await;
                     let Ok(server) = TcpStream::connect(imap_addr()).await else {
+                        leave();
                         return;
                     };
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
+                    let leave_down = leave.clone();
                     let down = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match tokio::io::AsyncReadExt::read(&mut sr, &mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let chunk = &buf[..n];
+                            if chunk.windows(9).any(|w| w == b"Logged in") {
+                                leave_down();
+                            }
+                            if AsyncWriteExt::write_all(&mut cw, chunk).await.is_err() {
+                                break;
+                            }
+                        }
                     });
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -996,13 +1039,14 @@ impl LoginRelay {
                         let chunk = &buf[..n];
                         logins.fetch_add(
                             chunk.windows(7).filter(|w| w == b" LOGIN ").count(),
-                            std::sync::atomic::Ordering::SeqCst,
+                            SeqCst,
                         );
                         if AsyncWriteExt::write_all(&mut sw, chunk).await.is_err() {
                             break;
                         }
                     }
                     down.abort();
+                    leave();
                 });
             }
         });
@@ -1010,6 +1054,8 @@ impl LoginRelay {
             port,
             logins,
             stall,
+            greeting_delay_ms: delay,
+            max_logging_in,
         }
     }
 

@@ -101,11 +101,15 @@ impl MailBackend for ImapBackend {
         creds: &Credentials,
         client_ip: Option<IpAddr>,
     ) -> Result<ImapSession, BackendError> {
+        let queued = Instant::now();
+        let slot = self.settings.logins.enter().await?;
         let started = Instant::now();
         let opened = open(&self.settings).await?;
         let (conn, caps) = authenticate(opened, creds, client_ip).await?;
+        drop(slot);
         tracing::debug!(
             user = %creds.login,
+            queued_ms = started.duration_since(queued).as_millis() as u64,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "IMAP login"
         );

@@ -85,6 +85,7 @@ pub(super) fn settings(port: u16) -> ImapSettings {
         port,
         security: Security::None,
         timeout: Duration::from_secs(5),
+        logins: Default::default(),
     }
 }
 
