@@ -1,8 +1,9 @@
 //! PostgreSQL implementation of [`StateStore`], for several gateway nodes on one database.
 //!
 //! Connections come from a `deadpool-postgres` pool (statements are prepared once per
-//! connection and cached). The connection is plain TCP or a Unix socket without TLS: the
-//! database is expected on the same host or a trusted network.
+//! connection and cached). They run over TLS (rustls) as the URL's `sslmode` and
+//! `sslrootcert` ask; without `sslmode`, the server's certificate is verified in full unless
+//! the database is on a loopback address or a Unix socket ([`tls`]).
 //!
 //! Every change is one transaction that first takes a transaction-scoped advisory lock on
 //! the user (`pg_advisory_xact_lock`): the writes of one user are serialised across all
@@ -24,7 +25,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use super::cluster::EVENT_BUFFER;
 use super::postgres_migrations as migrations;
@@ -38,6 +38,7 @@ mod devices;
 mod events;
 mod sql;
 mod sync;
+mod tls;
 
 use sql::*;
 
@@ -69,8 +70,20 @@ impl From<tokio_postgres::Error> for StoreError {
             }
             return StoreError::Database(format!("{} ({})", db.message(), code.code()));
         }
-        // Connection-level errors (refused, closed, I/O): their text names no credentials.
-        StoreError::Database(e.to_string())
+        // Connection-level errors (refused, closed, I/O, TLS), with their causes ("error
+        // performing TLS handshake: invalid peer certificate: UnknownIssuer"): their text
+        // names no credentials.
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let more = c.to_string();
+            if !text.ends_with(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            cause = c.source();
+        }
+        StoreError::Database(text)
     }
 }
 
@@ -137,9 +150,11 @@ impl PgStore {
                 "a PostgreSQL URL starts with postgres:// or postgresql://".into(),
             ));
         }
+        let (url, tls_params) = tls::split_url(url)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::Config("the PostgreSQL URL cannot be parsed".into()))?;
+        let (tls, tls_mode) = tls::connector(&mut config, &tls_params)?;
         if config.get_application_name().is_none() {
             config.application_name("eas-gateway");
         }
@@ -149,7 +164,7 @@ impl PgStore {
         let location = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -169,9 +184,14 @@ impl PgStore {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         // The first LISTEN is in place before the store is handed out, so that an event
         // published after `open_url` returns reaches this store's subscribers.
-        let first = events::listen(&config, events.clone()).await?;
-        let listener = tokio::spawn(events::keep_listening(config, events.clone(), first));
-        tracing::info!(location = %location, schema_version = version, "opened state database");
+        let first = events::listen(&config, &tls, events.clone()).await?;
+        let listener = tokio::spawn(events::keep_listening(config, tls, events.clone(), first));
+        tracing::info!(
+            location = %location,
+            sslmode = tls_mode.as_str(),
+            schema_version = version,
+            "opened state database"
+        );
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
