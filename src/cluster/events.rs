@@ -14,6 +14,13 @@
 //!   TOKEN, as older nodes send it, the event always ends the wait.)
 //! * `own NODE USER DEVICE UIDVALIDITY BEFORE AFTER MAILBOX`: from mod-sequence BEFORE to
 //!   AFTER only the device changed MAILBOX ([`crate::push::own`]).
+//! * `folders NODE USER`: a device of USER created, renamed, moved or deleted a folder through
+//!   NODE (FolderCreate, FolderUpdate, FolderDelete). This node drops its cached folder
+//!   listing of USER ([`crate::commands::folders::FolderCache`]), so that its next request of
+//!   the user lists the folders again instead of resolving a collection to a mailbox that was
+//!   renamed or deleted. (Changes made by other mail clients are not announced: a node notices
+//!   them as before, when a listed mailbox turns out to be gone or an id is not in the
+//!   cache.)
 //!
 //! Words are percent-encoded where they hold `%`, a space or a control character. Events are
 //! hints (see the module documentation of [`crate::cluster`]).
@@ -24,7 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use crate::backend::{MailBackend, MailboxState};
-use crate::commands::{device_key, Gateway};
+use crate::commands::{device_key, folders, Gateway};
 use crate::state::{Cluster, StateStore};
 
 /// The device made a new request: ends its waiting request here and, through the store's
@@ -78,6 +85,18 @@ pub fn own_change<B: MailBackend, S: StateStore>(
     publish(&gw.store, payload);
 }
 
+/// The user's folder hierarchy changed through this node: the folder listing cached here is
+/// dropped now and, through the store's event channel, on every other node. Unlike the other
+/// events this one is out (committed) before it returns, so that the device's next request
+/// on another node most likely finds that node's cache dropped already.
+pub async fn folders_changed<B: MailBackend, S: StateStore>(gw: &Gateway<B, S>, user: &str) {
+    folders::forget(&gw.folders, user);
+    let payload = line(&["folders", &gw.config.cluster.node_id, user]);
+    if let Err(e) = gw.store.publish(&payload).await {
+        tracing::debug!(error = %e, "cannot publish a cluster event");
+    }
+}
+
 fn publish<S: Cluster>(store: &S, payload: String) {
     let store = store.clone();
     tokio::spawn(async move {
@@ -127,6 +146,7 @@ pub fn apply<B: MailBackend, S: StateStore>(gw: &Gateway<B, S>, payload: &str) {
             gw.push.forget_ping_params(user, device);
             gw.sync.requests.remove(&device_key(user, device));
         }
+        ["folders", _, user] => folders::forget(&gw.folders, user),
         ["own", _, user, device, validity, before, after, mailbox] => {
             let (Ok(uid_validity), Ok(before), Ok(after)) =
                 (validity.parse(), before.parse(), after.parse())
