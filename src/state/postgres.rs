@@ -3,7 +3,7 @@
 //! Connections come from a `deadpool-postgres` pool (statements are prepared once per
 //! connection and cached). They run over TLS (rustls) as the URL's `sslmode` and
 //! `sslrootcert` ask; without `sslmode`, the server's certificate is verified in full unless
-//! the database is on a loopback address or a Unix socket ([`tls`]).
+//! the database is on a loopback address or a Unix socket (see `postgres/tls.rs`).
 //!
 //! Every change is one transaction that first takes a transaction-scoped advisory lock on
 //! the user (`pg_advisory_xact_lock`): the writes of one user are serialised across all
