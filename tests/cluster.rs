@@ -7,6 +7,8 @@
 //!   ends it on one node) by the same device's next request on the other node, while that
 //!   node's own new Ping keeps waiting;
 //! - a device's own Sent Items copy stored by one node does not wake its Ping on the other;
+//! - a folder the device creates, renames or deletes through one node is seen at once through
+//!   the other, whose cached folder listing was dropped by the change's event;
 //! - a node SIGKILLed in the middle of a large initial Sync page loses and duplicates
 //!   nothing: the device's retry through nginx reaches the other node, which answers once the
 //!   dead node's lease has expired, and the mails the device got are the mailbox, once each.
@@ -554,4 +556,96 @@ async fn no_change_sync_rate() {
         );
         drop(nginx);
     }
+}
+
+/// A folder command's (Status, SyncKey, ServerId).
+async fn folder_cmd(dev: &TestDevice, cmd: &str, req: Element) -> (String, String, Option<String>) {
+    use eas_gateway::wbxml::tags::folder_hierarchy as f;
+    let r = dev.post(cmd, &req).await;
+    assert_eq!(r.status, 200, "{cmd} HTTP status");
+    let b = r.body.expect("body");
+    assert_eq!(b.text_of(f::STATUS), Some("1"), "{cmd}: {b:?}");
+    (
+        b.text_of(f::STATUS).unwrap_or("").to_string(),
+        b.text_of(f::SYNC_KEY).expect("SyncKey").to_string(),
+        b.text_of(f::SERVER_ID).map(String::from),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn folder_changes_through_one_node_are_seen_at_once_through_the_other() {
+    use eas_gateway::wbxml::tags::folder_hierarchy as f;
+    let c = cluster(NodeOptions::default()).await;
+    let (dev, user, pw, inbox) = device(c.nginx.base(), "cluster-folders").await;
+    let on_a = same_device_at(&dev, c.nodes[0].base());
+    let on_b = same_device_at(&dev, c.nodes[1].base());
+    let key = on_a
+        .folder_sync("0")
+        .await
+        .text_of(f::SYNC_KEY)
+        .expect("key")
+        .to_string();
+    // Node B has the user's folders cached.
+    full_sync(&on_b, &inbox, 100).await;
+
+    // Created through A: a Sync through B finds it and its mail.
+    let (_, key, id) = folder_cmd(
+        &on_a,
+        "FolderCreate",
+        Element::new(f::FOLDER_CREATE)
+            .text_child(f::SYNC_KEY, &key)
+            .text_child(f::PARENT_ID, "0")
+            .text_child(f::DISPLAY_NAME, "ProjectsX")
+            .text_child(f::TYPE, "12"),
+    )
+    .await;
+    let id = id.expect("ServerId of the new folder");
+    append(&user, &pw, "ProjectsX", &mail("in projects", "x"), None).await;
+    let (adds, sync_key) = full_sync(&on_b, &id, 100).await;
+    assert_eq!(adds.len(), 1, "{}", c.logs());
+
+    // Renamed through A: B syncs the collection from its new mailbox, not the old name it
+    // had cached.
+    let (_, key, _) = folder_cmd(
+        &on_a,
+        "FolderUpdate",
+        Element::new(f::FOLDER_UPDATE)
+            .text_child(f::SYNC_KEY, &key)
+            .text_child(f::SERVER_ID, &id)
+            .text_child(f::PARENT_ID, "0")
+            .text_child(f::DISPLAY_NAME, "DoneX"),
+    )
+    .await;
+    append(&user, &pw, "DoneX", &mail("after the rename", "x"), None).await;
+    let r = sync(&on_b, &id, &sync_key, 100).await;
+    assert_eq!(r.status.as_deref(), Some("1"), "{r:?}\n{}", c.logs());
+    assert_eq!(r.adds.len(), 1, "{r:?}");
+    let sync_key = r.key.expect("key");
+
+    // Deleted through A: B answers that the collection is gone (Status 12: FolderSync).
+    folder_cmd(
+        &on_a,
+        "FolderDelete",
+        Element::new(f::FOLDER_DELETE)
+            .text_child(f::SYNC_KEY, &key)
+            .text_child(f::SERVER_ID, &id),
+    )
+    .await;
+    let r = sync(&on_b, &id, &sync_key, 100).await;
+    assert_eq!(r.status.as_deref(), Some("12"), "{r:?}\n{}", c.logs());
+    let names: Vec<String> = on_b
+        .folder_sync("0")
+        .await
+        .first(f::CHANGES)
+        .map(|ch| {
+            ch.all(f::ADD)
+                .filter_map(|a| a.text_of(f::DISPLAY_NAME).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(names.iter().any(|n| n == "Inbox"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == "ProjectsX" || n == "DoneX"),
+        "{names:?}"
+    );
 }

@@ -1789,3 +1789,283 @@ async fn store_open_url_picks_by_scheme() {
         Err(StoreError::Config(_))
     ));
 }
+
+// ---- PostgreSQL over TLS ---------------------------------------------------------
+
+/// A private PostgreSQL server with `ssl=on`, a CA and a server certificate (for
+/// `localhost` and `127.0.0.1`) made for it, and a password for its `postgres` role; TCP
+/// connections must use TLS and the password (`hostssl ... scram-sha-256`), the Unix socket
+/// is open (`trust`) for checks. Stopped and removed on drop.
+mod tls_server {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    const BIN: &str = "/usr/lib/postgresql/15/bin";
+    pub const PASSWORD: &str = "pg-tls-s3cret";
+
+    pub struct TlsPg {
+        dir: tempfile::TempDir,
+        pub port: u16,
+        /// The CA that signed the server's certificate (PEM file).
+        pub ca: PathBuf,
+        /// Another CA (PEM file), which signed nothing the server has.
+        pub wrong_ca: PathBuf,
+    }
+
+    /// Runs a server binary as the `postgres` user when this process is root (PostgreSQL
+    /// refuses to run as root).
+    fn as_pg(program: &str) -> Command {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &format!("{BIN}/{program}")]);
+            c
+        } else {
+            Command::new(format!("{BIN}/{program}"))
+        }
+    }
+
+    fn run(mut c: Command, what: &str, log: Option<&Path>) {
+        let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        if !out.status.success() {
+            let log = log
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            panic!(
+                "{what} failed: {}{}\n{log}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    impl TlsPg {
+        pub fn start() -> TlsPg {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            let pg_uid = Command::new("id")
+                .args(["-u", "postgres"])
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            let give = |p: &Path| {
+                if let Some(uid) = pg_uid {
+                    let _ = std::os::unix::fs::chown(p, Some(uid), None);
+                }
+            };
+            give(&path);
+
+            let (ca_cert, ca_key) = ca("eas-gateway test CA");
+            let (wrong_cert, _) = ca("eas-gateway other CA");
+            let server_key = rcgen::KeyPair::generate().unwrap();
+            let server_cert =
+                rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".into()])
+                    .unwrap()
+                    .signed_by(&server_key, &ca_cert, &ca_key)
+                    .unwrap();
+            let write = |name: &str, text: &str, mode: u32| {
+                use std::os::unix::fs::PermissionsExt as _;
+                let p = path.join(name);
+                std::fs::write(&p, text).unwrap();
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+                give(&p);
+                p
+            };
+            let ca = write("ca.pem", &ca_cert.pem(), 0o644);
+            let wrong_ca = write("wrong-ca.pem", &wrong_cert.pem(), 0o644);
+            let cert = write("server.crt", &server_cert.pem(), 0o644);
+            let key = write("server.key", &server_key.serialize_pem(), 0o600);
+            let pwfile = write("pw", PASSWORD, 0o600);
+
+            let data = path.join("data");
+            let mut initdb = as_pg("initdb");
+            initdb
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                ])
+                .arg(format!("--pwfile={}", pwfile.display()))
+                .args(["--encoding=UTF8", "--locale=C.UTF-8"]);
+            run(initdb, "initdb", None);
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            )
+            .unwrap();
+
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let log = path.join("postgres.log");
+            std::fs::write(&log, "").unwrap();
+            give(&log);
+            let mut start = as_pg("pg_ctl");
+            start
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o"])
+                .arg(format!(
+                    "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c ssl=on \
+                     -c ssl_cert_file={} -c ssl_key_file={}",
+                    path.display(),
+                    cert.display(),
+                    key.display()
+                ))
+                .arg("start");
+            run(start, "pg_ctl start", Some(&log));
+            TlsPg {
+                dir,
+                port,
+                ca,
+                wrong_ca,
+            }
+        }
+
+        /// `postgres://postgres:PASSWORD@HOST:PORT/postgres?QUERY`.
+        pub fn url(&self, host: &str, query: &str) -> String {
+            format!(
+                "postgres://postgres:{PASSWORD}@{host}:{}/postgres?{query}",
+                self.port
+            )
+        }
+
+        /// A connection over the Unix socket (no TLS, trust), for checks.
+        pub async fn admin(&self) -> tokio_postgres::Client {
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host_path(self.dir.path())
+                .port(self.port)
+                .user("postgres")
+                .dbname("postgres");
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+        }
+    }
+
+    impl Drop for TlsPg {
+        fn drop(&mut self) {
+            let mut stop = as_pg("pg_ctl");
+            stop.arg("-D").arg(self.dir.path().join("data")).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]);
+            let _ = stop.output();
+        }
+    }
+}
+
+/// `sslmode=verify-full` with the server's CA: the pool and the listening connection both
+/// run over TLS, and the store works. With another CA, or with `verify-full` for a name the
+/// certificate does not hold, opening fails with a TLS error that does not hold the
+/// password; `verify-ca` takes the chain without the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_tls_verifies_the_server() {
+    let server = tls_server::TlsPg::start();
+    let ca = server.ca.display().to_string();
+    let store = PgStore::open_url(&server.url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap();
+    let mut events = store.subscribe();
+    store.publish("over tls").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("the event came back")
+        .unwrap();
+    assert_eq!(got, "over tls");
+    conformance::device_lifecycle(store.clone()).await;
+
+    // Every connection of the store (pooled and listening) is encrypted.
+    let rows = server
+        .admin()
+        .await
+        .query(
+            "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid
+             WHERE a.application_name = 'eas-gateway'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ssl: Vec<bool> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(ssl.len() >= 2, "{ssl:?}");
+    assert!(ssl.iter().all(|s| *s), "{ssl:?}");
+    drop(store);
+
+    let wrong = format!(
+        "sslmode=verify-full&sslrootcert={}",
+        server.wrong_ca.display()
+    );
+    let err = PgStore::open_url(&server.url("127.0.0.1", &wrong))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("TLS") && text.contains("certificate"),
+        "{text}"
+    );
+    assert!(!text.contains(tls_server::PASSWORD), "{text}");
+
+    // The certificate is for localhost and 127.0.0.1, not for other.test (reached at
+    // 127.0.0.1 through `hostaddr`): verify-full refuses, verify-ca takes it.
+    let err = PgStore::open_url(&server.url(
+        "other.test",
+        &format!("hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("TLS") && text.contains("certificate"),
+        "{text}"
+    );
+    assert!(!text.contains(tls_server::PASSWORD), "{text}");
+    let store = PgStore::open_url(&server.url(
+        "other.test",
+        &format!("hostaddr=127.0.0.1&sslmode=verify-ca&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap();
+    store.check_writable().await.unwrap();
+}
+
+/// `sslmode=require` against a server without TLS fails; the error names TLS and not the
+/// password.
+#[tokio::test]
+async fn pg_tls_required_but_not_offered() {
+    let server = pg_server_url();
+    let (base, _) = server.split_once('?').unwrap_or((&server, ""));
+    let with_password = base.replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
+    let err = PgStore::open_url(&format!("{with_password}?sslmode=require"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("TLS"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}

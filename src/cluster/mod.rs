@@ -16,7 +16,9 @@
 //!   device's new request on one node ends its waiting Ping or hanging Sync on every other
 //!   node (`supersede`), and a device's own change that is not in its sync view (its Sent
 //!   Items copy, mails it moved away) is remembered on every node (`own`), so it does not
-//!   wake the device's next Ping wherever that Ping waits.
+//!   wake the device's next Ping wherever that Ping waits. A folder created, renamed or
+//!   deleted through one node drops the user's cached folder listing on every node
+//!   (`folders`).
 //!
 //! Events are hints only. A node that misses one (its listening connection was being
 //! re-established) answers a superseded Ping late, at its heartbeat, or wakes a Ping once for
@@ -30,5 +32,5 @@ pub mod events;
 pub mod lease;
 
 pub use config::{ClusterConfig, RawCluster};
-pub use events::{device_request, own_change, spawn_bridge};
+pub use events::{device_request, folders_changed, own_change, spawn_bridge};
 pub use lease::{leased, Lease};

@@ -167,7 +167,7 @@ async fn create<B: MailBackend, S: StateStore>(
         Ok(()) => {}
         Err(e) => return refusal(e, status::ALREADY_EXISTS, status::PARENT_NOT_FOUND),
     }
-    folders::forget(&gw.folders, user);
+    crate::cluster::folders_changed(gw, user).await;
     let list = folders::list(&gw.store, &gw.folders, session, user).await?;
     Ok(match entry_by_name(&list, &name) {
         Some(entry) => Ok(Change::Upsert(entry)),
@@ -216,7 +216,7 @@ async fn update<B: MailBackend, S: StateStore>(
         if let Err(e) = session.rename_folder(&folder.name, &name).await {
             return refusal(e, status::ALREADY_EXISTS, status::NOT_FOUND);
         }
-        folders::forget(&gw.folders, user);
+        crate::cluster::folders_changed(gw, user).await;
         // Servers without a rename-proof mailbox id give renamed folders a new identity: move
         // the ServerIds over before listing hands out new ones.
         let after = session.list_folders().await?;
@@ -275,14 +275,14 @@ async fn delete<B: MailBackend, S: StateStore>(
             // Already gone (another client): the outcome the device wants.
             Err(BackendError::NotFound(_)) if m.name != folder.name => {}
             Err(e) => {
-                folders::forget(&gw.folders, user);
+                crate::cluster::folders_changed(gw, user).await;
                 return refusal(e, status::SERVER_ERROR, status::NOT_FOUND);
             }
         }
         identities.push(m.identity.clone());
         ids.push(r.server_id.clone());
     }
-    folders::forget(&gw.folders, user);
+    crate::cluster::folders_changed(gw, user).await;
     if let Err(e) = gw.store.retire_folder_ids(user, &identities).await {
         tracing::warn!(error = %e, "cannot retire the ids of deleted folders");
     }

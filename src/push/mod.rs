@@ -23,6 +23,7 @@
 
 pub mod events;
 pub mod own;
+pub mod remote;
 pub mod watcher;
 
 use std::collections::HashMap;
@@ -193,6 +194,8 @@ pub(crate) struct Inner {
     ping_params: DashMap<String, PingParams>,
     /// "user\0device\0mailbox" -> the device's own recent changes there ([`own`]).
     own: DashMap<String, Vec<own::Mark>>,
+    /// Requests whose own supersede event has not come back ([`remote`]).
+    remote: remote::Order,
     shutdown: watch::Sender<bool>,
 }
 
@@ -311,6 +314,7 @@ impl Hub {
                 next_waiter: std::sync::atomic::AtomicU64::new(1),
                 ping_params: DashMap::new(),
                 own: DashMap::new(),
+                remote: remote::Order::default(),
                 shutdown,
             }),
         }
@@ -325,6 +329,40 @@ impl Hub {
         if let Some((_, (_, end))) = self.inner.devices.remove(&device_key(user, device_id)) {
             let _ = end.send(());
         }
+    }
+
+    /// The device made a new request on this node: its waiting request (if any) ends now.
+    /// Returns the request's token for its supersede event; until that event comes back
+    /// ([`Hub::own_supersede_heard`]), supersedes from other nodes are older than this request
+    /// and end none of the device's waits here ([`remote`]).
+    pub fn local_request(&self, user: &str, device_id: &str) -> u64 {
+        let token = self.inner.remote.begin(device_key(user, device_id));
+        self.device_request(user, device_id);
+        token
+    }
+
+    /// The supersede event of the device's request with `token` came back on the event
+    /// stream, or could not be published: supersedes from other nodes heard from now on are
+    /// newer than it.
+    pub fn own_supersede_heard(&self, user: &str, device_id: &str, token: u64) {
+        self.inner.remote.heard(&device_key(user, device_id), token);
+    }
+
+    /// Another node heard of a new request of the device: ends the device's waiting request
+    /// here unless that supersede is older than the device's latest request here (see
+    /// [`remote`]). False when it was older and ignored.
+    pub fn remote_supersede(&self, user: &str, device_id: &str) -> bool {
+        if self.inner.remote.blocks(&device_key(user, device_id)) {
+            return false;
+        }
+        self.device_request(user, device_id);
+        true
+    }
+
+    /// This node missed cluster events: the order of requests is not known, so supersedes from
+    /// other nodes end waits again at once.
+    pub fn remote_order_lost(&self) {
+        self.inner.remote.clear();
     }
 
     /// Answers every waiting request at once (they end with [`WaitResult::Shutdown`]) and

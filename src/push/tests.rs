@@ -387,3 +387,73 @@ fn verdicts() {
     let s1 = MailboxInfo { uid_next: 4, ..s0 };
     assert_eq!(verdict(&b0, Some(&s0), Some(s1)), Verdict::Changed);
 }
+
+/// Polls until the hub holds `n` waiters.
+async fn until_waiters(hub: &Hub, n: usize) {
+    for _ in 0..500 {
+        if hub.stats().waiters == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} waiters, not {n}", hub.stats().waiters);
+}
+
+#[tokio::test]
+async fn a_late_remote_supersede_leaves_the_newer_wait_alone() {
+    let (hub, _server) = hub();
+    let user = "alice@example.test";
+    // A request here whose own event came back: a supersede from another node ends its wait.
+    let first_token = hub.local_request(user, "A");
+    hub.own_supersede_heard(user, "A", first_token);
+    let h = hub.clone();
+    let first = tokio::spawn(async move { h.wait_for_changes(request("A", 10, 10_000)).await });
+    until_waiters(&hub, 1).await;
+
+    // The device's next request, here: it ends the first wait; its own event is on its way.
+    let second_token = hub.local_request(user, "A");
+    assert_eq!(first.await.unwrap(), WaitResult::Superseded);
+    let h = hub.clone();
+    let second = tokio::spawn(async move { h.wait_for_changes(request("A", 10, 10_000)).await });
+    until_waiters(&hub, 1).await;
+
+    // A supersede from another node heard now was published before the second request's
+    // event (events come in commit order): the late one of an older request.
+    assert!(!hub.remote_supersede(user, "A"));
+    // The first request's event, also late, changes nothing.
+    hub.own_supersede_heard(user, "A", first_token);
+    assert!(!hub.remote_supersede(user, "A"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!second.is_finished());
+    assert_eq!(hub.stats().waiters, 1);
+
+    // The second request's own event comes back: a supersede heard after it is newer.
+    hub.own_supersede_heard(user, "A", second_token);
+    assert!(hub.remote_supersede(user, "A"));
+    assert_eq!(second.await.unwrap(), WaitResult::Superseded);
+    // Other devices were never held back.
+    assert!(hub.remote_supersede(user, "B"));
+}
+
+#[tokio::test]
+async fn an_own_event_that_never_comes_back_holds_remote_supersedes_only_briefly() {
+    let (hub, _server) = hub();
+    let user = "alice@example.test";
+    hub.local_request(user, "A");
+    assert!(!hub.remote_supersede(user, "A"));
+    let key = device_key(user, "A");
+    let later = Instant::now() + remote::OWN_EVENT_GRACE;
+    assert!(hub
+        .inner
+        .remote
+        .blocks_at(&key, later - Duration::from_millis(1)));
+    assert!(!hub.inner.remote.blocks_at(&key, later));
+    // Expired and dropped.
+    assert!(hub.remote_supersede(user, "A"));
+
+    // Missed events: the order is unknown, remote supersedes count at once.
+    hub.local_request(user, "A");
+    assert!(!hub.remote_supersede(user, "A"));
+    hub.remote_order_lost();
+    assert!(hub.remote_supersede(user, "A"));
+}

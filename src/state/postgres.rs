@@ -1,8 +1,9 @@
 //! PostgreSQL implementation of [`StateStore`], for several gateway nodes on one database.
 //!
 //! Connections come from a `deadpool-postgres` pool (statements are prepared once per
-//! connection and cached). The connection is plain TCP or a Unix socket without TLS: the
-//! database is expected on the same host or a trusted network.
+//! connection and cached). They run over TLS (rustls) as the URL's `sslmode` and
+//! `sslrootcert` ask; without `sslmode`, the server's certificate is verified in full unless
+//! the database is on a loopback address or a Unix socket (see `postgres/tls.rs`).
 //!
 //! Every change is one transaction that first takes a transaction-scoped advisory lock on
 //! the user (`pg_advisory_xact_lock`): the writes of one user are serialised across all
@@ -24,7 +25,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use super::cluster::EVENT_BUFFER;
 use super::postgres_migrations as migrations;
@@ -38,6 +38,7 @@ mod devices;
 mod events;
 mod sql;
 mod sync;
+mod tls;
 
 use sql::*;
 
@@ -69,8 +70,20 @@ impl From<tokio_postgres::Error> for StoreError {
             }
             return StoreError::Database(format!("{} ({})", db.message(), code.code()));
         }
-        // Connection-level errors (refused, closed, I/O): their text names no credentials.
-        StoreError::Database(e.to_string())
+        // Connection-level errors (refused, closed, I/O, TLS), with their causes ("error
+        // performing TLS handshake: invalid peer certificate: UnknownIssuer"): their text
+        // names no credentials.
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let more = c.to_string();
+            if !text.ends_with(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            cause = c.source();
+        }
+        StoreError::Database(text)
     }
 }
 
@@ -137,9 +150,11 @@ impl PgStore {
                 "a PostgreSQL URL starts with postgres:// or postgresql://".into(),
             ));
         }
+        let (url, tls_params) = tls::split_url(url)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::Config("the PostgreSQL URL cannot be parsed".into()))?;
+        let (tls, tls_mode) = tls::connector(&mut config, &tls_params)?;
         if config.get_application_name().is_none() {
             config.application_name("eas-gateway");
         }
@@ -149,7 +164,7 @@ impl PgStore {
         let location = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -169,9 +184,14 @@ impl PgStore {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         // The first LISTEN is in place before the store is handed out, so that an event
         // published after `open_url` returns reaches this store's subscribers.
-        let first = events::listen(&config, events.clone()).await?;
-        let listener = tokio::spawn(events::keep_listening(config, events.clone(), first));
-        tracing::info!(location = %location, schema_version = version, "opened state database");
+        let first = events::listen(&config, &tls, events.clone()).await?;
+        let listener = tokio::spawn(events::keep_listening(config, tls, events.clone(), first));
+        tracing::info!(
+            location = %location,
+            sslmode = tls_mode.as_str(),
+            schema_version = version,
+            "opened state database"
+        );
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
@@ -195,10 +215,43 @@ impl PgStore {
 
 // ---- StateStore ----------------------------------------------------------------
 
-impl StateStore for PgStore {
+/// Implements [`StateStore`] for [`PgStore`] from entries of the form
+///
+/// ```text
+/// fn name(arg: Type, ...) -> T => [check { ... } =>] |c| { body }
+/// ```
+///
+/// Each becomes `async fn name(&self, arg: Type, ...) -> Result<T, StoreError>` that runs the
+/// optional `check` block first (argument checks that need no database; it may `return`),
+/// then takes a pooled connection as `c` ([`PgStore::conn`], a [`Conn`]) and evaluates
+/// `body`, a `Result<T, StoreError>`. Transactions are the body's business (the helpers in
+/// [`sql`], [`devices`] and [`sync`] open the ones they need).
+macro_rules! pg_ops {
+    ($(
+        $(#[$meta:meta])*
+        fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty =>
+            $(check $check:block =>)?
+            |$c:ident| $body:block
+    )*) => {
+        impl StateStore for PgStore {
+            $(
+                $(#[$meta])*
+                async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                    $($check)?
+                    #[allow(unused_mut)]
+                    let mut $c = self.conn().await?;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+pg_ops! {
+    // ---- devices ----------------------------------------------------------------
+
     #[allow(clippy::too_many_arguments)]
-    async fn touch_device(
-        &self,
+    fn touch_device(
         user: &str,
         device_id: &str,
         device_type: &str,
@@ -206,76 +259,46 @@ impl StateStore for PgStore {
         protocol_version: Option<&str>,
         command: &str,
         now: i64,
-    ) -> Result<Device, StoreError> {
-        let mut c = self.conn().await?;
+    ) -> Device => |c| {
         devices::touch_device(
-            &mut c,
-            user,
-            device_id,
-            device_type,
-            user_agent,
-            protocol_version,
-            command,
-            now,
+            &mut c, user, device_id, device_type, user_agent, protocol_version, command, now,
         )
         .await
     }
 
-    async fn device(&self, user: &str, device_id: &str) -> Result<Option<Device>, StoreError> {
-        let mut c = self.conn().await?;
+    fn device(user: &str, device_id: &str) -> Option<Device> => |c| {
         let tx = read_tx(&mut c).await?;
         let device = devices::load_device(&tx, user, device_id).await?;
         tx.commit().await?;
         Ok(device)
     }
 
-    async fn devices(&self, user: Option<&str>) -> Result<Vec<Device>, StoreError> {
-        let mut c = self.conn().await?;
+    fn devices(user: Option<&str>) -> Vec<Device> => |c| {
         devices::devices(&mut c, user).await
     }
 
-    async fn set_policy(
-        &self,
+    fn set_policy(
         user: &str,
         device_id: &str,
         state: PolicyState,
         key: u32,
         policy_hash: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    ) -> () => |c| {
         devices::update_device(
             &mut c,
             user,
             "UPDATE devices SET policy_state = $3, policy_key = $4, policy_hash = $5
              WHERE user_name = $1 AND device_id = $2",
-            &[
-                &user,
-                &device_id,
-                &state.as_str(),
-                &i64::from(key),
-                &policy_hash,
-            ],
+            &[&user, &device_id, &state.as_str(), &i64::from(key), &policy_hash],
         )
         .await
     }
 
-    async fn set_device_info(
-        &self,
-        user: &str,
-        device_id: &str,
-        info: &[(String, String)],
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    fn set_device_info(user: &str, device_id: &str, info: &[(String, String)]) -> () => |c| {
         devices::set_device_info(&mut c, user, device_id, info).await
     }
 
-    async fn set_wipe(
-        &self,
-        user: &str,
-        device_id: &str,
-        wipe: WipeState,
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    fn set_wipe(user: &str, device_id: &str, wipe: WipeState) -> () => |c| {
         devices::update_device(
             &mut c,
             user,
@@ -289,8 +312,7 @@ impl StateStore for PgStore {
         .await
     }
 
-    async fn delete_device(&self, user: &str, device_id: &str) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
+    fn delete_device(user: &str, device_id: &str) -> bool => |c| {
         let tx = write_tx(&mut c, user).await?;
         let n = execute(
             &tx,
@@ -302,89 +324,70 @@ impl StateStore for PgStore {
         Ok(n > 0)
     }
 
-    async fn record_request(&self, entry: &RequestEntry, keep: u32) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    fn record_request(entry: &RequestEntry, keep: u32) -> () => |c| {
         devices::record_request(&mut c, entry, keep).await
     }
 
-    async fn request_log(
-        &self,
-        user: &str,
-        device_id: &str,
-        after_id: i64,
-        limit: u32,
-    ) -> Result<Vec<RequestEntry>, StoreError> {
-        let c = self.conn().await?;
-        devices::request_log(&c, user, device_id, after_id, limit).await
-    }
+    fn request_log(user: &str, device_id: &str, after_id: i64, limit: u32) -> Vec<RequestEntry>
+        => |c| { devices::request_log(&c, user, device_id, after_id, limit).await }
 
-    async fn device_activity(
-        &self,
-        user: &str,
-        device_id: &str,
-    ) -> Result<Option<DeviceActivity>, StoreError> {
-        let mut c = self.conn().await?;
+    fn device_activity(user: &str, device_id: &str) -> Option<DeviceActivity> => |c| {
         devices::device_activity(&mut c, user, device_id).await
     }
 
-    async fn set_access(
-        &self,
-        user: &str,
-        device_id: &str,
-        access: &str,
-    ) -> Result<(), StoreError> {
-        if !matches!(access, "" | "allowed" | "blocked" | "quarantined") {
-            return Err(StoreError::InvalidInput(format!("access state {access:?}")));
+    fn set_access(user: &str, device_id: &str, access: &str) -> ()
+        => check {
+            if !matches!(access, "" | "allowed" | "blocked" | "quarantined") {
+                return Err(StoreError::InvalidInput(format!("access state {access:?}")));
+            }
         }
-        let mut c = self.conn().await?;
-        devices::update_device(
-            &mut c,
-            user,
-            "UPDATE devices SET access_state = $3 WHERE user_name = $1 AND device_id = $2",
-            &[&user, &device_id, &access],
-        )
-        .await
+        => |c| {
+            devices::update_device(
+                &mut c,
+                user,
+                "UPDATE devices SET access_state = $3 WHERE user_name = $1 AND device_id = $2",
+                &[&user, &device_id, &access],
+            )
+            .await
+        }
+
+    fn set_trace(user: &str, device_id: &str, trace: &str) -> ()
+        => check {
+            if !matches!(trace, "" | "on" | "bodies") {
+                return Err(StoreError::InvalidInput(format!("trace mode {trace:?}")));
+            }
+        }
+        => |c| {
+            devices::update_device(
+                &mut c,
+                user,
+                "UPDATE devices SET trace = $3 WHERE user_name = $1 AND device_id = $2",
+                &[&user, &device_id, &trace],
+            )
+            .await
+        }
+
+    // BEGIN + txid_current(): assigning a transaction id fails on a read-only server (a
+    // standby, or one set to default_transaction_read_only) and when no connection can be had.
+    fn check_writable() -> () => |c| {
+        let tx = c.obj.transaction().await?;
+        tx.batch_execute("SELECT txid_current()").await?;
+        tx.commit().await?;
+        Ok(())
     }
 
-    async fn set_trace(&self, user: &str, device_id: &str, trace: &str) -> Result<(), StoreError> {
-        if !matches!(trace, "" | "on" | "bodies") {
-            return Err(StoreError::InvalidInput(format!("trace mode {trace:?}")));
-        }
-        let mut c = self.conn().await?;
-        devices::update_device(
-            &mut c,
-            user,
-            "UPDATE devices SET trace = $3 WHERE user_name = $1 AND device_id = $2",
-            &[&user, &device_id, &trace],
-        )
-        .await
-    }
+    // ---- folders and hierarchy --------------------------------------------------
 
-    async fn folder_server_ids(
-        &self,
-        user: &str,
-        identities: &[String],
-    ) -> Result<Vec<String>, StoreError> {
-        let mut c = self.conn().await?;
+    fn folder_server_ids(user: &str, identities: &[String]) -> Vec<String> => |c| {
         sync::folder_server_ids(&mut c, user, identities).await
     }
 
-    async fn rebind_folder_identity(
-        &self,
-        user: &str,
-        old_identity: &str,
-        new_identity: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let mut c = self.conn().await?;
+    fn rebind_folder_identity(user: &str, old_identity: &str, new_identity: &str)
+        -> Option<String> => |c| {
         sync::rebind_folder_identity(&mut c, user, old_identity, new_identity).await
     }
 
-    async fn retire_folder_ids(
-        &self,
-        user: &str,
-        identities: &[String],
-    ) -> Result<usize, StoreError> {
-        let mut c = self.conn().await?;
+    fn retire_folder_ids(user: &str, identities: &[String]) -> usize => |c| {
         let tx = write_tx(&mut c, user).await?;
         let n = execute(
             &tx,
@@ -396,28 +399,16 @@ impl StateStore for PgStore {
         Ok(n as usize)
     }
 
-    async fn hierarchy(
-        &self,
-        user: &str,
-        device_id: &str,
-    ) -> Result<Option<HierarchyState>, StoreError> {
-        let mut c = self.conn().await?;
+    fn hierarchy(user: &str, device_id: &str) -> Option<HierarchyState> => |c| {
         sync::hierarchy(&mut c, user, device_id).await
     }
 
-    async fn commit_hierarchy(
-        &self,
-        user: &str,
-        device_id: &str,
-        new_key: u32,
-        folders: &[FolderEntry],
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    fn commit_hierarchy(user: &str, device_id: &str, new_key: u32, folders: &[FolderEntry])
+        -> () => |c| {
         sync::commit_hierarchy(&mut c, user, device_id, new_key, folders).await
     }
 
-    async fn reset_sync_state(&self, user: &str, device_id: &str) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    fn reset_sync_state(user: &str, device_id: &str) -> () => |c| {
         let tx = write_tx(&mut c, user).await?;
         for table in ["hierarchy_snapshots", "collections", "sync_request_cache"] {
             execute(
@@ -431,35 +422,24 @@ impl StateStore for PgStore {
         Ok(())
     }
 
-    async fn collection_state(
-        &self,
-        user: &str,
-        device_id: &str,
-        collection_id: &str,
-    ) -> Result<Option<CollectionState>, StoreError> {
-        let mut c = self.conn().await?;
+    // ---- collections ------------------------------------------------------------
+
+    fn collection_state(user: &str, device_id: &str, collection_id: &str)
+        -> Option<CollectionState> => |c| {
         sync::collection_state(&mut c, user, device_id, collection_id).await
     }
 
-    async fn commit_collection(
-        &self,
+    fn commit_collection(
         user: &str,
         device_id: &str,
         collection_id: &str,
         view: &CollectionView,
         options: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    ) -> () => |c| {
         sync::commit_collection(&mut c, user, device_id, collection_id, view, options).await
     }
 
-    async fn reset_collection(
-        &self,
-        user: &str,
-        device_id: &str,
-        collection_id: &str,
-    ) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
+    fn reset_collection(user: &str, device_id: &str, collection_id: &str) -> bool => |c| {
         let tx = write_tx(&mut c, user).await?;
         let n = execute(
             &tx,
@@ -472,22 +452,12 @@ impl StateStore for PgStore {
         Ok(n > 0)
     }
 
-    async fn set_cached_sync_request(
-        &self,
-        user: &str,
-        device_id: &str,
-        request: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
-        sync::set_cached_sync_request(&mut c, user, device_id, request).await
-    }
+    // ---- cached requests --------------------------------------------------------
 
-    async fn cached_sync_request(
-        &self,
-        user: &str,
-        device_id: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let c = self.conn().await?;
+    fn set_cached_sync_request(user: &str, device_id: &str, request: Option<&[u8]>) -> ()
+        => |c| { sync::set_cached_sync_request(&mut c, user, device_id, request).await }
+
+    fn cached_sync_request(user: &str, device_id: &str) -> Option<Vec<u8>> => |c| {
         query_opt(
             &c,
             "SELECT request FROM sync_request_cache WHERE user_name = $1 AND device_id = $2",
@@ -498,46 +468,28 @@ impl StateStore for PgStore {
         .transpose()
     }
 
-    async fn set_ping_params(
-        &self,
-        user: &str,
-        device_id: &str,
-        params: &PingParams,
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    fn set_ping_params(user: &str, device_id: &str, params: &PingParams) -> () => |c| {
         sync::set_ping_params(&mut c, user, device_id, params).await
     }
 
-    async fn ping_params(
-        &self,
-        user: &str,
-        device_id: &str,
-    ) -> Result<Option<PingParams>, StoreError> {
-        let c = self.conn().await?;
+    fn ping_params(user: &str, device_id: &str) -> Option<PingParams> => |c| {
         sync::ping_params(&c, user, device_id).await
     }
 
-    async fn claim_send(
-        &self,
+    // ---- send records -----------------------------------------------------------
+
+    fn claim_send(
         user: &str,
         key: &str,
         owner: &str,
         now: i64,
         lease_until: i64,
         expires: i64,
-    ) -> Result<SendClaim, StoreError> {
-        let mut c = self.conn().await?;
+    ) -> SendClaim => |c| {
         sync::claim_send(&mut c, user, key, owner, now, lease_until, expires).await
     }
 
-    async fn renew_send(
-        &self,
-        user: &str,
-        key: &str,
-        owner: &str,
-        lease_until: i64,
-    ) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
+    fn renew_send(user: &str, key: &str, owner: &str, lease_until: i64) -> bool => |c| {
         let tx = write_tx(&mut c, user).await?;
         let n = execute(
             &tx,
@@ -551,19 +503,11 @@ impl StateStore for PgStore {
         Ok(n == 1)
     }
 
-    async fn set_send_phase(
-        &self,
-        user: &str,
-        key: &str,
-        owner: &str,
-        phase: SendPhase,
-    ) -> Result<bool, StoreError> {
-        let mut c = self.conn().await?;
+    fn set_send_phase(user: &str, key: &str, owner: &str, phase: SendPhase) -> bool => |c| {
         sync::set_send_phase(&mut c, user, key, owner, phase).await
     }
 
-    async fn release_send(&self, user: &str, key: &str, owner: &str) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    fn release_send(user: &str, key: &str, owner: &str) -> () => |c| {
         let tx = write_tx(&mut c, user).await?;
         execute(
             &tx,
@@ -576,132 +520,65 @@ impl StateStore for PgStore {
         Ok(())
     }
 
-    async fn record_draft_version(
-        &self,
+    // ---- draft versions ---------------------------------------------------------
+
+    fn record_draft_version(
         user: &str,
         collection_id: &str,
         uid_validity: u32,
         version: &DraftVersion,
         client_key: Option<&str>,
-    ) -> Result<DraftVersion, StoreError> {
-        let mut c = self.conn().await?;
-        sync::record_draft_version(
-            &mut c,
-            user,
-            collection_id,
-            uid_validity,
-            version,
-            client_key,
-        )
-        .await
+    ) -> DraftVersion => |c| {
+        sync::record_draft_version(&mut c, user, collection_id, uid_validity, version, client_key)
+            .await
     }
 
-    async fn draft_versions(
-        &self,
-        user: &str,
-        collection_id: &str,
-        uid_validity: u32,
-        uids: &[u32],
-    ) -> Result<Vec<DraftVersion>, StoreError> {
-        if uids.is_empty() {
-            return Ok(Vec::new());
+    fn draft_versions(user: &str, collection_id: &str, uid_validity: u32, uids: &[u32])
+        -> Vec<DraftVersion>
+        => check {
+            if uids.is_empty() {
+                return Ok(Vec::new());
+            }
         }
-        let uids: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
-        let c = self.conn().await?;
-        sync::draft_query(
-            &c,
-            user,
-            collection_id,
-            uid_validity,
-            "uid = ANY($4)",
-            &uids,
-        )
-        .await
-    }
+        => |c| {
+            let uids: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+            sync::draft_query(&c, user, collection_id, uid_validity, "uid = ANY($4)", &uids).await
+        }
 
-    async fn draft_item_versions(
-        &self,
-        user: &str,
-        collection_id: &str,
-        uid_validity: u32,
-        item: u32,
-    ) -> Result<Vec<DraftVersion>, StoreError> {
-        let c = self.conn().await?;
+    fn draft_item_versions(user: &str, collection_id: &str, uid_validity: u32, item: u32)
+        -> Vec<DraftVersion> => |c| {
         let item = i64::from(item);
         sync::draft_query(&c, user, collection_id, uid_validity, "item = $4", &item).await
     }
 
-    async fn draft_versions_by_message_id(
-        &self,
+    fn draft_versions_by_message_id(
         user: &str,
         collection_id: &str,
         uid_validity: u32,
         message_id: &str,
-    ) -> Result<Vec<DraftVersion>, StoreError> {
-        let c = self.conn().await?;
-        sync::draft_query(
-            &c,
-            user,
-            collection_id,
-            uid_validity,
-            "message_id = $4",
-            &message_id,
-        )
-        .await
+    ) -> Vec<DraftVersion> => |c| {
+        sync::draft_query(&c, user, collection_id, uid_validity, "message_id = $4", &message_id)
+            .await
     }
 
-    async fn draft_by_client_key(
-        &self,
-        user: &str,
-        collection_id: &str,
-        uid_validity: u32,
-        client_key: &str,
-    ) -> Result<Option<DraftVersion>, StoreError> {
-        let c = self.conn().await?;
-        Ok(sync::draft_query(
-            &c,
-            user,
-            collection_id,
-            uid_validity,
-            "client_key = $4",
-            &client_key,
+    fn draft_by_client_key(user: &str, collection_id: &str, uid_validity: u32, client_key: &str)
+        -> Option<DraftVersion> => |c| {
+        let found = sync::draft_query(
+            &c, user, collection_id, uid_validity, "client_key = $4", &client_key,
         )
-        .await?
-        .into_iter()
-        .next())
+        .await?;
+        Ok(found.into_iter().next())
     }
 
-    async fn forget_draft(
-        &self,
-        user: &str,
-        collection_id: &str,
-        uid_validity: u32,
-        item: u32,
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
+    fn forget_draft(user: &str, collection_id: &str, uid_validity: u32, item: u32) -> () => |c| {
         let tx = write_tx(&mut c, user).await?;
         execute(
             &tx,
             "DELETE FROM draft_versions
              WHERE user_name = $1 AND collection_id = $2 AND uid_validity = $3 AND item = $4",
-            &[
-                &user,
-                &collection_id,
-                &i64::from(uid_validity),
-                &i64::from(item),
-            ],
+            &[&user, &collection_id, &i64::from(uid_validity), &i64::from(item)],
         )
         .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn check_writable(&self) -> Result<(), StoreError> {
-        // Assigning a transaction id fails on a read-only server (a standby, or one set to
-        // default_transaction_read_only) and when no connection can be had.
-        let mut c = self.conn().await?;
-        let tx = c.obj.transaction().await?;
-        tx.batch_execute("SELECT txid_current()").await?;
         tx.commit().await?;
         Ok(())
     }

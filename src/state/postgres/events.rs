@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::sql::{execute, query, query_opt};
 use super::PgStore;
@@ -21,9 +22,10 @@ pub(super) type Listening = (tokio_postgres::Client, JoinHandle<()>);
 
 pub(super) async fn listen(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     events: broadcast::Sender<String>,
 ) -> Result<Listening, StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
@@ -49,6 +51,7 @@ pub(super) async fn listen(
 /// to 30 s while connecting fails). Events published in between are not seen here.
 pub(super) async fn keep_listening(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     events: broadcast::Sender<String>,
     first: Listening,
 ) {
@@ -58,7 +61,7 @@ pub(super) async fn keep_listening(
         let mut backoff = Duration::from_secs(1);
         loop {
             tokio::time::sleep(backoff).await;
-            match listen(&config, events.clone()).await {
+            match listen(&config, &tls, events.clone()).await {
                 Ok((c, d)) => {
                     tracing::info!("state database event connection re-established");
                     (_client, driver) = (c, d);
