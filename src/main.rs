@@ -298,6 +298,7 @@ async fn serve(path: PathBuf, log_format: LogFormat) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.server.listen))?;
     let server = Arc::new(Server::new(Gateway::new(backend, store, config)));
     reload_on_sighup(path.clone(), server.clone())?;
+    heap_trim::start();
     eas_gateway::cluster::spawn_bridge(server.clone(), |s| &s.gateway);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let hub = server.gateway.push.clone();
@@ -545,4 +546,40 @@ async fn devices(path: PathBuf, op: DevicesOp) -> anyhow::Result<()> {
     };
     print!("{out}");
     Ok(())
+}
+
+/// Gives memory that glibc's allocator keeps after it was freed back to the system.
+///
+/// A burst of requests (phones reconnecting together: TLS handshakes, logins, folder listings)
+/// allocates far more for a few seconds than the connections that then wait keep; glibc keeps
+/// the freed pages inside its heaps (between live allocations they are never trimmed on their
+/// own). `malloc_trim` hands every whole free page back; it runs every
+/// [`heap_trim::EVERY`] on a thread of its own, off the runtime's workers.
+mod heap_trim {
+    use std::time::Duration;
+
+    pub const EVERY: Duration = Duration::from_secs(10);
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    pub fn start() {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("heap-trim".into())
+            .spawn(|| loop {
+                std::thread::sleep(EVERY);
+                // SAFETY: glibc's malloc_trim takes each arena's lock and only releases free
+                // pages; it touches no memory the program holds.
+                unsafe {
+                    malloc_trim(0);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the heap trimming thread");
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    pub fn start() {}
 }

@@ -99,12 +99,15 @@ async fn dispatch_command<B: MailBackend, S: StateStore>(
     command: Implemented,
     body: Body,
 ) -> Result<Outcome, CommandError> {
+    // Every command's future is boxed: a `match` over inline futures is as large as the
+    // largest command's (Sync's), and a waiting Ping would hold that much for its whole
+    // heartbeat. Boxed, each request holds only its own command's state.
     let command = command.command();
     if let Some(outcome) = devices::gate(gw, ctx, command) {
         return Ok(outcome);
     }
     if command != Command::Provision {
-        if let Some(outcome) = provision::gate(gw, ctx, command).await? {
+        if let Some(outcome) = Box::pin(provision::gate(gw, ctx, command)).await? {
             return Ok(outcome);
         }
     }
@@ -112,12 +115,19 @@ async fn dispatch_command<B: MailBackend, S: StateStore>(
     crate::cluster::device_request(gw, &ctx.user.address, ctx.device_id());
     match command {
         // Commands whose body may be empty (Ping, Sync) or raw MIME (12.x sending).
-        Command::Ping => ping::handle(gw, ctx, body).await,
-        Command::Sync => sync::handle(gw, ctx, body.element().cloned()).await,
-        Command::SendMail => send_mail::handle(gw, ctx, &body).await,
-        Command::SmartReply => smart::handle_reply(gw, ctx, &body).await,
-        Command::SmartForward => smart::handle_forward(gw, ctx, &body).await,
-        Command::GetAttachment => get_attachment::handle(gw, ctx).await,
+        Command::Ping => Box::pin(ping::handle(gw, ctx, body)).await,
+        Command::Sync => {
+            // The document itself, not a copy: a hanging Sync keeps no second one.
+            let element = match body {
+                Body::Wbxml(e) => Some(e),
+                _ => None,
+            };
+            Box::pin(sync::handle(gw, ctx, element)).await
+        }
+        Command::SendMail => Box::pin(send_mail::handle(gw, ctx, &body)).await,
+        Command::SmartReply => Box::pin(smart::handle_reply(gw, ctx, &body)).await,
+        Command::SmartForward => Box::pin(smart::handle_forward(gw, ctx, &body)).await,
+        Command::GetAttachment => Box::pin(get_attachment::handle(gw, ctx)).await,
         // The rest need a WBXML document.
         _ => {
             let Some(element) = body.element() else {
@@ -126,17 +136,21 @@ async fn dispatch_command<B: MailBackend, S: StateStore>(
                 )));
             };
             match command {
-                Command::Provision => provision::handle(gw, ctx, element).await,
-                Command::Settings => settings::handle(gw, ctx, element).await,
-                Command::FolderSync => folder_sync::handle(gw, ctx, element).await,
+                Command::Provision => Box::pin(provision::handle(gw, ctx, element)).await,
+                Command::Settings => Box::pin(settings::handle(gw, ctx, element)).await,
+                Command::FolderSync => Box::pin(folder_sync::handle(gw, ctx, element)).await,
                 Command::FolderCreate | Command::FolderUpdate | Command::FolderDelete => {
-                    folder_changes::handle(gw, ctx, element).await
+                    Box::pin(folder_changes::handle(gw, ctx, element)).await
                 }
-                Command::MoveItems => move_items::handle(gw, ctx, element).await,
-                Command::GetItemEstimate => get_item_estimate::handle(gw, ctx, element).await,
-                Command::ItemOperations => item_operations::handle(gw, ctx, element).await,
-                Command::Search => search::handle(gw, ctx, element).await,
-                Command::Find => find::handle(gw, ctx, element).await,
+                Command::MoveItems => Box::pin(move_items::handle(gw, ctx, element)).await,
+                Command::GetItemEstimate => {
+                    Box::pin(get_item_estimate::handle(gw, ctx, element)).await
+                }
+                Command::ItemOperations => {
+                    Box::pin(item_operations::handle(gw, ctx, element)).await
+                }
+                Command::Search => Box::pin(search::handle(gw, ctx, element)).await,
+                Command::Find => Box::pin(find::handle(gw, ctx, element)).await,
                 // IMPLEMENTED lists a command with no line above.
                 _ => Err(CommandError::Internal(format!("{command} has no handler"))),
             }

@@ -58,11 +58,15 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         },
         Body::Mime(_) => return Ok(status_only(status::SYNTAX_ERROR)),
     };
+    // The document is not needed once parsed; a Ping keeps only what it waits with.
+    drop(body);
 
     // Missing parts come from the device's last Ping: memory, else the store (a restart).
+    // The steps before and after the wait are boxed: inline, their futures (state store,
+    // IMAP) would be part of the state a waiting Ping holds for its whole heartbeat.
     let last = match hub.ping_params(user, device_id) {
         Some(p) => Some(p),
-        None => match gw.store.ping_params(user, device_id).await {
+        None => match Box::pin(gw.store.ping_params(user, device_id)).await {
             Ok(p) => {
                 if let Some(p) = &p {
                     hub.set_ping_params(user, device_id, p.clone());
@@ -100,7 +104,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
     // whether the hierarchy changed since the device's last FolderSync. The epoch is read
     // first, so a change the watcher hears of after the listing still ends the wait.
     let mut epoch = hub.hierarchy_epoch(user);
-    let list = fresh_list(gw, ctx).await?;
+    let list = Box::pin(fresh_list(gw, ctx)).await?;
     let mut folders_to_watch = Vec::with_capacity(watch.len());
     for (id, _class) in &watch {
         let Some(resolved) = list.iter().find(|r| &r.server_id == id) else {
@@ -111,7 +115,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         let Some(mailbox) = resolved.mailbox.as_ref().filter(|m| m.selectable) else {
             continue;
         };
-        let state = match gw.store.collection_state(user, device_id, id).await {
+        let state = match Box::pin(gw.store.collection_state(user, device_id, id)).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "state store failed during Ping");
@@ -129,7 +133,11 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         });
     }
 
-    if folders::changed_since_last_sync(&gw.store, user, device_id, &list).await? {
+    if Box::pin(folders::changed_since_last_sync(
+        &gw.store, user, device_id, &list,
+    ))
+    .await?
+    {
         debug!("folder hierarchy changed since the last FolderSync");
         return Ok(status_only(status::FOLDER_SYNC_REQUIRED));
     }
@@ -139,7 +147,7 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         folders: watch,
     };
     if last.as_ref() != Some(&params) {
-        if let Err(e) = gw.store.set_ping_params(user, device_id, &params).await {
+        if let Err(e) = Box::pin(gw.store.set_ping_params(user, device_id, &params)).await {
             // The Ping still works; only a later empty Ping after a restart would lack them.
             tracing::warn!(error = %e, "cannot store Ping parameters");
         }
@@ -163,12 +171,16 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         }
         // The watcher heard of a folder change (or reconnected): is it one for the device?
         epoch = hub.hierarchy_epoch(user);
-        let list = match fresh_list(gw, ctx).await {
+        let list = match Box::pin(fresh_list(gw, ctx)).await {
             // A pooled connection cut while the watcher reconnected: once more, on a new one.
-            Err(CommandError::Unavailable(_)) => fresh_list(gw, ctx).await?,
+            Err(CommandError::Unavailable(_)) => Box::pin(fresh_list(gw, ctx)).await?,
             other => other?,
         };
-        if folders::changed_since_last_sync(&gw.store, user, device_id, &list).await? {
+        if Box::pin(folders::changed_since_last_sync(
+            &gw.store, user, device_id, &list,
+        ))
+        .await?
+        {
             break result;
         }
     };

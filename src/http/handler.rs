@@ -160,19 +160,21 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         log: &mut RequestLog,
     ) -> Response<Body> {
         let path = req.uri().path().trim_end_matches('/').to_ascii_lowercase();
+        // Each route's future is boxed, so a request holds only the state of its own route
+        // (a Ping waits for up to an hour inside `post`).
         if let Some(endpoint) = super::autodiscover::Endpoint::of(&path) {
-            return self.autodiscover(endpoint, req, client_ip, log).await;
+            return Box::pin(self.autodiscover(endpoint, req, client_ip, log)).await;
         }
         if path == super::doctor::PATH {
-            return self.doctor(req, client_ip, peer_trusted, log).await;
+            return Box::pin(self.doctor(req, client_ip, peer_trusted, log)).await;
         }
         if path != EAS_PATH {
             log.reason = "unknown path";
             return response::empty(404);
         }
         match *req.method() {
-            Method::OPTIONS => self.options(&req, client_ip, log).await,
-            Method::POST => self.post(req, client_ip, log).await,
+            Method::OPTIONS => Box::pin(self.options(&req, client_ip, log)).await,
+            Method::POST => Box::pin(self.post(req, client_ip, log)).await,
             _ => {
                 log.reason = "method not allowed";
                 let mut r = response::empty(405);
@@ -338,10 +340,12 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         let Some(line) = request_line(&req, log) else {
             return Err(response::empty(400));
         };
-        if let Some(r) = self.refuse_before_login(req.headers(), &line, log).await {
+        // The steps are boxed: inline, the largest of them (a login on the mail server, the
+        // state store) would stay part of the state the command's whole run holds.
+        if let Some(r) = Box::pin(self.refuse_before_login(req.headers(), &line, log)).await {
             return Err(r);
         }
-        let user = self.login(req.headers(), &line, client_ip, log).await?;
+        let user = Box::pin(self.login(req.headers(), &line, client_ip, log)).await?;
         let Some(command) = commands::implemented(line.command) else {
             log.reason = if line.command.is_some() {
                 "command not implemented"
@@ -359,9 +363,9 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             version,
             command: command.command(),
         };
-        let incoming = self.request_body(req, admitted.command, log).await?;
+        let incoming = Box::pin(self.request_body(req, admitted.command, log)).await?;
         let now = unix_now();
-        let device = self.record_device(&admitted, &incoming, now, log).await?;
+        let device = Box::pin(self.record_device(&admitted, &incoming, now, log)).await?;
         let trace = super::trace::Trace::begin(
             &self.gateway.config.devices,
             &device,
@@ -370,6 +374,15 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             incoming.content_type.as_deref(),
             &incoming.raw,
         );
+        // Only the decoded body goes on: the bytes (and the read buffer they share) are not
+        // kept while the command runs, which for a Ping is its whole heartbeat.
+        let RequestBody {
+            content_type,
+            user_agent,
+            raw,
+            body,
+        } = incoming;
+        drop((content_type, user_agent, raw));
         let ctx = Context {
             user: admitted.user,
             device,
@@ -379,7 +392,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             now,
             report: log.report.clone(),
         };
-        let result = commands::dispatch(&self.gateway, &ctx, command, incoming.body).await;
+        let result = Box::pin(commands::dispatch(&self.gateway, &ctx, command, body)).await;
         let (resp, wbxml_out) = answer(result, trace.is_some(), log);
         if let Some(trace) = trace {
             trace.finish(&resp, wbxml_out.as_ref());

@@ -134,18 +134,27 @@ pub async fn serve<B: MailBackend, S: StateStore>(
             let slot_by = handshake_by + cfg.header_timeout;
             match acceptor {
                 Some(acceptor) => {
-                    match tokio::time::timeout_at(handshake_by, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let Some(permit) =
-                                slot(&limit, cfg.max_connections, &saturated, slot_by, peer).await
-                            else {
-                                return;
-                            };
-                            serve_connection(tls, peer, server, accepted, permit).await
+                    // The handshake and then the stream are boxed, and the handshake's result is
+                    // gone (a `let`, not a `match` arm) before the next await: the task's state
+                    // is sized for its largest step and kept for the connection's whole life.
+                    let handshake = Box::pin(acceptor.accept(stream));
+                    let tls = match tokio::time::timeout_at(handshake_by, handshake).await {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(e)) => {
+                            debug!(peer = %peer, error = %e, "TLS handshake failed");
+                            return;
                         }
-                        Ok(Err(e)) => debug!(peer = %peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(peer = %peer, "TLS handshake not complete in time"),
-                    }
+                        Err(_) => {
+                            debug!(peer = %peer, "TLS handshake not complete in time");
+                            return;
+                        }
+                    };
+                    let Some(permit) =
+                        slot(&limit, cfg.max_connections, &saturated, slot_by, peer).await
+                    else {
+                        return;
+                    };
+                    serve_connection(tls, peer, server, accepted, permit).await
                 }
                 None => {
                     let Some(permit) =
@@ -197,13 +206,15 @@ async fn slot(
     }
 }
 
-async fn serve_connection<I, B, S>(
+/// The connection's task: the hyper connection (which owns the stream) and its clock.
+fn serve_connection<I, B, S>(
     io: I,
     peer: SocketAddr,
     server: Arc<Server<B, S>>,
     accepted: tokio::time::Instant,
-    _permit: OwnedSemaphorePermit,
-) where
+    permit: OwnedSemaphorePermit,
+) -> impl std::future::Future<Output = ()> + Send
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     B: MailBackend,
     S: StateStore,
@@ -222,17 +233,25 @@ async fn serve_connection<I, B, S>(
             Ok::<_, std::convert::Infallible>(resp.map(|body| conn::Tracked::new(body, busy)))
         }
     });
-    let connection = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, service);
-    tokio::select! {
-        r = connection => {
-            if let Err(e) = r {
-                debug!(peer = %peer, error = %e, "connection ended with an error");
+    // Boxed and built before the task's first await, so the stream and hyper's connection
+    // state exist once (an `async fn` keeps its arguments in its state, and a value moved
+    // into `select!` is held twice).
+    let connection = Box::pin(
+        http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, service),
+    );
+    async move {
+        let _permit = permit;
+        tokio::select! {
+            r = connection => {
+                if let Err(e) = r {
+                    debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
             }
-        }
-        why = clock.expired(header, idle) => {
-            debug!(peer = %peer, reason = why.as_str(), "connection closed");
+            why = clock.expired(header, idle) => {
+                debug!(peer = %peer, reason = why.as_str(), "connection closed");
+            }
         }
     }
 }
