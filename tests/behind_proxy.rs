@@ -1,7 +1,9 @@
-//! The gateway behind real nginx and real HAProxy running the configs of `deploy/` (templated
-//! onto free ports): a phone provisions, lists folders, syncs a delivered mail and waits in a
-//! Ping that a new mail wakes, all through the proxy; the gateway sees the phone's address, not
-//! the proxy's, and not one the phone made up; Autodiscover is routed in any letter case.
+//! The gateway behind real nginx, real HAProxy and real Caddy running the configs of `deploy/`
+//! (templated onto free ports): a phone provisions, lists folders, syncs a delivered mail and
+//! waits in a Ping that a new mail wakes, all through the proxy; the gateway sees the phone's
+//! address, not the proxy's, and not one the phone made up; Autodiscover is routed in any letter
+//! case; a request held longer than the proxies' default timeouts is not cut, and a streamed
+//! answer (of unknown and of declared length) is neither buffered nor compressed.
 
 mod common;
 mod proxies;
@@ -16,6 +18,13 @@ use proxies::*;
 
 /// The phone's own address: another loopback address than the proxy's 127.0.0.1.
 const PHONE_IP: &str = "127.0.0.2";
+/// A second phone's, for the held request (the doctor runs one probe per address at a time).
+const OTHER_PHONE_IP: &str = "127.0.0.3";
+
+/// How long the held request waits: longer than nginx's default `proxy_read_timeout` (60 s)
+/// and Caddy's `read_header` timeout here (30 s), within the gateway's cap (`max_heartbeat_secs`
+/// + 60 s).
+const HOLD_SECS: u64 = 65;
 
 /// A gateway serving plain HTTP to a proxy on 127.0.0.1, with short heartbeats and the doctor
 /// endpoint open.
@@ -36,9 +45,18 @@ async fn gateway() -> (TestGateway, TestServer, u16) {
 
 /// An HTTPS client from [`PHONE_IP`] that accepts the test certificate.
 fn phone_client() -> reqwest::Client {
+    client_from(PHONE_IP)
+}
+
+/// An HTTPS client from `ip` that accepts the test certificate and finds the example names of
+/// the configs on 127.0.0.1.
+fn client_from(ip: &str) -> reqwest::Client {
+    let local: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
-        .local_address(PHONE_IP.parse::<IpAddr>().unwrap())
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .resolve("mail.example.org", local)
+        .resolve("autodiscover.example.org", local)
         .build()
         .unwrap()
 }
@@ -144,17 +162,26 @@ async fn address_seen(proxy: &Proxy) -> String {
         .to_string()
 }
 
-/// Autodiscover in another letter case reaches the gateway (its 401 names its realm); an
-/// unknown path does not.
+/// Autodiscover in another letter case, on the proxy's name and on autodiscover.example.org,
+/// reaches the gateway (its 401 names its realm); an unknown path does not.
 async fn autodiscover_routed(proxy: &Proxy) {
+    for base in [
+        proxy.url(),
+        format!("https://autodiscover.example.org:{}", proxy.ports.https),
+    ] {
+        autodiscover_routed_at(&base, proxy).await;
+    }
+}
+
+async fn autodiscover_routed_at(base: &str, proxy: &Proxy) {
     let r = phone_client()
-        .post(format!("{}/AutoDiscover/AutoDiscover.xml", proxy.url()))
+        .post(format!("{base}/AutoDiscover/AutoDiscover.xml"))
         .header("Content-Type", "text/xml")
         .body("<Autodiscover/>")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 401, "{base}: {}", proxy.log());
     assert_eq!(
         r.headers()
             .get("www-authenticate")
@@ -162,7 +189,7 @@ async fn autodiscover_routed(proxy: &Proxy) {
         Some("Basic realm=\"eas-gateway\"")
     );
     let r = phone_client()
-        .get(format!("{}/elsewhere", proxy.url()))
+        .get(format!("{base}/elsewhere"))
         .send()
         .await
         .unwrap();
@@ -171,6 +198,86 @@ async fn autodiscover_routed(proxy: &Proxy) {
         r.headers().get("MS-Server-ActiveSync").is_none(),
         "not the gateway's 404"
     );
+}
+
+/// A request the gateway holds [`HOLD_SECS`] (as a Ping waits), from [`OTHER_PHONE_IP`]; the
+/// answer is checked by [`check_held`].
+fn hold(proxy: &Proxy) -> tokio::task::JoinHandle<(u16, String)> {
+    let url = format!(
+        "{}/Microsoft-Server-ActiveSync/doctor?hold={HOLD_SECS}",
+        proxy.url()
+    );
+    tokio::spawn(async move {
+        let r = client_from(OTHER_PHONE_IP)
+            .get(url)
+            .send()
+            .await
+            .expect("held request");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    })
+}
+
+async fn check_held(held: tokio::task::JoinHandle<(u16, String)>, proxy: &Proxy, what: &str) {
+    let (status, text) = held.await.unwrap();
+    assert_eq!(
+        (status, text.as_str()),
+        (200, format!("held {HOLD_SECS}\n").as_str()),
+        "{what} cut a request held {HOLD_SECS} s: {}",
+        proxy.log()
+    );
+}
+
+/// The gateway's stream probe (a KiB at once, then a line a second for 4 s), of unknown and of
+/// declared length, reaches the phone as it is written and uncompressed although the phone
+/// accepts gzip: its first bytes arrive seconds before its end (a buffering proxy delivers all
+/// at the end).
+async fn streams_unbuffered(proxy: &Proxy, what: &str) {
+    for sized in [false, true] {
+        let url = format!(
+            "{}/Microsoft-Server-ActiveSync/doctor?stream=4{}",
+            proxy.url(),
+            if sized { "&sized=1" } else { "" }
+        );
+        let mut r = phone_client()
+            .get(url)
+            .header("Accept-Encoding", "gzip, deflate")
+            .send()
+            .await
+            .expect("stream probe");
+        assert_eq!(r.status(), 200, "{what}: {}", proxy.log());
+        assert!(
+            r.headers().get("content-encoding").is_none(),
+            "{what} compressed the stream: {:?}",
+            r.headers()
+        );
+        if sized {
+            assert!(r.content_length().is_some(), "{what}: {:?}", r.headers());
+        }
+        let mut body = Vec::new();
+        let mut first = None;
+        while let Some(chunk) = r.chunk().await.expect("stream body") {
+            first.get_or_insert_with(Instant::now);
+            body.extend_from_slice(&chunk);
+        }
+        let spread = first.expect("a body").elapsed();
+        assert!(body.ends_with(b"4\nend\n"), "{what}: {body:?}");
+        println!("{what}: stream (sized: {sized}) spread over {spread:?}");
+        assert!(
+            spread >= Duration::from_secs(2),
+            "{what} buffered a streamed answer (sized: {sized}): its first bytes came {spread:?} \
+             before its end"
+        );
+    }
+}
+
+/// Everything but the address check, through `proxy`.
+async fn through(gw: &TestGateway, server: &TestServer, proxy: &Proxy, what: &str) {
+    let held = hold(proxy);
+    autodiscover_routed(proxy).await;
+    streams_unbuffered(proxy, what).await;
+    sync_and_push(gw, server, proxy, what).await;
+    check_held(held, proxy, what).await;
 }
 
 #[tokio::test]
@@ -182,8 +289,7 @@ async fn a_phone_syncs_and_is_pushed_to_through_nginx() {
     let conf = nginx_config(dir.path(), &c, ports, &[]);
     let proxy = start_nginx(dir.path(), &conf, ports).await;
     assert_eq!(address_seen(&proxy).await, PHONE_IP, "{}", proxy.log());
-    autodiscover_routed(&proxy).await;
-    sync_and_push(&gw, &server, &proxy, "nginx").await;
+    through(&gw, &server, &proxy, "nginx").await;
 }
 
 #[tokio::test]
@@ -197,6 +303,19 @@ async fn a_phone_syncs_and_is_pushed_to_through_haproxy() {
     // HAProxy adds its own X-Forwarded-For line after the phone's: the gateway must take the
     // last one.
     assert_eq!(address_seen(&proxy).await, PHONE_IP, "{}", proxy.log());
-    autodiscover_routed(&proxy).await;
-    sync_and_push(&gw, &server, &proxy, "haproxy").await;
+    through(&gw, &server, &proxy, "haproxy").await;
+}
+
+#[tokio::test]
+async fn a_phone_syncs_and_is_pushed_to_through_caddy() {
+    let (gw, server, upstream) = gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = certs(dir.path());
+    let ports = Ports::free(upstream);
+    let conf = caddy_config(dir.path(), &c, ports, &[]);
+    let proxy = start_caddy(dir.path(), &conf, ports).await;
+    // Caddy replaces the X-Forwarded-For of a client it does not trust with the client's
+    // address.
+    assert_eq!(address_seen(&proxy).await, PHONE_IP, "{}", proxy.log());
+    through(&gw, &server, &proxy, "caddy").await;
 }
