@@ -9,7 +9,14 @@ mod common;
 mod proxies;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::*;
 use eas_gateway::wbxml::tags::ping as p;
@@ -271,12 +278,148 @@ async fn streams_unbuffered(proxy: &Proxy, what: &str) {
     }
 }
 
+/// Accepts the test certificate.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The default `[server] max_body_bytes`, which each config allows (the test gateway's is
+/// 1 MiB: a proxy may allow more than the gateway).
+const MAX_BODY: usize = 64 << 20;
+
+/// A logged-in phone's Provision with a body of `mib` MiB, declared (`Content-Length`) or
+/// `chunked` (the size shows only while it arrives), sent through `proxy`; the answer's status
+/// line. Over the gateway's limit (1 MiB here) or the proxy's (64 MiB), the phone must learn
+/// that the body is too large (413, from the proxy or the gateway), not that the server failed
+/// (502) or a dropped connection.
+async fn oversized_body_status(
+    proxy: &Proxy,
+    (user, pw): &(String, String),
+    mib: usize,
+    chunked: bool,
+) -> String {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.ports.https))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("mail.example.org").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+    let head = format!(
+        "POST /Microsoft-Server-ActiveSync?Cmd=Provision&User={user}&DeviceId=BigBody&\
+         DeviceType=TestDevice HTTP/1.1\r\nHost: mail.example.org:{}\r\n\
+         Authorization: Basic {auth}\r\nMS-ASProtocolVersion: 14.1\r\n\
+         Content-Type: application/vnd.ms-sync.wbxml\r\n{}\r\n",
+        proxy.ports.https,
+        if chunked {
+            "Transfer-Encoding: chunked\r\n".to_string()
+        } else {
+            format!("Content-Length: {}\r\n", mib << 20)
+        }
+    );
+    // The proxy may answer before it has read the whole body and stop reading: write on the
+    // side.
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..mib {
+            if chunked {
+                wr.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+            }
+            wr.write_all(&chunk).await?;
+            if chunked {
+                wr.write_all(b"\r\n").await?;
+            }
+        }
+        if chunked {
+            wr.write_all(b"0\r\n\r\n").await?;
+        }
+        wr.flush().await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(120), async {
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(
+        read.is_ok(),
+        "no answer to the oversized body: {}",
+        proxy.log()
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or("").to_string()
+}
+
 /// Everything but the address check, through `proxy`.
 async fn through(gw: &TestGateway, server: &TestServer, proxy: &Proxy, what: &str) {
     let held = hold(proxy);
     autodiscover_routed(proxy).await;
     streams_unbuffered(proxy, what).await;
     sync_and_push(gw, server, proxy, what).await;
+    // Over the gateway's limit only; over the proxy's too.
+    let phone = new_user("bigbody");
+    for (mib, chunked) in [
+        (8, false),
+        (8, true),
+        ((MAX_BODY >> 20) + 1, false),
+        ((MAX_BODY >> 20) + 1, true),
+    ] {
+        let status = oversized_body_status(proxy, &phone, mib, chunked).await;
+        assert!(
+            status.starts_with("HTTP/1.1 413"),
+            "{what} answered a body of {mib} MiB (chunked: {chunked}) with `{status}`: {}",
+            proxy.log()
+        );
+    }
     check_held(held, proxy, what).await;
 }
 
