@@ -2,8 +2,9 @@
 //! (templated onto free ports): a phone provisions, lists folders, syncs a delivered mail and
 //! waits in a Ping that a new mail wakes, all through the proxy; the gateway sees the phone's
 //! address, not the proxy's, and not one the phone made up; Autodiscover is routed in any letter
-//! case; a request held longer than the proxies' default timeouts is not cut, and a streamed
-//! answer (of unknown and of declared length) is neither buffered nor compressed.
+//! case and redirected from plain HTTP; a request held longer than the proxies' default timeouts
+//! is not cut; a streamed answer (of unknown and of declared length) is neither buffered nor
+//! compressed; a body over the gateway's or the proxy's size limit is answered 413.
 
 mod common;
 mod proxies;
@@ -149,7 +150,7 @@ async fn sync_and_push(gw: &TestGateway, server: &TestServer, proxy: &Proxy, wha
 }
 
 /// The client address the gateway reports on its doctor endpoint, asked through `proxy` from
-/// [`PHONE_IP`] with an `X-Forwarded-For` the phone made up.
+/// [`PHONE_IP`] with two `X-Forwarded-For` lines the phone made up.
 async fn address_seen(proxy: &Proxy) -> String {
     let text = phone_client()
         .get(format!(
@@ -157,6 +158,7 @@ async fn address_seen(proxy: &Proxy) -> String {
             proxy.url()
         ))
         .header("X-Forwarded-For", "203.0.113.9")
+        .header("X-Forwarded-For", "198.51.100.1, 203.0.113.10")
         .send()
         .await
         .expect("doctor request")
@@ -178,6 +180,35 @@ async fn autodiscover_routed(proxy: &Proxy) {
     ] {
         autodiscover_routed_at(&base, proxy).await;
     }
+}
+
+/// A phone that found nothing over HTTPS asks `http://autodiscover.example.org/...` and is
+/// sent to the HTTPS address (it sends no password over plain HTTP).
+async fn autodiscover_redirected(proxy: &Proxy) {
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("autodiscover.example.org", "127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap()
+        .post(format!(
+            "http://autodiscover.example.org:{}/autodiscover/autodiscover.xml",
+            proxy.ports.http
+        ))
+        .body("<Autodiscover/>")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("plain HTTP: {e}: {}", proxy.log()));
+    assert!(r.status().is_redirection(), "{:?}", r.status());
+    let to = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        to.starts_with("https://autodiscover.example.org")
+            && to.ends_with("/autodiscover/autodiscover.xml"),
+        "{to}"
+    );
 }
 
 async fn autodiscover_routed_at(base: &str, proxy: &Proxy) {
@@ -403,6 +434,7 @@ async fn oversized_body_status(
 async fn through(gw: &TestGateway, server: &TestServer, proxy: &Proxy, what: &str) {
     let held = hold(proxy);
     autodiscover_routed(proxy).await;
+    autodiscover_redirected(proxy).await;
     streams_unbuffered(proxy, what).await;
     sync_and_push(gw, server, proxy, what).await;
     // Over the gateway's limit only; over the proxy's too.
