@@ -37,8 +37,12 @@ const HOLD_SECS: u64 = 65;
 /// A gateway serving plain HTTP to a proxy on 127.0.0.1, with short heartbeats and the doctor
 /// endpoint open.
 async fn gateway() -> (TestGateway, TestServer, u16) {
+    gateway_with(GatewayOptions::default()).await
+}
+
+async fn gateway_with(opts: GatewayOptions) -> (TestGateway, TestServer, u16) {
     require_stack();
-    let (gw, server) = start_gateway_server(GatewayOptions::default(), |c| {
+    let (gw, server) = start_gateway_server(opts, |c| {
         c.server.tls = None;
         c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
         c.server.doctor = true;
@@ -493,4 +497,46 @@ async fn a_phone_syncs_and_is_pushed_to_through_caddy() {
     // address.
     assert_eq!(address_seen(&proxy).await, PHONE_IP, "{}", proxy.log());
     through(&gw, &server, &proxy, "caddy").await;
+}
+
+/// With the gateway's default `max_body_bytes`, which the configs allow exactly, a body one MiB
+/// over it, declared or chunked, is answered 413 through each proxy.
+#[tokio::test]
+async fn a_body_over_the_default_limit_gets_413_through_each_proxy() {
+    let (_gw, _server, upstream) = gateway_with(GatewayOptions {
+        max_body_bytes: Some(MAX_BODY),
+        ..Default::default()
+    })
+    .await;
+    let phone = new_user("bigdefault");
+    let dir = tempfile::tempdir().unwrap();
+    let c = certs(dir.path());
+    for what in ["nginx", "haproxy", "caddy"] {
+        let sub = dir.path().join(what);
+        std::fs::create_dir(&sub).unwrap();
+        let ports = Ports::free(upstream);
+        let proxy = match what {
+            "nginx" => {
+                let conf = nginx_config(&sub, &c, ports, &[]);
+                start_nginx(&sub, &conf, ports).await
+            }
+            "haproxy" => {
+                let conf = haproxy_config(&sub, &c, ports);
+                start_haproxy(&sub, &conf, ports).await
+            }
+            _ => {
+                let conf = caddy_config(&sub, &c, ports, &[]);
+                start_caddy(&sub, &conf, ports).await
+            }
+        };
+        for chunked in [false, true] {
+            let mib = (MAX_BODY >> 20) + 1;
+            let status = oversized_body_status(&proxy, &phone, mib, chunked).await;
+            assert!(
+                status.starts_with("HTTP/1.1 413"),
+                "{what} answered a body of {mib} MiB (chunked: {chunked}) with `{status}`: {}",
+                proxy.log()
+            );
+        }
+    }
 }
