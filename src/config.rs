@@ -522,58 +522,95 @@ fn default_failure_window() -> u64 {
 }
 
 impl RawConfig {
+    /// Each section in turn (the first error found is the one reported, in this order).
     fn validate(self, base: &Path) -> Result<Config, ConfigError> {
-        let listen: SocketAddr = self.server.listen.parse().map_err(|_| ConfigError::Value {
+        let server = self.server.validate(base)?;
+        let (imap, imap_session_idle) = self.imap.validate_imap()?;
+        let (smtp, smtp_claim_lease) = self.smtp.validate()?;
+        let state_url = self.state.validate()?;
+        let identity = self.identity.validate(base)?;
+        let auth = self.auth.validate()?;
+        let policy = self.policy.validate()?;
+        let push = self.push.validate(base)?;
+        let devices = self.devices.validate(base)?;
+        let access = self.access.rules();
+        let admin = self.admin.validate(base, server.listen)?;
+        let cluster = self.cluster.validate()?;
+        Ok(Config {
+            cluster,
+            push,
+            devices,
+            access,
+            admin,
+            server,
+            imap,
+            imap_session_idle,
+            smtp,
+            smtp_claim_lease,
+            state_url,
+            identity,
+            auth,
+            policy,
+        })
+    }
+}
+
+impl RawServer {
+    /// `[server]`.
+    fn validate(mut self, base: &Path) -> Result<ServerConfig, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| ConfigError::Value {
             key: "server.listen",
-            reason: format!(
-                "`{}` is not an address like 127.0.0.1:8443",
-                self.server.listen
-            ),
+            reason: format!("`{}` is not an address like 127.0.0.1:8443", self.listen),
         })?;
-        let tls = match (self.server.tls_cert, self.server.tls_key) {
-            (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::Value {
-                    key: "server.tls_key",
-                    reason: "tls_cert is set but tls_key is missing".into(),
-                })
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Value {
-                    key: "server.tls_cert",
-                    reason: "tls_key is set but tls_cert is missing".into(),
-                })
-            }
+        let tls = server_tls(self.tls_cert.take(), self.tls_key.take(), base)?;
+        self.check_limits()?;
+        let trusted_proxies = trusted_proxies(&self.trusted_proxies)?;
+        let public_url = match &self.public_url {
+            Some(u) => Some(public_url(u).map_err(|reason| ConfigError::Value {
+                key: "server.public_url",
+                reason,
+            })?),
+            None => None,
         };
-        if self.server.max_body_bytes < 1024 {
+        Ok(ServerConfig {
+            listen,
+            tls,
+            max_body_bytes: self.max_body_bytes as usize,
+            max_connections: self.max_connections as usize,
+            max_connections_per_ip: self.max_connections_per_ip as usize,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            trusted_proxies,
+            public_url,
+            doctor: self.doctor,
+        })
+    }
+
+    /// The body size, connection counts and timeouts.
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 {
             return Err(ConfigError::Value {
                 key: "server.max_body_bytes",
                 reason: "must be at least 1024".into(),
             });
         }
-        if self.server.max_connections == 0 {
+        if self.max_connections == 0 {
             return Err(ConfigError::Value {
                 key: "server.max_connections",
                 reason: "must be at least 1".into(),
             });
         }
-        if self.server.max_connections_per_ip == 0 {
+        if self.max_connections_per_ip == 0 {
             return Err(ConfigError::Value {
                 key: "server.max_connections_per_ip",
                 reason: "must be at least 1".into(),
             });
         }
         for (key, secs) in [
-            (
-                "server.handshake_timeout_secs",
-                self.server.handshake_timeout_secs,
-            ),
-            (
-                "server.header_timeout_secs",
-                self.server.header_timeout_secs,
-            ),
-            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            ("server.handshake_timeout_secs", self.handshake_timeout_secs),
+            ("server.header_timeout_secs", self.header_timeout_secs),
+            ("server.idle_timeout_secs", self.idle_timeout_secs),
         ] {
             if !(1..=3600).contains(&secs) {
                 return Err(ConfigError::Value {
@@ -582,21 +619,46 @@ impl RawConfig {
                 });
             }
         }
-        let mut trusted_proxies = Vec::new();
-        for p in &self.server.trusted_proxies {
-            trusted_proxies.push(p.parse().map_err(|_| ConfigError::Value {
+        Ok(())
+    }
+}
+
+/// `server.tls_cert` and `server.tls_key`: both or neither.
+fn server_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    base: &Path,
+) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((base.join(cert), base.join(key)))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::Value {
+            key: "server.tls_key",
+            reason: "tls_cert is set but tls_key is missing".into(),
+        }),
+        (None, Some(_)) => Err(ConfigError::Value {
+            key: "server.tls_cert",
+            reason: "tls_key is set but tls_cert is missing".into(),
+        }),
+    }
+}
+
+/// `server.trusted_proxies`: IP addresses.
+fn trusted_proxies(raw: &[String]) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    raw.iter()
+        .map(|p| {
+            p.parse().map_err(|_| ConfigError::Value {
                 key: "server.trusted_proxies",
                 reason: format!("`{p}` is not an IP address"),
-            })?);
-        }
-        let public_url = match &self.server.public_url {
-            Some(u) => Some(public_url(u).map_err(|reason| ConfigError::Value {
-                key: "server.public_url",
-                reason,
-            })?),
-            None => None,
-        };
-        let session_idle_secs = self.imap.session_idle_secs.unwrap_or(60);
+            })
+        })
+        .collect()
+}
+
+impl RawEndpoint {
+    /// `[imap]`: the endpoint, `session_idle_secs` and the login gate.
+    fn validate_imap(self) -> Result<(ImapSettings, Duration), ConfigError> {
+        let session_idle_secs = self.session_idle_secs.unwrap_or(60);
         if !(1..=3600).contains(&session_idle_secs) {
             return Err(ConfigError::Value {
                 key: "imap.session_idle_secs",
@@ -604,7 +666,6 @@ impl RawConfig {
             });
         }
         let max_parallel_logins = self
-            .imap
             .max_parallel_logins
             .unwrap_or(crate::backend::login_gate::DEFAULT_LIMIT as u64);
         if !(1..=10_000).contains(&max_parallel_logins) {
@@ -614,7 +675,6 @@ impl RawConfig {
             });
         }
         let login_queue_secs = self
-            .imap
             .login_queue_secs
             .unwrap_or(crate::backend::login_gate::DEFAULT_QUEUE.as_secs());
         if !(1..=600).contains(&login_queue_secs) {
@@ -627,43 +687,57 @@ impl RawConfig {
             max_parallel_logins as usize,
             Duration::from_secs(login_queue_secs),
         );
-        let imap = endpoint(self.imap, "imap")?;
-        let claim_lease_secs = self.smtp.claim_lease_secs;
-        let smtp_timeout_secs = self.smtp.timeout_secs.unwrap_or(DEFAULT_SMTP_TIMEOUT_SECS);
+        let (host, port, security, timeout) = endpoint(self, "imap")?;
+        let imap = ImapSettings {
+            host,
+            port,
+            security,
+            timeout,
+            logins,
+        };
+        Ok((imap, Duration::from_secs(session_idle_secs)))
+    }
+}
+
+impl RawSmtp {
+    /// `[smtp]`: the endpoint and `claim_lease_secs`.
+    fn validate(self) -> Result<(SmtpSettings, Duration), ConfigError> {
+        let claim_lease_secs = self.claim_lease_secs;
+        let smtp_timeout_secs = self.timeout_secs.unwrap_or(DEFAULT_SMTP_TIMEOUT_SECS);
         if claim_lease_secs <= smtp_timeout_secs {
             return Err(ConfigError::Value {
                 key: "smtp.claim_lease_secs",
                 reason: format!("must be above smtp.timeout_secs ({smtp_timeout_secs})"),
             });
         }
-        let smtp = endpoint(
+        let (host, port, security, timeout) = endpoint(
             RawEndpoint {
-                host: self.smtp.host,
-                port: self.smtp.port,
-                security: self.smtp.security,
-                timeout_secs: self.smtp.timeout_secs,
+                host: self.host,
+                port: self.port,
+                security: self.security,
+                timeout_secs: self.timeout_secs,
                 session_idle_secs: None,
                 max_parallel_logins: None,
                 login_queue_secs: None,
             },
             "smtp",
         )?;
-        let imap = ImapSettings {
-            host: imap.0,
-            port: imap.1,
-            security: imap.2,
-            timeout: imap.3,
-            logins,
-        };
         let smtp = SmtpSettings {
-            host: smtp.0,
-            port: smtp.1,
-            security: smtp.2,
-            timeout: smtp.3,
+            host,
+            port,
+            security,
+            timeout,
         };
+        Ok((smtp, Duration::from_secs(claim_lease_secs)))
+    }
+}
+
+impl RawState {
+    /// `state.url`: SQLite or PostgreSQL.
+    fn validate(self) -> Result<String, ConfigError> {
         if !["sqlite:", "postgres://", "postgresql://"]
             .iter()
-            .any(|scheme| self.state.url.starts_with(scheme))
+            .any(|scheme| self.url.starts_with(scheme))
         {
             // Not echoed: a database URL may hold a password.
             return Err(ConfigError::Value {
@@ -671,19 +745,26 @@ impl RawConfig {
                 reason: "expected sqlite:///path/to/state.db or postgres://user@host/db".into(),
             });
         }
-        let domain = self.identity.domain.trim().to_ascii_lowercase();
+        Ok(self.url)
+    }
+}
+
+impl RawIdentity {
+    /// `[identity]`: the domain, and the aliases (lower-cased) of `aliases` and `aliases_file`.
+    fn validate(self, base: &Path) -> Result<IdentityConfig, ConfigError> {
+        let domain = self.domain.trim().to_ascii_lowercase();
         if domain.is_empty() || domain.contains('@') || domain.contains(char::is_whitespace) {
             return Err(ConfigError::Value {
                 key: "identity.domain",
-                reason: format!("`{}` is not a mail domain", self.identity.domain),
+                reason: format!("`{}` is not a mail domain", self.domain),
             });
         }
         let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (user, list) in self.identity.aliases {
+        for (user, list) in self.aliases {
             let entry = aliases.entry(user.to_lowercase()).or_default();
             entry.extend(list.into_iter().map(|a| a.to_lowercase()));
         }
-        if let Some(file) = self.identity.aliases_file {
+        if let Some(file) = self.aliases_file {
             let path = base.join(file);
             let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Value {
                 key: "identity.aliases_file",
@@ -694,36 +775,53 @@ impl RawConfig {
                 reason,
             })?;
         }
-        let a = self.auth;
-        if a.failure_window_secs == 0 {
+        Ok(IdentityConfig { domain, aliases })
+    }
+}
+
+impl RawAuth {
+    /// `[auth]`.
+    fn validate(self) -> Result<AuthConfig, ConfigError> {
+        if self.failure_window_secs == 0 {
             return Err(ConfigError::Value {
                 key: "auth.failure_window_secs",
                 reason: "must be at least 1".into(),
             });
         }
-        let auth = AuthConfig {
-            cache_ttl: Duration::from_secs(a.cache_secs),
-            max_failures_per_ip: a.max_failures_per_ip,
-            max_failures_per_user: a.max_failures_per_user,
-            max_failures_per_ip_user: a.max_failures_per_ip_user,
-            failure_window: Duration::from_secs(a.failure_window_secs),
-        };
+        Ok(AuthConfig {
+            cache_ttl: Duration::from_secs(self.cache_secs),
+            max_failures_per_ip: self.max_failures_per_ip,
+            max_failures_per_user: self.max_failures_per_user,
+            max_failures_per_ip_user: self.max_failures_per_ip_user,
+            failure_window: Duration::from_secs(self.failure_window_secs),
+        })
+    }
+}
+
+impl RawPolicy {
+    /// `[policy]`: what is not given is the default (nothing enforced).
+    fn validate(self) -> Result<PolicyConfig, ConfigError> {
         let d = PolicyConfig::default();
-        let p = self.policy;
         let policy = PolicyConfig {
-            require_password: p.require_password.unwrap_or(d.require_password),
-            allow_simple_password: p.allow_simple_password.unwrap_or(d.allow_simple_password),
-            alphanumeric_password: p.alphanumeric_password.unwrap_or(d.alphanumeric_password),
-            min_password_length: p.min_password_length.unwrap_or(d.min_password_length),
-            max_inactivity_lock_secs: p
+            require_password: self.require_password.unwrap_or(d.require_password),
+            allow_simple_password: self
+                .allow_simple_password
+                .unwrap_or(d.allow_simple_password),
+            alphanumeric_password: self
+                .alphanumeric_password
+                .unwrap_or(d.alphanumeric_password),
+            min_password_length: self.min_password_length.unwrap_or(d.min_password_length),
+            max_inactivity_lock_secs: self
                 .max_inactivity_lock_secs
                 .unwrap_or(d.max_inactivity_lock_secs),
-            max_password_failures: p.max_password_failures.unwrap_or(d.max_password_failures),
-            require_device_encryption: p
+            max_password_failures: self
+                .max_password_failures
+                .unwrap_or(d.max_password_failures),
+            require_device_encryption: self
                 .require_device_encryption
                 .unwrap_or(d.require_device_encryption),
-            allow_camera: p.allow_camera.unwrap_or(d.allow_camera),
-            allow_storage_card: p.allow_storage_card.unwrap_or(d.allow_storage_card),
+            allow_camera: self.allow_camera.unwrap_or(d.allow_camera),
+            allow_storage_card: self.allow_storage_card.unwrap_or(d.allow_storage_card),
         };
         if policy.min_password_length > 16 {
             return Err(ConfigError::Value {
@@ -731,139 +829,161 @@ impl RawConfig {
                 reason: "must be between 0 and 16".into(),
             });
         }
-        let dp = crate::push::PushConfig::default();
-        let rp = self.push;
-        let source = match rp.source.as_deref() {
-            None | Some("imap") => crate::push::PushSource::Imap,
-            Some("events") => crate::push::PushSource::Events,
-            Some(other) => {
-                return Err(ConfigError::Value {
-                    key: "push.source",
-                    reason: format!("`{other}`: must be \"imap\" or \"events\""),
-                })
-            }
-        };
-        let events_listen = match &rp.events_listen {
+        Ok(policy)
+    }
+}
+
+impl RawPush {
+    /// `[push]`: where changes come from (and the events listener's settings), then the
+    /// heartbeat bounds and timings.
+    fn validate(self, base: &Path) -> Result<crate::push::PushConfig, ConfigError> {
+        let source = push_source(self.source.as_deref())?;
+        let events_listen = match &self.events_listen {
             Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| ConfigError::Value {
                 key: "push.events_listen",
                 reason: format!("`{a}` is not an address:port"),
             })?),
             None => None,
         };
-        let events_secret = match (rp.events_secret, &rp.events_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Value {
-                    key: "push.events_secret_file",
-                    reason: "set push.events_secret or push.events_secret_file, not both".into(),
-                })
-            }
-            (Some(s), None) => Some(s),
-            (None, Some(f)) => {
-                let path = base.join(f);
-                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Value {
-                    key: "push.events_secret_file",
-                    reason: format!("cannot read {}: {e}", path.display()),
-                })?;
-                Some(text.trim().to_string())
-            }
-            (None, None) => None,
-        };
-        if let Some(s) = &events_secret {
-            if s.len() < 16 || s.len() > 1024 || s.chars().any(|c| c.is_control() || c == ' ') {
-                return Err(ConfigError::Value {
-                    key: "push.events_secret",
-                    reason: "must be 16 to 1024 characters without spaces or control characters"
-                        .into(),
-                });
-            }
-        }
-        if source == crate::push::PushSource::Events
-            && (events_listen.is_none() || events_secret.is_none())
-        {
-            return Err(ConfigError::Value {
-                key: "push.source",
-                reason: "\"events\" needs push.events_listen and push.events_secret (or \
-                         push.events_secret_file)"
-                    .into(),
-            });
-        }
-        if events_listen.is_some() && events_secret.is_none() {
-            return Err(ConfigError::Value {
-                key: "push.events_listen",
-                reason: "needs push.events_secret or push.events_secret_file".into(),
-            });
-        }
+        let events_secret = events_secret(self.events_secret, self.events_secret_file, base)?;
+        check_events(source, events_listen, events_secret.as_deref())?;
+        let dp = crate::push::PushConfig::default();
+        let secs =
+            |v: Option<u64>, default: Duration| v.map(Duration::from_secs).unwrap_or(default);
         let push = crate::push::PushConfig {
             source,
             events_listen,
             events_secret: events_secret.map(crate::backend::Secret::new),
-            min_heartbeat_secs: rp.min_heartbeat_secs.unwrap_or(dp.min_heartbeat_secs),
-            max_heartbeat_secs: rp.max_heartbeat_secs.unwrap_or(dp.max_heartbeat_secs),
-            max_folders: rp.max_folders.unwrap_or(dp.max_folders),
-            use_notify: rp.use_notify.unwrap_or(dp.use_notify),
-            poll_interval: rp
-                .poll_interval_secs
-                .map(Duration::from_secs)
-                .unwrap_or(dp.poll_interval),
-            idle_restart: rp
-                .idle_restart_secs
-                .map(Duration::from_secs)
-                .unwrap_or(dp.idle_restart),
-            watcher_grace: rp
-                .watcher_grace_secs
-                .map(Duration::from_secs)
-                .unwrap_or(dp.watcher_grace),
-            hierarchy_poll: rp
-                .hierarchy_poll_secs
-                .map(Duration::from_secs)
-                .unwrap_or(dp.hierarchy_poll),
-            outage_grace: rp
-                .outage_grace_secs
-                .map(Duration::from_secs)
-                .unwrap_or(dp.outage_grace),
+            min_heartbeat_secs: self.min_heartbeat_secs.unwrap_or(dp.min_heartbeat_secs),
+            max_heartbeat_secs: self.max_heartbeat_secs.unwrap_or(dp.max_heartbeat_secs),
+            max_folders: self.max_folders.unwrap_or(dp.max_folders),
+            use_notify: self.use_notify.unwrap_or(dp.use_notify),
+            poll_interval: secs(self.poll_interval_secs, dp.poll_interval),
+            idle_restart: secs(self.idle_restart_secs, dp.idle_restart),
+            watcher_grace: secs(self.watcher_grace_secs, dp.watcher_grace),
+            hierarchy_poll: secs(self.hierarchy_poll_secs, dp.hierarchy_poll),
+            outage_grace: secs(self.outage_grace_secs, dp.outage_grace),
             ..dp
         };
-        if push.min_heartbeat_secs == 0 || push.max_heartbeat_secs < push.min_heartbeat_secs {
+        check_push_timing(&push)?;
+        Ok(push)
+    }
+}
+
+/// `push.source`: "imap" (the default) or "events".
+fn push_source(raw: Option<&str>) -> Result<crate::push::PushSource, ConfigError> {
+    match raw {
+        None | Some("imap") => Ok(crate::push::PushSource::Imap),
+        Some("events") => Ok(crate::push::PushSource::Events),
+        Some(other) => Err(ConfigError::Value {
+            key: "push.source",
+            reason: format!("`{other}`: must be \"imap\" or \"events\""),
+        }),
+    }
+}
+
+/// `push.events_secret` or the contents of `push.events_secret_file` (trimmed), not both.
+fn events_secret(
+    secret: Option<String>,
+    file: Option<PathBuf>,
+    base: &Path,
+) -> Result<Option<String>, ConfigError> {
+    match (secret, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Value {
+            key: "push.events_secret_file",
+            reason: "set push.events_secret or push.events_secret_file, not both".into(),
+        }),
+        (Some(s), None) => Ok(Some(s)),
+        (None, Some(f)) => {
+            let path = base.join(f);
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Value {
+                key: "push.events_secret_file",
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            Ok(Some(text.trim().to_string()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The secret's form, and what the "events" source and the events listener need.
+fn check_events(
+    source: crate::push::PushSource,
+    events_listen: Option<SocketAddr>,
+    events_secret: Option<&str>,
+) -> Result<(), ConfigError> {
+    if let Some(s) = events_secret {
+        if s.len() < 16 || s.len() > 1024 || s.chars().any(|c| c.is_control() || c == ' ') {
             return Err(ConfigError::Value {
-                key: "push.max_heartbeat_secs",
-                reason: "must be at least push.min_heartbeat_secs, which must be at least 1".into(),
+                key: "push.events_secret",
+                reason: "must be 16 to 1024 characters without spaces or control characters".into(),
             });
         }
-        if push.poll_interval.is_zero() {
+    }
+    if source == crate::push::PushSource::Events
+        && (events_listen.is_none() || events_secret.is_none())
+    {
+        return Err(ConfigError::Value {
+            key: "push.source",
+            reason: "\"events\" needs push.events_listen and push.events_secret (or \
+                     push.events_secret_file)"
+                .into(),
+        });
+    }
+    if events_listen.is_some() && events_secret.is_none() {
+        return Err(ConfigError::Value {
+            key: "push.events_listen",
+            reason: "needs push.events_secret or push.events_secret_file".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The heartbeat bounds, the poll interval and the other push timings.
+fn check_push_timing(push: &crate::push::PushConfig) -> Result<(), ConfigError> {
+    if push.min_heartbeat_secs == 0 || push.max_heartbeat_secs < push.min_heartbeat_secs {
+        return Err(ConfigError::Value {
+            key: "push.max_heartbeat_secs",
+            reason: "must be at least push.min_heartbeat_secs, which must be at least 1".into(),
+        });
+    }
+    if push.poll_interval.is_zero() {
+        return Err(ConfigError::Value {
+            key: "push.poll_interval_secs",
+            reason: "must be at least 1".into(),
+        });
+    }
+    for (key, value) in [
+        ("push.hierarchy_poll_secs", push.hierarchy_poll),
+        ("push.outage_grace_secs", push.outage_grace),
+    ] {
+        if value.is_zero() || value > Duration::from_secs(3600) {
             return Err(ConfigError::Value {
-                key: "push.poll_interval_secs",
-                reason: "must be at least 1".into(),
+                key,
+                reason: "must be between 1 and 3600".into(),
             });
         }
-        for (key, value) in [
-            ("push.hierarchy_poll_secs", push.hierarchy_poll),
-            ("push.outage_grace_secs", push.outage_grace),
-        ] {
-            if value.is_zero() || value > Duration::from_secs(3600) {
-                return Err(ConfigError::Value {
-                    key,
-                    reason: "must be between 1 and 3600".into(),
-                });
-            }
-        }
-        if push.idle_restart > Duration::from_secs(29 * 60) || push.idle_restart.is_zero() {
-            return Err(ConfigError::Value {
-                key: "push.idle_restart_secs",
-                reason: "must be between 1 and 1740 (RFC 2177: 29 minutes)".into(),
-            });
-        }
+    }
+    if push.idle_restart > Duration::from_secs(29 * 60) || push.idle_restart.is_zero() {
+        return Err(ConfigError::Value {
+            key: "push.idle_restart_secs",
+            reason: "must be between 1 and 1740 (RFC 2177: 29 minutes)".into(),
+        });
+    }
+    Ok(())
+}
+
+impl RawDevices {
+    /// `[devices]`: `trace_dir` resolved against the configuration's directory.
+    fn validate(self, base: &Path) -> Result<DevicesConfig, ConfigError> {
         let dd = DevicesConfig::default();
         let devices = DevicesConfig {
-            log_entries: self.devices.log_entries.unwrap_or(dd.log_entries),
+            log_entries: self.log_entries.unwrap_or(dd.log_entries),
             keep_phone_identifiers: self
-                .devices
                 .keep_phone_identifiers
                 .unwrap_or(dd.keep_phone_identifiers),
-            trace_dir: self
-                .devices
-                .trace_dir
-                .map_or(dd.trace_dir, |d| base.join(d)),
-            trace_max_bytes: self.devices.trace_max_bytes.unwrap_or(dd.trace_max_bytes),
+            trace_dir: self.trace_dir.map_or(dd.trace_dir, |d| base.join(d)),
+            trace_max_bytes: self.trace_max_bytes.unwrap_or(dd.trace_max_bytes),
         };
         if devices.trace_max_bytes < 4096 {
             return Err(ConfigError::Value {
@@ -877,40 +997,17 @@ impl RawConfig {
                 reason: "must be at most 100000".into(),
             });
         }
-        let access = AccessRules {
-            default: self.access.default.unwrap_or(Access::Allow),
-            rules: self.access.rule,
-        };
-        let admin = self.admin.validate(base, listen)?;
-        let cluster = self.cluster.validate()?;
-        Ok(Config {
-            cluster,
-            push,
-            devices,
-            access,
-            admin,
-            server: ServerConfig {
-                listen,
-                tls,
-                max_body_bytes: self.server.max_body_bytes as usize,
-                max_connections: self.server.max_connections as usize,
-                max_connections_per_ip: self.server.max_connections_per_ip as usize,
-                handshake_timeout: Duration::from_secs(self.server.handshake_timeout_secs),
-                header_timeout: Duration::from_secs(self.server.header_timeout_secs),
-                idle_timeout: Duration::from_secs(self.server.idle_timeout_secs),
-                trusted_proxies,
-                public_url,
-                doctor: self.server.doctor,
-            },
-            imap,
-            imap_session_idle: Duration::from_secs(session_idle_secs),
-            smtp,
-            smtp_claim_lease: Duration::from_secs(claim_lease_secs),
-            state_url: self.state.url,
-            identity: IdentityConfig { domain, aliases },
-            auth,
-            policy,
-        })
+        Ok(devices)
+    }
+}
+
+impl RawAccess {
+    /// `[access]`: allow unless told otherwise.
+    fn rules(self) -> AccessRules {
+        AccessRules {
+            default: self.default.unwrap_or(Access::Allow),
+            rules: self.rule,
+        }
     }
 }
 

@@ -56,9 +56,8 @@ fn haproxy_accepts_its_config() {
 fn caddy_accepts_its_config() {
     let dir = tempfile::tempdir().unwrap();
     let c = certs(dir.path());
-    let conf = caddy_config(dir.path(), &c, ports());
+    let conf = caddy_config(dir.path(), &c, ports(), &[]);
     // Caddy keeps its state under XDG_DATA_HOME / HOME: this test's directory.
-    let home = dir.path();
     check(
         "caddy",
         &[
@@ -68,11 +67,7 @@ fn caddy_accepts_its_config() {
             "--config",
             &conf.display().to_string(),
         ],
-        &[
-            ("HOME", home),
-            ("XDG_DATA_HOME", home),
-            ("XDG_CONFIG_HOME", home),
-        ],
+        &caddy_env(dir.path()),
     );
 }
 

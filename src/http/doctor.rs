@@ -7,7 +7,9 @@
 //!   proxy whose read timeout is shorter cuts it);
 //! - `?stream=N`: the headers at once, then a line every second for N seconds, as a streamed
 //!   answer (a buffering proxy delivers it only at the end; a compressing one adds
-//!   `Content-Encoding`).
+//!   `Content-Encoding`); with `&sized=1` it declares its length first, as a streamed
+//!   attachment does (some proxies, Caddy without `flush_interval -1`, pass a stream of
+//!   unknown length at once but hold one of known length).
 //!
 //! It answers without credentials only when `server.doctor` is on; otherwise the caller logs in
 //! as for EAS (same throttle). Either way it does no work beyond a timer: no mail server, no
@@ -86,20 +88,35 @@ impl Probes {
 enum Probe {
     Info,
     Hold(u64),
-    Stream(u64),
+    /// Seconds, and whether the length is declared.
+    Stream(u64, bool),
 }
 
 fn probe_of(query: Option<&str>) -> Option<Probe> {
     let mut probe = Probe::Info;
+    let mut sized = false;
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         let secs: u64 = v.parse().ok()?;
         probe = match k.as_ref() {
             "hold" => Probe::Hold(secs),
-            "stream" => Probe::Stream(secs),
+            "stream" => Probe::Stream(secs, false),
+            "sized" => {
+                sized = secs != 0;
+                continue;
+            }
             _ => return None,
         };
     }
+    if let Probe::Stream(secs, _) = probe {
+        probe = Probe::Stream(secs, sized);
+    }
     Some(probe)
+}
+
+/// The stream probe's length: the first write, a line per second, and `end`.
+fn stream_length(secs: u64) -> u64 {
+    let lines: u64 = (1..=secs).map(|n| n.to_string().len() as u64 + 1).sum();
+    FIRST_WRITE as u64 + lines + 4
 }
 
 fn text(status: u16, body: String) -> Response<Body> {
@@ -175,7 +192,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 drop(slot);
                 text(200, format!("held {secs}\n"))
             }
-            Probe::Stream(secs) => {
+            Probe::Stream(secs, sized) => {
                 let slot = match self.probes.enter(client_ip) {
                     Ok(s) => s,
                     Err(status) => return refused(status, log),
@@ -201,7 +218,8 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                     let _ = tx.write_all(b"end\n").await;
                 });
                 // The media type of EAS answers, so that a proxy treats it as it treats them.
-                let mut r = response::stream(response::WBXML, None, rx);
+                let length = sized.then(|| stream_length(secs));
+                let mut r = response::stream(response::WBXML, length, rx);
                 r.headers_mut()
                     .insert("Cache-Control", HeaderValue::from_static("no-store"));
                 r

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
@@ -284,8 +284,9 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         log: &mut RequestLog,
     ) -> Result<Bytes, Response<Body>> {
         let stall = self.gateway.config.server.header_timeout;
-        let mut incoming = Limited::new(body, max);
+        let mut incoming = body;
         let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
         loop {
             match tokio::time::timeout(stall, incoming.frame()).await {
                 Err(_) => {
@@ -295,16 +296,16 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
                 Ok(None) => break,
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
+                        total = total.saturating_add(data.len());
+                        if total > max {
+                            log.reason = "body over the size limit";
+                            discard(incoming, stall);
+                            return Err(response::empty(413));
+                        }
                         chunks.push(data);
                     }
                 }
-                Ok(Some(Err(e))) => {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        log.reason = "body over the size limit";
-                        return Err(response::empty(413));
-                    }
+                Ok(Some(Err(_))) => {
                     log.reason = "body could not be read";
                     return Err(response::empty(400));
                 }
@@ -426,6 +427,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
         log: &mut RequestLog,
     ) -> Result<RequestBody, Response<Body>> {
         if let Some(r) = self.over_limit(&req, self.limits.max_body_bytes, log) {
+            discard(req.into_body(), self.gateway.config.server.header_timeout);
             return Err(r);
         }
         let content_type = req
@@ -584,6 +586,17 @@ fn negotiate(
             .and_then(|v| v.trim().parse().ok());
     }
     Some((line, version))
+}
+
+/// Reads and drops the rest of a request body refused as too large, for at most `within`,
+/// while the 413 goes out: a connection closed with request bytes unread is reset, and a
+/// client or proxy still sending the body loses the answer with it (a proxy then tells the
+/// phone 502). The connection's header deadline ends it after as long anyway.
+fn discard(mut body: Incoming, within: std::time::Duration) {
+    tokio::spawn(async move {
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(within, drain).await;
+    });
 }
 
 /// The HTTP response for what the command answered, and the WBXML bytes when `keep_wbxml`

@@ -158,8 +158,11 @@ pub fn haproxy_config(dir: &Path, certs: &Certs, ports: Ports) -> PathBuf {
     path
 }
 
-/// `deploy/caddy/Caddyfile` with `certs`.
-pub fn caddy_config(dir: &Path, certs: &Certs, ports: Ports) -> PathBuf {
+/// `deploy/caddy/Caddyfile` on `ports` with `certs`, `tweaks` (from, to) applied after, run
+/// privately: no admin endpoint, listening on 127.0.0.1 only, the HTTP-to-HTTPS redirects on
+/// `ports.http`, its storage in `dir` (start it with [`start_caddy`], which also points `HOME`
+/// and the XDG directories there). Returns the Caddyfile.
+pub fn caddy_config(dir: &Path, certs: &Certs, ports: Ports, tweaks: &[(&str, &str)]) -> PathBuf {
     let mut t = deploy("caddy/Caddyfile");
     t = replace(
         &t,
@@ -184,9 +187,32 @@ pub fn caddy_config(dir: &Path, certs: &Certs, ports: Ports) -> PathBuf {
         "127.0.0.1:8080",
         &format!("127.0.0.1:{}", ports.upstream),
     );
+    // The global options block: nothing shared with other Caddy instances or the system.
+    t = replace(
+        &t,
+        "\n{\n",
+        &format!(
+            "\n{{\n\tadmin off\n\tdefault_bind 127.0.0.1\n\thttp_port {}\n\t\
+             storage file_system {}\n\tgrace_period 2s\n",
+            ports.http,
+            dir.join("caddy-data").display()
+        ),
+    );
+    for (from, to) in tweaks {
+        t = replace(&t, from, to);
+    }
     let path = dir.join("Caddyfile");
     std::fs::write(&path, t).unwrap();
     path
+}
+
+/// The environment Caddy runs with: its home and XDG directories in `dir`.
+pub fn caddy_env(dir: &Path) -> [(&'static str, &Path); 3] {
+    [
+        ("HOME", dir),
+        ("XDG_DATA_HOME", dir),
+        ("XDG_CONFIG_HOME", dir),
+    ]
 }
 
 /// Runs a config check; panics with its output unless it succeeds.
@@ -212,6 +238,9 @@ pub struct Proxy {
     child: Child,
     pub ports: Ports,
     pub dir: PathBuf,
+    /// The host name in [`Proxy::url`]: `127.0.0.1`, or a name of the config's sites (the
+    /// clients resolve it to 127.0.0.1).
+    pub host: &'static str,
 }
 
 impl Drop for Proxy {
@@ -224,9 +253,9 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
-    /// `https://127.0.0.1:PORT`.
+    /// `https://HOST:PORT`.
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.ports.https)
+        format!("https://{}:{}", self.host, self.ports.https)
     }
 
     /// The proxy's own log, for failure messages.
@@ -235,7 +264,18 @@ impl Proxy {
     }
 }
 
-async fn started(mut child: Child, ports: Ports, dir: &Path, what: &str) -> Proxy {
+async fn started(child: Child, ports: Ports, dir: &Path, what: &str) -> Proxy {
+    started_as(child, ports, dir, what, "127.0.0.1").await
+}
+
+/// Waits until the proxy listens on `ports.https`; `host` is the name its clients use.
+async fn started_as(
+    mut child: Child,
+    ports: Ports,
+    dir: &Path,
+    what: &str,
+    host: &'static str,
+) -> Proxy {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", ports.https))
             .await
@@ -245,6 +285,7 @@ async fn started(mut child: Child, ports: Ports, dir: &Path, what: &str) -> Prox
                 child,
                 ports,
                 dir: dir.to_path_buf(),
+                host,
             };
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -288,4 +329,26 @@ pub async fn start_haproxy(dir: &Path, conf: &Path, ports: Ports) -> Proxy {
         .spawn()
         .expect("haproxy is installed (deploy/dev/test.sh installs it)");
     started(child, ports, dir, "haproxy").await
+}
+
+/// Caddy in the foreground with `conf` (see [`caddy_config`]); its clients use the site name
+/// `mail.example.org` (the site matches on it, and the certificate is chosen by it).
+pub async fn start_caddy(dir: &Path, conf: &Path, ports: Ports) -> Proxy {
+    let log = std::fs::File::create(dir.join("error.log")).unwrap();
+    let mut cmd = Command::new("caddy");
+    cmd.arg("run")
+        .arg("--adapter")
+        .arg("caddyfile")
+        .arg("--config")
+        .arg(conf);
+    for (k, v) in caddy_env(dir) {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("caddy is installed (deploy/dev/test.sh installs it)");
+    started_as(child, ports, dir, "caddy", "mail.example.org").await
 }
