@@ -103,3 +103,72 @@ async fn a_login_that_gets_no_turn_in_time_is_told_to_retry() {
         "the refused request never reached the mail server"
     );
 }
+
+/// A Ping whose login waited for its turn still answers when the phone expects it: the
+/// heartbeat counts from the request's arrival, not from the end of the queue. Two users ping
+/// at once with a 20 s heartbeat through a mail server that takes 4 s to greet, one login at a
+/// time (the second user's login, and the IMAP watchers' logins, queue behind the first): both
+/// answer "no changes" about 20 s after they were sent, not 20 s after their logins.
+#[tokio::test]
+async fn a_ping_that_queued_for_its_login_keeps_its_heartbeat() {
+    use eas_gateway::wbxml::tags::ping as p;
+    use eas_gateway::wbxml::Element;
+    let relay = LoginRelay::start().await;
+    let (gw, _server) = start_gateway_server(
+        GatewayOptions {
+            imap_port: Some(relay.port),
+            timeout_secs: Some(20),
+            ..Default::default()
+        },
+        |cfg| {
+            cfg.imap.logins = LoginGate::new(1, Duration::from_secs(60));
+            // Every request logs in (no remembered login), as after a restart.
+            cfg.auth.cache_ttl = Duration::ZERO;
+            cfg.push.min_heartbeat_secs = 2;
+        },
+    )
+    .await;
+    let mut devices = Vec::new();
+    for _ in 0..2 {
+        let (user, pw) = new_user("queuedping");
+        let dev = device_of(&gw, &user, &pw, "16.1").await;
+        let inbox = folder_id(&dev, "Inbox").await;
+        full_sync(&dev, &inbox, 100).await;
+        devices.push((dev, inbox));
+    }
+    relay.greeting_delay_ms.store(4000, Ordering::SeqCst);
+
+    const HEARTBEAT: u64 = 20;
+    let pings = devices.iter().map(|(dev, inbox)| async move {
+        let body = Element::new(p::PING)
+            .text_child(p::HEARTBEAT_INTERVAL, HEARTBEAT.to_string())
+            .child(
+                Element::new(p::FOLDERS).child(
+                    Element::new(p::FOLDER)
+                        .text_child(p::ID, inbox.as_str())
+                        .text_child(p::CLASS, "Email"),
+                ),
+            );
+        let sent = std::time::Instant::now();
+        let r = dev.post("Ping", &body).await;
+        (
+            r.status,
+            r.body.and_then(|b| b.text_of(p::STATUS).map(String::from)),
+            sent.elapsed(),
+        )
+    });
+    let answers = futures::future::join_all(pings).await;
+
+    for (status, ping_status, took) in &answers {
+        assert_eq!(*status, 200, "{answers:?}");
+        assert_eq!(ping_status.as_deref(), Some("1"), "{answers:?}");
+        assert!(
+            *took >= Duration::from_secs(HEARTBEAT - 1),
+            "answered before its heartbeat: {answers:?}"
+        );
+        assert!(
+            *took < Duration::from_secs(HEARTBEAT + 4),
+            "answered well after the heartbeat the phone counts: {answers:?}"
+        );
+    }
+}

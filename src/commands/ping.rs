@@ -154,7 +154,9 @@ pub async fn handle<B: MailBackend, S: StateStore>(
         hub.set_ping_params(user, device_id, params);
     }
 
-    let deadline = Instant::now() + Duration::from_secs(u64::from(heartbeat));
+    // The phone counts the heartbeat from when it sent the request; so does the deadline,
+    // whatever the login and the steps above took.
+    let deadline = Instant::from_std(ctx.received) + Duration::from_secs(u64::from(heartbeat));
     let result = loop {
         let result = hub
             .wait_for_changes(WaitRequest {

@@ -75,7 +75,10 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             device_type = field::Empty,
             protocol_version = field::Empty,
         );
-        let mut log = RequestLog::default();
+        let mut log = RequestLog {
+            received: Some(started),
+            ..RequestLog::default()
+        };
         let metric_cmd = crate::metrics::command_label(
             req.method().as_str(),
             req.uri().path(),
@@ -391,6 +394,7 @@ impl<B: MailBackend, S: StateStore> Server<B, S> {
             version,
             client_ip: Some(client_ip),
             now,
+            received: log.received.unwrap_or_else(Instant::now),
             report: log.report.clone(),
         };
         let result = Box::pin(commands::dispatch(&self.gateway, &ctx, command, body)).await;
@@ -652,6 +656,8 @@ fn answer(
 
 #[derive(Default)]
 pub(super) struct RequestLog {
+    /// When the request arrived (before its login, which may have queued).
+    pub(super) received: Option<Instant>,
     pub(super) bytes_in: u64,
     pub(super) eas_status: Option<u32>,
     pub(super) reason: &'static str,

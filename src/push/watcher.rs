@@ -204,7 +204,8 @@ pub struct UserWatch {
     /// Bumped when the server reports a mailbox created, renamed or deleted, and when the
     /// watcher (re)connects (it cannot know what changed while it was away). 0 until then.
     pub hierarchy: watch::Sender<u64>,
-    /// Since when the watcher has had no usable connection; `None` while it has one.
+    /// Since when the watcher has had no usable connection (since its first failed attempt);
+    /// `None` while it has one or is still making its first.
     pub down: watch::Sender<Option<Instant>>,
     refresh_tx: mpsc::UnboundedSender<Refresh>,
     pub waiters: AtomicUsize,
@@ -231,7 +232,9 @@ impl UserWatch {
         let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
         let (generation, _) = watch::channel(0);
         let (hierarchy, _) = watch::channel(0);
-        let (down, _) = watch::channel(Some(Instant::now()));
+        // Up until a connection attempt fails: a first login still waiting for its turn
+        // (`imap.max_parallel_logins`, a restart's stampede) is not an outage.
+        let (down, _) = watch::channel(None);
         (
             Arc::new(UserWatch {
                 user: user.to_string(),

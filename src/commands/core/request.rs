@@ -25,6 +25,9 @@ pub struct Context {
     pub version: ProtocolVersion,
     pub client_ip: Option<IpAddr>,
     pub now: i64,
+    /// When the request arrived, before its login (which may have waited for a turn): a
+    /// Ping's heartbeat counts from here, as the phone's does.
+    pub received: std::time::Instant,
     /// What the request did, for the device's request log.
     pub report: Arc<devices::RequestReport>,
 }

@@ -82,6 +82,7 @@ fn context(device: Device) -> Context {
         version: ProtocolVersion::V14_1,
         client_ip: None,
         now: NOW,
+        received: std::time::Instant::now(),
         report: Default::default(),
     }
 }
