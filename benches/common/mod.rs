@@ -185,6 +185,10 @@ impl GatewayProcess {
         if let Some(s) = opts.session_idle_secs {
             timeout_line.push_str(&format!("session_idle_secs = {s}\n"));
         }
+        // `imap.login_queue_secs` (the gateway's default when unset).
+        if let Ok(s) = std::env::var("EAS_BENCH_LOGIN_QUEUE_SECS") {
+            timeout_line.push_str(&format!("login_queue_secs = {s}\n"));
+        }
         let config = format!(
             r#"[server]
 listen = "127.0.0.1:{port}"

@@ -417,9 +417,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         report.ok(line);
     }
 
-    // 2. A streamed answer.
+    // 2. A streamed answer, with its length declared as a streamed attachment's is (some
+    // proxies pass chunked answers on at once but hold those with a length to the end).
     let secs = opts.stream.clamp(2, max_stream);
-    let ex = get_slot(&client, &format!("stream={secs}"), secs + 30).await?;
+    let ex = get_slot(&client, &format!("stream={secs}&sized=1"), secs + 30).await?;
     let encoding = ex
         .header("content-encoding")
         .filter(|e| !e.eq_ignore_ascii_case("identity"))
