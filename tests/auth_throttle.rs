@@ -8,16 +8,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
-
-fn basic(user: &str, password: &str) -> String {
-    let raw = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
 
 /// An authenticated OPTIONS request (the cheapest request that needs a login), as sent by a
 /// reverse proxy on behalf of `client_ip`: (HTTP status, Retry-After).

@@ -26,14 +26,6 @@ fn origin(gw: &TestGateway) -> String {
         .to_string()
 }
 
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
 /// The request iOS Mail (and Gmail/Samsung on Android) send.
 fn mobilesync_request(address: &str) -> String {
     format!(

@@ -9,17 +9,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use base64::Engine;
 use common::*;
 use eas_gateway::backend::login_gate::LoginGate;
-
-fn basic(user: &str, password: &str) -> String {
-    let raw = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
 
 /// An authenticated OPTIONS (the cheapest request that needs a login): status, Retry-After.
 async fn options(gw: &TestGateway, user: &str, password: &str) -> (u16, Option<String>) {

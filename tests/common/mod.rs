@@ -387,11 +387,7 @@ impl TestDevice {
     }
 
     pub fn auth(&self) -> String {
-        let raw = format!("{}:{}", self.user, self.password);
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(raw)
-        )
+        basic(&self.user, &self.password)
     }
 
     pub fn query(&self, cmd: &str) -> String {
@@ -740,6 +736,14 @@ pub fn io_results(resp: &Element) -> Vec<&Element> {
         .expect("Response")
         .elements()
         .collect()
+}
+
+/// An `Authorization: Basic` header value.
+pub fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 /// The decoded inline Data of one ItemOperations Fetch result.
